@@ -1,0 +1,364 @@
+"""The core: deduplicates events, dispatches commands and hooks, isolates every failure.
+
+Delivery guarantee: an event that made any handler run is recorded in ``core_handled`` right after
+its handlers finish, so a replay after a crash skips it. If the crash falls between a handler's
+send and that record, the replayed handler re-sends with the same transaction ids
+(:class:`~civicbot.context.Outgoing`) and the homeserver drops the copy: nobody is answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import fnmatch
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from civicbot import __version__, failpoints
+from civicbot.clock import Clock
+from civicbot.commands import Command, CommandError, UsageError
+from civicbot.config import Settings
+from civicbot.context import Context, Outgoing, Permissions, PluginContext, txn_key
+from civicbot.events import Event, EventKind, Message
+from civicbot.loader import CommandIndex, PluginLoadError, validate_plugin_config
+from civicbot.plugin import Plugin
+from civicbot.roomsettings import RoomSettings
+from civicbot.scheduler import Scheduler
+from civicbot.storage import Database
+from civicbot.templates import Templates
+from civicbot.transport import Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, something went wrong while handling that. It has been logged; please try again."
+HANDLER_TIMEOUT = 300.0
+RECENT_IDS = 10_000
+HANDLED_RETENTION_S = 14 * 24 * 3600
+
+
+class Bot:
+    """Holds a transport (never inherits from one) and the loaded plugins."""
+
+    version = __version__
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        db: Database,
+        clock: Clock,
+        scheduler: Scheduler,
+        plugin_classes: dict[str, type[Plugin]],
+    ):
+        self.settings = settings
+        self.transport = transport
+        self.db = db
+        self.clock = clock
+        self.scheduler = scheduler
+        self.plugin_classes = plugin_classes
+        self.prefix = settings.bot.command_prefix
+        self.room_settings = RoomSettings(
+            db, settings.plugins, {n: c.Config for n, c in plugin_classes.items()}
+        )
+        self.permissions = Permissions(transport, db, self.room_settings)
+        self.plugins: dict[str, Plugin] = {}
+        self.index = CommandIndex({})
+        self._hooks: dict[EventKind, list[tuple[Plugin, Callable[[Context], Awaitable[None]]]]] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._started = clock.monotonic()
+        # Extension point for rate limiting and similar gates (issue: per-room moderation).
+        self.command_gates: list[Callable[[Event, Command], Awaitable[str | None]]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Validate, migrate, set up every plugin; undo everything if any one fails."""
+        problems = validate_plugin_config(self.plugin_classes, self.settings.plugins)
+        if problems:
+            raise PluginLoadError("; ".join(problems))
+        self.index = CommandIndex.build(self.plugin_classes)
+        started: list[Plugin] = []
+        try:
+            for name, cls in self.plugin_classes.items():
+                await self.db.migrate(name, cls.migrations)
+                plugin = cls(self._plugin_context(name, cls))
+                await plugin.setup()
+                started.append(plugin)
+                self.plugins[name] = plugin
+        except Exception as exc:
+            for plugin in reversed(started):
+                await _quietly(plugin.teardown())
+            self.plugins.clear()
+            raise PluginLoadError(f"plugin '{name}' failed to load: {exc}") from exc
+        for plugin in self.plugins.values():
+            for kind, attr in type(plugin).declared_event_hooks():
+                self._hooks.setdefault(kind, []).append((plugin, getattr(plugin, attr)))
+        cutoff = int(time.time()) - HANDLED_RETENTION_S
+        await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
+        log.info("loaded plugins: %s", ", ".join(self.plugins))
+
+    async def stop(self) -> None:
+        for plugin in reversed(list(self.plugins.values())):
+            await _quietly(plugin.teardown())
+
+    def _plugin_context(self, name: str, cls: type[Plugin]) -> PluginContext:
+        return PluginContext(
+            name=name,
+            db=self.db,
+            scheduler=self.scheduler.scoped(name),
+            templates=Templates(cls.template_dir()),
+            transport=self.transport,
+            settings=self.settings,
+            room_settings=self.room_settings,
+            permissions=self.permissions,
+            clock=self.clock,
+            log=logging.getLogger(f"civicbot.plugins.{name}"),
+            bot=self,
+        )
+
+    # -- BotInfo -------------------------------------------------------------------------------
+    def uptime_seconds(self) -> float:
+        return self.clock.monotonic() - self._started
+
+    def commands(self) -> list[Command]:
+        return self.index.unique()
+
+    def plugin_names(self) -> list[str]:
+        return list(self.plugins)
+
+    async def enabled_plugins(self, room_id: str) -> list[str]:
+        return [
+            name for name in self.plugins if (await self.room_settings.get(room_id, name)).enabled
+        ]
+
+    async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
+        results = []
+        for name, plugin in self.plugins.items():
+            if not type(plugin).implements(hook):
+                continue
+            if room_id is not None and not (await self.room_settings.get(room_id, name)).enabled:
+                continue
+            try:
+                result = await getattr(plugin, hook)(*args)
+            except Exception:
+                log.exception("hook %s of plugin %s failed", hook, name)
+                continue
+            if result is not None:
+                results.append((name, result))
+        return results
+
+    # -- events --------------------------------------------------------------------------------
+    async def handle_batch(self, events: list[Event]) -> None:
+        """Handle one sync batch: rooms concurrently, each room's events in order."""
+        fresh = await self._unhandled(events)
+        by_room: dict[str, list[Event]] = {}
+        for event in fresh:
+            by_room.setdefault(event.room_id, []).append(event)
+        if len(by_room) == 1:
+            await self._handle_room(next(iter(by_room.values())))
+        elif by_room:
+            await asyncio.gather(*(self._handle_room(evs) for evs in by_room.values()))
+
+    async def _handle_room(self, events: list[Event]) -> None:
+        for event in events:
+            await self.handle_event(event)
+
+    async def _unhandled(self, events: list[Event]) -> list[Event]:
+        ids = [e.event_id for e in events if e.event_id and e.event_id not in self._recent]
+        done: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                f"SELECT event_id FROM core_handled WHERE event_id IN ({marks})", chunk
+            )
+            done.update(row[0] for row in rows)
+        return [
+            e
+            for e in events
+            if not e.event_id or (e.event_id not in done and e.event_id not in self._recent)
+        ]
+
+    def seen(self, event_id: str) -> bool:
+        return event_id in self._recent
+
+    async def handle_event(self, event: Event) -> None:
+        """Handle one event; never raises."""
+        if event.event_id in self._recent:
+            return
+        try:
+            acted = await self._dispatch(event)
+        except Exception:
+            log.exception("unexpected failure handling %s", event.event_id)
+            acted = True
+        self._remember(event.event_id)
+        if acted and event.event_id:
+            failpoints.hit("after-handle")
+            await self.db.execute(
+                "INSERT OR IGNORE INTO core_handled (event_id, handled_at) VALUES (?, ?)",
+                (event.event_id, int(time.time())),
+            )
+
+    def _remember(self, event_id: str) -> None:
+        if not event_id:
+            return
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    async def _dispatch(self, event: Event) -> bool:
+        if event.kind is EventKind.POWER_LEVELS or (
+            event.kind is EventKind.OTHER and event.type == "m.room.create"
+        ):
+            self.permissions.forget_room(event.room_id)
+        if event.kind is EventKind.INVITE:
+            await self._on_invite(event)
+            return False
+        if event.sender == self.transport.user_id or event.kind is EventKind.NOTICE:
+            return False
+        acted = False
+        if event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix):
+            acted = await self._on_command(event)
+        for plugin, hook in self._hooks.get(event.kind, []):
+            config = await self.room_settings.get(event.room_id, plugin.ctx.name)
+            if not config.enabled:
+                continue
+            acted = True
+            ctx = self._context(event, plugin, config, key_suffix=plugin.ctx.name)
+            await self._guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook")
+        return acted
+
+    def _context(
+        self,
+        event: Event,
+        plugin: Plugin,
+        config: Any,
+        command: Command | None = None,
+        key_suffix: str = "",
+    ) -> Context:
+        out = Outgoing(self.transport, txn_key(event.event_id, key_suffix))
+        return Context(event, plugin.ctx, config, self.prefix, out, command)
+
+    async def _on_command(self, event: Event) -> bool:
+        text = event.body[len(self.prefix) :]
+        candidates = self.index.candidates(text)
+        if not candidates:
+            await self._suggest(event, text)
+            return bool(text.strip())
+        command, rest = candidates[0]
+        plugin = self.plugins[command.plugin]
+        config = await self.room_settings.get(event.room_id, command.plugin)
+        ctx = self._context(event, plugin, config, command)
+        if not config.enabled:
+            await ctx.reply(
+                f"The {command.plugin} plugin is switched off in this room. "
+                f"A moderator can switch it on with {self.prefix}plugins enable "
+                f"{command.plugin}."
+            )
+            return True
+        if not await self.permissions.has(event.room_id, event.sender, command.requires):
+            who = await self.permissions.describe(event.room_id, command.requires)
+            await ctx.reply(f"Sorry, only {who} can use {self.prefix}{command.name}.")
+            return True
+        for gate in self.command_gates:
+            verdict = await gate(event, command)
+            if verdict is not None:
+                if verdict:
+                    await ctx.reply(verdict)
+                return True
+        try:
+            args, kwargs = command.parse(rest, ctx)
+        except UsageError as first_error:
+            for fallback, fallback_rest in candidates[1:]:
+                try:
+                    args, kwargs = fallback.parse(fallback_rest, ctx)
+                except UsageError:
+                    continue
+                command = ctx.command = fallback
+                break
+            else:
+                await ctx.reply(self._usage_text(command, first_error))
+                return True
+        await self._guarded(
+            ctx, command.func(plugin, ctx, *args, **kwargs), f"{self.prefix}{command.name}"
+        )
+        return True
+
+    def _usage_text(self, command: Command, error: UsageError) -> str:
+        lines = [
+            error.message + "."
+            if error.message and not error.message.endswith(".")
+            else error.message
+        ]
+        lines.append(f"Usage: {command.usage(self.prefix)}")
+        if command.examples:
+            lines.append("For example: " + "  ".join(command.examples))
+        lines.append(f"({self.prefix}help {command.name} explains more.)")
+        return "\n".join(line for line in lines if line)
+
+    async def _suggest(self, event: Event, text: str) -> None:
+        """A near-miss of a real command gets a hint; anything else stays silent, because other
+        bots in the room may share the prefix."""
+        word = text.split(None, 1)[0].lower() if text.strip() else ""
+        if not word.isalpha() or len(word) > 20:
+            return
+        names = [c.name for c in self.index.unique() if " " not in c.name]
+        close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
+        if close:
+            plugin = self.plugins[self.index.by_name[close[0]].plugin]
+            ctx = self._context(event, plugin, None)
+            await self._guarded(
+                ctx,
+                ctx.reply(
+                    f"I don't know {self.prefix}{word}. Did you mean {self.prefix}{close[0]}? "
+                    f"Type {self.prefix}help to see everything I can do."
+                ),
+                "suggestion",
+            )
+
+    async def _guarded(self, ctx: Context, work: Awaitable[Any], what: str) -> None:
+        """Run a handler; turn errors into readable replies and never let them escape."""
+        try:
+            await asyncio.wait_for(work, HANDLER_TIMEOUT)
+        except UsageError as exc:
+            if ctx.command is not None:
+                await _quietly(ctx.reply(self._usage_text(ctx.command, exc)))
+        except CommandError as exc:
+            await _quietly(ctx.reply(exc.message))
+        except TransportError as exc:
+            log.error("%s could not reach the homeserver: %s", what, exc)
+        except Exception:
+            log.exception("%s failed on %s in %s", what, ctx.event.event_id, ctx.room_id)
+            await _quietly(ctx.reply(APOLOGY))
+
+    async def _on_invite(self, event: Event) -> None:
+        inviter = event.sender
+        allowed = self.settings.bot.allowed_inviters
+        if allowed and not any(fnmatch.fnmatchcase(inviter, pattern) for pattern in allowed):
+            log.info(
+                "declining invite to %s from %s (not in allowed_inviters)", event.room_id, inviter
+            )
+            await _quietly(self.transport.leave(event.room_id))
+            return
+        log.info("joining %s (invited by %s)", event.room_id, inviter)
+        try:
+            await self.transport.join(event.room_id)
+        except TransportError as exc:
+            log.warning("could not join %s: %s", event.room_id, exc)
+            return
+        welcome = (
+            f"Hello! I'm civicbot. Type {self.prefix}help to see what I can do here. "
+            f"Moderators can choose which tools are switched on with "
+            f"{self.prefix}plugins."
+        )
+        out = Outgoing(self.transport, txn_key("welcome", event.room_id))
+        await _quietly(out.message(event.room_id, Message(welcome)))
+
+
+async def _quietly(work: Awaitable[Any]) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("ignored failure")

@@ -1,0 +1,114 @@
+"""``civicbot run | check-config | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from civicbot import __version__
+from civicbot.config import ConfigError, Settings, load_settings
+from civicbot.logs import setup_logging
+
+EXIT_BAD_CONFIG = 2
+
+
+def _load(path: str | None) -> Settings:
+    from civicbot.loader import PluginLoadError, discover, validate_plugin_config
+
+    settings = load_settings(path)
+    try:
+        problems = validate_plugin_config(discover(), settings.plugins)
+    except PluginLoadError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _report(exc: ConfigError, path: str | None) -> int:
+    print(
+        f"civicbot: the configuration{f' in {path}' if path else ''} is not valid:", file=sys.stderr
+    )
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_BAD_CONFIG
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        _load(args.config)
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    print(f"{args.config}: OK")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from civicbot.loader import PluginLoadError
+    from civicbot.runtime import run_bot
+    from civicbot.transport import TransportError
+
+    if not Path(args.config).exists() and not os.environ.get("CIVICBOT_MATRIX__HOMESERVER"):
+        print(
+            f"No {args.config} and no homeserver configured: starting the demo on a private "
+            "local homeserver. Copy config.example.toml to config.toml to use your own.",
+            flush=True,
+        )
+        return run_demo_default()
+    try:
+        settings = _load(args.config)
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    if not settings.has_homeserver:
+        print(
+            "civicbot: set matrix.homeserver and matrix.user_id (or run `civicbot demo` to try "
+            "it against a private local homeserver)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
+    setup_logging(settings.bot.log_level)
+    try:
+        asyncio.run(run_bot(settings))
+    except (PluginLoadError, TransportError) as exc:
+        print(f"civicbot: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from civicbot.demo import run_demo
+
+    return run_demo(Path(args.dir), port=args.port)
+
+
+def run_demo_default() -> int:
+    from civicbot.demo import run_demo
+
+    return run_demo(Path("./demo-data"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="civicbot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"civicbot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bot")
+    run.add_argument("--config", default="config.toml", help="path to the TOML config file")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", default="config.toml")
+    check.set_defaults(func=cmd_check_config)
+    demo = sub.add_parser("demo", help="run against a private Synapse on this machine")
+    demo.add_argument("--dir", default="./demo-data", help="where the demo keeps its state")
+    demo.add_argument("--port", type=int, default=8448)
+    demo.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Bot-wide settings: a TOML file, overridden key by key from ``CIVICBOT_<SECTION>__<KEY>``.
+
+Plugins validate their own ``[plugins.<name>]`` table with their own model (see
+:mod:`civicbot.plugin`); here that table is kept as plain data so a plugin that is not installed
+does not make the whole file invalid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the person running the bot."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatrixSettings(_Section):
+    """How to reach and log in to the homeserver."""
+
+    homeserver: str = ""
+    user_id: str = ""
+    password: SecretStr = SecretStr("")
+    access_token: SecretStr = SecretStr("")
+    device_name: str = "civicbot"
+
+    @field_validator("homeserver")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected a URL starting with https:// (or http:// on loopback)")
+        return value.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, value: str) -> str:
+        if value and not (value.startswith("@") and ":" in value):
+            raise ValueError("expected a full Matrix id like '@civicbot:example.org'")
+        return value
+
+
+class BotSettings(_Section):
+    """How the bot behaves in every room, unless a room overrides it."""
+
+    command_prefix: str = Field("!", min_length=1, max_length=3)
+    data_dir: Path = Path("./data")
+    timezone: str = "Europe/London"
+    allowed_inviters: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "expected an IANA time zone name like 'Europe/London' or 'America/New_York'"
+            ) from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if value.upper() not in levels:
+            raise ValueError(f"expected one of {', '.join(levels)}")
+        return value.upper()
+
+
+class Settings(BaseSettings):
+    """Everything in the config file. Environment variables win over the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CIVICBOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    matrix: MatrixSettings = Field(default_factory=lambda: MatrixSettings())
+    bot: BotSettings = Field(default_factory=lambda: BotSettings())
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def has_homeserver(self) -> bool:
+        return bool(self.matrix.homeserver and self.matrix.user_id)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(path: Path | str | None, **overrides: Any) -> Settings:
+    """Read ``path`` (if given) plus the environment; raise :class:`ConfigError` when invalid."""
+    config_cls: type[Settings] = Settings
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError([f"{path}: no such config file (copy config.example.toml to start)"])
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        config_cls = FileSettings
+    try:
+        return config_cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, model=Settings)) from None
+
+
+def describe_validation_error(
+    exc: ValidationError, *, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[str]:
+    """Turn pydantic's errors into ``dotted.path: what was expected (got ...)`` lines."""
+    problems = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        if error["type"] == "extra_forbidden":
+            hint = _suggest(error["loc"], model)
+            problems.append(f"{path}: unknown key{hint}")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        shown = "" if isinstance(got, dict | SecretStr) or got is None else f" (got {got!r})"
+        problems.append(f"{path}: {message}{shown}")
+    return problems
+
+
+def _suggest(loc: tuple[Any, ...], model: type[BaseModel] | None) -> str:
+    """Name the nearest known key, for typos like ``homesrver``."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        current = field.annotation if field else None
+    known = list(getattr(current, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (known keys: {', '.join(known)})" if known else ""

@@ -1,0 +1,274 @@
+"""What a plugin is given (:class:`PluginContext`) and what each call gets (:class:`Context`)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from civicbot.clock import Clock
+from civicbot.config import Settings
+from civicbot.events import Event, Message
+from civicbot.permissions import PowerLevels, Role, role_satisfied
+from civicbot.roomsettings import ROOM, RoomConfig, RoomSettings
+from civicbot.scheduler import Scheduler
+from civicbot.storage import Database
+from civicbot.templates import Rendered, Templates
+from civicbot.transport import Transport
+
+if TYPE_CHECKING:
+    from civicbot.commands import Command
+    from civicbot.plugin import PluginConfig
+
+MAX_PLAIN_MENTIONS = 10  # more than this pings "many people": only for those who may ping @room
+
+
+class Permissions:
+    """Resolves roles from power levels (cached per room until they change) and granted roles."""
+
+    def __init__(self, transport: Transport, db: Database, room_settings: RoomSettings):
+        self._transport = transport
+        self._db = db
+        self._room_settings = room_settings
+        self._power: dict[str, PowerLevels] = {}
+
+    def forget_room(self, room_id: str) -> None:
+        """Drop cached power levels (called when an ``m.room.power_levels`` event arrives)."""
+        self._power.pop(room_id, None)
+
+    async def power_levels(self, room_id: str) -> PowerLevels:
+        cached = self._power.get(room_id)
+        if cached is None:
+            content = await self._transport.state_event(room_id, "m.room.power_levels")
+            create = await self._transport.create_event(room_id)
+            cached = PowerLevels.from_state(content, create)
+            self._power[room_id] = cached
+        return cached
+
+    async def granted(self, room_id: str, user_id: str) -> set[str]:
+        rows = await self._db.fetchall(
+            "SELECT role FROM core_roles WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+        )
+        return {row["role"] for row in rows}
+
+    async def role_levels(self, room_id: str) -> dict[str, int]:
+        room = await self._room_settings.get(room_id, ROOM)
+        assert isinstance(room, RoomConfig)
+        return {
+            Role.MODERATOR: room.moderator_level,
+            Role.ADMIN: room.admin_level,
+            **room.role_levels,
+        }
+
+    async def has(self, room_id: str, user_id: str, role: str) -> bool:
+        if role == Role.EVERYONE:
+            return True
+        levels = await self.power_levels(room_id)
+        return role_satisfied(
+            role,
+            levels.level(user_id),
+            await self.granted(room_id, user_id),
+            await self.role_levels(room_id),
+        )
+
+    async def describe(self, room_id: str, role: str) -> str:
+        """'moderators (power level 50 or more)' — for polite refusals."""
+        levels = {**await self.role_levels(room_id)}
+        needed = levels.get(role, levels[Role.MODERATOR])
+        plural = {"everyone": "everyone", "admin": "admins"}.get(role, f"{role}s")
+        return f"{plural} (power level {needed} or more, or a granted '{role}' role)"
+
+
+def txn_key(*parts: str) -> str:
+    """A short, stable transaction-id prefix derived from what caused the sends."""
+    return "cb" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
+
+
+class Outgoing:
+    """Sends with transaction ids derived from a stable key: when a handler is replayed after a
+    crash, its sends repeat the same ids and the homeserver keeps only the first copy."""
+
+    def __init__(self, transport: Transport, key: str):
+        self._transport = transport
+        self._key = key
+        self._count = 0
+
+    def _txn(self) -> str:
+        self._count += 1
+        return f"{self._key}.{self._count}"
+
+    async def message(self, room_id: str, message: Message) -> str:
+        return await self._transport.send_message(room_id, message, self._txn())
+
+    async def event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        return await self._transport.send_event(room_id, event_type, content, self._txn())
+
+    async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
+        return await self._transport.send_file(room_id, data, filename, content_type, self._txn())
+
+    async def redact(self, room_id: str, event_id: str, reason: str) -> str:
+        return await self._transport.redact(room_id, event_id, reason, self._txn())
+
+
+class BotInfo(Protocol):
+    """Read-only facts about the running bot, for plugins such as help and ping."""
+
+    version: str
+
+    def uptime_seconds(self) -> float: ...
+
+    def commands(self) -> list[Command]: ...
+
+    def plugin_names(self) -> list[str]: ...
+
+    async def enabled_plugins(self, room_id: str) -> list[str]: ...
+
+    async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
+        """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given)."""
+
+
+@dataclass
+class PluginContext:
+    """Everything a plugin may use. One per loaded plugin."""
+
+    name: str
+    db: Database
+    scheduler: Scheduler
+    templates: Templates
+    transport: Transport
+    settings: Settings
+    room_settings: RoomSettings
+    permissions: Permissions
+    clock: Clock
+    log: logging.Logger
+    bot: BotInfo
+
+    async def config(self, room_id: str) -> Any:
+        """This plugin's settings for ``room_id`` (defaults merged with the room's overrides)."""
+        return await self.room_settings.get(room_id, self.name)
+
+    @property
+    def default_config(self) -> Any:
+        return self.room_settings.default(self.name)
+
+    async def timezone(self, room_id: str) -> ZoneInfo:
+        room = await self.room_settings.get(room_id, ROOM)
+        assert isinstance(room, RoomConfig)
+        return ZoneInfo(room.timezone or self.settings.bot.timezone)
+
+    def outgoing(self, *key_parts: str) -> Outgoing:
+        """Idempotent sends for work not caused by an event (a deadline, a digest)."""
+        return Outgoing(self.transport, txn_key(self.name, *key_parts))
+
+    async def send(
+        self,
+        room_id: str,
+        content: str | Rendered,
+        *key_parts: str,
+        thread_root: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Post a notice in a room from a scheduled job; ``key_parts`` make it idempotent."""
+        text, html = _text_html(content)
+        message = Message(text, html, thread_root=thread_root, reply_to=reply_to)
+        return await self.outgoing(*key_parts).message(room_id, message)
+
+
+def _text_html(content: str | Rendered) -> tuple[str, str | None]:
+    if isinstance(content, Rendered):
+        return content.text, content.html
+    return content, None
+
+
+class Context:
+    """One handler call: the event, the plugin, the room's settings and ways to answer."""
+
+    def __init__(
+        self,
+        event: Event,
+        plugin: PluginContext,
+        config: PluginConfig,
+        prefix: str,
+        out: Outgoing,
+        command: Command | None = None,
+    ):
+        self.event = event
+        self.plugin = plugin
+        self.config: Any = config
+        self.prefix = prefix
+        self.out = out
+        self.command = command
+
+    @property
+    def room_id(self) -> str:
+        return self.event.room_id
+
+    @property
+    def sender(self) -> str:
+        return self.event.sender
+
+    @property
+    def now(self) -> datetime:
+        return self.plugin.clock.now()
+
+    async def timezone(self) -> ZoneInfo:
+        return await self.plugin.timezone(self.room_id)
+
+    async def has_role(self, role: str, user_id: str | None = None) -> bool:
+        return await self.plugin.permissions.has(self.room_id, user_id or self.sender, role)
+
+    async def is_direct(self) -> bool:
+        """True in a one-to-one room with the bot (where secret ballots may be cast)."""
+        members = await self.plugin.transport.joined_members(self.room_id)
+        return len(members) <= 2
+
+    async def reply(
+        self,
+        content: str | Rendered,
+        *,
+        html: str | None = None,
+        mentions: tuple[str, ...] = (),
+        mention_room: bool = False,
+        thread: bool = True,
+    ) -> str:
+        """Answer in the room (in the thread the event came from) as a notice."""
+        text, rendered_html = _text_html(content)
+        message = Message(
+            text,
+            html or rendered_html,
+            mentions=mentions,
+            mention_room=mention_room,
+            reply_to=self.event.event_id,
+            thread_root=self.event.thread_root if thread else None,
+        )
+        return await self.send_message(self.room_id, message)
+
+    async def reply_template(self, name: str, **values: Any) -> str:
+        return await self.reply(self.plugin.templates.render(name, prefix=self.prefix, **values))
+
+    async def send_message(self, room_id: str, message: Message) -> str:
+        """Send after checking the requester may cause every ping the message would make."""
+        power = await self.plugin.permissions.power_levels(self.room_id)
+        may_ping_room = power.can_notify_room(self.sender)
+        if not may_ping_room:
+            message.mention_room = False
+            message.text = defuse_room_ping(message.text)
+            if message.html:
+                message.html = defuse_room_ping(message.html)
+            if len(message.mentions) > MAX_PLAIN_MENTIONS:
+                message.mentions = ()
+        return await self.out.message(room_id, message)
+
+    async def dm(self, user_id: str, content: str | Rendered) -> str:
+        """Message someone privately, in a direct room created when needed."""
+        text, html = _text_html(content)
+        room_id = await self.plugin.transport.direct_room(user_id)
+        return await self.out.message(room_id, Message(text, html))
+
+
+def defuse_room_ping(text: str) -> str:
+    """Keep '@room' readable but stop legacy clients treating it as a whole-room ping."""
+    return text.replace("@room", "@\u2060room")

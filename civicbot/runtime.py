@@ -1,0 +1,48 @@
+"""Wiring: settings → database → transport → bot, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from civicbot.bot import Bot
+from civicbot.clock import SystemClock
+from civicbot.config import Settings
+from civicbot.loader import discover
+from civicbot.scheduler import ApScheduler
+from civicbot.storage import Database
+from civicbot.transport.matrix import MatrixTransport
+
+log = logging.getLogger(__name__)
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT; in-flight handlers finish and state is saved before returning."""
+    data_dir = settings.bot.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = await Database.open(data_dir / "civicbot.sqlite3")
+    clock = SystemClock()
+    scheduler = ApScheduler(clock)
+    transport = MatrixTransport(settings.matrix, data_dir, db)
+    bot = Bot(settings, transport, db, clock, scheduler, discover())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _request_stop, sig, transport)
+    try:
+        await transport.login()
+        scheduler.start()
+        await bot.start()
+        log.info("civicbot %s running as %s", bot.version, transport.user_id)
+        await transport.run(bot.handle_batch)
+    finally:
+        scheduler.shutdown()
+        await bot.stop()
+        await transport.close()
+        await db.close()
+        log.info("stopped cleanly")
+
+
+def _request_stop(sig: signal.Signals, transport: MatrixTransport) -> None:
+    log.info("received %s: finishing what is in flight, then stopping", sig.name)
+    transport.request_stop()

@@ -1,0 +1,68 @@
+"""The one interface between civicbot and a chat network.
+
+Only :mod:`civicbot.transport.matrix` imports matrix-nio; the core and plugins see this protocol,
+which is also what the fake transport of the fast tests implements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from civicbot.events import Event, Message
+
+EventSink = Callable[[list[Event]], Awaitable[None]]
+
+
+class TransportError(Exception):
+    """The homeserver refused a request for a reason retrying will not fix."""
+
+    def __init__(self, message: str, errcode: str = ""):
+        super().__init__(message)
+        self.errcode = errcode
+
+
+class Transport(Protocol):
+    """What the bot needs from a chat network. Every send takes a ``txn_id`` so that a replayed
+    handler re-sends with the same id and the homeserver drops the duplicate."""
+
+    user_id: str
+
+    async def run(self, sink: EventSink) -> None:
+        """Sync until :meth:`stop`, handing each batch to ``sink`` before saving the position."""
+
+    async def stop(self) -> None: ...
+
+    async def send_message(self, room_id: str, message: Message, txn_id: str) -> str: ...
+
+    async def send_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str: ...
+
+    async def send_file(
+        self, room_id: str, data: bytes, filename: str, content_type: str, txn_id: str
+    ) -> str: ...
+
+    async def redact(self, room_id: str, event_id: str, reason: str, txn_id: str) -> str: ...
+
+    async def join(self, room_id: str) -> None: ...
+
+    async def leave(self, room_id: str) -> None: ...
+
+    async def state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
+        """The content of a state event, or None when the room has none."""
+
+    async def create_event(self, room_id: str) -> dict[str, Any] | None:
+        """The whole ``m.room.create`` event (its sender is a creator in room version 12)."""
+
+    async def joined_members(self, room_id: str) -> list[str]: ...
+
+    async def direct_room(self, user_id: str) -> str:
+        """A room for talking to ``user_id`` alone, created if needed."""
+
+    async def relations(
+        self, room_id: str, event_id: str, rel_type: str | None = None
+    ) -> list[Event]:
+        """Every event relating to ``event_id`` (all pages)."""

@@ -1,0 +1,206 @@
+"""An in-memory transport for fast tests and benchmarks: records what the bot says."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from civicbot.events import Event, EventKind, Message
+from civicbot.transport import EventSink, TransportError
+
+
+@dataclass
+class Sent:
+    room_id: str
+    type: str
+    content: dict[str, Any]
+    txn_id: str
+    event_id: str
+
+    @property
+    def body(self) -> str:
+        return str(self.content.get("body", ""))
+
+
+@dataclass
+class FakeRoom:
+    room_id: str
+    members: list[str]
+    power_levels: dict[str, Any] = field(default_factory=dict)
+    create: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeTransport:
+    """Implements :class:`civicbot.transport.Transport` without a network.
+
+    Deduplicates sends by ``txn_id`` the way a homeserver does, so tests can prove that a
+    replayed handler does not speak twice."""
+
+    def __init__(self, user_id: str = "@civicbot:test") -> None:
+        self.user_id = user_id
+        self.sent: list[Sent] = []
+        self.rooms: dict[str, FakeRoom] = {}
+        self.joined: set[str] = set()
+        self.left: set[str] = set()
+        self._by_txn: dict[str, str] = {}
+        self._ids = itertools.count(1)
+        self._stopped = asyncio.Event()
+        self.fail_sends = 0  # make the next N sends raise, to test error paths
+
+    # -- set-up helpers for tests -------------------------------------------------------------
+    def add_room(
+        self,
+        room_id: str,
+        members: list[str],
+        power_levels: dict[str, Any] | None = None,
+        creator: str | None = None,
+        room_version: str = "10",
+    ) -> FakeRoom:
+        creator = creator or members[0]
+        room = FakeRoom(
+            room_id,
+            [*members, self.user_id] if self.user_id not in members else list(members),
+            power_levels if power_levels is not None else {"users": {creator: 100}},
+            {"sender": creator, "content": {"room_version": room_version, "creator": creator}},
+        )
+        self.rooms[room_id] = room
+        return room
+
+    def new_event_id(self) -> str:
+        return f"$fake{next(self._ids)}"
+
+    def make_event(
+        self,
+        room_id: str,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+        ts: int = 0,
+    ) -> Event:
+        raw: dict[str, Any] = {
+            "event_id": self.new_event_id(),
+            "sender": sender,
+            "type": event_type,
+            "content": content,
+            "origin_server_ts": ts,
+        }
+        if state_key is not None:
+            raw["state_key"] = state_key
+        if event_type == "m.room.redaction":
+            raw["redacts"] = content.get("redacts")
+        self.rooms.setdefault(room_id, FakeRoom(room_id, [sender, self.user_id])).events.append(raw)
+        return Event.from_raw(raw, room_id)
+
+    def texts(self, room_id: str | None = None) -> list[str]:
+        return [
+            s.body
+            for s in self.sent
+            if s.type == "m.room.message" and (room_id is None or s.room_id == room_id)
+        ]
+
+    # -- Transport -----------------------------------------------------------------------------
+    async def run(self, sink: EventSink) -> None:
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+    async def send_message(self, room_id: str, message: Message, txn_id: str) -> str:
+        return await self.send_event(room_id, "m.room.message", message.content(), txn_id)
+
+    async def send_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str:
+        if txn_id in self._by_txn:
+            return self._by_txn[txn_id]
+        if self.fail_sends > 0:
+            self.fail_sends -= 1
+            raise TransportError("simulated failure", "M_UNKNOWN")
+        event_id = self.new_event_id()
+        self._by_txn[txn_id] = event_id
+        self.sent.append(Sent(room_id, event_type, content, txn_id, event_id))
+        raw = {
+            "event_id": event_id,
+            "sender": self.user_id,
+            "type": event_type,
+            "content": content,
+            "origin_server_ts": 0,
+        }
+        self.rooms.setdefault(room_id, FakeRoom(room_id, [self.user_id])).events.append(raw)
+        return event_id
+
+    async def send_file(
+        self, room_id: str, data: bytes, filename: str, content_type: str, txn_id: str
+    ) -> str:
+        content = {
+            "msgtype": "m.file",
+            "body": filename,
+            "filename": filename,
+            "info": {"mimetype": content_type, "size": len(data)},
+            "url": "mxc://fake/file",
+            "m.mentions": {},
+        }
+        event_id = await self.send_event(room_id, "m.room.message", content, txn_id)
+        self.sent[-1].content["_data"] = data
+        return event_id
+
+    async def redact(self, room_id: str, event_id: str, reason: str, txn_id: str) -> str:
+        return await self.send_event(
+            room_id, "m.room.redaction", {"redacts": event_id, "reason": reason}, txn_id
+        )
+
+    async def join(self, room_id: str) -> None:
+        self.joined.add(room_id)
+
+    async def leave(self, room_id: str) -> None:
+        self.left.add(room_id)
+
+    async def state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return None
+        if event_type == "m.room.power_levels":
+            return room.power_levels
+        if event_type == "m.room.create":
+            return room.create.get("content")
+        return None
+
+    async def create_event(self, room_id: str) -> dict[str, Any] | None:
+        room = self.rooms.get(room_id)
+        return room.create if room else None
+
+    async def joined_members(self, room_id: str) -> list[str]:
+        room = self.rooms.get(room_id)
+        return list(room.members) if room else []
+
+    async def direct_room(self, user_id: str) -> str:
+        room_id = f"!dm-{user_id.strip('@').replace(':', '-')}:test"
+        if room_id not in self.rooms:
+            self.add_room(room_id, [user_id])
+        return room_id
+
+    async def relations(
+        self, room_id: str, event_id: str, rel_type: str | None = None
+    ) -> list[Event]:
+        room = self.rooms.get(room_id)
+        found = []
+        for raw in room.events if room else []:
+            rel = raw.get("content", {}).get("m.relates_to") or {}
+            if rel.get("event_id") == event_id and (
+                rel_type is None or rel.get("rel_type") == rel_type
+            ):
+                found.append(Event.from_raw(raw, room_id))
+        return found
+
+    def events_of_kind(self, kind: EventKind) -> list[Sent]:
+        return [
+            s
+            for s in self.sent
+            if Event.from_raw({"type": s.type, "content": s.content}, s.room_id).kind is kind
+        ]

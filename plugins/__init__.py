@@ -1,0 +1,1 @@
+"""Built-in civicbot plugins, one package each (imported as ``civicbot_plugins``)."""
