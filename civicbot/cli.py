@@ -20,7 +20,7 @@ def _load(path: str | None) -> Settings:
 
     settings = load_settings(path)
     try:
-        problems = validate_plugin_config(discover(), settings.plugins)
+        problems = validate_plugin_config(discover(settings.bot.extra_plugins), settings.plugins)
     except PluginLoadError as exc:
         problems = [str(exc)]
     if problems:

@@ -66,6 +66,8 @@ class BotSettings(_Section):
     timezone: str = "Europe/London"
     allowed_inviters: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+    # Plugins to load by import path ("package.module:PluginClass") without packaging them.
+    extra_plugins: list[str] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod

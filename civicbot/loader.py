@@ -29,8 +29,9 @@ class PluginLoadError(Exception):
     """Loading stopped; the message says which plugin and why."""
 
 
-def discover() -> dict[str, type[Plugin]]:
-    """Every available plugin class by name: built-ins first, then entry points."""
+def discover(extra: list[str] | tuple[str, ...] = ()) -> dict[str, type[Plugin]]:
+    """Every available plugin class by name: built-ins, entry points, then ``extra`` import
+    paths (``"package.module:PluginClass"``, from ``bot.extra_plugins``)."""
     found: dict[str, type[Plugin]] = {}
     import civicbot_plugins
 
@@ -53,6 +54,13 @@ def discover() -> dict[str, type[Plugin]]:
                 f"plugin '{entry.name}' ({entry.value}) failed to import: {exc}"
             ) from exc
         _add(found, cls, entry.value)
+    for path in extra:
+        module_name, _, attr = path.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr or "PLUGIN")
+        except Exception as exc:
+            raise PluginLoadError(f"bot.extra_plugins: cannot import '{path}': {exc}") from exc
+        _add(found, cls, path)
     return found
 
 

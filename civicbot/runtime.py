@@ -25,7 +25,7 @@ async def run_bot(settings: Settings) -> None:
     clock = SystemClock()
     scheduler = ApScheduler(clock)
     transport = MatrixTransport(settings.matrix, data_dir, db)
-    bot = Bot(settings, transport, db, clock, scheduler, discover())
+    bot = Bot(settings, transport, db, clock, scheduler, discover(settings.bot.extra_plugins))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, sig, transport)

@@ -177,6 +177,7 @@ class MatrixTransport:
         token = await self._db.kv_get("sync_token")
         if token is None:
             token = await self._first_sync(sink)
+        log.info("listening for events")
         backoff = Backoff()
         while not self._stopping.is_set():
             response = await self._sync_or_stop(token)
@@ -258,7 +259,8 @@ class MatrixTransport:
         for room_id, info in response.rooms.invite.items():
             for state in info.invite_state:
                 raw = getattr(state, "source", None) or {}
-                content = raw.get("content") or {}
+                # nio keeps invite_state content on the parsed event, not in .source
+                content = raw.get("content") or getattr(state, "content", None) or {}
                 if (
                     raw.get("type") == "m.room.member"
                     and raw.get("state_key") == self.user_id

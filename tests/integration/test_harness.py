@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import pytest
 
 from civicbot.testing.client import MatrixHTTPError, Resident
 from civicbot.testing.synapse import LocalSynapse
-
-if importlib.util.find_spec("synapse") is None:  # checked without the slow import
-    pytest.skip("matrix-synapse is not installed", allow_module_level=True)
 
 PASSWORD = "correct horse"
 

@@ -1,0 +1,15 @@
+"""A plugin for tests: its command raises, to prove one failing handler never stops the bot."""
+
+from civicbot.commands import command
+from civicbot.context import Context
+from civicbot.plugin import Plugin
+
+
+class BoomPlugin(Plugin):
+    name = "boom"
+    description = "Fails on purpose (tests only)."
+
+    @command("boom")
+    async def boom(self, ctx: Context) -> None:
+        """Raise an error on purpose."""
+        raise RuntimeError("boom on purpose")
