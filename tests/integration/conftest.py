@@ -82,9 +82,15 @@ def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> None:
 class BotProcess:
     """``civicbot run`` in a child process, so tests can SIGTERM or SIGKILL it for real."""
 
-    def __init__(self, synapse: LocalSynapse, directory: Path, user_id: str,
-                 bot: dict[str, Any] | None = None, plugins: dict[str, dict[str, Any]] | None
-                 = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        synapse: LocalSynapse,
+        directory: Path,
+        user_id: str,
+        bot: dict[str, Any] | None = None,
+        plugins: dict[str, dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.synapse = synapse
         self.directory = directory
         self.user_id = user_id
@@ -94,8 +100,12 @@ class BotProcess:
         self.process: subprocess.Popen[bytes] | None = None
         tables: dict[str, dict[str, Any]] = {
             "matrix": {"homeserver": synapse.url, "user_id": user_id, "password": PASSWORD},
-            "bot": {"data_dir": directory / "data", "log_level": "INFO",
-                    "extra_plugins": ["boom_plugin:BoomPlugin"], **(bot or {})},
+            "bot": {
+                "data_dir": directory / "data",
+                "log_level": "INFO",
+                "extra_plugins": ["boom_plugin:BoomPlugin"],
+                **(bot or {}),
+            },
         }
         for name, values in (plugins or {}).items():
             tables[f"plugins.{name}"] = values
@@ -103,21 +113,31 @@ class BotProcess:
         self.starts = 0
 
     async def start(self, timeout: float = 30, env: dict[str, str] | None = None) -> None:
-        environ = {**os.environ, **self.env, **(env or {}),
-                   "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "support"),
-                                                  os.environ.get("PYTHONPATH", "")])}
+        environ = {
+            **os.environ,
+            **self.env,
+            **(env or {}),
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO / "tests" / "support"), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it while it runs
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "civicbot", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=self.directory)
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            cwd=self.directory,
+        )
         log.close()
         self.starts += 1
         deadline = time.monotonic() + timeout
         while BOT_READY not in self.log_text()[offset:]:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the bot exited with {self.process.returncode}:\n"
-                                   f"{self.log_text()[-3000:]}")
+                raise RuntimeError(
+                    f"the bot exited with {self.process.returncode}:\n{self.log_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the bot did not start:\n{self.log_text()[-3000:]}")
             await asyncio.sleep(0.05)
@@ -152,8 +172,9 @@ class BotProcess:
 
 
 @pytest.fixture
-async def bots(synapse: LocalSynapse, tmp_path: Path
-               ) -> AsyncIterator[Callable[..., Awaitable[BotProcess]]]:
+async def bots(
+    synapse: LocalSynapse, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[BotProcess]]]:
     """``await bots(**settings)`` registers a fresh bot account and starts ``civicbot run``."""
     made: list[BotProcess] = []
 
@@ -180,16 +201,23 @@ async def bots(synapse: LocalSynapse, tmp_path: Path
 def is_notice_from(user_id: str, contains: str = "") -> Callable[[dict[str, Any]], bool]:
     def check(event: dict[str, Any]) -> bool:
         content = event.get("content") or {}
-        return (event.get("sender") == user_id and event.get("type") == "m.room.message"
-                and content.get("msgtype") == "m.notice" and contains in content.get("body", ""))
+        return (
+            event.get("sender") == user_id
+            and event.get("type") == "m.room.message"
+            and content.get("msgtype") == "m.notice"
+            and contains in content.get("body", "")
+        )
+
     return check
 
 
-async def room_with_bot(moderator: Resident, bot: BotProcess, *members: Resident,
-                        room_version: str | None = None) -> str:
+async def room_with_bot(
+    moderator: Resident, bot: BotProcess, *members: Resident, room_version: str | None = None
+) -> str:
     """The moderator creates a room, invites the bot and members; waits for the bot's hello."""
-    room = await moderator.create_room(name="Elm Street", invite=[bot.user_id],
-                                       room_version=room_version)
+    room = await moderator.create_room(
+        name="Elm Street", invite=[bot.user_id], room_version=room_version
+    )
     moderator.mark()
     for member in members:
         await moderator.invite(room, member.user_id)
