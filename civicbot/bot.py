@@ -21,7 +21,14 @@ from civicbot import __version__, failpoints
 from civicbot.clock import Clock
 from civicbot.commands import Command, CommandError, UsageError
 from civicbot.config import Settings
-from civicbot.context import Context, Outgoing, Permissions, PluginContext, txn_key
+from civicbot.context import (
+    CommandGate,
+    Context,
+    Outgoing,
+    Permissions,
+    PluginContext,
+    txn_key,
+)
 from civicbot.events import Event, EventKind, Message
 from civicbot.loader import CommandIndex, PluginLoadError, validate_plugin_config
 from civicbot.plugin import Plugin
@@ -69,8 +76,7 @@ class Bot:
         self._hooks: dict[EventKind, list[tuple[Plugin, Callable[[Context], Awaitable[None]]]]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
-        # Extension point for rate limiting and similar gates (issue: per-room moderation).
-        self.command_gates: list[Callable[[Event, Command], Awaitable[str | None]]] = []
+        self.command_gates: list[CommandGate] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -132,6 +138,9 @@ class Bot:
         return [
             name for name in self.plugins if (await self.room_settings.get(room_id, name)).enabled
         ]
+
+    def add_command_gate(self, gate: CommandGate) -> None:
+        self.command_gates.append(gate)
 
     async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
         results = []

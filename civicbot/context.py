@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from civicbot.commands import Command
     from civicbot.plugin import PluginConfig
 
+CommandGate = Callable[[Event, "Command"], Awaitable[str | None]]
 MAX_PLAIN_MENTIONS = 10  # more than this pings "many people": only for those who may ping @room
 
 
@@ -127,7 +129,12 @@ class BotInfo(Protocol):
     async def enabled_plugins(self, room_id: str) -> list[str]: ...
 
     async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
-        """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given)."""
+        """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given).
+        Returns ``(plugin name, result)`` pairs for the results that are not None."""
+
+    def add_command_gate(self, gate: CommandGate) -> None:
+        """Run ``gate(event, command)`` before every command. It returns None to let the command
+        through, a message to refuse with it, or "" to drop the command silently."""
 
 
 @dataclass
