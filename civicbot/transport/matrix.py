@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -196,7 +197,7 @@ class MatrixTransport:
             events = await self._collect(response)
             await sink(events)
             token = response.next_batch
-            await self._db.kv_set("sync_token", token)
+            await self._save_position(token, events)
 
     async def _first_sync(self, sink: EventSink) -> str:
         """Learn where the rooms are now without answering history; still honour invites."""
@@ -216,9 +217,21 @@ class MatrixTransport:
             if self._stopping.is_set():
                 raise asyncio.CancelledError
         await sink(self._invites(response))
-        await self._db.kv_set("sync_token", response.next_batch)
+        newest = [info.timeline.events[-1].source for info in response.rooms.join.values()
+                  if info.timeline.events]
+        await self._save_position(response.next_batch,
+                                  [Event.from_raw(raw, "") for raw in newest])
         log.info("first start: skipped room history, listening from now on")
         return response.next_batch
+
+    async def _save_position(self, token: str, events: list[Event]) -> None:
+        """Store where to sync from next, and the newest event time a gap must page back to."""
+        async with self._db.transaction():
+            await self._db.kv_set("sync_token", token)
+            newest = max((e.ts for e in events), default=0) or int(time.time() * 1000)
+            if newest:
+                last = int(await self._db.kv_get("last_event_ts") or 0)
+                await self._db.kv_set("last_event_ts", str(max(last, newest)))
 
     async def _sync_or_stop(self, token: str) -> SyncResponse | SyncError | None:
         """One long-poll, abandoned at once when the bot is asked to stop."""
@@ -244,7 +257,11 @@ class MatrixTransport:
         events = self._invites(response)
         for room_id, info in response.rooms.join.items():
             raws = [e.source for e in info.timeline.events if getattr(e, "source", None)]
-            if info.timeline.limited and info.timeline.prev_batch:
+            joined_at = self._own_join(raws)
+            if joined_at is not None:
+                # Just joined: what came before our join is the room's history, not for us.
+                raws = raws[joined_at:]
+            elif info.timeline.limited and info.timeline.prev_batch:
                 raws = await self._fill_gap(room_id, info.timeline.prev_batch) + raws
             events.extend(Event.from_raw(raw, room_id) for raw in raws)
             if any(raw.get("type") == "m.room.member" for raw in raws):
@@ -252,6 +269,16 @@ class MatrixTransport:
         for room_id in response.rooms.leave:
             self._members_cache.pop(room_id, None)
         return events
+
+    def _own_join(self, raws: list[dict[str, Any]]) -> int | None:
+        """Index of the bot's own join in a timeline, if it joined during this batch."""
+        for index, raw in enumerate(raws):
+            if (raw.get("type") == "m.room.member" and raw.get("state_key") == self.user_id
+                    and (raw.get("content") or {}).get("membership") == "join"):
+                prev = ((raw.get("unsigned") or {}).get("prev_content") or {}).get("membership")
+                if prev != "join":
+                    return index
+        return None
 
     def _invites(self, response: SyncResponse) -> list[Event]:
         """Invites addressed to the bot itself (state_key is our id), as INVITE events."""
@@ -295,8 +322,10 @@ class MatrixTransport:
             chunk = page.get("chunk") or []
             reached = False
             for raw in chunk:
-                if int(raw.get("origin_server_ts") or 0) <= last_ts or await self._known(
-                    raw.get("event_id", "")
+                if (
+                    int(raw.get("origin_server_ts") or 0) <= last_ts
+                    or self._own_join([raw]) is not None
+                    or await self._known(raw.get("event_id", ""))
                 ):
                     reached = True
                     break
