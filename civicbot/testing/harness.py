@@ -44,9 +44,14 @@ class BotHarness:
     @classmethod
     @asynccontextmanager
     async def create(
-        cls, tmp_path: Path, plugins: dict[str, type[Plugin]] | None = None, **settings: Any
+        cls,
+        tmp_path: Path,
+        plugin_classes: dict[str, type[Plugin]] | None = None,
+        **settings: Any,
     ) -> AsyncIterator[BotHarness]:
-        harness = await cls.start(tmp_path, plugins, **settings)
+        """``settings`` are Settings sections, e.g. ``plugins={"polls": {"enabled": False}}``;
+        ``plugin_classes`` replaces the discovered plugins."""
+        harness = await cls.start(tmp_path, plugin_classes, **settings)
         try:
             yield harness
         finally:
@@ -56,7 +61,7 @@ class BotHarness:
     async def start(
         cls,
         tmp_path: Path,
-        plugins: dict[str, type[Plugin]] | None = None,
+        plugin_classes: dict[str, type[Plugin]] | None = None,
         db: Database | None = None,
         clock: FakeClock | None = None,
         transport: FakeTransport | None = None,
@@ -69,10 +74,13 @@ class BotHarness:
         clock = clock or FakeClock()
         scheduler = ManualScheduler(clock)
         transport = transport or FakeTransport()
-        bot = Bot(
-            config, transport, db, clock, scheduler, plugins if plugins is not None else discover()
-        )
-        await bot.start()
+        classes = plugin_classes if plugin_classes is not None else discover()
+        bot = Bot(config, transport, db, clock, scheduler, classes)
+        try:
+            await bot.start()
+        except BaseException:
+            await db.close()
+            raise
         return cls(bot, transport, clock, scheduler, db, tmp_path)
 
     async def restart(self) -> BotHarness:

@@ -39,8 +39,13 @@ async def test_invite_from_someone_not_allowed_is_declined(residents, bots):
     room = await stranger.create_room(name="Not ours", invite=[bot.user_id])
     stranger.mark()
     leave = await stranger.wait_for(
-        room, lambda e: e["type"] == "m.room.member" and e.get("state_key") == bot.user_id
-        and e["content"].get("membership") == "leave")
+        room,
+        lambda e: (
+            e["type"] == "m.room.member"
+            and e.get("state_key") == bot.user_id
+            and e["content"].get("membership") == "leave"
+        ),
+    )
     assert leave["sender"] == bot.user_id
     # An allowed inviter still gets the bot.
     await room_with_bot(ann, bot)
@@ -60,8 +65,9 @@ async def test_restart_does_not_answer_old_messages_again(residents, bots):
     ann.mark()
     await ann.send_text(room, "!help ping")
     await ann.wait_for(room, is_notice_from(bot.user_id, "Check that I'm listening"))
-    pongs = [e for e in await ann.messages(room, limit=100)
-             if is_notice_from(bot.user_id, "Pong")(e)]
+    pongs = [
+        e for e in await ann.messages(room, limit=100) if is_notice_from(bot.user_id, "Pong")(e)
+    ]
     assert len(pongs) == 2
 
 
@@ -81,9 +87,13 @@ async def test_failing_handler_apologises_and_bot_carries_on(residents, bots):
 
 async def _count_replies(resident: Resident, room: str, bot_id: str, to_event: str) -> int:
     events = await resident.messages(room, limit=200)
-    return sum(1 for e in events if e.get("sender") == bot_id
-               and (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {})
-               .get("event_id") == to_event)
+    return sum(
+        1
+        for e in events
+        if e.get("sender") == bot_id
+        and (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+        == to_event
+    )
 
 
 async def test_sigkill_right_after_handling_does_not_answer_twice(residents, bots):

@@ -1,0 +1,103 @@
+"""Config: the example validates, bad keys name their dotted path, env wins over the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from civicbot.cli import main
+from civicbot.config import ConfigError, load_settings
+from civicbot.loader import discover, validate_plugin_config
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config.example.toml"
+
+
+def test_example_config_is_valid_for_the_bot_and_every_plugin():
+    settings = load_settings(EXAMPLE)
+    assert validate_plugin_config(discover(), settings.plugins) == []
+    assert settings.bot.command_prefix == "!"
+
+
+def test_example_documents_every_plugin():
+    settings = load_settings(EXAMPLE)
+    assert set(settings.plugins) == set(discover())
+
+
+def test_every_plugin_package_is_listed_for_packaging():
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for folder in (REPO / "plugins").iterdir():
+        if (folder / "__init__.py").exists():
+            assert f'"civicbot_plugins.{folder.name}"' in pyproject, folder.name
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bad_value_names_dotted_path_and_expectation(tmp_path, capsys):
+    path = write(tmp_path, '[bot]\ntimezone = "Mars/Olympus"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "bot.timezone" in err
+    assert "IANA time zone" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path, capsys):
+    path = write(tmp_path, '[matrix]\nhomesrver = "https://m.example.org"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "matrix.homesrver: unknown key (did you mean 'homeserver'?)" in capsys.readouterr().err
+
+
+def test_plugin_table_is_checked_by_the_plugins_model(tmp_path, capsys):
+    path = write(tmp_path, '[plugins.ping]\nenabled = "sometimes"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "plugins.ping.enabled" in capsys.readouterr().err
+
+
+def test_unknown_plugin_is_named(tmp_path, capsys):
+    path = write(tmp_path, "[plugins.nosuch]\nenabled = true\n")
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "plugins.nosuch: no plugin called 'nosuch'" in capsys.readouterr().err
+
+
+def test_broken_toml_is_reported_without_traceback(tmp_path, capsys):
+    path = write(tmp_path, "[bot\n")
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    path = write(tmp_path, '[bot]\ncommand_prefix = "!"\n[matrix]\npassword = "in-file"\n')
+    monkeypatch.setenv("CIVICBOT_BOT__COMMAND_PREFIX", "?")
+    monkeypatch.setenv("CIVICBOT_MATRIX__PASSWORD", "from-env")
+    settings = load_settings(path)
+    assert settings.bot.command_prefix == "?"
+    assert settings.matrix.password.get_secret_value() == "from-env"
+    assert "from-env" not in repr(settings)  # secrets never print
+
+
+def test_environment_override_is_validated_too(monkeypatch):
+    monkeypatch.setenv("CIVICBOT_BOT__LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    assert "bot.log_level" in str(err.value)
+
+
+def test_run_refuses_bad_config_with_exit_2_and_no_traceback(tmp_path):
+    path = write(tmp_path, '[bot]\ntimezone = "Nowhere/Special"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "civicbot", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "bot.timezone" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
