@@ -6,7 +6,7 @@
 
 Arguments come from the annotations after ``ctx``: ``str`` (one word), ``int``, ``float``,
 :class:`Rest` (everything left, new lines kept), :class:`Lines` (the rest split on new lines or
-`` | ``), :class:`UserId`, ``ItemId["P"]`` and any :class:`Converter`. A default makes one
+`` | ``), :class:`UserId`, ``item_id("P")`` and any :class:`Converter`. A default makes one
 optional; ``*words: str`` takes any number.
 """
 
@@ -109,7 +109,15 @@ class _ItemIdMeta(type):
 
 
 class ItemId(metaclass=_ItemIdMeta):
-    """``ItemId["P"]`` accepts ``P-12``, ``p12`` or ``12`` and gives the number 12."""
+    """``ItemId["P"]`` accepts ``P-12``, ``p12`` or ``12`` and gives the number 12.
+
+    Linters read a string inside an annotation as a forward reference, so define the type once
+    at module level with :func:`item_id` instead: ``PollId = item_id("P")``."""
+
+
+def item_id(prefix: str) -> type[ItemIdOf]:
+    """The converter for ids shown to users as ``<prefix>-<number>``."""
+    return ItemId[prefix]
 
 
 class ItemIdOf(int, Converter):

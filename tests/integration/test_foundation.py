@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from civicbot.testing.client import Resident
 from tests.integration.conftest import is_notice_from, room_with_bot
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from civicbot.commands import ItemId, Lines, Rest, UsageError, UserId, command, split_parts
+from civicbot.commands import Lines, Rest, UsageError, UserId, command, item_id, split_parts
+
+PollId = item_id("P")
 
 
 class Holder:
     @command("poll close", examples=("!poll close P-3",))
-    async def close(self, ctx, poll: ItemId["P"], reason: Rest | None = None) -> None:
+    async def close(self, ctx, poll: PollId, reason: Rest | None = None) -> None:
         """Close a poll now."""
 
     @command("give")
@@ -43,7 +45,7 @@ def test_item_ids_accept_the_forms_people_type():
 
 
 def test_rest_keeps_the_remaining_text():
-    args, kwargs = spec(Holder.close).parse("P-1  because  it is done", None)
+    _, kwargs = spec(Holder.close).parse("P-1  because  it is done", None)
     assert kwargs == {"poll": 1, "reason": "because  it is done"}
 
 
@@ -63,7 +65,7 @@ def test_missing_required_argument_is_a_usage_error():
 
 
 def test_curly_quotes_from_phones_group_words():
-    args, kwargs = spec(Holder.give).parse("@a:b.c 1 “two words” three", None)
+    args, _ = spec(Holder.give).parse("@a:b.c 1 “two words” three", None)
     assert args == ["two words", "three"]
 
 
