@@ -31,11 +31,10 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
 
 
 class Templates:
-    """The templates of one plugin, plus the shared ones in ``civicbot/templates``."""
+    """The templates of one plugin (``<plugin package>/templates``)."""
 
     def __init__(self, directory: Path | None):
         search = [str(directory)] if directory and directory.is_dir() else []
-        search.append(str(Path(__file__).parent / "templates"))
         loader = jinja2.FileSystemLoader(search)
         common: dict[str, Any] = dict(
             trim_blocks=True,

@@ -217,10 +217,12 @@ class MatrixTransport:
             if self._stopping.is_set():
                 raise asyncio.CancelledError
         await sink(self._invites(response))
-        newest = [info.timeline.events[-1].source for info in response.rooms.join.values()
-                  if info.timeline.events]
-        await self._save_position(response.next_batch,
-                                  [Event.from_raw(raw, "") for raw in newest])
+        newest = [
+            info.timeline.events[-1].source
+            for info in response.rooms.join.values()
+            if info.timeline.events
+        ]
+        await self._save_position(response.next_batch, [Event.from_raw(raw, "") for raw in newest])
         log.info("first start: skipped room history, listening from now on")
         return response.next_batch
 
@@ -273,8 +275,11 @@ class MatrixTransport:
     def _own_join(self, raws: list[dict[str, Any]]) -> int | None:
         """Index of the bot's own join in a timeline, if it joined during this batch."""
         for index, raw in enumerate(raws):
-            if (raw.get("type") == "m.room.member" and raw.get("state_key") == self.user_id
-                    and (raw.get("content") or {}).get("membership") == "join"):
+            if (
+                raw.get("type") == "m.room.member"
+                and raw.get("state_key") == self.user_id
+                and (raw.get("content") or {}).get("membership") == "join"
+            ):
                 prev = ((raw.get("unsigned") or {}).get("prev_content") or {}).get("membership")
                 if prev != "join":
                     return index
