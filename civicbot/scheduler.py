@@ -129,17 +129,19 @@ class ManualScheduler:
         return sorted(self._jobs)
 
     async def advance(self, delta: timedelta = timedelta(0)) -> None:
-        """Move the clock and run every job that has come due, in time order."""
-        self.clock.advance(delta)
+        """Move the clock forward, running each job that comes due at its own time, in order
+        (so a repeating job fires once per period and sees the time it was due)."""
+        target = self.clock.now() + delta
         while True:
-            due = sorted(
-                (when, key) for key, (when, _, _) in self._jobs.items() if when <= self.clock.now()
-            )
+            due = sorted((when, key) for key, (when, _, _) in self._jobs.items() if when <= target)
             if not due:
-                return
-            _, key = due[0]
-            when, interval, job = self._jobs.pop(key)
+                break
+            when, key = due[0]
+            if when > self.clock.now():
+                self.clock.set(when)
+            _, interval, job = self._jobs.pop(key)
             if interval is not None:
                 self._jobs[key] = (when + interval, interval, job)
             await _run_isolated(key, job)
             await asyncio.sleep(0)
+        self.clock.set(max(target, self.clock.now()))

@@ -1,0 +1,73 @@
+"""The scheduler facade: scoped keys, past deadlines fire at once, failures are contained."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from civicbot.clock import FakeClock
+from civicbot.scheduler import ManualScheduler
+
+
+async def test_jobs_fire_in_time_order_and_only_when_due():
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock).scoped("polls")
+    fired: list[str] = []
+
+    async def job(name: str) -> None:
+        fired.append(name)
+
+    scheduler.at("late", clock.now() + timedelta(hours=2), lambda: job("late"))
+    scheduler.at("early", clock.now() + timedelta(hours=1), lambda: job("early"))
+    scheduler.at("past", clock.now() - timedelta(days=1), lambda: job("past"))
+    await scheduler.advance()
+    assert fired == ["past"]
+    await scheduler.advance(timedelta(hours=3))
+    assert fired == ["past", "early", "late"]
+    assert scheduler.pending() == []
+
+
+async def test_replacing_and_cancelling_by_key():
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock)
+    fired: list[int] = []
+
+    async def job(n: int) -> None:
+        fired.append(n)
+
+    scheduler.at("close", clock.now() + timedelta(hours=1), lambda: job(1))
+    scheduler.at("close", clock.now() + timedelta(hours=1), lambda: job(2))
+    scheduler.at("other", clock.now() + timedelta(hours=1), lambda: job(3))
+    scheduler.cancel("other")
+    await scheduler.advance(timedelta(hours=2))
+    assert fired == [2]
+
+
+async def test_a_failing_job_does_not_stop_the_others(caplog):
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock)
+    fired: list[str] = []
+
+    async def bad() -> None:
+        raise RuntimeError("job broke")
+
+    async def good() -> None:
+        fired.append("good")
+
+    scheduler.at("a", clock.now(), bad)
+    scheduler.at("b", clock.now(), good)
+    await scheduler.advance()
+    assert fired == ["good"]
+    assert "job broke" in caplog.text
+
+
+async def test_cron_jobs_repeat_in_their_time_zone():
+    clock = FakeClock()  # Monday 23 Nov 2026 09:00 UTC
+    scheduler = ManualScheduler(clock)
+    fired: list[str] = []
+
+    async def weekly() -> None:
+        fired.append(clock.now().isoformat())
+
+    scheduler.cron("digest", "0 18 * * sun", "Europe/London", weekly)
+    await scheduler.advance(timedelta(days=14))
+    assert len(fired) == 2
