@@ -71,3 +71,24 @@ async def test_cron_jobs_repeat_in_their_time_zone():
     scheduler.cron("digest", "0 18 * * sun", "Europe/London", weekly)
     await scheduler.advance(timedelta(days=14))
     assert len(fired) == 2
+
+
+async def test_the_real_scheduler_runs_a_past_deadline_at_once():
+    import asyncio
+
+    from civicbot.clock import SystemClock
+    from civicbot.scheduler import ApScheduler
+
+    clock = SystemClock()
+    scheduler = ApScheduler(clock)
+    scheduler.start()
+    fired = asyncio.Event()
+
+    async def job() -> None:
+        fired.set()
+
+    try:
+        scheduler.scoped("polls").at("close-P-1", clock.now() - timedelta(days=2), job)
+        await asyncio.wait_for(fired.wait(), 10)
+    finally:
+        scheduler.shutdown()
