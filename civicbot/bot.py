@@ -175,7 +175,16 @@ class Bot:
             await self.handle_event(event)
 
     async def _unhandled(self, events: list[Event]) -> list[Event]:
-        ids = [e.event_id for e in events if e.event_id and e.event_id not in self._recent]
+        me = self.transport.user_id
+        # Our own events and notices never make us act, so they need no lookup.
+        ids = [
+            e.event_id
+            for e in events
+            if e.event_id
+            and e.event_id not in self._recent
+            and e.sender != me
+            and e.kind is not EventKind.NOTICE
+        ]
         done: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +46,8 @@ SYNC_TIMEOUT_MS = 30_000
 GAP_PAGE_LIMIT = 100
 GAP_MAX_EVENTS = 2_000
 MAX_BACKOFF_S = 30.0
-SEND_DEADLINE_S = 600.0  # keep retrying a send through an outage this long
+SEND_DEADLINE_S = 600.0
+LATE_EVENT_ALLOWANCE_MS = 10 * 60 * 1000  # keep retrying a send through an outage this long
 
 # A filter that keeps everything a handler may need and drops what the bot never reads; a
 # generous timeline limit makes gaps (limited=True) rare, and paging fills those that remain.
@@ -218,22 +218,29 @@ class MatrixTransport:
                 raise asyncio.CancelledError
         await sink(self._invites(response))
         newest = [
-            info.timeline.events[-1].source
-            for info in response.rooms.join.values()
+            Event.from_raw(info.timeline.events[-1].source, room_id)
+            for room_id, info in response.rooms.join.items()
             if info.timeline.events
         ]
-        await self._save_position(response.next_batch, [Event.from_raw(raw, "") for raw in newest])
+        await self._save_position(response.next_batch, newest)
         log.info("first start: skipped room history, listening from now on")
         return response.next_batch
 
     async def _save_position(self, token: str, events: list[Event]) -> None:
-        """Store where to sync from next, and the newest event time a gap must page back to."""
-        async with self._db.transaction():
-            await self._db.kv_set("sync_token", token)
-            newest = max((e.ts for e in events), default=0) or int(time.time() * 1000)
-            if newest:
-                last = int(await self._db.kv_get("last_event_ts") or 0)
-                await self._db.kv_set("last_event_ts", str(max(last, newest)))
+        """Store where to sync from next and, per room, the newest event seen: the mark a
+        later gap pages back to. One statement, as it runs after every sync."""
+        rows = [("sync_token", token)]
+        newest: dict[str, Event] = {}
+        for event in events:
+            if event.event_id:
+                newest[event.room_id] = event
+        rows += [(f"room_last:{room}", f"{e.ts}|{e.event_id}") for room, e in newest.items()]
+        marks = ", ".join("(?, ?)" for _ in rows)
+        await self._db.execute(
+            f"INSERT INTO core_kv (key, value) VALUES {marks} "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [value for row in rows for value in row],
+        )
 
     async def _sync_or_stop(self, token: str) -> SyncResponse | SyncError | None:
         """One long-poll, abandoned at once when the bot is asked to stop."""
@@ -313,9 +320,14 @@ class MatrixTransport:
         return found
 
     async def _fill_gap(self, room_id: str, prev_batch: str) -> list[dict[str, Any]]:
-        """Page back over a gap until an event we already know of (handled, or older than the
-        last saved batch), so messages sent while we were away are not skipped."""
-        last_ts = int(await self._db.kv_get("last_event_ts") or 0)
+        """Page back over a gap to the newest event we saw in this room before it (or one we
+        handled, or our own join), so messages sent while we were away are not skipped.
+
+        Federated events can arrive late with older timestamps, so time alone is only a
+        fallback: we stop on time when we pass well below the last event we saw."""
+        mark = await self._db.kv_get(f"room_last:{room_id}") or "0|"
+        last_ts_text, _, last_id = mark.partition("|")
+        floor_ts = int(last_ts_text) - LATE_EVENT_ALLOWANCE_MS
         older: list[dict[str, Any]] = []
         token: str | None = prev_batch
         while token and len(older) < GAP_MAX_EVENTS:
@@ -328,7 +340,8 @@ class MatrixTransport:
             reached = False
             for raw in chunk:
                 if (
-                    int(raw.get("origin_server_ts") or 0) <= last_ts
+                    raw.get("event_id") == last_id
+                    or int(raw.get("origin_server_ts") or 0) < floor_ts
                     or self._own_join([raw]) is not None
                     or await self._known(raw.get("event_id", ""))
                 ):
