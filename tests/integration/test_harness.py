@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,15 +12,10 @@ from civicbot.testing.synapse import LocalSynapse
 PASSWORD = "correct horse"
 
 
-@pytest.fixture(scope="module")
-def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSynapse]:
-    """One Synapse for this module (starting one costs about two seconds)."""
-    server = LocalSynapse(Path(tmp_path_factory.mktemp("synapse")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def homeserver(synapse: LocalSynapse) -> LocalSynapse:
+    """The session's Synapse (see conftest.py): starting one costs about two seconds."""
+    return synapse
 
 
 async def test_invite_join_and_message(homeserver: LocalSynapse) -> None:
