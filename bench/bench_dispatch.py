@@ -17,7 +17,7 @@ integration tests lift Synapse's: the per-person and per-room command limits (th
 flood by design, 5,000 commands from five people in a second) and the per-room send pacing
 (a few replies per second per room, which makes replies wait without costing any work, so the
 bench would measure ``asyncio.sleep``). They are switched off through every plugin setting
-named in ``LIFTED_LIMITS`` and, for the pacer, ``civicbot.context.pacer_for``.
+named in ``LIFTED_LIMITS`` and, for the pacer, ``Bot.pacer``.
 
 Exits 1 when a measured median is short of its target, 2 when the bot answered wrongly.
 """
@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import civicbot.context
 from civicbot.bot import RECENT_IDS
 from civicbot.commands import Rest, command
 from civicbot.context import Context
@@ -220,17 +219,14 @@ def lifted_limits(classes: dict[str, type[Plugin]]) -> dict[str, dict[str, Any]]
     return tables
 
 
-def lift_limits(transport: Any, mode: str, lifted: dict[str, dict[str, Any]]) -> str:
+def lift_limits(bot: Any, mode: str, lifted: dict[str, dict[str, Any]]) -> str:
     """Switch the send pacer off too (``per_second <= 0``): without a plugin that configures
     it, it runs at its defaults. Returns a note for the report."""
     if mode == "default":
         return "civicbot rate limits at their defaults"
     names = [f"{plugin}.{key}" for plugin, table in lifted.items() for key in table]
-    pacer_for = getattr(civicbot.context, "pacer_for", None)  # only where sends are paced
-    if pacer_for is not None:
-        pacer = pacer_for(transport)
-        pacer.configure(pacer.burst, 0)
-        names.append("send pacer")
+    bot.pacer.configure(bot.pacer.burst, 0)
+    names.append("send pacer")
     return f"civicbot rate limits off ({', '.join(names) or 'none found'})"
 
 
@@ -253,7 +249,7 @@ async def main_async(args: argparse.Namespace) -> int:
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="civicbot-bench-") as tmp:
         async with BotHarness.create(Path(tmp), plugins, plugins=lifted) as harness:
-            args.limits_note = lift_limits(harness.transport, args.rate_limits, lifted)
+            args.limits_note = lift_limits(harness.bot, args.rate_limits, lifted)
             bench = Bench(harness, args.rooms, args.batch)
             try:
                 for key, workload in WORKLOADS.items():

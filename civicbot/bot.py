@@ -32,6 +32,7 @@ from civicbot.context import (
 from civicbot.events import Event, EventKind, Message
 from civicbot.loader import CommandIndex, PluginLoadError, validate_plugin_config
 from civicbot.plugin import Plugin
+from civicbot.ratelimit import FloodGuard, SendPacer
 from civicbot.roomsettings import RoomSettings
 from civicbot.scheduler import Scheduler
 from civicbot.storage import Database
@@ -77,6 +78,8 @@ class Bot:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self.command_gates: list[CommandGate] = []
+        self.pacer = SendPacer(clock=clock.monotonic, sleep=clock.sleep)
+        self.flood_guard: FloodGuard | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,6 +141,9 @@ class Bot:
         return [
             name for name in self.plugins if (await self.room_settings.get(room_id, name)).enabled
         ]
+
+    def set_flood_guard(self, guard: FloodGuard | None) -> None:
+        self.flood_guard = guard
 
     def add_command_gate(self, gate: CommandGate) -> None:
         self.command_gates.append(gate)
@@ -256,7 +262,7 @@ class Bot:
         command: Command | None = None,
         key_suffix: str = "",
     ) -> Context:
-        out = Outgoing(self.transport, txn_key(event.event_id, key_suffix))
+        out = Outgoing(self.transport, txn_key(event.event_id, key_suffix), self.pacer)
         return Context(event, plugin.ctx, config, self.prefix, out, command)
 
     async def _on_command(self, event: Event) -> bool:
@@ -265,11 +271,30 @@ class Bot:
         if not candidates:
             await self._suggest(event, text)
             return bool(text.strip())
-        command, rest = candidates[0]
-        plugin = self.plugins[command.plugin]
-        config = await self.room_settings.get(event.room_id, command.plugin)
-        ctx = self._context(event, plugin, config, command)
-        if not config.enabled:
+        # Gates (flood limits) come first, so a flood is not answered with refusals either.
+        first_ctx = await self._command_context(event, candidates[0][0])
+        for gate in self.command_gates:
+            verdict = await gate(event, candidates[0][0])
+            if verdict is not None:
+                if verdict:
+                    await first_ctx.reply(verdict)
+                return True
+        # "!poll close P-1" is the subcommand; "!poll Close the park?" is a poll whose question
+        # starts with "Close": the first reading whose arguments parse wins.
+        first_error: UsageError | None = None
+        for command, rest in candidates:
+            ctx = await self._command_context(event, command)
+            try:
+                args, kwargs = command.parse(rest, ctx)
+            except UsageError as error:
+                first_error = first_error or error
+                continue
+            break
+        else:
+            assert first_error is not None
+            await first_ctx.reply(self._usage_text(candidates[0][0], first_error))
+            return True
+        if not ctx.config.enabled:
             await ctx.reply(
                 f"The {command.plugin} plugin is switched off in this room. "
                 f"A moderator can switch it on with {self.prefix}plugins enable "
@@ -280,29 +305,15 @@ class Bot:
             who = await self.permissions.describe(event.room_id, command.requires)
             await ctx.reply(f"Sorry, only {who} can use {self.prefix}{command.name}.")
             return True
-        for gate in self.command_gates:
-            verdict = await gate(event, command)
-            if verdict is not None:
-                if verdict:
-                    await ctx.reply(verdict)
-                return True
-        try:
-            args, kwargs = command.parse(rest, ctx)
-        except UsageError as first_error:
-            for fallback, fallback_rest in candidates[1:]:
-                try:
-                    args, kwargs = fallback.parse(fallback_rest, ctx)
-                except UsageError:
-                    continue
-                command = ctx.command = fallback
-                break
-            else:
-                await ctx.reply(self._usage_text(command, first_error))
-                return True
+        plugin = self.plugins[command.plugin]
         await self._guarded(
             ctx, command.func(plugin, ctx, *args, **kwargs), f"{self.prefix}{command.name}"
         )
         return True
+
+    async def _command_context(self, event: Event, command: Command) -> Context:
+        config = await self.room_settings.get(event.room_id, command.plugin)
+        return self._context(event, self.plugins[command.plugin], config, command)
 
     def _usage_text(self, command: Command, error: UsageError) -> str:
         lines = [
@@ -371,7 +382,7 @@ class Bot:
             f"Moderators can choose which tools are switched on with "
             f"{self.prefix}plugins."
         )
-        out = Outgoing(self.transport, txn_key("welcome", event.room_id))
+        out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.pacer)
         await _quietly(out.message(event.room_id, Message(welcome)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -13,6 +14,9 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait; a fake clock moves forward instead."""
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -20,6 +24,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class FakeClock:
@@ -34,6 +41,10 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return self._mono
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(timedelta(seconds=seconds))
+        await asyncio.sleep(0)
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta

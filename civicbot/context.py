@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from civicbot.clock import Clock
 from civicbot.config import Settings
 from civicbot.events import Event, Message
-from civicbot.permissions import PowerLevels, Role, role_satisfied
+from civicbot.permissions import PowerLevels, Role, restrict_mentions, role_satisfied
+from civicbot.ratelimit import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
 from civicbot.roomsettings import ROOM, RoomConfig, RoomSettings
 from civicbot.scheduler import Scheduler
 from civicbot.storage import Database
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from civicbot.plugin import PluginConfig
 
 CommandGate = Callable[[Event, "Command"], Awaitable[str | None]]
-MAX_PLAIN_MENTIONS = 10  # more than this pings "many people": only for those who may ping @room
 
 
 class Permissions:
@@ -91,34 +91,52 @@ def txn_key(*parts: str) -> str:
 
 class Outgoing:
     """Sends with transaction ids derived from a stable key: when a handler is replayed after a
-    crash, its sends repeat the same ids and the homeserver keeps only the first copy."""
+    crash, its sends repeat the same ids and the homeserver keeps only the first copy.
 
-    def __init__(self, transport: Transport, key: str):
+    Every send waits its turn in the room's outgoing bucket (:class:`~civicbot.ratelimit.
+    SendPacer`): the bot may be slowed down, but it never floods a room and never drops a send.
+    """
+
+    def __init__(self, transport: Transport, key: str, pacer: SendPacer):
         self._transport = transport
         self._key = key
         self._count = 0
+        self._pacer = pacer
 
     def _txn(self) -> str:
         self._count += 1
         return f"{self._key}.{self._count}"
 
     async def message(self, room_id: str, message: Message) -> str:
-        return await self._transport.send_message(room_id, message, self._txn())
+        txn = self._txn()
+        await self._pacer.wait(room_id)
+        return await self._transport.send_message(room_id, message, txn)
 
     async def event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
-        return await self._transport.send_event(room_id, event_type, content, self._txn())
+        txn = self._txn()
+        await self._pacer.wait(room_id)
+        return await self._transport.send_event(room_id, event_type, content, txn)
 
     async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
-        return await self._transport.send_file(room_id, data, filename, content_type, self._txn())
+        txn = self._txn()
+        await self._pacer.wait(room_id)
+        return await self._transport.send_file(room_id, data, filename, content_type, txn)
 
     async def redact(self, room_id: str, event_id: str, reason: str) -> str:
-        return await self._transport.redact(room_id, event_id, reason, self._txn())
+        txn = self._txn()
+        await self._pacer.wait(room_id)
+        return await self._transport.redact(room_id, event_id, reason, txn)
 
 
 class BotInfo(Protocol):
     """Read-only facts about the running bot, for plugins such as help and ping."""
 
     version: str
+    pacer: SendPacer  # paces every send per room; plugins may configure it
+    flood_guard: FloodGuard | None  # charges what the bot says to whoever caused it
+
+    def set_flood_guard(self, guard: FloodGuard | None) -> None:
+        """Install (or remove, with None) the guard that keeps floods from being answered."""
 
     def uptime_seconds(self) -> float: ...
 
@@ -168,7 +186,7 @@ class PluginContext:
 
     def outgoing(self, *key_parts: str) -> Outgoing:
         """Idempotent sends for work not caused by an event (a deadline, a digest)."""
-        return Outgoing(self.transport, txn_key(self.name, *key_parts))
+        return Outgoing(self.transport, txn_key(self.name, *key_parts), self.bot.pacer)
 
     async def send(
         self,
@@ -177,10 +195,30 @@ class PluginContext:
         *key_parts: str,
         thread_root: str | None = None,
         reply_to: str | None = None,
+        mentions: tuple[str, ...] = (),
+        mention_room: bool = False,
+        on_behalf_of: str | None = None,
     ) -> str:
-        """Post a notice in a room from a scheduled job; ``key_parts`` make it idempotent."""
+        """Post a notice in a room from a scheduled job; ``key_parts`` make it idempotent.
+
+        Nobody asked for this send just now, so it pings the room or many people only
+        ``on_behalf_of`` someone who may ping the room (checked at the time of sending, e.g. the
+        organiser of a meeting whose reminder this is)."""
         text, html = _text_html(content)
-        message = Message(text, html, thread_root=thread_root, reply_to=reply_to)
+        may_ping = False
+        if on_behalf_of is not None:
+            may_ping = (await self.permissions.power_levels(room_id)).can_notify_room(on_behalf_of)
+        text, html, mentions, mention_room = restrict_mentions(
+            text, html, mentions, mention_room, may_ping
+        )
+        message = Message(
+            text,
+            html,
+            mentions=mentions,
+            mention_room=mention_room,
+            thread_root=thread_root,
+            reply_to=reply_to,
+        )
         return await self.outgoing(*key_parts).message(room_id, message)
 
 
@@ -257,25 +295,62 @@ class Context:
         return await self.reply(self.plugin.templates.render(name, prefix=self.prefix, **values))
 
     async def send_message(self, room_id: str, message: Message) -> str:
-        """Send after checking the requester may cause every ping the message would make."""
-        power = await self.plugin.permissions.power_levels(self.room_id)
-        may_ping_room = power.can_notify_room(self.sender)
-        if not may_ping_room:
-            message.mention_room = False
-            message.text = defuse_room_ping(message.text)
-            if message.html:
-                message.html = defuse_room_ping(message.html)
-            if len(message.mentions) > MAX_PLAIN_MENTIONS:
-                message.mentions = ()
+        """Send after checking the requester may cause every ping the message would make (in
+        the room it goes to) and is not flooding the bot. Returns "" when nothing was sent
+        because the requester is cooling down."""
+        if not await self._cleared():
+            return ""
+        raw_mentions = message.extra.pop("m.mentions", None)
+        if isinstance(raw_mentions, dict):  # fold raw m.mentions into the fields checked below
+            users = raw_mentions.get("user_ids")
+            if isinstance(users, list):
+                message.mentions = (*message.mentions, *(str(u) for u in users))
+            message.mention_room = message.mention_room or bool(raw_mentions.get("room"))
+        power = await self.plugin.permissions.power_levels(room_id)
+        message.text, message.html, message.mentions, message.mention_room = restrict_mentions(
+            message.text,
+            message.html,
+            message.mentions,
+            message.mention_room,
+            power.can_notify_room(self.sender),
+        )
         return await self.out.message(room_id, message)
+
+    async def _cleared(self) -> bool:
+        """Charge what the bot says about this event to its sender's flood bucket, once.
+
+        Commands are charged by the admin plugin's gate before they run; this catches the rest
+        (refusals, hints, event hooks), so someone flooding is ignored whatever they send. The
+        first answer over the limit is replaced by the one polite notice."""
+        guard = self.plugin.bot.flood_guard
+        if guard is None or not self.event.event_id or not self.event.sender:
+            return True
+        decision = await guard.admit(self.room_id, self.sender, self.event.event_id)
+        if decision.verdict is Verdict.NOTICE:
+            guard.remember(self.event.event_id, DROPPED)
+            notice = Message(
+                flood_notice(decision, self.prefix),
+                reply_to=self.event.event_id,
+                thread_root=self.event.thread_root,
+            )
+            await self.out.message(self.room_id, notice)
+            return False
+        return decision.allowed
 
     async def dm(self, user_id: str, content: str | Rendered) -> str:
         """Message someone privately, in a direct room created when needed."""
+        if not await self._cleared():
+            return ""
         text, html = _text_html(content)
+        text, html, _, _ = restrict_mentions(text, html, (), False, may_ping_room=False)
         room_id = await self.plugin.transport.direct_room(user_id)
         return await self.out.message(room_id, Message(text, html))
 
-
-def defuse_room_ping(text: str) -> str:
-    """Keep '@room' readable but stop legacy clients treating it as a whole-room ping."""
-    return text.replace("@room", "@\u2060room")
+    async def dm_file(
+        self, user_id: str, data: bytes, filename: str, content_type: str = "application/json"
+    ) -> str:
+        """Send someone a file privately (e.g. their data export), in a direct room."""
+        if not await self._cleared():
+            return ""
+        room_id = await self.plugin.transport.direct_room(user_id)
+        return await self.out.file(room_id, data, filename, content_type)

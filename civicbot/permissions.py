@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,6 +19,7 @@ class Role(StrEnum):
 
 DEFAULT_ROLE_LEVELS: dict[str, int] = {Role.MODERATOR: 50, Role.ADMIN: 100}
 CREATOR_LEVEL = math.inf
+MAX_PLAIN_MENTIONS = 10  # more than this pings "many people": only for those who may ping @room
 
 
 @dataclass(frozen=True)
@@ -104,5 +106,51 @@ def role_satisfied(role: str, level: float, granted: set[str], role_levels: dict
     if role == Role.EVERYONE or role in granted or Role.ADMIN in granted:
         return True
     levels = {**DEFAULT_ROLE_LEVELS, **role_levels}
+    if Role.MODERATOR in granted:
+        # A granted moderator counts as someone at the moderator level, so it stands in for
+        # plugin roles exactly where a moderator by power level would.
+        level = max(level, levels[Role.MODERATOR])
     needed = levels.get(role, levels[Role.MODERATOR])
     return level >= needed
+
+
+# -- who may make the bot ping whom ---------------------------------------------------------
+_ROOM_PING = re.compile(r"@(?=room)", re.IGNORECASE)
+_USER_ID = re.compile(r"@[A-Za-z0-9._=\-/+]+:[A-Za-z0-9.\-\[\]]+(?::\d+)?")
+WORD_JOINER = "\u2060"
+
+
+def defuse_room_ping(text: str) -> str:
+    """Keep '@room' readable but stop clients that still read the body (any letter case)
+    treating it as a whole-room ping."""
+    return _ROOM_PING.sub("@" + WORD_JOINER, text)
+
+
+def defuse_user_ids(text: str) -> str:
+    """Keep Matrix ids readable but stop body-matching clients pinging their owners."""
+    return _USER_ID.sub(lambda m: "@" + WORD_JOINER + m.group()[1:], text)
+
+
+def user_ids_in(text: str) -> set[str]:
+    return set(_USER_ID.findall(text))
+
+
+def restrict_mentions(
+    text: str,
+    html: str | None,
+    mentions: tuple[str, ...],
+    mention_room: bool,
+    may_ping_room: bool,
+) -> tuple[str, str | None, tuple[str, ...], bool]:
+    """What a message may ping when asked for by someone who may (or may not) ping the room.
+
+    Those who may not lose ``@room`` (the flag and the word, in any letter case) and, when the
+    message would reach more than :data:`MAX_PLAIN_MENTIONS` people, every mention."""
+    if may_ping_room:
+        return text, html, mentions, mention_room
+    text = defuse_room_ping(text)
+    html = defuse_room_ping(html) if html else html
+    if len(set(mentions) | user_ids_in(text)) > MAX_PLAIN_MENTIONS:
+        mentions = ()
+        text = defuse_user_ids(text)
+    return text, html, mentions, False

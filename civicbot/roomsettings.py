@@ -1,33 +1,56 @@
 """Per-room settings: the operator's defaults from the file, overridden by each room's moderators.
 
 Overrides are stored as JSON per (room, plugin, key) and always validated through the plugin's own
-model, so a stored value can never make a plugin misbehave.
+model, so a stored value can never make a plugin misbehave. Every change is written to
+``core_audit`` in the same transaction as the change itself.
+
+A field marked ``Field(..., json_schema_extra={"operator_only": True})`` can be set in the config
+file only, never from the chat (the admin plugin's own ``enabled``, the bot's send pacing).
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
+import math
 import time
-from typing import Any
+import types
+from datetime import datetime
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from civicbot.config import describe_validation_error
 from civicbot.permissions import DEFAULT_ROLE_LEVELS
 from civicbot.plugin import PluginConfig
 from civicbot.storage import Database
 
+log = logging.getLogger(__name__)
+
 ROOM = "room"  # the pseudo-plugin that holds room-wide settings
+OPERATOR_ONLY = "operator_only"
+MAX_VALUE_CHARS = 2_000  # a typed value longer than this is refused, not stored
 
 
 class RoomConfig(PluginConfig):
     """Settings of the room itself rather than of one plugin."""
 
-    timezone: str | None = None  # None: the bot's default time zone
+    enabled: bool = Field(True, json_schema_extra={OPERATOR_ONLY: True})  # a room is always on
+    timezone: str | None = Field(
+        None,
+        description="a time zone like Europe/London, or none for the bot's default",
+        examples=["Europe/London"],
+    )
     moderator_level: int = Field(DEFAULT_ROLE_LEVELS["moderator"], ge=0, le=100)
     admin_level: int = Field(DEFAULT_ROLE_LEVELS["admin"], ge=0, le=100)
     # Power level for each plugin role, e.g. {"councillor": 50}; unset roles need moderator level.
-    role_levels: dict[str, int] = Field(default_factory=dict)
+    role_levels: dict[str, int] = Field(
+        default_factory=dict,
+        description='the power level (0 to 100) each role needs, like {"councillor": 30}',
+        examples=[{"councillor": 30}],
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -38,9 +61,25 @@ class RoomConfig(PluginConfig):
 
         return BotSettings._zone(value)
 
+    @field_validator("role_levels")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for role, level in value.items():
+            if not (0 <= level <= 100):
+                raise ValueError(f"the level for '{role}' should be from 0 to 100")
+        return {role.lower(): level for role, level in value.items()}
+
 
 class SettingError(ValueError):
     """A setting could not be changed; the message says what is accepted."""
+
+
+def is_operator_only(field: FieldInfo) -> bool:
+    """Marked so, or a secret (which must never be typed into, or shown in, a room)."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and extra.get(OPERATOR_ONLY):
+        return True
+    return any(member in (SecretStr, SecretBytes) for member in _members(field.annotation))
 
 
 class RoomSettings:
@@ -57,6 +96,10 @@ class RoomSettings:
         self.models: dict[str, type[PluginConfig]] = {ROOM: RoomConfig, **models}
         self._cache: dict[tuple[str, str], PluginConfig] = {}
 
+    def invalidate(self) -> None:
+        """Forget cached settings after their rows were changed behind our back."""
+        self._cache.clear()
+
     def default(self, plugin: str) -> PluginConfig:
         return self.models[plugin].model_validate(self._defaults.get(plugin, {}))
 
@@ -65,78 +108,301 @@ class RoomSettings:
             "SELECT key, value FROM core_room_settings WHERE room_id = ? AND plugin = ?",
             (room_id, plugin),
         )
-        return {row["key"]: json.loads(row["value"]) for row in rows}
+        found = {}
+        for row in rows:
+            try:
+                found[row["key"]] = json.loads(row["value"])
+            except ValueError:
+                log.warning("ignoring unreadable setting %s.%s in %s", plugin, row["key"], room_id)
+        return found
 
     async def get(self, room_id: str, plugin: str) -> PluginConfig:
         cached = self._cache.get((room_id, plugin))
         if cached is not None:
             return cached
-        merged = {**self._defaults.get(plugin, {}), **await self.overrides(room_id, plugin)}
-        try:
-            config = self.models[plugin].model_validate(merged)
-        except ValidationError:
-            # A stored override that an upgraded model no longer accepts: fall back to defaults
-            # rather than break the room.
-            config = self.default(plugin)
+        overrides = await self.overrides(room_id, plugin)
+        config = self._merge(plugin, overrides)
+        if config is None:
+            # Overrides an upgraded model no longer accepts: drop just those, keep the rest.
+            config = self._merge_valid(room_id, plugin, overrides)
         self._cache[(room_id, plugin)] = config
         return config
 
-    async def set(
-        self, room_id: str, plugin: str, key: str, value: Any, actor: str
-    ) -> PluginConfig:
-        """Validate ``key = value`` against the plugin's model and store it for the room."""
+    def _merge(self, plugin: str, overrides: dict[str, Any]) -> PluginConfig | None:
+        merged = {**self._defaults.get(plugin, {}), **overrides}
+        try:
+            return self.models[plugin].model_validate(merged)
+        except ValidationError:
+            return None
+
+    def _merge_valid(self, room_id: str, plugin: str, overrides: dict[str, Any]) -> PluginConfig:
+        kept = {
+            key: value
+            for key, value in overrides.items()
+            if self._merge(plugin, {key: value}) is not None
+        }
+        log.warning(
+            "ignoring %d stored %s setting(s) in %s that no longer validate",
+            len(overrides) - len(kept),
+            plugin,
+            room_id,
+        )
+        return self._merge(plugin, kept) or self.default(plugin)
+
+    def field(self, plugin: str, key: str) -> FieldInfo:
+        """The model field for ``plugin.key``, or a :class:`SettingError` naming the choices."""
         model = self.models.get(plugin)
         if model is None:
-            raise SettingError(f"there is no plugin called '{plugin}'")
-        if key not in model.model_fields:
-            known = ", ".join(k for k in model.model_fields)
-            raise SettingError(f"{plugin} has no setting '{key}'. Its settings: {known}")
-        merged = {
-            **self._defaults.get(plugin, {}),
-            **await self.overrides(room_id, plugin),
-            key: value,
-        }
-        try:
-            config = model.model_validate(merged)
-        except ValidationError as exc:
-            raise SettingError("; ".join(describe_validation_error(exc, prefix=plugin))) from None
-        stored = json.dumps(getattr(config, key), default=str)
-        await self._db.execute(
-            "INSERT INTO core_room_settings (room_id, plugin, key, value, changed_by, changed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(room_id, plugin, key) DO UPDATE SET"
-            " value = excluded.value, changed_by = excluded.changed_by,"
-            " changed_at = excluded.changed_at",
-            (room_id, plugin, key, stored, actor, int(time.time())),
-        )
-        self._cache.pop((room_id, plugin), None)
+            known = ", ".join(sorted(self.models))
+            raise SettingError(f"There is no plugin called '{plugin}'. These are: {known}.")
+        field = model.model_fields.get(key)
+        if field is None:
+            known = ", ".join(model.model_fields)
+            raise SettingError(f"{plugin} has no setting called '{key}'. Its settings: {known}.")
+        return field
+
+    async def set(
+        self,
+        room_id: str,
+        plugin: str,
+        key: str,
+        value: Any,
+        actor: str,
+        at: datetime | None = None,
+    ) -> PluginConfig:
+        """Validate ``key = value`` against the plugin's model, store it for the room and
+        record who did it in the audit log."""
+        field = self.field(plugin, key)
+        if is_operator_only(field):
+            raise SettingError(
+                f"{plugin}.{key} can only be changed by whoever runs the bot, in its config file."
+            )
+        model = self.models[plugin]
+        async with self._db.transaction():
+            before = await self.get(room_id, plugin)
+            overrides = await self.overrides(room_id, plugin)
+            merged = {**self._defaults.get(plugin, {}), **overrides, key: value}
+            try:
+                config = model.model_validate(merged)
+            except ValidationError as exc:
+                problems = describe_validation_error(exc, prefix=plugin)
+                raise SettingError("; ".join(problems)) from None
+            stored = json.dumps(config.model_dump(mode="json")[key])
+            if len(stored) > MAX_VALUE_CHARS:
+                raise SettingError(f"That value is too long ({MAX_VALUE_CHARS} characters at most)")
+            stamp = _stamp(at)
+            await self._db.execute(
+                "INSERT INTO core_room_settings"
+                " (room_id, plugin, key, value, changed_by, changed_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(room_id, plugin, key) DO UPDATE SET value = excluded.value,"
+                " changed_by = excluded.changed_by, changed_at = excluded.changed_at",
+                (room_id, plugin, key, stored, actor, stamp),
+            )
+            old, new = getattr(before, key), getattr(config, key)
+            detail = f"{plugin}.{key} to {format_value(new)} (was {format_value(old)})"
+            await write_audit(self._db, room_id, actor, "config.set", detail, stamp)
+            self._cache.pop((room_id, plugin), None)
         return config
 
-    async def reset(self, room_id: str, plugin: str, key: str) -> bool:
-        removed = await self._db.execute_rowcount(
-            "DELETE FROM core_room_settings WHERE room_id = ? AND plugin = ? AND key = ?",
-            (room_id, plugin, key),
-        )
-        self._cache.pop((room_id, plugin), None)
-        return removed > 0
+    async def reset(
+        self,
+        room_id: str,
+        plugin: str,
+        key: str | None = None,
+        actor: str | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Drop the room's override of ``plugin.key`` (of every key when None); returns how many
+        were dropped. Audited when an ``actor`` is given."""
+        async with self._db.transaction():
+            before = await self.get(room_id, plugin) if plugin in self.models else None
+            sql = "DELETE FROM core_room_settings WHERE room_id = ? AND plugin = ?"
+            params: tuple[str, ...] = (room_id, plugin)
+            if key is not None:
+                sql, params = sql + " AND key = ?", (*params, key)
+            removed = await self._db.execute_rowcount(sql, params)
+            self._cache.pop((room_id, plugin), None)
+            if removed and actor is not None:
+                if key is not None and before is not None:
+                    now = getattr(await self.get(room_id, plugin), key)
+                    detail = (
+                        f"{plugin}.{key} back to {format_value(now)} "
+                        f"(was {format_value(getattr(before, key))})"
+                    )
+                else:
+                    detail = f"every {plugin} setting ({removed}) back to the defaults"
+                await write_audit(self._db, room_id, actor, "config.reset", detail, _stamp(at))
+        return removed
 
 
-def parse_setting_value(raw: str) -> Any:
-    """Read a value typed in chat: JSON when it parses (``48``, ``true``, ``["a"]``), else text."""
+def _stamp(at: datetime | None) -> int:
+    return int(at.timestamp()) if at is not None else int(time.time())
+
+
+async def write_audit(
+    db: Database, room_id: str, actor: str, action: str, detail: str, at: int | None = None
+) -> None:
+    """Record a configuration or role change (``at`` in seconds since the epoch, UTC)."""
+    when = at if at is not None else int(time.time())
+    sql = "INSERT INTO core_audit (room_id, actor, action, detail, at) VALUES (?, ?, ?, ?, ?)"
+    await db.execute(sql, (room_id, actor, action, detail[:MAX_VALUE_CHARS], when))
+
+
+# -- reading values typed in chat -------------------------------------------------------------
+_NOT_JSON = object()
+
+
+def parse_setting_value(raw: str, annotation: Any = None) -> Any:
+    """Read a value typed in chat, guided by the setting's type when known.
+
+    Text settings take the words as typed (quotes optional); others take JSON when it parses
+    (``48``, ``true``, ``["a", "b"]``), ``yes``/``no``/``on``/``off`` for switches, and lists may
+    be written ``a, b, c``. ``none`` clears a setting that may be empty."""
     raw = raw.strip()
-    try:
-        return json.loads(raw)
-    except ValueError:
-        lowered = raw.lower()
-        if lowered in ("yes", "on"):
-            return True
-        if lowered in ("no", "off"):
-            return False
+    if len(raw) > MAX_VALUE_CHARS:
+        raise SettingError(f"That value is too long ({MAX_VALUE_CHARS} characters at most).")
+    lowered = raw.lower()
+    if lowered in ("none", "null", "unset") and _optional(annotation):
+        return None
+    kind = _kind(annotation)
+    if kind == "text":
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            value = _json(raw)
+            if isinstance(value, str):
+                return value
         return raw
+    value = _json(raw)
+    if value is _NOT_JSON:
+        if lowered in ("yes", "on", "y"):
+            return True
+        if lowered in ("no", "off", "n"):
+            return False
+        if kind == "list":
+            separator = "|" if "|" in raw else ","
+            return [_json_or_text(part.strip()) for part in raw.split(separator) if part.strip()]
+        return raw
+    if kind == "list" and not isinstance(value, list):
+        return [value]
+    return value
+
+
+def _json(raw: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)  # NaN and Infinity are not values anyone means
+
+    try:
+        value = json.loads(raw, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NOT_JSON
+    return value
+
+
+def _json_or_text(raw: str) -> Any:
+    value = _json(raw)
+    return raw if value is _NOT_JSON else value
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(a for a in get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def _optional(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
+
+
+def _kind(annotation: Any) -> str:
+    members = _members(annotation)
+    if len(members) != 1:
+        return "other"
+    tp = members[0]
+    if tp is str or (isinstance(tp, type) and issubclass(tp, str)):
+        return "text"
+    if get_origin(tp) is Literal and all(isinstance(a, str) for a in get_args(tp)):
+        return "text"
+    if get_origin(tp) in (list, tuple, set, frozenset) or tp in (list, tuple, set, frozenset):
+        return "list"
+    return "other"
+
+
+# -- describing settings to people -----------------------------------------------------------
+def describe_field(field: FieldInfo) -> str:
+    """What a setting accepts, in plain words: 'a whole number from 0 to 100'."""
+    if field.description:
+        return field.description
+    parts = [describe_type(member) for member in _members(field.annotation)]
+    text = " or ".join(parts)
+    bounds = _bounds(field)
+    if bounds:
+        text += f" {bounds}"
+    if _optional(field.annotation):
+        text += ", or none"
+    return text
+
+
+def describe_type(tp: Any) -> str:
+    """One type in plain words: ``int`` is 'a whole number'."""
+    origin = get_origin(tp)
+    if tp is bool:
+        return "on or off"
+    if tp is int:
+        return "a whole number"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "some text"
+    if origin is Literal:
+        return "one of: " + ", ".join(str(a) for a in get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of: " + ", ".join(str(m.value) for m in tp)
+    if origin in (list, tuple, set, frozenset):
+        inner = get_args(tp)
+        what = describe_type(inner[0]) if inner else "values"
+        return f"a list (of {what}) separated by commas"
+    if origin is dict:
+        return 'pairs like {"name": value}'
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+_BOUND_WORDS = (("ge", "of at least"), ("gt", "above"), ("le", "at most"), ("lt", "below"))
+
+
+def _bounds(field: FieldInfo) -> str:
+    found = {}
+    for item in field.metadata:
+        for attr, _ in _BOUND_WORDS:
+            if getattr(item, attr, None) is not None:
+                found[attr] = format_value(getattr(item, attr))
+    if "ge" in found and "le" in found:
+        return f"from {found['ge']} to {found['le']}"
+    return ", ".join(f"{words} {found[attr]}" for attr, words in _BOUND_WORDS if attr in found)
+
+
+def format_value(value: Any) -> str:
+    """A setting's value the way someone would type it back."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, str):
+        return value if value.strip() else json.dumps(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if all(isinstance(v, str) and "," not in v and v.strip() for v in items) and items:
+            return ", ".join(items)
+        return json.dumps(items, default=str)
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
 
 
 def describe_model(model: type[BaseModel]) -> dict[str, str]:
-    """Each setting's type, for replies that name the accepted values."""
-    return {
-        name: str(field.annotation).replace("typing.", "")
-        for name, field in model.model_fields.items()
-    }
+    """Each setting's accepted values, for replies that name them."""
+    return {name: describe_field(field) for name, field in model.model_fields.items()}
