@@ -1,7 +1,9 @@
 """Commands as typed objects: a decorator declares one, its signature says how to parse it.
 
+    PollId = item_id("P")
+
     @command("poll close", requires=Role.EVERYONE)
-    async def close(self, ctx: CommandContext, poll: ItemId["P"]) -> None:
+    async def close(self, ctx: CommandContext, poll: PollId) -> None:
         \"\"\"Close a poll now and post the results.\"\"\"
 
 Arguments come from the annotations after ``ctx``: ``str`` (one word), ``int``, ``float``,

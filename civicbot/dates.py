@@ -1,0 +1,225 @@
+"""Dates and durations typed by residents: "in 3 days", "friday 18:00", "2 Dec 6pm", "48h".
+
+Everything here is pure and synchronous except :func:`resolve_when`, which runs the parse in a
+worker thread: dateparser may spend a second trying every language on text it cannot read, and
+that must not stall the bot. Times come back timezone-aware in UTC; :func:`format_when` echoes
+them in the room's zone the way residents should see them ("Tue 2 Dec 18:00 Europe/London").
+
+    closes = await resolve_when("friday 18:00", ctx)      # in a handler
+    await ctx.reply(f"Closes {format_when(closes, await ctx.timezone())}")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from civicbot.commands import Converter, UsageError
+
+if TYPE_CHECKING:
+    from civicbot.context import Context
+
+EXAMPLES = "'in 3 days', 'friday 18:00' or '2 Dec 18:00'"
+DEFAULT_TIME = time(18, 0)  # a date given without a time means the early evening of that day
+MAX_AHEAD = timedelta(days=3 * 365)
+
+_UNITS: dict[str, timedelta] = {
+    "m": timedelta(minutes=1),
+    "min": timedelta(minutes=1),
+    "mins": timedelta(minutes=1),
+    "minute": timedelta(minutes=1),
+    "minutes": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "hr": timedelta(hours=1),
+    "hrs": timedelta(hours=1),
+    "hour": timedelta(hours=1),
+    "hours": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "day": timedelta(days=1),
+    "days": timedelta(days=1),
+    "w": timedelta(weeks=1),
+    "wk": timedelta(weeks=1),
+    "wks": timedelta(weeks=1),
+    "week": timedelta(weeks=1),
+    "weeks": timedelta(weeks=1),
+}
+_WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+_DURATION_PART = re.compile(r"(\d+(?:[.,]\d+)?|an?|one|two|three|four|five|six)\s*([a-z]+)")
+_EXPLICIT_TIME = re.compile(
+    r"\d{1,2}[:.h]\d{2}|\b\d{1,2}\s*(?:am|pm|h)\b|"
+    r"\b(?:noon|midday|midnight|tonight|morning|afternoon|evening)\b",
+    re.I,
+)
+# Zones whose residents write 2/12 for the 12th of February; everyone else means 2 December.
+_MONTH_FIRST_ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "America/Detroit",
+    "America/Indiana",
+    "America/Kentucky",
+    "Pacific/Honolulu",
+    "US/",
+)
+
+
+class DateError(ValueError):
+    """A date or duration could not be understood; the message says what to type instead."""
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``"3 days"``, ``"in 48h"``, ``"1 week 2 days"``, ``"an hour"`` → a timedelta, else None."""
+    cleaned = text.strip().lower().removeprefix("in ").replace(" and ", " ").strip()
+    if not cleaned:
+        return None
+    total = timedelta(0)
+    position = 0
+    for match in _DURATION_PART.finditer(cleaned):
+        if cleaned[position : match.start()].strip(" ,"):
+            return None
+        amount_text, unit = match.groups()
+        if unit not in _UNITS:
+            return None
+        amount = _WORD_NUMBERS.get(amount_text)
+        value = float(amount_text.replace(",", ".")) if amount is None else float(amount)
+        total += _UNITS[unit] * value
+        position = match.end()
+    if position == 0 or cleaned[position:].strip(" ,"):
+        return None
+    return total
+
+
+def has_explicit_time(text: str) -> bool:
+    """True when ``text`` names a time of day ("18:00", "6pm", "noon"), not only a day."""
+    return bool(_EXPLICIT_TIME.search(text))
+
+
+def parse_when(
+    text: str,
+    zone: ZoneInfo,
+    now: datetime,
+    *,
+    default_time: time = DEFAULT_TIME,
+    allow_past: bool = False,
+) -> datetime:
+    """Read a moment typed by a resident, in ``zone``, relative to ``now``; return it in UTC.
+
+    A duration ("in 3 days", "48h") counts from ``now`` exactly. A day without a time ("friday",
+    "1 Dec") means ``default_time`` on that day. Raises :class:`DateError` with a friendly message
+    for text that is not a date, or a time in the past unless ``allow_past``."""
+    raw = " ".join(text.split())
+    if not raw:
+        raise DateError(f"Tell me when, for example {EXAMPLES}.")
+    now = now.astimezone(UTC)
+    delta = parse_duration(raw)
+    if delta is not None:
+        when = now + delta
+    else:
+        when = _dateparse(raw, zone, now, default_time)
+    if not allow_past and when <= now:
+        raise DateError(
+            f"'{raw}' is in the past ({format_when(when, zone, now)}). "
+            f"Give a time in the future, for example {EXAMPLES}."
+        )
+    if when - now > MAX_AHEAD:
+        raise DateError(f"'{raw}' is more than three years away; pick a nearer date.")
+    return when
+
+
+def _dateparse(raw: str, zone: ZoneInfo, now: datetime, default_time: time) -> datetime:
+    import dateparser  # imported lazily: it takes a moment to load its language data
+
+    local_now = now.astimezone(zone).replace(tzinfo=None)
+    settings: dict[str, Any] = {
+        "PREFER_DATES_FROM": "future",
+        "TIMEZONE": zone.key,
+        "RETURN_AS_TIMEZONE_AWARE": False,
+        "RELATIVE_BASE": local_now,
+        "DATE_ORDER": "MDY" if zone.key.startswith(_MONTH_FIRST_ZONES) else "DMY",
+    }
+    try:
+        parsed = dateparser.parse(raw, settings=settings)
+    except Exception:  # dateparser raises assorted errors on odd input
+        parsed = None
+    if parsed is None:
+        raise DateError(f"I couldn't read '{raw}' as a time. Try {EXAMPLES}.")
+    if not has_explicit_time(raw):
+        parsed = datetime.combine(parsed.date(), default_time)
+    return _localize(parsed, zone).astimezone(UTC)
+
+
+def _localize(naive: datetime, zone: ZoneInfo) -> datetime:
+    """Attach ``zone``. A wall time skipped by a clock change (01:30 on the spring-forward night)
+    takes the offset from before the change, so it lands after the gap (02:30), as PEP 495
+    specifies for ``fold=0``; a repeated autumn hour means its first occurrence."""
+    return naive.replace(tzinfo=zone, fold=0)
+
+
+def format_when(when: datetime, zone: ZoneInfo, now: datetime | None = None) -> str:
+    """``Tue 2 Dec 18:00 Europe/London``; the year is shown when it is not the current one."""
+    local = when.astimezone(zone)
+    year = "" if now is None or now.astimezone(zone).year == local.year else f" {local.year}"
+    return f"{local:%a} {local.day} {local:%b}{year} {local:%H:%M} {zone.key}"
+
+
+def describe_delta(delta: timedelta) -> str:
+    """A rough, friendly distance: ``in 3 days``, ``in 5 hours``, ``12 minutes ago``, ``now``."""
+    seconds = delta.total_seconds()
+    size = abs(seconds)
+    if size < 60:
+        return "now"
+    if size < 3600:
+        count, unit = int(size // 60), "minute"
+    elif size < 48 * 3600:
+        count, unit = round(size / 3600), "hour"
+    else:
+        count, unit = round(size / 86400), "day"
+    label = f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{label} ago" if seconds < 0 else f"in {label}"
+
+
+async def resolve_when(text: str, ctx: Context, **options: Any) -> datetime:
+    """:func:`parse_when` in the room's time zone at the bot's clock; a bad date becomes a
+    :class:`~civicbot.commands.CommandError`-style reply through :class:`UsageError`."""
+    zone = await ctx.timezone()
+    try:
+        return await asyncio.to_thread(parse_when, text, zone, ctx.now, **options)
+    except DateError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class When(str, Converter):
+    """Command argument: the rest of the input as a moment. Resolve it in the handler, where the
+    room's time zone is known: ``closes = await when.resolve(ctx)``."""
+
+    metavar: ClassVar[str] = "when"
+    greedy: ClassVar[bool] = True
+
+    @classmethod
+    def convert(cls, raw: str, ctx: Context) -> When:
+        text = " ".join(raw.split())
+        if not text:
+            raise UsageError(f"Tell me when, for example {EXAMPLES}")
+        return cls(text)
+
+    async def resolve(self, ctx: Context, **options: Any) -> datetime:
+        return await resolve_when(str(self), ctx, **options)
+
+
+class Duration(Converter):
+    """Command argument: one word like ``3d``, ``48h`` or ``90m`` (quote longer ones)."""
+
+    metavar: ClassVar[str] = "duration"
+
+    @classmethod
+    def convert(cls, raw: str, ctx: Context) -> timedelta:
+        delta = parse_duration(raw)
+        if delta is None or delta <= timedelta(0):
+            raise UsageError(f"'{raw}' is not a duration; write it like 3d, 48h or 90m")
+        return delta

@@ -1,0 +1,304 @@
+"""A poll's life after ``!poll``: posting, deadlines, recounts, reminders, closing, reviews.
+
+Every send here that is not caused by a resident's event goes through
+``PluginContext.outgoing``/``send`` keyed by the poll, so a close retried after a crash, or raced
+by ``!poll close`` and the deadline, speaks once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from civicbot_plugins.polls import render
+from civicbot_plugins.polls.models import CLOSED, CLOSING, OPEN, Poll, anonymous_voter
+from civicbot_plugins.polls.service import (
+    PollKind,
+    Response,
+    Tally,
+    count_ballots,
+    instant_runoff,
+    tally_responses,
+)
+from civicbot_plugins.polls.store import PollStore
+
+from civicbot.clock import ms
+from civicbot.dates import format_when
+from civicbot.events import Event, EventKind, Message
+from civicbot.transport import TransportError
+
+if TYPE_CHECKING:
+    from civicbot.context import PluginContext
+
+log = logging.getLogger(__name__)
+TICK = timedelta(minutes=10)
+RETRY = timedelta(minutes=15)  # the transport already retried through outages
+RESPONSE_KEYS = ("m.poll.response", "org.matrix.msc3381.poll.response")
+
+
+def response_answers(content: dict[str, Any]) -> object:
+    """The answers of a poll response as sent (stable key first, as matrix-events-sdk reads)."""
+    for key in RESPONSE_KEYS:
+        block = content.get(key)
+        if block is not None:
+            return block.get("answers") if isinstance(block, dict) else None
+    return None
+
+
+class PollRunner:
+    """Owns the timers and the in-memory index of open native polls."""
+
+    def __init__(self, ctx: PluginContext, store: PollStore):
+        self.ctx = ctx
+        self.store = store
+        self.by_start: dict[str, tuple[int, str]] = {}  # start event id -> (poll id, salt)
+        self.forgotten: dict[int, set[str]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._armed: set[int] = set()
+
+    # -- start-up ------------------------------------------------------------------------------
+    async def start(self, overdue_grace: timedelta) -> None:
+        """Re-arm every deadline from the database. A deadline missed while the bot was down
+        fires after ``overdue_grace``, so the catch-up sync can deliver the ``!vote`` messages
+        sent meanwhile before the count."""
+        now = self.ctx.clock.now()
+        for poll in await self.store.unfinished():
+            self.track(poll)
+            self.forgotten[poll.id] = await self.store.forgotten_hashes(poll.id)
+            due = poll.closes_at if poll.closes_at > now else now + overdue_grace
+            if poll.state == CLOSING:
+                due = now
+            self.arm(poll.id, due)
+        self.ctx.scheduler.at("recount", now, self.recount_all)
+        self.ctx.scheduler.every("tick", TICK, self.tick)
+
+    def track(self, poll: Poll) -> None:
+        if poll.start_event_id and poll.state in (OPEN, CLOSING):
+            self.by_start[poll.start_event_id] = (poll.id, poll.salt)
+
+    def arm(self, poll_id: int, when: datetime) -> None:
+        async def close_at_deadline() -> None:
+            await self.close(poll_id, closed_by="")
+
+        self.ctx.scheduler.at(f"close:{poll_id}", when, close_at_deadline)
+        self._armed.add(poll_id)
+
+    def stop(self) -> None:
+        """Drop every timer; the deadlines stay in the database for the next start."""
+        for poll_id in self._armed:
+            self.ctx.scheduler.cancel(f"close:{poll_id}")
+        for key in ("recount", "tick"):
+            self.ctx.scheduler.cancel(key)
+        self._armed.clear()
+
+    async def recount_all(self) -> None:
+        """After a restart: take every open poll's votes from the homeserver again, in case
+        some arrived (or were redacted) while we were away; honour an end sent meanwhile."""
+        for poll in await self.store.unfinished():
+            if poll.state != OPEN or not poll.start_event_id:
+                continue
+            try:
+                end = await self.recount(poll)
+            except TransportError as exc:
+                log.warning("could not recount %s: %s", poll.label, exc)
+                continue
+            if end is not None:
+                await self.close(poll.id, closed_by=end[2], end=end)
+        await self.tick()
+
+    def voter(self, poll_id: int, salt: str, user_id: str) -> str:
+        forgotten = self.forgotten.get(poll_id)
+        if forgotten:
+            alias = anonymous_voter(salt, user_id)
+            if alias in forgotten:
+                return alias
+        return user_id
+
+    async def recount(self, poll: Poll) -> tuple[int, str, str] | None:
+        """Replace the stored button votes with the homeserver's relations. Returns the first
+        valid end event as (ts, event id, sender), if there is one."""
+        assert poll.start_event_id
+        as_of = ms(self.ctx.clock.now())
+        events = await self.ctx.transport.relations(
+            poll.room_id, poll.start_event_id, "m.reference"
+        )
+        power = await self.ctx.permissions.power_levels(poll.room_id)
+        found: list[tuple[str, str, object, int]] = []
+        ends: list[tuple[int, str, str]] = []
+        for event in events:
+            if event.kind is EventKind.POLL_RESPONSE and not event.content:
+                continue  # redacted: clients drop it and the sender's earlier vote counts again
+            if event.kind is EventKind.POLL_RESPONSE and event.sender != self.ctx.transport.user_id:
+                voter = self.voter(poll.id, poll.salt, event.sender)
+                found.append((event.event_id, voter, response_answers(event.content), event.ts))
+            elif event.kind is EventKind.POLL_END and self.may_end(event, power):
+                ends.append((event.ts, event.event_id, event.sender))
+        new = await self.store.replace_button_responses(poll.id, found, as_of)
+        if new:
+            log.info("recount of %s found %d votes we had not seen", poll.label, new)
+        return min(ends) if ends else None
+
+    def may_end(self, event: Event, power: Any) -> bool:
+        """MSC3381: an end counts from the poll's sender (us) or someone who may redact."""
+        return event.sender == self.ctx.transport.user_id or power.can_redact(event.sender)
+
+    # -- closing -------------------------------------------------------------------------------
+    def _lock(self, poll_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(poll_id, asyncio.Lock())
+
+    async def close(
+        self, poll_id: int, closed_by: str, end: tuple[int, str, str] | None = None
+    ) -> Poll | None:
+        """Close a poll once: end event, recount, results message. Safe to repeat after a
+        crash (state ``closing`` is finished at start-up with the same transaction ids)."""
+        async with self._lock(poll_id):
+            poll = await self.store.get(poll_id)
+            if poll is None or poll.state == CLOSED:
+                return poll
+            now = self.ctx.clock.now()
+            if poll.state == OPEN:
+                await self.store.begin_close(poll_id, closed_by, now)
+                poll = await self.store.get(poll_id)
+                assert poll is not None
+            self.ctx.scheduler.cancel(f"close:{poll_id}")
+            self._armed.discard(poll_id)
+            try:
+                tally, runoff, cutoff, end_id = await self._final_count(poll, end)
+                members = await self.member_count(poll.room_id)
+                result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
+                values = render.result_values(poll, result, self.prefix, now)
+                results_id = await self.ctx.send(
+                    poll.room_id,
+                    self.ctx.templates.render("results", **values),
+                    "results",
+                    str(poll.id),
+                    reply_to=poll.text_event_id,
+                    thread_root=poll.thread_root,
+                )
+            except TransportError:
+                # Stay "closing" and try again later; the sends repeat their transaction ids.
+                self.arm(poll_id, now + RETRY)
+                raise
+            await self.store.finish_close(poll.id, cutoff, end_id, results_id, result)
+            if poll.start_event_id:
+                self.by_start.pop(poll.start_event_id, None)
+            log.info("closed %s: %d voters", poll.label, tally.voters)
+            return await self.store.get(poll_id)
+
+    async def _final_count(
+        self, poll: Poll, end: tuple[int, str, str] | None
+    ) -> tuple[Tally, Any, int | None, str | None]:
+        if poll.secret:
+            ballots = await self.store.secret_ballots(poll.id)
+            ranked = poll.kind is PollKind.RANKED
+            tally = count_ballots(ballots, poll.option_ids, ranked=ranked)
+            return tally, self._runoff(poll, tally), None, None
+        cutoff: int | None = ms(poll.closed_at) if poll.closed_at else None
+        end_id: str | None = None
+        if poll.start_event_id:
+            if end is None:
+                await self.ctx.outgoing("end", str(poll.id)).event(
+                    poll.room_id, render.END_TYPE, render.end_content(poll)
+                )
+            try:
+                # The end event's own timestamp is the cut-off every client applies.
+                end = await self.recount(poll) or end
+            except TransportError as exc:
+                log.warning("could not recount %s at close: %s", poll.label, exc)
+            if end is not None:
+                cutoff, end_id = end[0], end[1]
+        responses = await self.store.responses(poll.id)
+        tally = tally_responses(
+            responses,
+            poll.option_ids,
+            poll.ballot_length,
+            cutoff,
+            ranked=poll.kind is PollKind.RANKED,
+        )
+        return tally, self._runoff(poll, tally), cutoff, end_id
+
+    @staticmethod
+    def _runoff(poll: Poll, tally: Tally) -> Any:
+        if poll.kind is not PollKind.RANKED:
+            return None
+        return instant_runoff(tally.ballots.values(), poll.option_ids, seed=poll.id)
+
+    async def live_tally(self, poll: Poll) -> Tally:
+        """The count so far (for ``!poll show`` and reminders); never published for secret or
+        hidden polls."""
+        if poll.secret:
+            ballots = await self.store.secret_ballots(poll.id)
+            return count_ballots(ballots, poll.option_ids, poll.kind is PollKind.RANKED)
+        responses: list[Response] = await self.store.responses(poll.id)
+        return tally_responses(
+            responses, poll.option_ids, poll.ballot_length, ranked=poll.kind is PollKind.RANKED
+        )
+
+    async def voters_so_far(self, poll: Poll) -> int:
+        if poll.secret:
+            return await self.store.secret_voter_count(poll.id)
+        return (await self.live_tally(poll)).voters
+
+    async def member_count(self, room_id: str) -> int | None:
+        try:
+            members = await self.ctx.transport.joined_members(room_id)
+        except TransportError:
+            return None
+        return len([m for m in members if m != self.ctx.transport.user_id]) or None
+
+    @property
+    def prefix(self) -> str:
+        return self.ctx.settings.bot.command_prefix
+
+    # -- reminders and reviews -----------------------------------------------------------------
+    async def tick(self) -> None:
+        now = self.ctx.clock.now()
+        for poll in await self.store.open_anywhere():
+            config = await self.ctx.config(poll.room_id)
+            if not config.enabled or poll.reminder_sent or not config.reminder_hours:
+                continue
+            remind_at = poll.closes_at - timedelta(hours=config.reminder_hours)
+            if poll.created_at < remind_at <= now < poll.closes_at:
+                await self._remind(poll, now)
+        for poll in await self.store.reviews_due(now):
+            await self._review(poll, now)
+
+    async def _remind(self, poll: Poll, now: datetime) -> None:
+        values = render.announce_values(poll, now, self.prefix, self.ctx.transport.user_id)
+        values["voters"] = await self.voters_so_far(poll)
+        await self.ctx.send(
+            poll.room_id,
+            self.ctx.templates.render("reminder", **values),
+            "remind",
+            str(poll.id),
+            reply_to=poll.text_event_id,
+            thread_root=poll.thread_root,
+        )
+        await self.store.set_flag(poll.id, "reminder_sent")
+
+    async def _review(self, poll: Poll, now: datetime) -> None:
+        assert poll.review_at is not None
+        text = self.ctx.templates.render("review", poll=poll, label=poll.label, prefix=self.prefix)
+        await self.ctx.send(
+            poll.room_id,
+            text,
+            "review",
+            str(poll.id),
+            poll.review_at.isoformat(),
+            thread_root=poll.discussion_root,
+        )
+        await self.store.set_flag(poll.id, "review_sent")
+
+    async def post_outcome(self, poll: Poll, key: str) -> str:
+        review = (
+            format_when(poll.review_at, poll.zone, self.ctx.clock.now()) if poll.review_at else ""
+        )
+        text = self.ctx.templates.render(
+            "outcome", poll=poll, label=poll.label, prefix=self.prefix, review=review
+        )
+        message = Message(
+            text.text, text.html, thread_root=poll.discussion_root, reply_to=poll.discussion_root
+        )
+        return await self.ctx.outgoing("outcome", str(poll.id), key).message(poll.room_id, message)

@@ -1,0 +1,216 @@
+"""The polls tables and the dataclasses they hold.
+
+Secret ballots are stored so that no table links a voter to a choice:
+``polls_secret_voters`` says who has voted (to refuse a second ballot) and holds no choice;
+``polls_secret_ballots`` holds the choices under random keys and holds no voter. Neither has a
+timestamp, and both are ``WITHOUT ROWID`` tables ordered by their keys, so insertion order (which
+would pair the n-th voter with the n-th ballot) is not kept either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from civicbot_plugins.polls.service import Option, PollKind
+
+from civicbot.storage import Migration
+
+MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE polls_polls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        room_id TEXT NOT NULL,
+        source_event_id TEXT NOT NULL UNIQUE,
+        creator TEXT NOT NULL,
+        question TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        max_selections INTEGER NOT NULL,
+        options TEXT NOT NULL,
+        secret INTEGER NOT NULL DEFAULT 0,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        timezone TEXT NOT NULL,
+        salt TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        closes_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'posting',
+        start_event_id TEXT,
+        text_event_id TEXT,
+        thread_root TEXT,
+        closed_at TEXT,
+        closed_by TEXT,
+        cutoff_ts INTEGER,
+        end_event_id TEXT,
+        results_event_id TEXT,
+        result TEXT,
+        reminder_sent INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        outcome_by TEXT,
+        outcome_at TEXT,
+        review_at TEXT,
+        review_sent INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX polls_polls_room ON polls_polls(room_id, state);
+    CREATE INDEX polls_polls_start ON polls_polls(start_event_id);
+    CREATE TABLE polls_responses (
+        event_id TEXT PRIMARY KEY,
+        poll_id INTEGER NOT NULL REFERENCES polls_polls(id),
+        voter TEXT NOT NULL,
+        answers TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        via TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX polls_responses_poll ON polls_responses(poll_id);
+    CREATE INDEX polls_responses_voter ON polls_responses(voter);
+    CREATE TABLE polls_secret_voters (
+        poll_id INTEGER NOT NULL REFERENCES polls_polls(id),
+        voter TEXT NOT NULL,
+        PRIMARY KEY (poll_id, voter)
+    ) WITHOUT ROWID;
+    CREATE TABLE polls_secret_ballots (
+        ballot_key TEXT PRIMARY KEY,
+        poll_id INTEGER NOT NULL REFERENCES polls_polls(id),
+        answers TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    CREATE TABLE polls_forgotten (
+        poll_id INTEGER NOT NULL REFERENCES polls_polls(id),
+        voter_hash TEXT NOT NULL,
+        PRIMARY KEY (poll_id, voter_hash)
+    ) WITHOUT ROWID
+    """,
+]
+
+OPEN, POSTING, CLOSING, CLOSED = "open", "posting", "closing", "closed"
+
+
+def to_iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def anonymous_voter(salt: str, user_id: str) -> str:
+    """What a forgotten voter becomes in an open poll: stable within the poll (so their latest
+    vote still replaces the earlier one) but not their name."""
+    return "anon:" + hashlib.blake2s(f"{salt}:{user_id}".encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class Poll:
+    id: int
+    room_id: str
+    source_event_id: str
+    creator: str
+    question: str
+    kind: PollKind
+    max_selections: int
+    options: list[Option]
+    secret: bool
+    hidden: bool
+    timezone: str
+    salt: str
+    created_at: datetime
+    closes_at: datetime
+    state: str
+    start_event_id: str | None = None
+    text_event_id: str | None = None
+    thread_root: str | None = None  # the thread the poll was asked in, if any
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    cutoff_ts: int | None = None
+    end_event_id: str | None = None
+    results_event_id: str | None = None
+    result: dict[str, Any] | None = None
+    reminder_sent: bool = False
+    outcome: str | None = None
+    outcome_by: str | None = None
+    outcome_at: datetime | None = None
+    review_at: datetime | None = None
+    review_sent: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"P-{self.id}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == OPEN
+
+    @property
+    def ballot_length(self) -> int:
+        return len(self.options) if self.kind is PollKind.RANKED else self.max_selections
+
+    @property
+    def option_ids(self) -> list[str]:
+        return [option.id for option in self.options]
+
+    @property
+    def discussion_root(self) -> str | None:
+        """Where follow-ups (outcomes, reviews) go: the poll's thread."""
+        return self.thread_root or self.text_event_id
+
+    @classmethod
+    def from_row(cls, row: Any) -> Poll:
+        return cls(
+            id=row["id"],
+            room_id=row["room_id"],
+            source_event_id=row["source_event_id"],
+            creator=row["creator"],
+            question=row["question"],
+            kind=PollKind(row["kind"]),
+            max_selections=row["max_selections"],
+            options=[Option(o["id"], o["text"]) for o in json.loads(row["options"])],
+            secret=bool(row["secret"]),
+            hidden=bool(row["hidden"]),
+            timezone=row["timezone"],
+            salt=row["salt"],
+            created_at=from_iso(row["created_at"]),  # type: ignore[arg-type]
+            closes_at=from_iso(row["closes_at"]),  # type: ignore[arg-type]
+            state=row["state"],
+            start_event_id=row["start_event_id"],
+            text_event_id=row["text_event_id"],
+            thread_root=row["thread_root"],
+            closed_at=from_iso(row["closed_at"]),
+            closed_by=row["closed_by"],
+            cutoff_ts=row["cutoff_ts"],
+            end_event_id=row["end_event_id"],
+            results_event_id=row["results_event_id"],
+            result=json.loads(row["result"]) if row["result"] else None,
+            reminder_sent=bool(row["reminder_sent"]),
+            outcome=row["outcome"],
+            outcome_by=row["outcome_by"],
+            outcome_at=from_iso(row["outcome_at"]),
+            review_at=from_iso(row["review_at"]),
+            review_sent=bool(row["review_sent"]),
+        )
+
+
+@dataclass
+class NewPoll:
+    room_id: str
+    source_event_id: str
+    creator: str
+    question: str
+    kind: PollKind
+    max_selections: int
+    options: list[Option]
+    secret: bool
+    hidden: bool
+    timezone: str
+    created_at: datetime
+    closes_at: datetime
+    thread_root: str | None

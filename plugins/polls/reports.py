@@ -1,0 +1,94 @@
+"""What the polls plugin tells the rest of civicbot: the digest section and ``!mydata``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from civicbot_plugins.polls import render
+from civicbot_plugins.polls.lifecycle import PollRunner
+from civicbot_plugins.polls.models import CLOSED, to_iso
+from civicbot_plugins.polls.store import PollStore
+
+
+async def digest_values(
+    store: PollStore,
+    runner: PollRunner,
+    room_id: str,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    prefix: str,
+) -> dict[str, Any] | None:
+    """Polls decided (with results and outcomes), opened, and outcomes recorded in the window."""
+    window = (to_iso(since), to_iso(until))
+    closed = [
+        p
+        for p in await store.in_room_between(room_id, "closed_at", *window)
+        if p.state == CLOSED and p.result
+    ]
+    closed_ids = {p.id for p in closed}
+    opened = [
+        p
+        for p in await store.in_room_between(room_id, "created_at", *window)
+        if p.id not in closed_ids
+    ]
+    decided = [
+        p
+        for p in await store.in_room_between(room_id, "outcome_at", *window)
+        if p.id not in closed_ids
+    ]
+    if not (opened or closed or decided):
+        return None
+    return {
+        "opened": [
+            {**render.announce_values(p, now, prefix), "voters": await runner.voters_so_far(p)}
+            for p in opened
+        ],
+        "closed": [render.result_values(p, p.result or {}, prefix, now) for p in closed],
+        "decided": [{"poll": p, "label": p.label} for p in decided],
+        "prefix": prefix,
+    }
+
+
+async def export_user_data(store: PollStore, user_id: str) -> dict[str, Any] | None:
+    """Everything stored about ``user_id``: polls they started or decided, their open votes,
+    and which secret ballots they took part in (never what they chose there)."""
+    started = [
+        {
+            "poll": p.label,
+            "room": p.room_id,
+            "question": p.question,
+            "started": to_iso(p.created_at) if p.creator == user_id else None,
+            "outcome_recorded": p.outcome if p.outcome_by == user_id else None,
+        }
+        for p in await store.created_by(user_id)
+    ]
+    votes = []
+    for row in await store.responses_of(user_id):
+        poll = await store.get(row["poll_id"])
+        text_of = {o.id: o.text for o in poll.options} if poll else {}
+        answers = row["answers"]
+        listed = [a for a in answers if isinstance(a, str)] if isinstance(answers, list) else []
+        votes.append(
+            {
+                "poll": f"P-{row['poll_id']}",
+                "question": poll.question if poll else "",
+                "answers": answers,
+                "answer_texts": [text_of.get(a, a) for a in listed],
+                "sent_at_ms": row["ts"],
+                "via": row["via"],
+                "reason": row["reason"],
+            }
+        )
+    secret = [
+        {
+            "poll": f"P-{poll_id}",
+            "note": "You voted in this secret ballot. Your choice is stored without your name, "
+            "so it cannot be exported.",
+        }
+        for poll_id in await store.secret_polls_of(user_id)
+    ]
+    if not (started or votes or secret):
+        return None
+    return {"polls_started_or_decided": started, "votes": votes, "secret_ballots": secret}

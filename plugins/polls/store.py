@@ -1,0 +1,337 @@
+"""SQL for the polls tables (see :mod:`models`); callers get dataclasses back."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+
+from civicbot_plugins.polls.models import (
+    CLOSED,
+    OPEN,
+    NewPoll,
+    Poll,
+    anonymous_voter,
+    to_iso,
+)
+from civicbot_plugins.polls.service import Response
+
+from civicbot.storage import Database
+
+
+class PollStore:
+    """Repository over the ``polls_`` tables."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- polls ---------------------------------------------------------------------------------
+    async def create(self, new: NewPoll) -> tuple[Poll, bool]:
+        """Insert a poll keyed by the ``!poll`` event; a replayed event finds the first one."""
+        options = json.dumps([{"id": o.id, "text": o.text} for o in new.options])
+        rowcount = await self.db.execute_rowcount(
+            "INSERT INTO polls_polls (room_id, source_event_id, creator, question, kind,"
+            " max_selections, options, secret, hidden, timezone, salt, created_at, closes_at,"
+            " thread_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(source_event_id) DO NOTHING",
+            (
+                new.room_id,
+                new.source_event_id,
+                new.creator,
+                new.question,
+                new.kind.value,
+                new.max_selections,
+                options,
+                int(new.secret),
+                int(new.hidden),
+                new.timezone,
+                secrets.token_hex(16),
+                to_iso(new.created_at),
+                to_iso(new.closes_at),
+                new.thread_root,
+            ),
+        )
+        poll = await self._one("source_event_id = ?", (new.source_event_id,))
+        assert poll is not None
+        return poll, rowcount > 0
+
+    async def _one(self, where: str, params: tuple[Any, ...]) -> Poll | None:
+        row = await self.db.fetchone(f"SELECT * FROM polls_polls WHERE {where}", params)
+        return Poll.from_row(row) if row is not None else None
+
+    async def _many(self, where: str, params: tuple[Any, ...] = ()) -> list[Poll]:
+        rows = await self.db.fetchall(f"SELECT * FROM polls_polls WHERE {where}", params)
+        return [Poll.from_row(row) for row in rows]
+
+    async def get(self, poll_id: int) -> Poll | None:
+        return await self._one("id = ?", (poll_id,))
+
+    async def by_source(self, event_id: str) -> Poll | None:
+        return await self._one("source_event_id = ?", (event_id,))
+
+    async def unfinished(self) -> list[Poll]:
+        """Polls whose close has not been announced yet (open, or closing when we stopped)."""
+        return await self._many("state IN ('open', 'closing') ORDER BY id")
+
+    async def open_in(self, room_id: str) -> list[Poll]:
+        return await self._many("room_id = ? AND state = 'open' ORDER BY closes_at", (room_id,))
+
+    async def open_anywhere(self) -> list[Poll]:
+        return await self._many("state = 'open' ORDER BY closes_at")
+
+    async def mark_posted(
+        self, poll_id: int, start_event_id: str | None, text_event_id: str
+    ) -> None:
+        await self.db.execute(
+            "UPDATE polls_polls SET start_event_id = ?, text_event_id = ?,"
+            " state = CASE state WHEN 'posting' THEN 'open' ELSE state END WHERE id = ?",
+            (start_event_id, text_event_id, poll_id),
+        )
+
+    async def begin_close(self, poll_id: int, closed_by: str, now: datetime) -> bool:
+        """open → closing, once: True for the caller that gets to announce the results."""
+        changed = await self.db.execute_rowcount(
+            "UPDATE polls_polls SET state = 'closing', closed_at = ?, closed_by = ?"
+            " WHERE id = ? AND state = 'open'",
+            (to_iso(now), closed_by, poll_id),
+        )
+        return changed > 0
+
+    async def finish_close(
+        self,
+        poll_id: int,
+        cutoff_ts: int | None,
+        end_event_id: str | None,
+        results_event_id: str,
+        result: dict[str, Any],
+    ) -> None:
+        await self.db.execute(
+            "UPDATE polls_polls SET state = 'closed', cutoff_ts = ?, end_event_id = ?,"
+            " results_event_id = ?, result = ? WHERE id = ?",
+            (cutoff_ts, end_event_id, results_event_id, json.dumps(result), poll_id),
+        )
+
+    async def set_flag(self, poll_id: int, column: str) -> None:
+        assert column in ("reminder_sent", "review_sent")
+        await self.db.execute(f"UPDATE polls_polls SET {column} = 1 WHERE id = ?", (poll_id,))
+
+    async def set_outcome(
+        self, poll_id: int, text: str, by: str, at: datetime, review_at: datetime | None
+    ) -> None:
+        await self.db.execute(
+            "UPDATE polls_polls SET outcome = ?, outcome_by = ?, outcome_at = ?, review_at = ?,"
+            " review_sent = 0 WHERE id = ?",
+            (text, by, to_iso(at), to_iso(review_at) if review_at else None, poll_id),
+        )
+
+    async def reviews_due(self, now: datetime) -> list[Poll]:
+        return await self._many(
+            "review_at IS NOT NULL AND review_sent = 0 AND review_at <= ? ORDER BY review_at",
+            (to_iso(now),),
+        )
+
+    async def in_room_between(
+        self, room_id: str, column: str, since: str, until: str
+    ) -> list[Poll]:
+        assert column in ("created_at", "closed_at", "outcome_at")
+        return await self._many(
+            f"room_id = ? AND state != 'posting' AND {column} >= ? AND {column} < ?"
+            f" ORDER BY {column}",
+            (room_id, since, until),
+        )
+
+    # -- responses (open ballots: button votes and !vote) --------------------------------------
+    async def add_response(
+        self,
+        poll_id: int,
+        event_id: str,
+        voter: str,
+        answers: object,
+        ts: int,
+        via: str,
+        reason: str = "",
+    ) -> bool:
+        changed = await self.db.execute_rowcount(
+            "INSERT INTO polls_responses (event_id, poll_id, voter, answers, ts, via, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
+            (event_id, poll_id, voter, json.dumps(answers), ts, via, reason),
+        )
+        return changed > 0
+
+    async def responses(self, poll_id: int) -> list[Response]:
+        rows = await self.db.fetchall(
+            "SELECT voter, answers, ts, reason FROM polls_responses WHERE poll_id = ?"
+            " ORDER BY rowid",
+            (poll_id,),
+        )
+        decoded: dict[str, object] = {}  # most responses share a handful of answer lists
+
+        def answers(text: str) -> object:
+            found = decoded.get(text)
+            if found is None:
+                found = decoded[text] = json.loads(text)
+            return found
+
+        return [Response(r[0], answers(r[1]), r[2], r[3]) for r in rows]
+
+    async def replace_button_responses(
+        self, poll_id: int, found: list[tuple[str, str, object, int]], as_of_ts: int
+    ) -> int:
+        """Make the stored button votes the homeserver's (event id, voter, answers, ts). Stored
+        ones it no longer has were redacted, unless they are newer than ``as_of_ts`` (when the
+        fetch began): those arrived through the sync meanwhile. Returns how many were new."""
+        keep = {event_id for event_id, *_ in found}
+        async with self.db.transaction():
+            stored = await self.db.fetchall(
+                "SELECT event_id, ts FROM polls_responses WHERE poll_id = ? AND via = 'button'",
+                (poll_id,),
+            )
+            gone = [(row[0],) for row in stored if row[0] not in keep and row[1] < as_of_ts]
+            await self.db.executemany("DELETE FROM polls_responses WHERE event_id = ?", gone)
+            known = {row[0] for row in stored}
+            new = [
+                (event_id, poll_id, voter, json.dumps(answers), ts)
+                for event_id, voter, answers, ts in found
+                if event_id not in known
+            ]
+            await self.db.executemany(
+                "INSERT INTO polls_responses (event_id, poll_id, voter, answers, ts, via)"
+                " VALUES (?, ?, ?, ?, ?, 'button') ON CONFLICT(event_id) DO NOTHING",
+                new,
+            )
+        return len(new)
+
+    async def delete_response(self, event_id: str) -> int:
+        return await self.db.execute_rowcount(
+            "DELETE FROM polls_responses WHERE event_id = ?", (event_id,)
+        )
+
+    async def forgotten_hashes(self, poll_id: int) -> set[str]:
+        rows = await self.db.fetchall(
+            "SELECT voter_hash FROM polls_forgotten WHERE poll_id = ?", (poll_id,)
+        )
+        return {row[0] for row in rows}
+
+    # -- secret ballots ------------------------------------------------------------------------
+    async def cast_secret(
+        self, poll: Poll, voter: str, answers: list[str], reason: str = ""
+    ) -> str:
+        """Record a secret ballot: "counted", "already" (one ballot each) or "closed"."""
+        async with self.db.transaction():
+            state = await self.db.fetchval("SELECT state FROM polls_polls WHERE id = ?", (poll.id,))
+            if state != OPEN:
+                return "closed"
+            if await self.has_voted_secretly(poll, voter):
+                return "already"
+            await self.db.execute(
+                "INSERT INTO polls_secret_voters (poll_id, voter) VALUES (?, ?)", (poll.id, voter)
+            )
+            await self.db.execute(
+                "INSERT INTO polls_secret_ballots (ballot_key, poll_id, answers, reason)"
+                " VALUES (?, ?, ?, ?)",
+                (secrets.token_hex(16), poll.id, json.dumps(answers), reason),
+            )
+        return "counted"
+
+    async def has_voted_secretly(self, poll: Poll, voter: str) -> bool:
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM polls_secret_voters WHERE poll_id = ? AND voter IN (?, ?)",
+                (poll.id, voter, anonymous_voter(poll.salt, voter)),
+            )
+        )
+
+    async def secret_ballots(self, poll_id: int) -> list[tuple[list[str], str]]:
+        rows = await self.db.fetchall(
+            "SELECT answers, reason FROM polls_secret_ballots WHERE poll_id = ?", (poll_id,)
+        )
+        return [(json.loads(row[0]), row[1]) for row in rows]
+
+    async def secret_voter_count(self, poll_id: int) -> int:
+        return int(
+            await self.db.fetchval(
+                "SELECT COUNT(*) FROM polls_secret_voters WHERE poll_id = ?", (poll_id,)
+            )
+            or 0
+        )
+
+    # -- privacy -------------------------------------------------------------------------------
+    async def created_by(self, user_id: str) -> list[Poll]:
+        return await self._many("creator = ? OR outcome_by = ? ORDER BY id", (user_id, user_id))
+
+    async def responses_of(self, user_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT poll_id, answers, ts, via, reason FROM polls_responses WHERE voter = ?"
+            " ORDER BY poll_id, ts",
+            (user_id,),
+        )
+        return [{**dict(row), "answers": json.loads(row["answers"])} for row in rows]
+
+    async def secret_polls_of(self, user_id: str) -> list[int]:
+        rows = await self.db.fetchall(
+            "SELECT poll_id FROM polls_secret_voters WHERE voter = ? ORDER BY poll_id", (user_id,)
+        )
+        return [row[0] for row in rows]
+
+    async def forget(self, user_id: str) -> tuple[int, int]:
+        """Remove who ``user_id`` voted for, keeping every total. Returns (removed, anonymised)."""
+        removed = anonymised = 0
+        async with self.db.transaction():
+            for poll in await self._many(
+                "id IN (SELECT poll_id FROM polls_responses WHERE voter = ?"
+                " UNION SELECT poll_id FROM polls_secret_voters WHERE voter = ?"
+                " UNION SELECT id FROM polls_polls WHERE creator = ? OR outcome_by = ?)",
+                (user_id, user_id, user_id, user_id),
+            ):
+                removed_here, anonymised_here = await self._forget_in(poll, user_id)
+                removed += removed_here
+                anonymised += anonymised_here
+        return removed, anonymised
+
+    async def _forget_in(self, poll: Poll, user_id: str) -> tuple[int, int]:
+        anonymised = 0
+        if poll.creator == user_id or poll.outcome_by == user_id:
+            anonymised += 1
+            await self.db.execute(
+                "UPDATE polls_polls SET creator = CASE creator WHEN ? THEN '' ELSE creator END,"
+                " outcome_by = CASE outcome_by WHEN ? THEN '' ELSE outcome_by END WHERE id = ?",
+                (user_id, user_id, poll.id),
+            )
+        if poll.state == CLOSED:
+            # The published result keeps the totals; the rows behind it can go.
+            removed = await self.db.execute_rowcount(
+                "DELETE FROM polls_responses WHERE poll_id = ? AND voter = ?", (poll.id, user_id)
+            )
+            removed += await self.db.execute_rowcount(
+                "DELETE FROM polls_secret_voters WHERE poll_id = ? AND voter = ?",
+                (poll.id, user_id),
+            )
+            if poll.result and any(
+                b.get("voter") == user_id for b in poll.result.get("blocks", [])
+            ):
+                for block in poll.result["blocks"]:
+                    if block.get("voter") == user_id:
+                        block["voter"] = None
+                await self.db.execute(
+                    "UPDATE polls_polls SET result = ? WHERE id = ?",
+                    (json.dumps(poll.result), poll.id),
+                )
+                anonymised += 1
+            return removed, anonymised
+        # Still open: the vote must keep counting (and keep replacing itself), just not by name.
+        alias = anonymous_voter(poll.salt, user_id)
+        await self.db.execute(
+            "INSERT INTO polls_forgotten (poll_id, voter_hash) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (poll.id, alias),
+        )
+        anonymised += await self.db.execute_rowcount(
+            "UPDATE polls_responses SET voter = ? WHERE poll_id = ? AND voter = ?",
+            (alias, poll.id, user_id),
+        )
+        anonymised += await self.db.execute_rowcount(
+            "UPDATE polls_secret_voters SET voter = ? WHERE poll_id = ? AND voter = ?",
+            (alias, poll.id, user_id),
+        )
+        return 0, anonymised

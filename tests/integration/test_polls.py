@@ -1,0 +1,169 @@
+"""Polls against a real Synapse: residents vote with exactly the events Element sends."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from civicbot_plugins.polls.service import Response, tally_responses
+
+from tests.integration.conftest import is_notice_from, room_with_bot
+
+START = "org.matrix.msc3381.poll.start"
+RESPONSE = "org.matrix.msc3381.poll.response"
+END = "org.matrix.msc3381.poll.end"
+
+
+def poll_start_from(bot_id: str):
+    return lambda e: e.get("type") == START and e.get("sender") == bot_id
+
+
+async def tap(resident, room: str, start_id: str, *answers: str) -> str:
+    """What Element Web sends when someone taps a poll answer (or clears it)."""
+    return await resident.send_event(
+        room,
+        RESPONSE,
+        {
+            "m.relates_to": {"rel_type": "m.reference", "event_id": start_id},
+            RESPONSE: {"answers": list(answers)},
+        },
+    )
+
+
+def client_count(relations: list[dict], answer_ids: list[str], bot_id: str) -> dict[str, int]:
+    """What a client shows for these relations: the first valid end sets the cut-off."""
+    ends = [e["origin_server_ts"] for e in relations if e["type"] == END and e["sender"] == bot_id]
+    responses = [
+        Response(e["sender"], e["content"][RESPONSE].get("answers"), e["origin_server_ts"])
+        for e in relations
+        if e["type"] == RESPONSE
+    ]
+    return tally_responses(responses, answer_ids, 1, min(ends) if ends else None).counts
+
+
+async def test_three_residents_vote_change_withdraw_and_vote_late(residents, bots):
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob, cat)
+    ann.mark()
+    await ann.send_text(room, "!poll Which day for the litter pick? | Saturday | Sunday | Monday")
+    announced = await ann.wait_for(room, is_notice_from(bot.user_id, "📊 P-1: Which day"))
+    assert "1. Saturday\n2. Sunday\n3. Monday" in announced["content"]["body"]
+    assert "Closes " in announced["content"]["body"]
+    start = await ann.wait_for(room, poll_start_from(bot.user_id))
+    assert start["content"][START]["answers"][0] == {
+        "id": "1",
+        "org.matrix.msc1767.text": "Saturday",
+    }
+    start_id = start["event_id"]
+
+    await tap(ann, room, start_id, "1")
+    await tap(bob, room, start_id, "2")
+    await tap(cat, room, start_id, "2")
+    await tap(bob, room, start_id, "1")  # Bob changes his mind
+    await tap(cat, room, start_id)  # Cat withdraws (an empty answer list)
+    await cat.send_text(room, "!vote P-1 3")  # ... and votes again by typing
+    second_thoughts = await tap(ann, room, start_id, "3")
+    await ann.redact(room, second_thoughts)  # a redacted vote stops counting: "1" is back
+    await cat.wait_for(room, is_notice_from(bot.user_id, "your vote in P-1 is 3. Monday"))
+
+    ann.mark()
+    await ann.send_text(room, "!poll close P-1")
+    results = await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-1"))
+    body = results["content"]["body"]
+    assert "Winner: Saturday." in body
+    assert "1. Saturday: ███████░░░ 2 (67%)" in body
+    assert "2. Sunday: ░░░░░░░░░░ 0 (0%)" in body
+    assert "3. Monday: ███░░░░░░░ 1 (33%)" in body
+    assert "Turnout: 3 people voted of 3 members (100%)." in body
+    assert (
+        results["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == (announced["event_id"])
+    )
+
+    await tap(bob, room, start_id, "3")  # after the end: no client counts it
+    relations = await ann.relations(room, start_id, "m.reference")
+    ends = [e for e in relations if e["type"] == END]
+    assert len(ends) == 1 and ends[0]["sender"] == bot.user_id
+    # The button votes, counted as a client counts them, agree with the bot (Cat's typed vote
+    # is the one a client cannot see).
+    assert client_count(relations, ["1", "2", "3"], bot.user_id) == {"1": 2, "2": 0, "3": 0}
+    ann.mark()
+    await ann.send_text(room, "!poll show P-1")
+    shown = await ann.wait_for(room, is_notice_from(bot.user_id, "P-1 (closed)"))
+    assert "1. Saturday: ███████░░░ 2 (67%)" in shown["content"]["body"]
+
+
+async def test_a_restart_in_the_middle_of_voting_loses_nothing(residents, bots):
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob, cat)
+    ann.mark()
+    await ann.send_text(room, "!poll Paint the fence? | Green | Blue | closes in 2 days")
+    start_id = (await ann.wait_for(room, poll_start_from(bot.user_id)))["event_id"]
+    await tap(ann, room, start_id, "1")
+    assert await bot.stop() == 0
+    # While the bot is away: a button vote, a changed vote and a typed vote.
+    await tap(bob, room, start_id, "1")
+    await tap(ann, room, start_id, "2")
+    cat.mark()
+    await cat.send_text(room, "!vote P-1 2")
+    await bot.start()
+    await cat.wait_for(room, is_notice_from(bot.user_id, "your vote in P-1 is 2. Blue"))
+    ann.mark()
+    await ann.send_text(room, "!poll close P-1")
+    body = (await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-1")))["content"][
+        "body"
+    ]
+    assert "Winner: Blue." in body
+    assert "1. Green: ███░░░░░░░ 1 (33%)" in body
+    assert "2. Blue: ███████░░░ 2 (67%)" in body
+
+
+async def test_secret_ballot_by_direct_message_keeps_no_voter_choice_link(residents, bots):
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob, cat)
+    ann.mark()
+    await ann.send_text(room, "!poll Spend the grant on? | Benches | Planters | secret")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "Secret ballot"))
+    bob.mark()
+    await bob.send_text(room, "!vote P-1 1")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "please don't vote here"))
+
+    for resident, choice in ((bob, "2"), (cat, "2"), (ann, "1")):
+        dm = await resident.create_room(invite=[bot.user_id], is_direct=True)
+        resident.mark()
+        await resident.wait_for(dm, is_notice_from(bot.user_id, "Hello"), timeout=30)
+        await resident.send_text(dm, f"!vote P-1 {choice}")
+        await resident.wait_for(dm, is_notice_from(bot.user_id, "has been counted"))
+
+    ann.mark()
+    await ann.send_text(room, "!poll close P-1")
+    body = (await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-1")))["content"][
+        "body"
+    ]
+    assert "Winner: Planters." in body
+    assert "2. Planters: ███████░░░ 2 (67%)" in body
+    assert bob.user_id not in body and cat.user_id not in body
+    assert await bot.stop() == 0
+
+    db = sqlite3.connect(bot.directory / "data" / "civicbot.sqlite3")
+    try:
+        voters = db.execute("SELECT poll_id, voter FROM polls_secret_voters").fetchall()
+        assert sorted(voters) == sorted((1, r.user_id) for r in (ann, bob, cat))
+        ballots = db.execute("SELECT * FROM polls_secret_ballots").fetchall()
+        assert len(ballots) == 3
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            rows = db.execute(f"SELECT * FROM {table}").fetchall()
+            names_voter = any(
+                r.user_id in " ".join(map(str, row)) for row in rows for r in (bob, cat)
+            )
+            if names_voter:  # a table that knows a secret voter holds no choice at all
+                assert not columns & {"answers", "choice", "reason"}, table
+        assert db.execute("SELECT COUNT(*) FROM polls_responses").fetchone()[0] == 0
+    finally:
+        db.close()
+    for line in bot.log_text().splitlines():
+        if "secret" in line:
+            assert bob.user_id not in line and cat.user_id not in line, line

@@ -1,0 +1,88 @@
+"""Helpers shared by the polls tests: a harness whose fake homeserver stamps the bot's events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from civicbot_plugins.help import PLUGIN as HelpPlugin
+from civicbot_plugins.polls import PLUGIN as PollsPlugin
+
+from civicbot.clock import FakeClock, ms
+from civicbot.testing.harness import BotHarness
+from civicbot.transport.fake import FakeTransport, Sent
+
+START = "org.matrix.msc3381.poll.start"
+RESPONSE = "org.matrix.msc3381.poll.response"
+END = "org.matrix.msc3381.poll.end"
+ANN, BOB, CAT, DAN = "@ann:test", "@bob:test", "@cat:test", "@dan:test"
+
+
+class ClockedTransport(FakeTransport):
+    """The fake transport stores the bot's events with timestamp 0; a homeserver stamps them
+    with its clock, and the poll end event's stamp is the vote cut-off, so stamp them here."""
+
+    def __init__(self, clock: FakeClock):
+        super().__init__()
+        self.clock = clock
+
+    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str):
+        event_id = await super().send_event(room_id, event_type, content, txn_id)
+        for raw in self.rooms[room_id].events:
+            if raw["event_id"] == event_id and not raw["origin_server_ts"]:
+                raw["origin_server_ts"] = ms(self.clock.now())
+        return event_id
+
+
+@asynccontextmanager
+async def polls_harness(tmp_path: Path, **settings: Any) -> AsyncIterator[BotHarness]:
+    clock = FakeClock()
+    harness = await BotHarness.start(
+        tmp_path,
+        {"polls": PollsPlugin, "help": HelpPlugin},
+        clock=clock,
+        transport=ClockedTransport(clock),
+        **settings,
+    )
+    holder = [harness]
+    harness.holder = holder  # type: ignore[attr-defined]
+    try:
+        yield harness
+    finally:
+        await holder[-1].close()
+
+
+async def restart(h: BotHarness) -> BotHarness:
+    """Restart on the same database; the fixture closes whichever harness is current."""
+    fresh = await h.restart()
+    fresh.holder = h.holder  # type: ignore[attr-defined]
+    fresh.holder.append(fresh)  # type: ignore[attr-defined]
+    return fresh
+
+
+def sent_of(h: BotHarness, event_type: str) -> list[Sent]:
+    return [s for s in h.transport.sent if s.type == event_type]
+
+
+def start_event(h: BotHarness, index: int = -1) -> Sent:
+    return sent_of(h, START)[index]
+
+
+def response(start_id: str, *answers: Any) -> dict[str, Any]:
+    """Exactly what Element sends when someone taps an answer."""
+    return {
+        "m.relates_to": {"rel_type": "m.reference", "event_id": start_id},
+        RESPONSE: {"answers": list(answers)},
+    }
+
+
+async def tap(h: BotHarness, room: str, who: str, start_id: str, *answers: Any):
+    return await h.send(room, who, RESPONSE, response(start_id, *answers))
+
+
+def dm_room(h: BotHarness, user: str) -> str:
+    room_id = f"!dm-{user.strip('@').replace(':', '-')}:test"
+    h.transport.add_room(room_id, [user])
+    return room_id

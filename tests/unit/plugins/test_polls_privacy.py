@@ -1,0 +1,168 @@
+"""Secret ballots, ``!mydata``/``!forget me`` and the digest section of the polls plugin."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from civicbot.testing.harness import MODERATOR
+from tests.unit.plugins.polls_support import (
+    ANN,
+    BOB,
+    CAT,
+    START,
+    dm_room,
+    polls_harness,
+    sent_of,
+    start_event,
+    tap,
+)
+
+SECRET = "!poll Spend the grant on? | Benches | Planters | Lights | secret"
+
+
+async def table_columns(h, table):
+    return {row[1] for row in await h.db.fetchall(f"PRAGMA table_info({table})")}
+
+
+async def test_secret_ballot_by_direct_message_leaves_no_voter_choice_link(tmp_path, caplog):
+    caplog.set_level(logging.INFO)  # what production logs (aiosqlite is kept at WARNING)
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        outsider = "@eve:test"
+        await h.say(room, ANN, SECRET)
+        assert not sent_of(h, START)  # buttons would publish each vote as a room event
+        announcement = h.last_text(room)
+        assert "Secret ballot: send your vote to me (@civicbot:test) in a direct message" in (
+            announcement
+        )
+        await h.say(room, BOB, "!vote P-1 2")
+        assert "P-1 is a secret ballot, so please don't vote here" in h.last_text(room)
+
+        ann_dm, bob_dm, cat_dm, eve_dm = (dm_room(h, u) for u in (ANN, BOB, CAT, outsider))
+        await h.say(ann_dm, ANN, "!vote P-1 3")
+        assert "Your secret vote in P-1 has been counted" in h.last_text(ann_dm)
+        await h.say(ann_dm, ANN, "!vote P-1 1")
+        assert "You have already voted in P-1" in h.last_text(ann_dm)
+        await h.say(ann_dm, ANN, "!vote P-1 withdraw")
+        assert "can't be withdrawn or changed" in h.last_text(ann_dm)
+        await h.say(bob_dm, BOB, "!vote P-1 2")
+        await h.say(cat_dm, CAT, "!vote P-1 3")
+        await h.say(eve_dm, outsider, "!vote P-1 1")
+        assert "I can't find P-1 in any room you're in" in h.last_text(eve_dm)
+        await h.say(room, BOB, "!poll show P-1")
+        assert "3 people have voted so far; the results stay hidden" in h.last_text(room)
+
+        # The database: who voted, and what was chosen, are in tables that share nothing but
+        # the poll number; no timestamps, and no rowid that would keep the order of arrival.
+        voters = await table_columns(h, "polls_secret_voters")
+        ballots = await table_columns(h, "polls_secret_ballots")
+        assert voters == {"poll_id", "voter"}
+        assert ballots == {"ballot_key", "poll_id", "answers", "reason"}
+        for table in ("polls_secret_voters", "polls_secret_ballots"):
+            sql = await h.db.fetchval("SELECT sql FROM sqlite_master WHERE name = ?", (table,))
+            assert "WITHOUT ROWID" in sql
+        assert await h.db.fetchval("SELECT COUNT(*) FROM polls_responses") == 0
+        for table in await h.db.table_names():
+            if not table.startswith("polls_"):
+                continue
+            for row in await h.db.fetchall(f"SELECT * FROM {table}"):
+                values = " ".join(str(v) for v in tuple(row))
+                if any(user in values for user in (ANN, BOB, CAT)):
+                    assert "answers" not in await table_columns(h, table), table
+        keys = [r[0] for r in await h.db.fetchall("SELECT ballot_key FROM polls_secret_ballots")]
+        assert len(keys) == 3 and all(len(k) == 32 for k in keys)
+
+        await h.say(room, ANN, "!poll close P-1")
+        results = h.last_text(room)
+        assert "Winner: Lights." in results
+        assert "3. Lights: ███████░░░ 2 (67%)" in results
+        assert "Turnout: 3 people voted of 4 members (75%)." in results
+        for user in (ANN, BOB, CAT):
+            assert user not in caplog.text
+        everything = "\n".join(s.body for s in h.transport.sent if s.room_id == room)
+        assert BOB not in everything and CAT not in everything
+
+
+async def test_secret_proposal_publishes_block_reasons_without_names(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Close the road on Sundays? | proposal | secret")
+        await h.say(dm_room(h, BOB), BOB, "!vote P-1 block Carers need to drive in")
+        await h.say(dm_room(h, ANN), ANN, "!vote P-1 agree")
+        await h.say(room, ANN, "!poll close P-1")
+        results = h.last_text(room)
+        assert "• Carers need to drive in" in results
+        assert BOB not in results
+
+
+async def test_export_and_forget_keep_totals_but_not_who_voted(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        polls = h.bot.plugins["polls"]
+        await h.say(room, ANN, "!poll Fix the swings? | proposal")
+        start = start_event(h).event_id
+        await h.say(room, BOB, "!vote P-1 block Wait for the survey")
+        await tap(h, room, CAT, start, "agree")
+        await h.say(room, ANN, "!poll close P-1")
+        await h.say(room, ANN, "!poll Paint? | red | blue")
+        open_start = start_event(h).event_id
+        await tap(h, room, BOB, open_start, "1")
+        await h.say(room, ANN, SECRET)
+        await h.say(dm_room(h, BOB), BOB, "!vote P-3 1")
+
+        data = await polls.export_user_data(BOB)
+        assert [v["poll"] for v in data["votes"]] == ["P-1", "P-2"]
+        assert data["votes"][0]["answer_texts"] == ["Block"]
+        assert data["votes"][0]["reason"] == "Wait for the survey"
+        assert data["secret_ballots"][0]["poll"] == "P-3"
+        assert "cannot be exported" in data["secret_ballots"][0]["note"]
+        assert (await polls.export_user_data(ANN))["polls_started_or_decided"][0]["poll"] == "P-1"
+        assert await polls.export_user_data("@nobody:test") is None
+
+        report = await polls.forget_user(BOB)
+        assert report.removed == 1  # the closed poll's vote row (its total stays in the result)
+        assert report.anonymised >= 3  # the block's name, the open vote, the secret voter
+        assert await polls.export_user_data(BOB) is None
+        await h.say(room, CAT, "!poll show P-1")
+        shown = h.last_text(room)
+        assert "⛔ Blocked: 1 block raised" in shown and "• Wait for the survey" in shown
+        assert BOB not in shown
+        # Bob's open vote still counts, and a new vote from him still replaces it.
+        await h.advance(timedelta(minutes=1))
+        await tap(h, room, BOB, open_start, "2")
+        await h.say(room, ANN, "!poll close P-2")
+        assert "Winner: blue." in h.last_text(room)
+        assert "1 person voted" in h.last_text(room)
+        await h.say(dm_room(h, BOB), BOB, "!vote P-3 2")
+        assert "You have already voted in P-3" in h.texts()[-1]
+        rows = await h.db.fetchall(
+            "SELECT voter FROM polls_responses UNION ALL SELECT voter FROM polls_secret_voters"
+        )
+        assert BOB not in {row[0] for row in rows}
+
+
+async def test_digest_lists_new_and_decided_polls_with_outcomes(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        polls = h.bot.plugins["polls"]
+        week_start = h.clock.now()
+        assert await polls.digest_section(room, week_start, week_start + timedelta(days=7)) is None
+        await h.say(room, ANN, "!poll Litter pick day? | Saturday | Sunday | closes in 2 days")
+        await tap(h, room, BOB, start_event(h).event_id, "1")
+        await h.say(room, ANN, "!poll Budget? | parks | roads | closes in 10 days")
+        await h.advance(timedelta(days=2, minutes=1))
+        await h.say(room, ANN, "!outcome P-1 Saturday 10am, meet at the park gates")
+        section = await polls.digest_section(room, week_start, h.clock.now())
+        assert section.title == "Polls and decisions"
+        assert (
+            "• P-1 Litter pick day?: Winner: Saturday. 1 person voted of 3 members" in section.text
+        )
+        assert "Outcome: Saturday 10am, meet at the park gates" in section.text
+        assert "• P-2 Budget? (closes Thu 3 Dec 09:00 Europe/London; 0 votes so far)" in (
+            section.text
+        )
+        assert "<b>P-1</b>" in section.html
+        later = h.clock.now() + timedelta(days=30)
+        assert await polls.digest_section(room, later, later + timedelta(days=7)) is None
+        assert await polls.digest_section(MODERATOR, week_start, h.clock.now()) is None

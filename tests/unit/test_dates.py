@@ -1,0 +1,130 @@
+"""Dates residents type, read in the room's zone and echoed back the same way."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from civicbot.commands import UsageError
+from civicbot.dates import (
+    DateError,
+    Duration,
+    When,
+    describe_delta,
+    format_when,
+    has_explicit_time,
+    parse_duration,
+    parse_when,
+)
+
+LONDON = ZoneInfo("Europe/London")
+NEW_YORK = ZoneInfo("America/New_York")
+# Monday 23 November 2026, 09:00 in London (UTC+0 in winter).
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3 days", timedelta(days=3)),
+        ("in 3 days", timedelta(days=3)),
+        ("48h", timedelta(hours=48)),
+        ("90m", timedelta(minutes=90)),
+        ("1 week 2 days", timedelta(days=9)),
+        ("an hour", timedelta(hours=1)),
+        ("2 weeks and 1 day", timedelta(days=15)),
+        ("1.5 hours", timedelta(minutes=90)),
+    ],
+)
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["friday", "3 bananas", "", "days", "in", "3 days ago please"])
+def test_not_durations(text):
+    assert parse_duration(text) is None
+
+
+def test_relative_duration_counts_from_now_exactly():
+    assert parse_when("in 3 days", LONDON, NOW) == NOW + timedelta(days=3)
+
+
+def test_weekday_and_time_in_the_rooms_zone():
+    when = parse_when("friday 18:00", LONDON, NOW)
+    assert when == datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    assert format_when(when, LONDON, NOW) == "Fri 27 Nov 18:00 Europe/London"
+
+
+def test_the_zone_changes_the_instant():
+    when = parse_when("friday 18:00", NEW_YORK, NOW)
+    assert when == datetime(2026, 11, 27, 23, 0, tzinfo=UTC)  # EST is UTC-5
+    assert format_when(when, NEW_YORK, NOW) == "Fri 27 Nov 18:00 America/New_York"
+
+
+def test_a_day_without_a_time_means_the_default_time():
+    assert parse_when("friday", LONDON, NOW) == datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    morning = parse_when("2 Dec", LONDON, NOW, default_time=time(9, 30))
+    assert morning == datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+
+def test_day_month_order_outside_the_us():
+    assert parse_when("2/12 18:00", LONDON, NOW) == datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    assert parse_when("2/12 18:00", NEW_YORK, NOW).month == 2
+
+
+def test_summer_time_is_applied():
+    when = parse_when("1 June 2027 18:00", LONDON, NOW)
+    assert when == datetime(2027, 6, 1, 17, 0, tzinfo=UTC)
+    assert format_when(when, LONDON, NOW) == "Tue 1 Jun 2027 18:00 Europe/London"
+
+
+def test_a_wall_time_in_the_spring_gap_moves_forward():
+    when = parse_when("28 March 2027 01:30", LONDON, NOW)
+    assert when.astimezone(LONDON).hour == 2  # 01:30 does not exist that night
+
+
+def test_past_and_nonsense_say_what_to_type():
+    with pytest.raises(DateError, match="in the past"):
+        parse_when("yesterday", LONDON, NOW)
+    with pytest.raises(DateError, match=r"couldn't read 'whenever' as a time\. Try 'in 3 days'"):
+        parse_when("whenever", LONDON, NOW)
+    with pytest.raises(DateError, match="three years"):
+        parse_when("in 200 weeks", LONDON, NOW)
+    assert parse_when("yesterday", LONDON, NOW, allow_past=True) < NOW
+
+
+def test_explicit_times_are_recognised():
+    assert has_explicit_time("friday 18:00")
+    assert has_explicit_time("sat 6pm")
+    assert has_explicit_time("tomorrow noon")
+    assert not has_explicit_time("next friday")
+
+
+def test_describe_delta():
+    assert describe_delta(timedelta(days=4)) == "in 4 days"
+    assert describe_delta(timedelta(hours=24)) == "in 24 hours"
+    assert describe_delta(timedelta(minutes=5)) == "in 5 minutes"
+    assert describe_delta(timedelta(seconds=10)) == "now"
+    assert describe_delta(-timedelta(hours=3)) == "3 hours ago"
+
+
+async def test_when_converter_resolves_in_the_handler():
+    class FakeContext:
+        now = NOW
+
+        async def timezone(self):
+            return NEW_YORK
+
+    when = When.convert("  friday   18:00 ", FakeContext())  # type: ignore[arg-type]
+    assert when == "friday 18:00"
+    assert await when.resolve(FakeContext()) == datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    with pytest.raises(UsageError, match="in the past"):
+        await When("yesterday").resolve(FakeContext())
+
+
+def test_duration_converter():
+    assert Duration.convert("48h", None) == timedelta(hours=48)  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        Duration.convert("soon", None)  # type: ignore[arg-type]
