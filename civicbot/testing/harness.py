@@ -73,7 +73,7 @@ class BotHarness:
         db = db or await Database.open(tmp_path / "civicbot.sqlite3")
         clock = clock or FakeClock()
         scheduler = ManualScheduler(clock)
-        transport = transport or FakeTransport()
+        transport = transport or FakeTransport(clock=clock)
         classes = plugin_classes if plugin_classes is not None else discover()
         bot = Bot(config, transport, db, clock, scheduler, classes)
         try:

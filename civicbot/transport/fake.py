@@ -7,6 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from civicbot.clock import Clock, SystemClock, ms
 from civicbot.events import Event, EventKind, Message
 from civicbot.transport import EventSink, TransportError
 
@@ -39,8 +40,10 @@ class FakeTransport:
     Deduplicates sends by ``txn_id`` the way a homeserver does, so tests can prove that a
     replayed handler does not speak twice."""
 
-    def __init__(self, user_id: str = "@civicbot:test") -> None:
+    def __init__(self, user_id: str = "@civicbot:test", clock: Clock | None = None) -> None:
         self.user_id = user_id
+        # Stamps the bot's own events as a homeserver would (a poll end's stamp is its cut-off).
+        self.clock: Clock = clock or SystemClock()
         self.sent: list[Sent] = []
         self.rooms: dict[str, FakeRoom] = {}
         self.joined: set[str] = set()
@@ -128,7 +131,7 @@ class FakeTransport:
             "sender": self.user_id,
             "type": event_type,
             "content": content,
-            "origin_server_ts": 0,
+            "origin_server_ts": ms(self.clock.now()),
         }
         self.rooms.setdefault(room_id, FakeRoom(room_id, [self.user_id])).events.append(raw)
         return event_id

@@ -10,30 +10,14 @@ from typing import Any
 from civicbot_plugins.help import PLUGIN as HelpPlugin
 from civicbot_plugins.polls import PLUGIN as PollsPlugin
 
-from civicbot.clock import FakeClock, ms
+from civicbot.clock import FakeClock
 from civicbot.testing.harness import BotHarness
-from civicbot.transport.fake import FakeTransport, Sent
+from civicbot.transport.fake import Sent
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
 END = "org.matrix.msc3381.poll.end"
 ANN, BOB, CAT, DAN = "@ann:test", "@bob:test", "@cat:test", "@dan:test"
-
-
-class ClockedTransport(FakeTransport):
-    """The fake transport stores the bot's events with timestamp 0; a homeserver stamps them
-    with its clock, and the poll end event's stamp is the vote cut-off, so stamp them here."""
-
-    def __init__(self, clock: FakeClock):
-        super().__init__()
-        self.clock = clock
-
-    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str):
-        event_id = await super().send_event(room_id, event_type, content, txn_id)
-        for raw in self.rooms[room_id].events:
-            if raw["event_id"] == event_id and not raw["origin_server_ts"]:
-                raw["origin_server_ts"] = ms(self.clock.now())
-        return event_id
 
 
 @asynccontextmanager
@@ -43,7 +27,6 @@ async def polls_harness(tmp_path: Path, **settings: Any) -> AsyncIterator[BotHar
         tmp_path,
         {"polls": PollsPlugin, "help": HelpPlugin},
         clock=clock,
-        transport=ClockedTransport(clock),
         **settings,
     )
     holder = [harness]
