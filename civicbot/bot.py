@@ -80,6 +80,7 @@ class Bot:
         self.command_gates: list[CommandGate] = []
         self.pacer = SendPacer(clock=clock.monotonic, sleep=clock.sleep)
         self.flood_guard: FloodGuard | None = None
+        self._caught_up = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -166,7 +167,19 @@ class Bot:
 
     # -- events --------------------------------------------------------------------------------
     async def handle_batch(self, events: list[Event]) -> None:
-        """Handle one sync batch: rooms concurrently, each room's events in order."""
+        """Handle one sync batch: rooms concurrently, each room's events in order. After the
+        first batch of a start (the backlog), tell every plugin it has caught up."""
+        await self._handle_batch(events)
+        if not self._caught_up:
+            self._caught_up = True
+            for name, plugin in self.plugins.items():
+                if type(plugin).implements("caught_up"):
+                    try:
+                        await plugin.caught_up()
+                    except Exception:
+                        log.exception("plugin %s failed after catching up", name)
+
+    async def _handle_batch(self, events: list[Event]) -> None:
         fresh = await self._unhandled(events)
         by_room: dict[str, list[Event]] = {}
         for event in fresh:

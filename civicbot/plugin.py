@@ -92,6 +92,10 @@ class Plugin:
     async def teardown(self) -> None:
         """Stop: release what ``setup`` took. Deadlines stay in the database."""
 
+    async def caught_up(self) -> None:
+        """Called once per start, after the first sync batch has been handled: everything said
+        while the bot was down has been seen. Act on overdue deadlines here, not in ``setup``."""
+
     # -- hooks other parts of civicbot call ----------------------------------------------------
     async def digest_section(
         self, room_id: str, since: datetime, until: datetime
