@@ -36,18 +36,22 @@ class Permissions:
         self._db = db
         self._room_settings = room_settings
         self._power: dict[str, PowerLevels] = {}
+        self._generation: dict[str, int] = {}
 
     def forget_room(self, room_id: str) -> None:
         """Drop cached power levels (called when an ``m.room.power_levels`` event arrives)."""
         self._power.pop(room_id, None)
+        self._generation[room_id] = self._generation.get(room_id, 0) + 1
 
     async def power_levels(self, room_id: str) -> PowerLevels:
         cached = self._power.get(room_id)
         if cached is None:
+            generation = self._generation.get(room_id, 0)
             content = await self._transport.state_event(room_id, "m.room.power_levels")
             create = await self._transport.create_event(room_id)
             cached = PowerLevels.from_state(content, create)
-            self._power[room_id] = cached
+            if generation == self._generation.get(room_id, 0):  # no change arrived meanwhile
+                self._power[room_id] = cached
         return cached
 
     async def granted(self, room_id: str, user_id: str) -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import sys
 
@@ -29,9 +30,14 @@ class Private:
     __repr__ = __str__
 
 
+# Keyed per process: without the key nobody can hash a list of room members to undo a pseudonym.
+_PSEUDONYM_KEY = os.urandom(16)
+
+
 def pseudonym(user_id: str) -> str:
-    """A short, stable, non-reversible label for a person, usable in logs."""
-    digest = hashlib.blake2s(user_id.encode(), digest_size=4).hexdigest()
+    """A short label for a person, the same throughout one run of the bot and not reversible
+    (a keyed hash whose key never leaves the process)."""
+    digest = hashlib.blake2s(user_id.encode(), digest_size=6, key=_PSEUDONYM_KEY).hexdigest()
     return f"<private:{digest}>"
 
 

@@ -95,10 +95,17 @@ class RoomSettings:
         self._defaults = defaults
         self.models: dict[str, type[PluginConfig]] = {ROOM: RoomConfig, **models}
         self._cache: dict[tuple[str, str], PluginConfig] = {}
+        # Bumped on every change: a read that raced a change must not cache what it read.
+        self._generation = 0
 
     def invalidate(self) -> None:
         """Forget cached settings after their rows were changed behind our back."""
+        self._generation += 1
         self._cache.clear()
+
+    def _changed(self, room_id: str, plugin: str) -> None:
+        self._generation += 1
+        self._cache.pop((room_id, plugin), None)
 
     def default(self, plugin: str) -> PluginConfig:
         return self.models[plugin].model_validate(self._defaults.get(plugin, {}))
@@ -120,12 +127,14 @@ class RoomSettings:
         cached = self._cache.get((room_id, plugin))
         if cached is not None:
             return cached
+        generation = self._generation
         overrides = await self.overrides(room_id, plugin)
         config = self._merge(plugin, overrides)
         if config is None:
             # Overrides an upgraded model no longer accepts: drop just those, keep the rest.
             config = self._merge_valid(room_id, plugin, overrides)
-        self._cache[(room_id, plugin)] = config
+        if generation == self._generation:
+            self._cache[(room_id, plugin)] = config
         return config
 
     def _merge(self, plugin: str, overrides: dict[str, Any]) -> PluginConfig | None:
@@ -201,7 +210,7 @@ class RoomSettings:
             old, new = getattr(before, key), getattr(config, key)
             detail = f"{plugin}.{key} to {format_value(new)} (was {format_value(old)})"
             await write_audit(self._db, room_id, actor, "config.set", detail, stamp)
-            self._cache.pop((room_id, plugin), None)
+            self._changed(room_id, plugin)
         return config
 
     async def reset(
@@ -221,7 +230,7 @@ class RoomSettings:
             if key is not None:
                 sql, params = sql + " AND key = ?", (*params, key)
             removed = await self._db.execute_rowcount(sql, params)
-            self._cache.pop((room_id, plugin), None)
+            self._changed(room_id, plugin)
             if removed and actor is not None:
                 if key is not None and before is not None:
                     now = getattr(await self.get(room_id, plugin), key)

@@ -82,6 +82,8 @@ class Database:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten, not left in free pages: "forget me" means gone.
+        await conn.execute("PRAGMA secure_delete=ON")
         db = cls(conn)
         await db.migrate("core", CORE_MIGRATIONS)
         return db
@@ -131,7 +133,10 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
-        """All statements inside commit together or not at all."""
+        """All statements inside commit together or not at all.
+
+        Other tasks wait until it ends, so never start and await another task that uses the
+        database from inside a transaction: it would wait for you forever."""
         if self._owner is not None and self._owner is asyncio.current_task():
             yield self  # nested: join the outer transaction
             return

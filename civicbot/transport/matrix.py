@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 SYNC_TIMEOUT_MS = 30_000
 GAP_PAGE_LIMIT = 100
-GAP_MAX_EVENTS = 2_000
+GAP_MAX_EVENTS = 5_000
 MAX_BACKOFF_S = 30.0
 SEND_DEADLINE_S = 600.0
 LATE_EVENT_ALLOWANCE_MS = 10 * 60 * 1000  # keep retrying a send through an outage this long
@@ -351,6 +351,12 @@ class MatrixTransport:
             if reached or not chunk:
                 break
             token = page.get("end")
+        if len(older) >= GAP_MAX_EVENTS:
+            log.warning(
+                "a gap in %s is longer than %d events; older messages were not read",
+                room_id,
+                GAP_MAX_EVENTS,
+            )
         log.info("filled a gap of %d events in %s", len(older), room_id)
         return list(reversed(older))
 
@@ -516,15 +522,20 @@ class MatrixTransport:
         return cached
 
     async def direct_room(self, user_id: str) -> str:
+        """A room with exactly the bot and ``user_id`` in it (joined or invited), checked
+        against the homeserver every time: a private message must never reach a group."""
         key = f"dm:{user_id}"
-        room_id = await self._db.kv_get(key)
-        if room_id:
-            members = await self.joined_members(room_id)
-            if self.user_id in members:
-                return room_id
-        for candidate, room in self.client.rooms.items():
-            if set(room.users) == {self.user_id, user_id}:
-                await self._db.kv_set(key, candidate)
+        saved = await self._db.kv_get(key)
+        # nio's member lists are partial under lazy loading, so they only shortlist candidates.
+        shortlist = [
+            room_id
+            for room_id, room in self.client.rooms.items()
+            if user_id in room.users and room.joined_count + room.invited_count <= 2
+        ]
+        for candidate in ([saved] if saved else []) + shortlist:
+            if await self._only_members(candidate, {self.user_id, user_id}):
+                if candidate != saved:
+                    await self._db.kv_set(key, candidate)
                 return candidate
         response = await self._retry(
             "create direct room",
@@ -533,9 +544,27 @@ class MatrixTransport:
             ),
         )
         if isinstance(response, RoomCreateError):
-            raise TransportError(f"could not open a direct chat with {user_id}: {response.message}")
+            # No user id in the message: it reaches the logs.
+            raise TransportError(f"could not open a direct chat: {response.message}")
         await self._db.kv_set(key, response.room_id)
         return response.room_id
+
+    async def _only_members(self, room_id: str, expected: set[str]) -> bool:
+        """True when the joined and invited members of ``room_id`` are exactly ``expected``."""
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/members"
+            "?not_membership=leave&not_membership=ban"
+        )
+        try:
+            data = await self._request("GET", path)
+        except TransportError:
+            return False
+        present = {
+            raw.get("state_key")
+            for raw in data.get("chunk") or []
+            if (raw.get("content") or {}).get("membership") in ("join", "invite")
+        }
+        return present == expected
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

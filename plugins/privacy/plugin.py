@@ -48,10 +48,6 @@ class PrivacyPlugin(Plugin):
     description = "See, or erase, what I store about you."
     Config = PrivacyConfig
 
-    async def setup(self) -> None:
-        # Deleted rows are overwritten, not just unlinked: "forget me" means gone from the file.
-        await self.ctx.db.execute("PRAGMA secure_delete = ON")
-
     async def _each_plugin(self, hook: str, user_id: str) -> tuple[list[Any], list[str]]:
         """Call ``hook(user_id)`` on every loaded plugin, enabled in any room or not; return
         the ``(name, result)`` pairs that are not None and the names of plugins that failed.

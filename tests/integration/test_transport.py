@@ -1,0 +1,48 @@
+"""The Matrix transport on its own against Synapse: the places where a mistake leaks privacy."""
+
+from __future__ import annotations
+
+from civicbot.config import MatrixSettings
+from civicbot.storage import Database
+from civicbot.transport.matrix import MatrixTransport
+from tests.integration.conftest import PASSWORD, unique
+
+
+async def test_a_group_room_is_never_taken_for_a_direct_chat(synapse, residents, tmp_path):
+    """With lazy-loaded members nio sees only the people who spoke; after a restart a room of
+    five where only Ann has spoken looked like a DM with her, and her data export went there."""
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    bot_id = synapse.register(unique("civicbot"), PASSWORD)
+    room = await bob.create_room(name="Neighbourhood", invite=[ann.user_id, cat.user_id, bot_id])
+    await ann.join(room)
+    await cat.join(room)
+    db = await Database.open(tmp_path / "bot.sqlite3")
+    transport = MatrixTransport(
+        MatrixSettings(homeserver=synapse.url, user_id=bot_id, password=PASSWORD),
+        tmp_path / "data",
+        db,
+    )
+    try:
+        await transport.login()
+        await transport.join(room)
+
+        async def ignore(events: list) -> None:
+            return None
+
+        await transport._first_sync(ignore)  # a restarted bot: it has not seen the members
+        await ann.send_text(room, "!mydata")
+        await transport._sync_once(await db.kv_get("sync_token"))
+        assert set(transport.client.rooms[room].users) == {ann.user_id, bot_id}
+
+        direct = await transport.direct_room(ann.user_id)
+        assert direct != room
+        assert await transport._only_members(direct, {bot_id, ann.user_id})
+        assert await transport.direct_room(ann.user_id) == direct  # remembered and re-checked
+
+        # If the remembered room gains a third member it is no longer private.
+        await ann.join(direct)
+        await ann.invite(direct, cat.user_id)
+        assert await transport.direct_room(ann.user_id) not in (direct, room)
+    finally:
+        await transport.close()
+        await db.close()

@@ -1,0 +1,36 @@
+"""Per-room settings: a read that races a change never caches the stale value."""
+
+from __future__ import annotations
+
+import asyncio
+
+from civicbot.plugin import PluginConfig
+from civicbot.roomsettings import RoomSettings
+from civicbot.storage import Database
+
+
+class DemoConfig(PluginConfig):
+    hours: int = 24
+
+
+async def test_a_read_racing_a_change_does_not_cache_the_old_value(tmp_path):
+    db = await Database.open(tmp_path / "db.sqlite3")
+    settings = RoomSettings(db, {}, {"demo": DemoConfig})
+    read_started, let_read_finish = asyncio.Event(), asyncio.Event()
+    real_overrides = settings.overrides
+
+    async def slow_overrides(room_id: str, plugin: str):
+        found = await real_overrides(room_id, plugin)  # reads the old rows ...
+        read_started.set()
+        await let_read_finish.wait()  # ... and the change lands before it caches them
+        return found
+
+    settings.overrides = slow_overrides  # type: ignore[method-assign]
+    reader = asyncio.create_task(settings.get("!r:test", "demo"))
+    await read_started.wait()
+    settings.overrides = real_overrides  # type: ignore[method-assign]
+    await settings.set("!r:test", "demo", "hours", 48, "@mod:test")
+    let_read_finish.set()
+    assert (await reader).hours == 24  # that read saw the world before the change
+    assert (await settings.get("!r:test", "demo")).hours == 48  # but did not cache it
+    await db.close()
