@@ -24,6 +24,7 @@ from civicbot.config import Settings
 from civicbot.context import (
     CommandGate,
     Context,
+    HookResults,
     Outgoing,
     Permissions,
     PluginContext,
@@ -149,8 +150,8 @@ class Bot:
     def add_command_gate(self, gate: CommandGate) -> None:
         self.command_gates.append(gate)
 
-    async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
-        results = []
+    async def call_hook(self, hook: str, room_id: str | None, *args: Any) -> HookResults:
+        found = HookResults([], [])
         for name, plugin in self.plugins.items():
             if not type(plugin).implements(hook):
                 continue
@@ -160,10 +161,14 @@ class Bot:
                 result = await getattr(plugin, hook)(*args)
             except Exception:
                 log.exception("hook %s of plugin %s failed", hook, name)
+                found.failed.append(name)
                 continue
             if result is not None:
-                results.append((name, result))
-        return results
+                found.results.append((name, result))
+        return found
+
+    async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
+        return (await self.call_hook(hook, room_id, *args)).results
 
     # -- events --------------------------------------------------------------------------------
     async def handle_batch(self, events: list[Event]) -> None:

@@ -23,7 +23,16 @@ from civicbot.transport import Transport
 
 if TYPE_CHECKING:
     from civicbot.commands import Command
-    from civicbot.plugin import PluginConfig
+    from civicbot.plugin import Plugin, PluginConfig
+
+
+@dataclass
+class HookResults:
+    """What a hook returned, plugin by plugin, and which plugins' hooks failed."""
+
+    results: list[tuple[str, Any]]
+    failed: list[str]
+
 
 CommandGate = Callable[[Event, "Command"], Awaitable[str | None]]
 
@@ -136,6 +145,7 @@ class BotInfo(Protocol):
     """Read-only facts about the running bot, for plugins such as help and ping."""
 
     version: str
+    plugin_classes: dict[str, type[Plugin]]  # by name: metadata (description, roles, Config)
     pacer: SendPacer  # paces every send per room; plugins may configure it
     flood_guard: FloodGuard | None  # charges what the bot says to whoever caused it
 
@@ -149,6 +159,10 @@ class BotInfo(Protocol):
     def plugin_names(self) -> list[str]: ...
 
     async def enabled_plugins(self, room_id: str) -> list[str]: ...
+
+    async def call_hook(self, hook: str, room_id: str | None, *args: Any) -> HookResults:
+        """Like :meth:`collect_hook`, but also names the plugins whose hook raised, for callers
+        that must not report success when a part failed (``!forget me``)."""
 
     async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
         """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given).

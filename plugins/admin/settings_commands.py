@@ -31,13 +31,8 @@ from civicbot.roomsettings import (
 class SettingsCommands(Plugin):
     """Mixed into :class:`~civicbot_plugins.admin.plugin.AdminPlugin`."""
 
-    # -- what the core does not (yet) tell plugins -------------------------------------------
     def plugin_classes(self) -> dict[str, type[Plugin]]:
-        # BotInfo has no "loaded plugin classes" yet; the Bot keeps them in .plugins.
-        loaded = getattr(self.ctx.bot, "plugins", None)
-        if isinstance(loaded, dict):
-            return {name: type(plugin) for name, plugin in loaded.items()}
-        return {}
+        return self.ctx.bot.plugin_classes
 
     def known_roles(self) -> dict[str, str]:
         """Every role a grant or a threshold may name: built-in, declared, or required."""

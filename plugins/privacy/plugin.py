@@ -52,24 +52,10 @@ class PrivacyPlugin(Plugin):
         """Call ``hook(user_id)`` on every loaded plugin, enabled in any room or not; return
         the ``(name, result)`` pairs that are not None and the names of plugins that failed.
 
-        BotInfo.collect_hook would hide a failure (it logs and skips), and a privacy request
-        must never be confirmed as complete when it is not; so the plugins are called here."""
-        loaded = getattr(self.ctx.bot, "plugins", None)
-        if not isinstance(loaded, dict):  # a BotInfo without its plugins: trust collect_hook
-            return await self.ctx.bot.collect_hook(hook, None, user_id), []
-        results, failed = [], []
-        for name, plugin in loaded.items():
-            if not type(plugin).implements(hook):
-                continue
-            try:
-                result = await getattr(plugin, hook)(user_id)
-            except Exception:
-                log.exception("%s of plugin %s failed for %s", hook, name, private(user_id))
-                failed.append(name)
-                continue
-            if result is not None:
-                results.append((name, result))
-        return results, failed
+        A privacy request must never be confirmed as complete when it is not, so failures are
+        reported, not skipped."""
+        found = await self.ctx.bot.call_hook(hook, None, user_id)
+        return found.results, found.failed
 
     # -- !mydata -------------------------------------------------------------------------------
     @command("mydata", aliases=("my data",))
