@@ -99,7 +99,7 @@ class UserId(str, Converter):
         if value.startswith("https://matrix.to/#/"):
             value = value.removeprefix("https://matrix.to/#/")
         if not cls._pattern.match(value):
-            raise UsageError(f"'{raw}' is not a Matrix id; write it like @name:example.org")
+            raise UsageError(f"'{_short(raw)}' is not a Matrix id; write it like @name:example.org")
         return value
 
 
@@ -129,7 +129,7 @@ class ItemIdOf(int, Converter):
     def convert(cls, raw: str, ctx: CommandContext) -> int:
         match = re.fullmatch(rf"(?:{cls.prefix}-?)?#?(\d{{1,9}})", raw.strip(), re.I)
         if not match:
-            raise UsageError(f"'{raw}' is not an id like {cls.prefix}-12")
+            raise UsageError(f"'{_short(raw)}' is not an id like {cls.prefix}-12")
         return int(match.group(1))
 
 

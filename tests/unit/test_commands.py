@@ -79,3 +79,12 @@ def test_multi_part_input_splits_on_newlines_or_bars():
 def test_unexpected_extra_words_are_reported():
     with pytest.raises(UsageError, match="didn't expect 'x y'"):
         spec(Holder.plain).parse("x y", None)
+
+
+def test_bad_input_is_echoed_back_short():
+    with pytest.raises(UsageError) as err:
+        spec(Holder.close).parse("x" * 5000, None)
+    assert len(err.value.message) < 100
+    with pytest.raises(UsageError) as err:
+        spec(Holder.give).parse("y" * 5000 + " 3", None)
+    assert len(err.value.message) < 100
