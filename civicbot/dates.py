@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 EXAMPLES = "'in 3 days', 'friday 18:00' or '2 Dec 18:00'"
 DEFAULT_TIME = time(18, 0)  # a date given without a time means the early evening of that day
 MAX_AHEAD = timedelta(days=3 * 365)
+MAX_WHEN_LENGTH = 100
+# Longest duration worth computing: beyond it "in 99999999999 days" would overflow timedelta.
+MAX_DURATION = timedelta(days=100 * 365)
 
 _UNITS: dict[str, timedelta] = {
     "m": timedelta(minutes=1),
@@ -74,7 +77,8 @@ class DateError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """``"3 days"``, ``"in 48h"``, ``"1 week 2 days"``, ``"an hour"`` → a timedelta, else None."""
+    """``"3 days"``, ``"in 48h"``, ``"1 week 2 days"``, ``"an hour"`` → a timedelta, else None.
+    Raises :class:`DateError` for a duration longer than :data:`MAX_DURATION`."""
     cleaned = text.strip().lower().removeprefix("in ").replace(" and ", " ").strip()
     if not cleaned:
         return None
@@ -88,6 +92,10 @@ def parse_duration(text: str) -> timedelta | None:
             return None
         amount = _WORD_NUMBERS.get(amount_text)
         value = float(amount_text.replace(",", ".")) if amount is None else float(amount)
+        # Compare before multiplying: a huge (or infinite) float overflows timedelta.
+        seconds = _UNITS[unit].total_seconds() * value
+        if not seconds <= MAX_DURATION.total_seconds() - total.total_seconds():
+            raise DateError(f"{_quoted(text)} is far too long; give a shorter time.")
         total += _UNITS[unit] * value
         position = match.end()
     if position == 0 or cleaned[position:].strip(" ,"):
@@ -116,19 +124,33 @@ def parse_when(
     raw = " ".join(text.split())
     if not raw:
         raise DateError(f"Tell me when, for example {EXAMPLES}.")
+    quoted = _quoted(raw)
+    if len(raw) > MAX_WHEN_LENGTH:  # no date is this long; dateparser would chew for seconds
+        raise DateError(f"I couldn't read {quoted} as a time. Try {EXAMPLES}.")
     now = now.astimezone(UTC)
-    delta = parse_duration(raw)
-    if delta is not None:
-        when = now + delta
-    else:
-        when = _dateparse(raw, zone, now, default_time)
+    too_far = DateError(f"{quoted} is more than three years away; pick a nearer date.")
+    try:
+        delta = parse_duration(raw)
+    except DateError:
+        raise too_far from None
+    try:
+        if delta is not None:
+            if delta > MAX_AHEAD:  # checked first: now + a century may not be a datetime
+                raise too_far
+            when = now + delta
+        else:
+            when = _dateparse(raw, zone, now, default_time)
+    except DateError:
+        raise
+    except (OverflowError, ValueError):  # a date at the edge of what datetime holds
+        raise DateError(f"I couldn't read {quoted} as a time. Try {EXAMPLES}.") from None
     if not allow_past and when <= now:
         raise DateError(
-            f"'{raw}' is in the past ({format_when(when, zone, now)}). "
+            f"{quoted} is in the past ({format_when(when, zone, now)}). "
             f"Give a time in the future, for example {EXAMPLES}."
         )
     if when - now > MAX_AHEAD:
-        raise DateError(f"'{raw}' is more than three years away; pick a nearer date.")
+        raise too_far
     return when
 
 
@@ -148,10 +170,16 @@ def _dateparse(raw: str, zone: ZoneInfo, now: datetime, default_time: time) -> d
     except Exception:  # dateparser raises assorted errors on odd input
         parsed = None
     if parsed is None:
-        raise DateError(f"I couldn't read '{raw}' as a time. Try {EXAMPLES}.")
+        raise DateError(f"I couldn't read {_quoted(raw)} as a time. Try {EXAMPLES}.")
     if not has_explicit_time(raw):
         parsed = datetime.combine(parsed.date(), default_time)
     return _localize(parsed, zone).astimezone(UTC)
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """``'text'`` for a message, shortened: whatever was typed is echoed, not pasted back whole."""
+    text = " ".join(text.split())
+    return f"'{text}'" if len(text) <= limit else f"'{text[: limit - 1]}…'"
 
 
 def _localize(naive: datetime, zone: ZoneInfo) -> datetime:
@@ -219,7 +247,10 @@ class Duration(Converter):
 
     @classmethod
     def convert(cls, raw: str, ctx: Context) -> timedelta:
-        delta = parse_duration(raw)
+        try:
+            delta = parse_duration(raw)
+        except DateError as exc:
+            raise UsageError(str(exc)) from None
         if delta is None or delta <= timedelta(0):
-            raise UsageError(f"'{raw}' is not a duration; write it like 3d, 48h or 90m")
+            raise UsageError(f"{_quoted(raw)} is not a duration; write it like 3d, 48h or 90m")
         return delta

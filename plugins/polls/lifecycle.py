@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from civicbot_plugins.polls import render
 from civicbot_plugins.polls.models import CLOSED, CLOSING, OPEN, Poll, anonymous_voter
@@ -47,39 +47,73 @@ def response_answers(content: dict[str, Any]) -> object:
     return None
 
 
+class Tracked(NamedTuple):
+    """An open native poll, found by its start event."""
+
+    poll_id: int
+    salt: str
+    room_id: str
+
+
 class PollRunner:
     """Owns the timers and the in-memory index of open native polls."""
 
     def __init__(self, ctx: PluginContext, store: PollStore):
         self.ctx = ctx
         self.store = store
-        self.by_start: dict[str, tuple[int, str]] = {}  # start event id -> (poll id, salt)
+        self.by_start: dict[str, Tracked] = {}  # start event id -> the poll
         self.forgotten: dict[int, set[str]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._armed: set[int] = set()
+        self._caught_up = False
 
     # -- start-up ------------------------------------------------------------------------------
-    async def start(self, overdue_grace: timedelta) -> None:
+    async def start(self) -> None:
         """Re-arm every deadline from the database. A deadline missed while the bot was down
-        fires after ``overdue_grace``, so the catch-up sync can deliver the ``!vote`` messages
-        sent meanwhile before the count."""
+        waits for :meth:`caught_up`, so the ``!vote`` messages sent meanwhile are read first;
+        a close interrupted by a crash is finished at once (its cut-off is already fixed)."""
         now = self.ctx.clock.now()
         for poll in await self.store.unfinished():
             self.track(poll)
             self.forgotten[poll.id] = await self.store.forgotten_hashes(poll.id)
-            due = poll.closes_at if poll.closes_at > now else now + overdue_grace
             if poll.state == CLOSING:
-                due = now
-            self.arm(poll.id, due)
+                self.arm(poll.id, now)
+            elif poll.closes_at > now:
+                self.arm(poll.id, poll.closes_at)
         self.ctx.scheduler.at("recount", now, self.recount_all)
         self.ctx.scheduler.every("tick", TICK, self.tick)
 
+    async def caught_up(self) -> None:
+        """The backlog from while we were down has been handled: close every overdue poll."""
+        self._caught_up = True
+        now = self.ctx.clock.now()
+        for poll in await self.store.unfinished():
+            if poll.state != OPEN or poll.closes_at > now:
+                continue
+            try:
+                await self.close(poll.id, closed_by="")
+            except TransportError as exc:  # close() has armed a retry
+                log.warning("could not close overdue %s yet: %s", poll.label, exc)
+
     def track(self, poll: Poll) -> None:
         if poll.start_event_id and poll.state in (OPEN, CLOSING):
-            self.by_start[poll.start_event_id] = (poll.id, poll.salt)
+            self.by_start[poll.start_event_id] = Tracked(poll.id, poll.salt, poll.room_id)
+
+    def tracked(self, event: Event) -> Tracked | None:
+        """The open native poll a response or end event refers to, if it was sent in that
+        poll's room (a start event id is no secret: anyone may quote it from elsewhere)."""
+        relation = event.relates_to or {}
+        if relation.get("rel_type") != "m.reference":
+            return None
+        found = self.by_start.get(relation.get("event_id", ""))
+        return found if found is not None and found.room_id == event.room_id else None
 
     def arm(self, poll_id: int, when: datetime) -> None:
         async def close_at_deadline() -> None:
+            if not self._caught_up:
+                poll = await self.store.get(poll_id)
+                if poll is not None and poll.state == OPEN:
+                    return  # caught_up() closes it once the backlog has been read
             await self.close(poll_id, closed_by="")
 
         self.ctx.scheduler.at(f"close:{poll_id}", when, close_at_deadline)
@@ -128,6 +162,8 @@ class PollRunner:
         found: list[tuple[str, str, object, int]] = []
         ends: list[tuple[int, str, str]] = []
         for event in events:
+            if event.room_id != poll.room_id:
+                continue
             if event.kind is EventKind.POLL_RESPONSE and not event.content:
                 continue  # redacted: clients drop it and the sender's earlier vote counts again
             if event.kind is EventKind.POLL_RESPONSE and event.sender != self.ctx.transport.user_id:
@@ -140,6 +176,28 @@ class PollRunner:
             log.info("recount of %s found %d votes we had not seen", poll.label, new)
         return min(ends) if ends else None
 
+    async def on_response(self, event: Event) -> None:
+        """A vote given with a poll's buttons (in the poll's room: see :meth:`tracked`)."""
+        tracked = self.tracked(event)
+        if tracked is None:
+            return
+        voter = self.voter(tracked.poll_id, tracked.salt, event.sender)
+        answers = response_answers(event.content)
+        await self.store.add_response(
+            tracked.poll_id, event.event_id, voter, answers, event.ts, "button"
+        )
+
+    async def on_end(self, event: Event) -> None:
+        """Someone who may redact in the poll's room pressed "End poll" there: close it at
+        that moment."""
+        tracked = self.tracked(event)
+        if tracked is None:
+            return
+        power = await self.ctx.permissions.power_levels(tracked.room_id)
+        if self.may_end(event, power):
+            end = (event.ts, event.event_id, event.sender)
+            await self.close(tracked.poll_id, closed_by=event.sender, end=end)
+
     def may_end(self, event: Event, power: Any) -> bool:
         """MSC3381: an end counts from the poll's sender (us) or someone who may redact."""
         return event.sender == self.ctx.transport.user_id or power.can_redact(event.sender)
@@ -149,7 +207,11 @@ class PollRunner:
         return self._locks.setdefault(poll_id, asyncio.Lock())
 
     async def close(
-        self, poll_id: int, closed_by: str, end: tuple[int, str, str] | None = None
+        self,
+        poll_id: int,
+        closed_by: str,
+        end: tuple[int, str, str] | None = None,
+        close_event_id: str | None = None,
     ) -> Poll | None:
         """Close a poll once: end event, recount, results message. Safe to repeat after a
         crash (state ``closing`` is finished at start-up with the same transaction ids)."""
@@ -159,7 +221,7 @@ class PollRunner:
                 return poll
             now = self.ctx.clock.now()
             if poll.state == OPEN:
-                await self.store.begin_close(poll_id, closed_by, now)
+                await self.store.begin_close(poll_id, closed_by, now, close_event_id)
                 poll = await self.store.get(poll_id)
                 assert poll is not None
             self.ctx.scheduler.cancel(f"close:{poll_id}")
@@ -184,6 +246,7 @@ class PollRunner:
             await self.store.finish_close(poll.id, cutoff, end_id, results_id, result)
             if poll.start_event_id:
                 self.by_start.pop(poll.start_event_id, None)
+            self.forgotten.pop(poll.id, None)
             log.info("closed %s: %d voters", poll.label, tally.voters)
             return await self.store.get(poll_id)
 
@@ -191,7 +254,7 @@ class PollRunner:
         self, poll: Poll, end: tuple[int, str, str] | None
     ) -> tuple[Tally, Any, int | None, str | None]:
         if poll.secret:
-            ballots = await self.store.secret_ballots(poll.id)
+            ballots = await self.store.secret.ballots(poll.id)
             ranked = poll.kind is PollKind.RANKED
             tally = count_ballots(ballots, poll.option_ids, ranked=ranked)
             return tally, self._runoff(poll, tally), None, None
@@ -229,7 +292,7 @@ class PollRunner:
         """The count so far (for ``!poll show`` and reminders); never published for secret or
         hidden polls."""
         if poll.secret:
-            ballots = await self.store.secret_ballots(poll.id)
+            ballots = await self.store.secret.ballots(poll.id)
             return count_ballots(ballots, poll.option_ids, poll.kind is PollKind.RANKED)
         responses: list[Response] = await self.store.responses(poll.id)
         return tally_responses(
@@ -238,7 +301,7 @@ class PollRunner:
 
     async def voters_so_far(self, poll: Poll) -> int:
         if poll.secret:
-            return await self.store.secret_voter_count(poll.id)
+            return await self.store.secret.voter_count(poll.id)
         return (await self.live_tally(poll)).voters
 
     async def member_count(self, room_id: str) -> int | None:

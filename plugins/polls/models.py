@@ -2,9 +2,11 @@
 
 Secret ballots are stored so that no table links a voter to a choice:
 ``polls_secret_voters`` says who has voted (to refuse a second ballot) and holds no choice;
-``polls_secret_ballots`` holds the choices under random keys and holds no voter. Neither has a
-timestamp, and both are ``WITHOUT ROWID`` tables ordered by their keys, so insertion order (which
-would pair the n-th voter with the n-th ballot) is not kept either.
+``polls_secret_ballots`` holds the choices under random keys and holds no voter;
+``polls_secret_receipts`` holds a salted hash of each ballot's ``!vote`` event, so a replayed
+event is recognised, and holds neither. None has a timestamp or a rowid, and the order of arrival
+(which would pair the n-th voter with the n-th ballot) is not kept on disk either: see
+:mod:`secret`.
 """
 
 from __future__ import annotations
@@ -84,9 +86,18 @@ MIGRATIONS: list[Migration] = [
         PRIMARY KEY (poll_id, voter_hash)
     ) WITHOUT ROWID
     """,
+    """
+    ALTER TABLE polls_polls ADD COLUMN close_event_id TEXT;
+    CREATE TABLE polls_secret_receipts (
+        poll_id INTEGER NOT NULL REFERENCES polls_polls(id),
+        receipt TEXT NOT NULL,
+        PRIMARY KEY (poll_id, receipt)
+    ) WITHOUT ROWID
+    """,
 ]
 
 OPEN, POSTING, CLOSING, CLOSED = "open", "posting", "closing", "closed"
+ANONYMOUS = "anon:"  # the prefix of a forgotten voter's stand-in while their poll is open
 
 
 def to_iso(when: datetime) -> str:
@@ -102,7 +113,11 @@ def from_iso(text: str | None) -> datetime | None:
 def anonymous_voter(salt: str, user_id: str) -> str:
     """What a forgotten voter becomes in an open poll: stable within the poll (so their latest
     vote still replaces the earlier one) but not their name."""
-    return "anon:" + hashlib.blake2s(f"{salt}:{user_id}".encode(), digest_size=8).hexdigest()
+    return ANONYMOUS + hashlib.blake2s(f"{salt}:{user_id}".encode(), digest_size=8).hexdigest()
+
+
+def is_anonymous(voter: str) -> bool:
+    return voter.startswith(ANONYMOUS)
 
 
 @dataclass
@@ -137,6 +152,7 @@ class Poll:
     outcome_at: datetime | None = None
     review_at: datetime | None = None
     review_sent: bool = False
+    close_event_id: str | None = None  # the "!poll close" that closed it, to spot a replay
 
     @property
     def label(self) -> str:
@@ -196,6 +212,7 @@ class Poll:
             outcome_at=from_iso(row["outcome_at"]),
             review_at=from_iso(row["review_at"]),
             review_sent=bool(row["review_sent"]),
+            close_event_id=row["close_event_id"],
         )
 
 

@@ -106,7 +106,9 @@ def parse_poll_input(raw: str) -> PollSpec:
             continue
         many = _MULTIPLE.match(part)
         if many:
-            multiple = int(many.group("n")) if many.group("n") else 0
+            multiple = int(many.group("n")) if many.group("n") else 0  # 0: as many as there are
+            if many.group("n") and multiple < 1:
+                raise PollInputError("'up to 0' leaves nothing to choose; say up to 2 or more.")
             continue
         flag = next((name for name, pattern in _FLAGS.items() if pattern.match(part)), None)
         if flag:
@@ -121,10 +123,7 @@ def parse_poll_input(raw: str) -> PollSpec:
         return spec
     spec.options = _options(labels)
     if spec.kind is PollKind.MULTIPLE:
-        limit = multiple or len(spec.options)
-        if limit < 1:
-            raise PollInputError("'up to 0' leaves nothing to choose; say up to 2 or more.")
-        spec.max_selections = min(limit, len(spec.options))
+        spec.max_selections = min(multiple or len(spec.options), len(spec.options))
         if spec.max_selections == 1:
             spec.kind = PollKind.SINGLE
     elif spec.kind is PollKind.RANKED:
@@ -221,8 +220,9 @@ def parse_choice(
 
 def _proposal_choice(words: list[str], first: str, label: str) -> Choice:
     position = PROPOSAL_WORDS.get(first)
-    if position is None and first.isdigit() and 1 <= int(first) <= len(PROPOSAL_OPTIONS):
-        position = PROPOSAL_OPTIONS[int(first) - 1].id
+    number = _number(first)
+    if position is None and number is not None and 1 <= number <= len(PROPOSAL_OPTIONS):
+        position = PROPOSAL_OPTIONS[number - 1].id
     if position is None:
         raise VoteError(
             f"On a proposal say agree, abstain, disagree or block, like !vote {label} agree."
@@ -256,18 +256,28 @@ def _numbers(text: str, options: list[Option], label: str, ranking: bool = False
         raise VoteError(how)
     picks: list[int] = []
     for token in tokens:
-        number = token.lstrip("#")
-        if not number.isdigit():
-            raise VoteError(f"I didn't understand '{token}'. {how}")
-        value = int(number)
+        value = _number(token.lstrip("#"))
+        if value is None:
+            raise VoteError(f"I didn't understand '{token[:20]}'. {how}")
         if not 1 <= value <= len(options):
-            raise VoteError(f"{label} has options 1 to {len(options)}; there is no {value}.")
+            raise VoteError(
+                f"{label} has options 1 to {len(options)}; there is no {token.lstrip('#')[:20]}."
+            )
         if value in picks:
             if ranking:
                 raise VoteError(f"You ranked option {value} twice; give each number once.")
             continue
         picks.append(value)
     return picks
+
+
+def _number(text: str) -> int | None:
+    """``"3"`` → 3. Digits of any script count (``"٣"`` is 3, as phones in Arabic type it), but
+    not superscripts such as ``"²"``, which ``str.isdigit`` accepts and ``int`` refuses. Too
+    long a number is as good as too big: -1."""
+    if not text.isdecimal():
+        return None
+    return int(text) if len(text) <= 6 else -1
 
 
 def _match_label(text: str, options: list[Option]) -> str | None:

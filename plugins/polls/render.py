@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from civicbot_plugins.polls.models import Poll, to_iso
+from civicbot_plugins.polls.models import Poll, is_anonymous, to_iso
 from civicbot_plugins.polls.service import (
     BLOCK,
     TIE_RULE,
@@ -20,6 +20,7 @@ from civicbot_plugins.polls.service import (
     leaders,
 )
 
+from civicbot.clock import ms
 from civicbot.dates import describe_delta, format_when
 
 START_TYPE = "org.matrix.msc3381.poll.start"
@@ -135,7 +136,8 @@ def summarise(
     if poll.kind is PollKind.PROPOSAL:
         for voter, ballot in tally.ballots.items():
             if BLOCK in ballot:
-                shown = None if poll.secret else voter
+                # Never a forgotten voter's stand-in: the poll's salt would turn it back.
+                shown = None if poll.secret or is_anonymous(voter) else voter
                 blocks.append({"voter": shown, "reason": tally.reasons.get(voter, "")})
     return {
         "kind": poll.kind.value,
@@ -212,3 +214,31 @@ def describe_choice(poll: Poll, answers: list[str]) -> str:
         return ", ".join(text_of[a] for a in answers)
     parts = [f"{numbers[a]}. {text_of[a]}" for a in answers]
     return ", then ".join(parts) if poll.kind is PollKind.RANKED else ", ".join(parts)
+
+
+def late_vote_refusal(poll: Poll, sent_ms: int, now: datetime, prefix: str) -> str | None:
+    """Why a typed vote sent at ``sent_ms`` can't count, or None when it can. A typed vote counts
+    by when it was sent (its event's timestamp), as a button vote does, not by when we read it.
+
+    Sent after the deadline: refused, even if the poll is still waiting to be closed (as after
+    downtime). Sent in time but read only after the close (a slow catch-up, or a server that
+    federates late): refused too, and the voter is told so plainly. Clients would count a button
+    vote like that (its timestamp is before the end event's), but by then the result has been
+    posted and recorded, and a count that changed afterwards would disagree with both. Overdue
+    polls close only once the backlog has been read (``caught_up``), so this stays rare."""
+    if poll.is_open:
+        if sent_ms <= ms(poll.closes_at):
+            return None
+        when = format_when(poll.closes_at, poll.zone, now)
+        return f"Voting in {poll.label} closed at {when}, so that vote was not counted."
+    closed = f"Voting in {poll.label} has closed, so that vote was not counted."
+    show = f"{prefix}poll show {poll.label} shows the result."
+    cutoff = poll.cutoff_ts
+    if cutoff is None and poll.closed_at is not None:
+        cutoff = ms(poll.closed_at)
+    if cutoff is not None and 0 < sent_ms <= cutoff:
+        return (
+            f"{closed} You sent it in time, but it reached me only after the results had been "
+            f"counted and posted. {show}"
+        )
+    return f"{closed} {show}"

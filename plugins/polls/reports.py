@@ -52,7 +52,7 @@ async def digest_values(
 
 
 async def export_user_data(store: PollStore, user_id: str) -> dict[str, Any] | None:
-    """Everything stored about ``user_id``: polls they started or decided, their open votes,
+    """Everything stored about ``user_id``: polls they started, closed or decided, their votes,
     and which secret ballots they took part in (never what they chose there)."""
     started = [
         {
@@ -60,6 +60,7 @@ async def export_user_data(store: PollStore, user_id: str) -> dict[str, Any] | N
             "room": p.room_id,
             "question": p.question,
             "started": to_iso(p.created_at) if p.creator == user_id else None,
+            "closed": to_iso(p.closed_at) if p.closed_by == user_id and p.closed_at else None,
             "outcome_recorded": p.outcome if p.outcome_by == user_id else None,
         }
         for p in await store.created_by(user_id)
@@ -87,7 +88,7 @@ async def export_user_data(store: PollStore, user_id: str) -> dict[str, Any] | N
             "note": "You voted in this secret ballot. Your choice is stored without your name, "
             "so it cannot be exported.",
         }
-        for poll_id in await store.secret_polls_of(user_id)
+        for poll_id in await store.secret.polls_of(user_id)
     ]
     if not (started or votes or secret):
         return None

@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from civicbot_plugins.polls.models import (
+    ANONYMOUS,
     CLOSED,
-    OPEN,
     NewPoll,
     Poll,
     anonymous_voter,
     to_iso,
 )
+from civicbot_plugins.polls.secret import SecretBallots
 from civicbot_plugins.polls.service import Response
 
 from civicbot.storage import Database
@@ -25,6 +26,7 @@ class PollStore:
 
     def __init__(self, db: Database):
         self.db = db
+        self.secret = SecretBallots(db)
 
     # -- polls ---------------------------------------------------------------------------------
     async def create(self, new: NewPoll) -> tuple[Poll, bool]:
@@ -89,12 +91,14 @@ class PollStore:
             (start_event_id, text_event_id, poll_id),
         )
 
-    async def begin_close(self, poll_id: int, closed_by: str, now: datetime) -> bool:
+    async def begin_close(
+        self, poll_id: int, closed_by: str, now: datetime, close_event_id: str | None = None
+    ) -> bool:
         """open → closing, once: True for the caller that gets to announce the results."""
         changed = await self.db.execute_rowcount(
-            "UPDATE polls_polls SET state = 'closing', closed_at = ?, closed_by = ?"
-            " WHERE id = ? AND state = 'open'",
-            (to_iso(now), closed_by, poll_id),
+            "UPDATE polls_polls SET state = 'closing', closed_at = ?, closed_by = ?,"
+            " close_event_id = ? WHERE id = ? AND state = 'open'",
+            (to_iso(now), closed_by, close_event_id, poll_id),
         )
         return changed > 0
 
@@ -106,11 +110,21 @@ class PollStore:
         results_event_id: str,
         result: dict[str, Any],
     ) -> None:
-        await self.db.execute(
-            "UPDATE polls_polls SET state = 'closed', cutoff_ts = ?, end_event_id = ?,"
-            " results_event_id = ?, result = ? WHERE id = ?",
-            (cutoff_ts, end_event_id, results_event_id, json.dumps(result), poll_id),
-        )
+        """closing → closed, keeping the result. The votes of people who asked to be forgotten
+        while the poll was open counted under a salted stand-in, which the salt beside it would
+        reveal again; their totals are in ``result`` now, so those rows go."""
+        async with self.db.transaction():
+            await self.db.execute(
+                "UPDATE polls_polls SET state = 'closed', cutoff_ts = ?, end_event_id = ?,"
+                " results_event_id = ?, result = ? WHERE id = ?",
+                (cutoff_ts, end_event_id, results_event_id, json.dumps(result), poll_id),
+            )
+            for table in ("polls_responses", "polls_secret_voters"):
+                await self.db.execute(
+                    f"DELETE FROM {table} WHERE poll_id = ? AND voter LIKE ?",
+                    (poll_id, ANONYMOUS + "%"),
+                )
+            await self.db.execute("DELETE FROM polls_forgotten WHERE poll_id = ?", (poll_id,))
 
     async def set_flag(self, poll_id: int, column: str) -> None:
         assert column in ("reminder_sent", "review_sent")
@@ -202,9 +216,12 @@ class PollStore:
             )
         return len(new)
 
-    async def delete_response(self, event_id: str) -> int:
+    async def delete_response(self, event_id: str, room_id: str) -> int:
+        """Forget a redacted vote, if it was given in ``room_id`` (where the redaction was)."""
         return await self.db.execute_rowcount(
-            "DELETE FROM polls_responses WHERE event_id = ?", (event_id,)
+            "DELETE FROM polls_responses WHERE event_id = ?"
+            " AND poll_id IN (SELECT id FROM polls_polls WHERE room_id = ?)",
+            (event_id, room_id),
         )
 
     async def forgotten_hashes(self, poll_id: int) -> set[str]:
@@ -213,52 +230,12 @@ class PollStore:
         )
         return {row[0] for row in rows}
 
-    # -- secret ballots ------------------------------------------------------------------------
-    async def cast_secret(
-        self, poll: Poll, voter: str, answers: list[str], reason: str = ""
-    ) -> str:
-        """Record a secret ballot: "counted", "already" (one ballot each) or "closed"."""
-        async with self.db.transaction():
-            state = await self.db.fetchval("SELECT state FROM polls_polls WHERE id = ?", (poll.id,))
-            if state != OPEN:
-                return "closed"
-            if await self.has_voted_secretly(poll, voter):
-                return "already"
-            await self.db.execute(
-                "INSERT INTO polls_secret_voters (poll_id, voter) VALUES (?, ?)", (poll.id, voter)
-            )
-            await self.db.execute(
-                "INSERT INTO polls_secret_ballots (ballot_key, poll_id, answers, reason)"
-                " VALUES (?, ?, ?, ?)",
-                (secrets.token_hex(16), poll.id, json.dumps(answers), reason),
-            )
-        return "counted"
-
-    async def has_voted_secretly(self, poll: Poll, voter: str) -> bool:
-        return bool(
-            await self.db.fetchval(
-                "SELECT 1 FROM polls_secret_voters WHERE poll_id = ? AND voter IN (?, ?)",
-                (poll.id, voter, anonymous_voter(poll.salt, voter)),
-            )
-        )
-
-    async def secret_ballots(self, poll_id: int) -> list[tuple[list[str], str]]:
-        rows = await self.db.fetchall(
-            "SELECT answers, reason FROM polls_secret_ballots WHERE poll_id = ?", (poll_id,)
-        )
-        return [(json.loads(row[0]), row[1]) for row in rows]
-
-    async def secret_voter_count(self, poll_id: int) -> int:
-        return int(
-            await self.db.fetchval(
-                "SELECT COUNT(*) FROM polls_secret_voters WHERE poll_id = ?", (poll_id,)
-            )
-            or 0
-        )
-
     # -- privacy -------------------------------------------------------------------------------
     async def created_by(self, user_id: str) -> list[Poll]:
-        return await self._many("creator = ? OR outcome_by = ? ORDER BY id", (user_id, user_id))
+        """Polls ``user_id`` started, closed or recorded the outcome of."""
+        return await self._many(
+            "creator = ? OR closed_by = ? OR outcome_by = ? ORDER BY id", (user_id,) * 3
+        )
 
     async def responses_of(self, user_id: str) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(
@@ -268,35 +245,40 @@ class PollStore:
         )
         return [{**dict(row), "answers": json.loads(row["answers"])} for row in rows]
 
-    async def secret_polls_of(self, user_id: str) -> list[int]:
-        rows = await self.db.fetchall(
-            "SELECT poll_id FROM polls_secret_voters WHERE voter = ? ORDER BY poll_id", (user_id,)
-        )
-        return [row[0] for row in rows]
-
     async def forget(self, user_id: str) -> tuple[int, int]:
         """Remove who ``user_id`` voted for, keeping every total. Returns (removed, anonymised)."""
         removed = anonymised = 0
         async with self.db.transaction():
+            secret = await self.db.fetchval(
+                "SELECT 1 FROM polls_secret_voters WHERE voter = ? LIMIT 1", (user_id,)
+            )
             for poll in await self._many(
                 "id IN (SELECT poll_id FROM polls_responses WHERE voter = ?"
                 " UNION SELECT poll_id FROM polls_secret_voters WHERE voter = ?"
-                " UNION SELECT id FROM polls_polls WHERE creator = ? OR outcome_by = ?)",
-                (user_id, user_id, user_id, user_id),
+                " UNION SELECT id FROM polls_polls"
+                " WHERE creator = ? OR closed_by = ? OR outcome_by = ?)",
+                (user_id,) * 5,
             ):
                 removed_here, anonymised_here = await self._forget_in(poll, user_id)
                 removed += removed_here
                 anonymised += anonymised_here
+            if secret:  # a renamed voter row sits where it was renamed: back to key order
+                await self.secret.rewrite_in_key_order()
+        if secret:
+            await self.secret.checkpoint()
         return removed, anonymised
 
     async def _forget_in(self, poll: Poll, user_id: str) -> tuple[int, int]:
         anonymised = 0
-        if poll.creator == user_id or poll.outcome_by == user_id:
+        if user_id in (poll.creator, poll.closed_by, poll.outcome_by):
+            # The name goes even where it gave a right: only a moderator can now close the poll
+            # or record its outcome. That is the price of being forgotten.
             anonymised += 1
             await self.db.execute(
                 "UPDATE polls_polls SET creator = CASE creator WHEN ? THEN '' ELSE creator END,"
+                " closed_by = CASE closed_by WHEN ? THEN '' ELSE closed_by END,"
                 " outcome_by = CASE outcome_by WHEN ? THEN '' ELSE outcome_by END WHERE id = ?",
-                (user_id, user_id, poll.id),
+                (user_id, user_id, user_id, poll.id),
             )
         if poll.state == CLOSED:
             # The published result keeps the totals; the rows behind it can go.

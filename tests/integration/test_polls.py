@@ -167,3 +167,22 @@ async def test_secret_ballot_by_direct_message_keeps_no_voter_choice_link(reside
     for line in bot.log_text().splitlines():
         if "secret" in line:
             assert bob.user_id not in line and cat.user_id not in line, line
+
+
+async def test_a_vote_typed_in_another_room_is_not_counted_there(residents, bots):
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob, cat)
+    ann.mark()
+    await ann.send_text(room, "!poll Bins on Monday? | yes | no")
+    await ann.wait_for(room, poll_start_from(bot.user_id))
+    # Bob and Cat share another room with the bot: a vote typed there would be seen there.
+    other = await room_with_bot(bob, bot, cat)
+    bob.mark()
+    await bob.send_text(other, "!vote P-1 2")
+    refusal = await bob.wait_for(other, is_notice_from(bot.user_id, "P-1 is a poll in another"))
+    assert "in a direct message" in refusal["content"]["body"]
+    ann.mark()
+    await ann.send_text(room, "!poll show P-1")
+    shown = await ann.wait_for(room, is_notice_from(bot.user_id, "P-1 (open)"))
+    assert "0 people have voted so far" in shown["content"]["body"]

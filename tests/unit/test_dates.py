@@ -128,3 +128,46 @@ def test_duration_converter():
     assert Duration.convert("48h", None) == timedelta(hours=48)  # type: ignore[arg-type]
     with pytest.raises(UsageError):
         Duration.convert("soon", None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "in 99999999999 days",
+        "in 9999999 days",
+        "in " + "9" * 90 + " days",
+        "in 99999999999999999999 weeks and 3 hours",
+        "in 3 years",
+    ],
+)
+def test_huge_durations_are_too_far_away_not_a_crash(text):
+    with pytest.raises(DateError, match="more than three years away"):
+        parse_when(text, LONDON, NOW)
+
+
+@pytest.mark.parametrize("text", ["in 1e400 days", "31 Dec 9999 23:59", "1 Jan 0001 00:30"])
+def test_dates_at_the_edge_of_the_calendar_get_a_friendly_error(text):
+    with pytest.raises(DateError):
+        parse_when(text, ZoneInfo("Pacific/Kiritimati"), NOW)
+
+
+def test_long_input_is_not_echoed_back_whole():
+    with pytest.raises(DateError) as raised:
+        parse_when("whenever " * 500, LONDON, NOW)
+    assert len(str(raised.value)) < 200
+
+
+def test_durations_longer_than_a_century_are_refused():
+    with pytest.raises(DateError, match="far too long"):
+        parse_duration("99999999999 days")
+    with pytest.raises(UsageError, match="far too long"):
+        Duration.convert("99999999999d", None)  # type: ignore[arg-type]
+    assert parse_duration("520 weeks") == timedelta(weeks=520)
+
+
+def test_text_far_too_long_for_a_date_is_not_parsed():
+    with pytest.raises(DateError, match="couldn't read 'xxxx"):
+        parse_when("x" * 5000, LONDON, NOW)
+    with pytest.raises(DateError, match="couldn't read 'in 9999"):
+        parse_when("in " + "9" * 5000 + " days", LONDON, NOW)
+    assert parse_when("  Friday   18:00  " + " " * 200, LONDON, NOW).day == 27

@@ -151,3 +151,36 @@ def test_outcomes_with_a_review_date():
     assert parse_outcome("We go ahead\nreview on 1 March").review_text == "1 March"
     with pytest.raises(PollInputError, match="Write what was decided"):
         parse_outcome("  ")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ("²", PollKind.SINGLE, "didn't understand '²'"),
+        ("1 ²", PollKind.MULTIPLE, "didn't understand '²'"),
+        ("²", PollKind.RANKED, "didn't understand '²'"),
+        ("²", PollKind.PROPOSAL, "agree, abstain, disagree or block"),
+        ("9" * 5000, PollKind.SINGLE, "there is no 99999999999999999999\\."),
+        ("9" * 5000, PollKind.PROPOSAL, "agree, abstain, disagree or block"),
+        ("0", PollKind.SINGLE, "there is no 0"),
+    ],
+)
+def test_odd_numbers_are_refused_not_crashed_on(text, kind, message):
+    options = list(PROPOSAL_OPTIONS) if kind is PollKind.PROPOSAL else OPTIONS
+    with pytest.raises(VoteError, match=message):
+        parse_choice(text, kind, options, 2, "P-1")
+
+
+def test_digits_of_other_scripts_count():
+    # Phones set to Arabic type ١٢٣; they are decimal digits, so they are read as numbers.
+    assert parse_choice("٣", PollKind.SINGLE, OPTIONS, 1, "P-1").answers == ["3"]
+    assert parse_ranking("٢ ١", OPTIONS, "P-3") == ["2", "1"]
+    proposal = list(PROPOSAL_OPTIONS)
+    assert parse_choice("١", PollKind.PROPOSAL, proposal, 1, "P-2").answers == ["agree"]
+    assert parse_poll_input("Q? | a | b | c | up to ٢").max_selections == 2
+
+
+def test_up_to_zero_is_refused():
+    with pytest.raises(PollInputError, match="'up to 0' leaves nothing to choose"):
+        parse_poll_input("Which stalls? | cakes | books | up to 0")
+    assert parse_poll_input("Which stalls? | cakes | books | multiple").max_selections == 2

@@ -166,3 +166,63 @@ async def test_digest_lists_new_and_decided_polls_with_outcomes(tmp_path):
         later = h.clock.now() + timedelta(days=30)
         assert await polls.digest_section(room, later, later + timedelta(days=7)) is None
         assert await polls.digest_section(MODERATOR, week_start, h.clock.now()) is None
+
+
+async def test_forgotten_during_an_open_poll_leaves_no_stand_in_behind_the_close(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        polls = h.bot.plugins["polls"]
+        await h.say(room, BOB, "!poll Bins? | proposal")
+        await h.say(room, ANN, "!vote P-1 block the bins smell")
+        await h.say(room, CAT, "!vote P-1 agree")
+        await h.say(room, BOB, SECRET)
+        await h.say(dm_room(h, ANN), ANN, "!vote P-2 1")
+        await h.say(dm_room(h, CAT), CAT, "!vote P-2 2")
+
+        await polls.forget_user(ANN)
+        await polls.forget_user(BOB)  # who started P-1 and P-2
+        said_before = len(h.texts(room))
+        await h.say(room, CAT, "!poll show P-1")
+        assert "anon:" not in h.last_text(room)
+        assert "• the bins smell" in h.last_text(room)
+        await h.say(room, MODERATOR, "!poll close P-1")
+        await h.say(room, MODERATOR, "!poll close P-2")
+        since = "\n".join(h.texts(room)[said_before:])
+        assert "anon:" not in since and ANN not in since
+        results = h.texts(room)[-2]
+        assert "⛔ Blocked: 1 block raised. Tied between Agree and Block." in results
+        assert "• the bins smell" in results
+        assert "A moderator can record what happens next with !outcome P-1" in results
+        assert "Turnout: 2 people voted of 4 members (50%)." in h.last_text(room)
+
+        # Nothing left that the stored salt could turn back into Ann; totals still shown.
+        for table in await h.db.table_names():
+            if table.startswith("polls_"):
+                for row in await h.db.fetchall(f"SELECT * FROM {table}"):
+                    values = " ".join(str(v) for v in tuple(row))
+                    assert "anon:" not in values and ANN not in values, table
+        assert await h.db.fetchval("SELECT COUNT(*) FROM polls_forgotten") == 0
+        await h.say(room, CAT, "!poll show P-1")
+        assert "⛔ Blocked: 1 block raised" in h.last_text(room)
+        await h.say(room, CAT, "!poll show P-2")
+        assert "Turnout: 2 people voted" in h.last_text(room)
+        now = h.clock.now()
+        section = await polls.digest_section(
+            room, now - timedelta(days=1), now + timedelta(hours=1)
+        )
+        assert "P-1 Bins?: ⛔ Blocked: 1 block raised" in section.text
+        assert "anon:" not in section.text
+
+
+async def test_forget_clears_who_closed_a_poll(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        polls = h.bot.plugins["polls"]
+        await h.say(room, BOB, "!poll Paint? | red | blue")
+        await h.say(room, MODERATOR, "!poll close P-1")
+        started = (await polls.export_user_data(MODERATOR))["polls_started_or_decided"]
+        assert started[0]["poll"] == "P-1" and started[0]["closed"] == "2026-11-23T09:00:00Z"
+        report = await polls.forget_user(MODERATOR)
+        assert report.anonymised == 1
+        assert await h.db.fetchval("SELECT closed_by FROM polls_polls WHERE id = 1") == ""
+        assert await polls.export_user_data(MODERATOR) is None
