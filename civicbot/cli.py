@@ -51,15 +51,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from civicbot.runtime import run_bot
     from civicbot.transport import TransportError
 
-    if not Path(args.config).exists() and not os.environ.get("CIVICBOT_MATRIX__HOMESERVER"):
-        print(
-            f"No {args.config} and no homeserver configured: starting the demo on a private "
-            "local homeserver. Copy config.example.toml to config.toml to use your own.",
-            flush=True,
-        )
-        return run_demo_default()
+    config_path: str | None = args.config
+    if not Path(args.config).exists():
+        if not os.environ.get("CIVICBOT_MATRIX__HOMESERVER"):
+            print(
+                f"No {args.config} and no homeserver configured: starting the demo on a private "
+                "local homeserver. Copy config.example.toml to config.toml to use your own.",
+                flush=True,
+            )
+            return run_demo_default()
+        config_path = None  # configured entirely from CIVICBOT_* variables (e.g. in a container)
     try:
-        settings = _load(args.config)
+        settings = _load(config_path)
     except ConfigError as exc:
         return _report(exc, args.config)
     if not settings.has_homeserver:

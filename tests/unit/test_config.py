@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,23 @@ def test_run_refuses_bad_config_with_exit_2_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "bot.timezone" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_can_be_configured_from_the_environment_alone(tmp_path):
+    """No file, everything in CIVICBOT_* variables (a container): validated the same way."""
+    env = {
+        **os.environ,
+        "CIVICBOT_MATRIX__HOMESERVER": "https://matrix.example.org",
+        "CIVICBOT_MATRIX__USER_ID": "@bot:example.org",
+        "CIVICBOT_BOT__TIMEZONE": "Nowhere",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "civicbot", "run", "--config", str(tmp_path / "absent.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "bot.timezone" in result.stderr
+    assert "no such config file" not in result.stderr
