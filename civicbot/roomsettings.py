@@ -199,6 +199,9 @@ class RoomSettings:
             stored = json.dumps(config.model_dump(mode="json")[key])
             if len(stored) > MAX_VALUE_CHARS:
                 raise SettingError(f"That value is too long ({MAX_VALUE_CHARS} characters at most)")
+            if key in overrides and overrides[key] == json.loads(stored):
+                # Already so (or this very command replayed after a crash): nothing to record.
+                return config
             stamp = _stamp(at)
             await self._db.execute(
                 "INSERT INTO core_room_settings"

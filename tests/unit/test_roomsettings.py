@@ -34,3 +34,15 @@ async def test_a_read_racing_a_change_does_not_cache_the_old_value(tmp_path):
     assert (await reader).hours == 24  # that read saw the world before the change
     assert (await settings.get("!r:test", "demo")).hours == 48  # but did not cache it
     await db.close()
+
+
+async def test_setting_the_value_it_already_has_records_nothing_new(tmp_path):
+    """A !config replayed after a crash must not write a second audit row."""
+    db = await Database.open(tmp_path / "db.sqlite3")
+    settings = RoomSettings(db, {}, {"demo": DemoConfig})
+    await settings.set("!r:test", "demo", "hours", 48, "@mod:test")
+    await settings.set("!r:test", "demo", "hours", 48, "@mod:test")
+    assert await db.fetchval("SELECT count(*) FROM core_audit") == 1
+    await settings.set("!r:test", "demo", "hours", 12, "@mod:test")
+    assert await db.fetchval("SELECT count(*) FROM core_audit") == 2
+    await db.close()
