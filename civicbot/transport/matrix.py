@@ -178,6 +178,8 @@ class MatrixTransport:
         token = await self._db.kv_get("sync_token")
         if token is None:
             token = await self._first_sync(sink)
+            if token is None:  # asked to stop before the homeserver ever answered
+                return
         log.info("listening for events")
         backoff = Backoff()
         while not self._stopping.is_set():
@@ -187,9 +189,8 @@ class MatrixTransport:
             if isinstance(response, SyncError):
                 delay = backoff.next(getattr(response, "retry_after_ms", None))
                 if response.status_code == "M_UNKNOWN_TOKEN":
-                    raise TransportError(
-                        "the homeserver no longer accepts our access token", "M_UNKNOWN_TOKEN"
-                    )
+                    await self._login_again()
+                    continue
                 log.warning("sync failed (%s); retrying in %.1fs", response.message, delay)
                 await self._sleep(delay)
                 continue
@@ -199,7 +200,20 @@ class MatrixTransport:
             token = response.next_batch
             await self._save_position(token, events)
 
-    async def _first_sync(self, sink: EventSink) -> str:
+    async def _login_again(self) -> None:
+        """Our saved session was logged out (or expired): log in afresh with the password."""
+        if (
+            self._settings.access_token.get_secret_value()
+            or not self._settings.password.get_secret_value()
+        ):
+            raise TransportError(
+                "the homeserver no longer accepts our access token", "M_UNKNOWN_TOKEN"
+            )
+        log.warning("the homeserver logged our session out; logging in again")
+        self._session_file.unlink(missing_ok=True)
+        await self.login()
+
+    async def _first_sync(self, sink: EventSink) -> str | None:
         """Learn where the rooms are now without answering history; still honour invites."""
         backoff = Backoff()
         while True:
@@ -215,7 +229,7 @@ class MatrixTransport:
             log.warning("first sync failed (%s); retrying in %.1fs", response.message, delay)
             await self._sleep(delay)
             if self._stopping.is_set():
-                raise asyncio.CancelledError
+                return None
         await sink(self._invites(response))
         newest = [
             Event.from_raw(info.timeline.events[-1].source, room_id)

@@ -92,3 +92,21 @@ async def test_demo_runs_a_room_a_person_can_use(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_a_logged_out_session_logs_in_again_and_carries_on(synapse, residents, bots):
+    """Someone signs the bot's session out (or the homeserver expires it): with a password
+    configured it logs in afresh instead of stopping."""
+    import json
+
+    ann = await residents("ann")
+    bot = await bots()
+    room = await room_with_bot(ann, bot)
+    session = json.loads((bot.directory / "data" / "session.json").read_text())
+    async with Resident(synapse.url, bot.user_id, session["access_token"]) as old_session:
+        await old_session._request("POST", "/_matrix/client/v3/logout", {})
+    ann.mark()
+    await ann.send_text(room, "!ping")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "Pong"), timeout=60)
+    assert "logging in again" in bot.log_text()
+    assert bot.running
