@@ -8,10 +8,11 @@ does not make the whole file invalid.
 from __future__ import annotations
 
 import difflib
+import functools
 import tomllib
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -32,6 +33,16 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+@functools.cache
+def _place_zones() -> frozenset[str]:
+    odd = ("posix/", "right/")
+    return frozenset(
+        zone
+        for zone in available_timezones()
+        if not zone.startswith(odd) and zone not in ("Factory", "localtime", "posixrules")
+    )
 
 
 class MatrixSettings(_Section):
@@ -72,12 +83,13 @@ class BotSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        # Only real place names: the tz database also holds "Factory", "localtime", "posix/…"
+        # and "right/…" entries that load but break date parsing or mean the server's zone.
+        if value not in _place_zones():
             raise ValueError(
                 "expected an IANA time zone name like 'Europe/London' or 'America/New_York'"
-            ) from None
+            )
+        ZoneInfo(value)
         return value
 
     @field_validator("log_level")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -148,6 +149,7 @@ class BotInfo(Protocol):
     plugin_classes: dict[str, type[Plugin]]  # by name: metadata (description, roles, Config)
     pacer: SendPacer  # paces every send per room; plugins may configure it
     flood_guard: FloodGuard | None  # charges what the bot says to whoever caused it
+    secret_key: bytes  # this installation's secret, kept beside the database, not in it
 
     def set_flood_guard(self, guard: FloodGuard | None) -> None:
         """Install (or remove, with None) the guard that keeps floods from being answered."""
@@ -201,6 +203,11 @@ class PluginContext:
         room = await self.room_settings.get(room_id, ROOM)
         assert isinstance(room, RoomConfig)
         return ZoneInfo(room.timezone or self.settings.bot.timezone)
+
+    def keyed_hash(self, text: str) -> str:
+        """A stable stand-in for ``text`` that nobody holding only the database can recompute:
+        keyed with this installation's secret (``data_dir/secret.key``, never in the database)."""
+        return hmac.new(self.bot.secret_key, text.encode(), hashlib.sha256).hexdigest()
 
     def outgoing(self, *key_parts: str) -> Outgoing:
         """Idempotent sends for work not caused by an event (a deadline, a digest)."""

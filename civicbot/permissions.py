@@ -106,6 +106,8 @@ def role_satisfied(role: str, level: float, granted: set[str], role_levels: dict
     if role == Role.EVERYONE or role in granted or Role.ADMIN in granted:
         return True
     levels = {**DEFAULT_ROLE_LEVELS, **role_levels}
+    if level >= levels[Role.ADMIN]:
+        return True  # an admin by power level may do everything a moderator or any role may
     if Role.MODERATOR in granted:
         # A granted moderator counts as someone at the moderator level, so it stands in for
         # plugin roles exactly where a moderator by power level would.

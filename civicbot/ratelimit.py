@@ -202,11 +202,6 @@ class FloodGuard:
         self._prune(now)
         return ALLOWED
 
-    def forget_user(self, user_id: str) -> None:
-        """Drop what is held in memory about ``user_id`` (for ``!forget me``)."""
-        for key in [key for key in self._people if key[1] == user_id]:
-            del self._people[key]
-
     def _prune(self, now: float) -> None:
         if len(self._people) > _MAX_TRACKED:
             self._people = {k: t for k, t in self._people.items() if not t.idle(now)}

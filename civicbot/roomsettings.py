@@ -19,11 +19,19 @@ import types
 from datetime import datetime
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from civicbot.config import describe_validation_error
-from civicbot.permissions import DEFAULT_ROLE_LEVELS
+from civicbot.permissions import DEFAULT_ROLE_LEVELS, Role
 from civicbot.plugin import PluginConfig
 from civicbot.storage import Database
 
@@ -67,7 +75,19 @@ class RoomConfig(PluginConfig):
         for role, level in value.items():
             if not (0 <= level <= 100):
                 raise ValueError(f"the level for '{role}' should be from 0 to 100")
+            if role.lower() in (Role.MODERATOR, Role.ADMIN):
+                # One place for each, so !config shows the level that really applies.
+                raise ValueError(f"set room.{role.lower()}_level instead")
         return {role.lower(): level for role, level in value.items()}
+
+    @model_validator(mode="after")
+    def _admins_are_moderators(self) -> RoomConfig:
+        if self.moderator_level > self.admin_level:
+            raise ValueError(
+                f"moderator_level ({self.moderator_level}) can't be above admin_level "
+                f"({self.admin_level}): admins must count as moderators"
+            )
+        return self
 
 
 class SettingError(ValueError):
@@ -228,6 +248,15 @@ class RoomSettings:
         were dropped. Audited when an ``actor`` is given."""
         async with self._db.transaction():
             before = await self.get(room_id, plugin) if plugin in self.models else None
+            if key is not None and plugin in self.models:
+                # What stays must still make sense together (moderator_level <= admin_level).
+                left = await self.overrides(room_id, plugin)
+                left.pop(key, None)
+                try:
+                    self.models[plugin].model_validate({**self._defaults.get(plugin, {}), **left})
+                except ValidationError as exc:
+                    problems = describe_validation_error(exc, prefix=plugin)
+                    raise SettingError("; ".join(problems)) from None
             sql = "DELETE FROM core_room_settings WHERE room_id = ? AND plugin = ?"
             params: tuple[str, ...] = (room_id, plugin)
             if key is not None:

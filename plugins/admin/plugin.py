@@ -50,7 +50,11 @@ class AdminPlugin(RoleCommands):
 
     async def _gate(self, event: Event, command: Command) -> str | None:
         """Before every command: one polite notice to someone (or a room) over the limit,
-        then silence until the cool-down ends."""
+        then silence until the cool-down ends. A moderator's own admin commands always pass, so
+        no setting can rate-limit the people who would change it back."""
+        if command.plugin == self.name and await self._exempt(event.room_id, event.sender):
+            self.guard.remember(event.event_id, ALLOWED)  # and so are its replies
+            return None
         decision = await self.guard.admit(event.room_id, event.sender, event.event_id)
         if decision.allowed:
             return None
@@ -66,5 +70,4 @@ class AdminPlugin(RoleCommands):
     async def forget_user(self, user_id: str) -> ForgetReport | None:
         report = await self.store.forget(user_id)
         self.ctx.room_settings.invalidate()
-        self.guard.forget_user(user_id)
         return report

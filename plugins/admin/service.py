@@ -41,14 +41,14 @@ class AdminConfig(PluginConfig):
         le=1000,
         description="a whole number: commands one person may send at once (0: no limit)",
     )
-    person_per_minute: float = Field(20.0, gt=0, le=6000, allow_inf_nan=False)
+    person_per_minute: float = Field(20.0, ge=1, le=6000, allow_inf_nan=False)
     room_burst: int = Field(
         30,
         ge=0,
         le=10000,
         description="a whole number: commands a whole room may send at once (0: no limit)",
     )
-    room_per_minute: float = Field(60.0, gt=0, le=60000, allow_inf_nan=False)
+    room_per_minute: float = Field(60.0, ge=1, le=60000, allow_inf_nan=False)
     cooldown_seconds: int = Field(60, ge=1, le=86400)
     send_burst: int = Field(DEFAULT_SEND_BURST, ge=1, le=10000, json_schema_extra=_OPERATOR)
     sends_per_second: float = Field(

@@ -13,13 +13,15 @@ from civicbot_plugins.admin.service import (
     setting_rows,
     unknown_name,
 )
+from pydantic import ValidationError
 
 from civicbot.commands import CommandError, Rest, command
 from civicbot.context import Context
-from civicbot.permissions import Role
+from civicbot.permissions import Role, role_satisfied
 from civicbot.plugin import Plugin
 from civicbot.roomsettings import (
     ROOM,
+    RoomConfig,
     SettingError,
     describe_type,
     format_value,
@@ -164,6 +166,13 @@ class SettingsCommands(Plugin):
         path = _path(setting, settings.models, ctx.prefix)
         if path.needs_admin or (path.plugin == ROOM and path.key is None):
             await self.require_admin(ctx, "change who counts as a moderator or admin here")
+        if path.plugin == ROOM and path.entry is None:
+            left = await settings.overrides(ctx.room_id, ROOM)
+            left = {} if path.key is None else {k: v for k, v in left.items() if k != path.key}
+            try:
+                await self._keep_own_admin(ctx, left)
+            except SettingError as exc:
+                raise CommandError(f"I didn't reset {path}: {exc}.") from None
         if path.key is None:
             removed = await settings.reset(ctx.room_id, path.plugin, None, ctx.sender, ctx.now)
             if not removed:
@@ -174,7 +183,11 @@ class SettingsCommands(Plugin):
         if path.entry is not None:
             await self._reset_entry(ctx, path)
             return
-        removed = await settings.reset(ctx.room_id, path.plugin, path.key, ctx.sender, ctx.now)
+        try:
+            removed = await settings.reset(ctx.room_id, path.plugin, path.key, ctx.sender, ctx.now)
+        except SettingError as exc:
+            problem = str(exc).removeprefix(f"{path.plugin}: ")
+            raise CommandError(f"I didn't reset {path}: {problem}.") from None
         now = format_value(getattr(await settings.get(ctx.room_id, path.plugin), path.key))
         if removed:
             await ctx.reply(f"{path} is back to the default here: {now}.")
@@ -246,6 +259,9 @@ class SettingsCommands(Plugin):
     async def _store(self, ctx: Context, path: SettingPath, value: Any) -> Any:
         assert path.key is not None
         try:
+            if path.plugin == ROOM:
+                overrides = await self.ctx.room_settings.overrides(ctx.room_id, ROOM)
+                await self._keep_own_admin(ctx, {**overrides, path.key: value})
             return await self.ctx.room_settings.set(
                 ctx.room_id, path.plugin, path.key, value, ctx.sender, ctx.now
             )
@@ -261,14 +277,29 @@ class SettingsCommands(Plugin):
                     raise SettingError(
                         f"there's no role called '{role}'. Roles here: {', '.join(sorted(known))}"
                     )
-        if (path.plugin, path.key) == (ROOM, "admin_level") and isinstance(value, int):
-            power = (await self.ctx.permissions.power_levels(ctx.room_id)).level(ctx.sender)
-            granted = await self.ctx.permissions.granted(ctx.room_id, ctx.sender)
-            if power < value and Role.ADMIN not in granted:
-                raise SettingError(
-                    f"that would take away your own admin rights here (your power level is "
-                    f"{format_value(power)})"
-                )
+
+    async def _keep_own_admin(self, ctx: Context, overrides: dict[str, Any]) -> None:
+        """Refuse a change to the room's levels that would leave the admin making it without
+        admin rights here: nobody could then put it right from the chat."""
+        if not await ctx.has_role(Role.ADMIN):
+            return  # not an admin now (admin-only settings are refused before this)
+        merged = {**self.ctx.room_settings.default(ROOM).model_dump(), **overrides}
+        try:
+            would_be = RoomConfig.model_validate(merged)
+        except ValidationError:
+            return  # the model refuses it on its own, with a better message
+        levels = {
+            Role.MODERATOR: would_be.moderator_level,
+            Role.ADMIN: would_be.admin_level,
+            **would_be.role_levels,
+        }
+        power = (await self.ctx.permissions.power_levels(ctx.room_id)).level(ctx.sender)
+        granted = await self.ctx.permissions.granted(ctx.room_id, ctx.sender)
+        if not role_satisfied(Role.ADMIN, power, granted, levels):
+            raise SettingError(
+                f"that would take away your own admin rights here (your power level is "
+                f"{format_value(power)})"
+            )
 
     async def _refusal(self, ctx: Context, path: SettingPath, problem: str) -> str:
         rows = {row.key: row for row in await self._rows(ctx, path.plugin)}

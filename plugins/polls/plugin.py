@@ -71,7 +71,7 @@ class PollsPlugin(Plugin):
 
     def __init__(self, ctx: Any):
         super().__init__(ctx)
-        self.store = PollStore(ctx.db)
+        self.store = PollStore(ctx.db, ctx.keyed_hash)
         self.runner = PollRunner(ctx, self.store)
 
     async def setup(self) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +26,11 @@ from civicbot.storage import Database
 class PollStore:
     """Repository over the ``polls_`` tables."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, keyed_hash: Callable[[str], str]):
+        """``keyed_hash`` turns each poll's stored nonce into its salt: the salt, and so the
+        stand-ins it makes for forgotten voters, cannot be recomputed from the database."""
         self.db = db
+        self._keyed_hash = keyed_hash
         self.secret = SecretBallots(db)
 
     # -- polls ---------------------------------------------------------------------------------
@@ -60,11 +65,14 @@ class PollStore:
 
     async def _one(self, where: str, params: tuple[Any, ...]) -> Poll | None:
         row = await self.db.fetchone(f"SELECT * FROM polls_polls WHERE {where}", params)
-        return Poll.from_row(row) if row is not None else None
+        return self._poll(row) if row is not None else None
 
     async def _many(self, where: str, params: tuple[Any, ...] = ()) -> list[Poll]:
         rows = await self.db.fetchall(f"SELECT * FROM polls_polls WHERE {where}", params)
-        return [Poll.from_row(row) for row in rows]
+        return [self._poll(row) for row in rows]
+
+    def _poll(self, row: Any) -> Poll:
+        return replace(Poll.from_row(row), salt=self._keyed_hash(f"poll-salt:{row['salt']}"))
 
     async def get(self, poll_id: int) -> Poll | None:
         return await self._one("id = ?", (poll_id,))

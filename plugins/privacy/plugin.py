@@ -103,9 +103,8 @@ class PrivacyPlugin(Plugin):
         user = ctx.sender
         results, unconfirmed = await self._each_plugin("forget_user", user)
         reports = [(n, r) for n, r in results if isinstance(r, ForgetReport)]
-        guard = self.ctx.bot.flood_guard
-        if guard is not None:
-            guard.forget_user(user)
+        # The flood guard's buckets stay: they live in memory only, are dropped when idle, and
+        # clearing them would let anyone reset their rate limit by asking to be forgotten.
         # From now on this process writes a pseudonym wherever the id would appear in a log.
         # Not persisted: a list of forgotten ids would itself be a trace of them.
         privacy_filter.protect(user)

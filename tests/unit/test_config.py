@@ -122,3 +122,11 @@ def test_run_can_be_configured_from_the_environment_alone(tmp_path):
     assert result.returncode == 2
     assert "bot.timezone" in result.stderr
     assert "no such config file" not in result.stderr
+
+
+@pytest.mark.parametrize("zone", ["Factory", "localtime", "posix/Europe/London", "right/UTC"])
+def test_only_real_place_time_zones_are_accepted(tmp_path, zone):
+    """Found in review: these load as zones but break date reading (or mean the server's)."""
+    with pytest.raises(ConfigError, match=r"bot\.timezone"):
+        load_settings(write(tmp_path, f'[bot]\ntimezone = "{zone}"\n'))
+    assert load_settings(write(tmp_path, '[bot]\ntimezone = "America/Sao_Paulo"\n'))

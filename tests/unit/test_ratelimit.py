@@ -104,13 +104,6 @@ async def test_zero_bursts_switch_the_limits_off():
         assert (await flood.admit("!r", "@ann:hs", f"$e{i}")).allowed
 
 
-async def test_forgetting_a_person_drops_their_bucket():
-    flood, _ = guard(FloodLimits(person_burst=1))
-    await flood.admit("!r", "@ann:hs", "$1")
-    flood.forget_user("@ann:hs")
-    assert (await flood.admit("!r", "@ann:hs", "$2")).allowed
-
-
 async def test_many_idle_people_are_pruned():
     flood, clock = guard(FloodLimits(person_burst=5, room_burst=0))
     for i in range(6000):

@@ -46,3 +46,21 @@ async def test_setting_the_value_it_already_has_records_nothing_new(tmp_path):
     await settings.set("!r:test", "demo", "hours", 12, "@mod:test")
     assert await db.fetchval("SELECT count(*) FROM core_audit") == 2
     await db.close()
+
+
+async def test_a_reset_that_would_leave_the_rest_inconsistent_is_refused(tmp_path):
+    """Found by the settings fuzzer: moderator 30, admin 40, then resetting the moderator
+    level (back to 50) would leave moderators above admins."""
+    import pytest
+
+    from civicbot.roomsettings import ROOM, SettingError
+
+    db = await Database.open(tmp_path / "db.sqlite3")
+    settings = RoomSettings(db, {}, {})
+    await settings.set("!r:test", ROOM, "moderator_level", 30, "@admin:test")
+    await settings.set("!r:test", ROOM, "admin_level", 40, "@admin:test")
+    with pytest.raises(SettingError, match="moderator_level"):
+        await settings.reset("!r:test", ROOM, "moderator_level", "@admin:test")
+    config = await settings.get("!r:test", ROOM)
+    assert (config.moderator_level, config.admin_level) == (30, 40)
+    await db.close()

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from typing import Literal
 
+import pytest
 from civicbot_plugins.admin import AdminPlugin
 from civicbot_plugins.help import PLUGIN as HelpPlugin
 from civicbot_plugins.ping import PLUGIN as PingPlugin
@@ -388,3 +389,41 @@ async def test_secrets_are_never_shown_in_a_room_nor_set_from_one(tmp_path):
         refused = await ask(h, room, MODERATOR, "!config council.api_key hunter2")
         assert refused.startswith("Only whoever runs the bot can change council.api_key")
         assert await overrides(h, room) == {}
+
+
+async def _admin_at_90(h: BotHarness) -> str:
+    room = staff_room(h)
+    assert (await ask(h, room, BOSS, "!config room.admin_level 90")).startswith("Done:")
+    h.transport.rooms[room].power_levels["users"][BOSS] = 90
+    h.bot.permissions.forget_room(room)
+    return room
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "!config room.moderator_level 95",
+        "!config room.role_levels.moderator 100",
+        "!config room.role_levels.admin 100",
+        "!config room.admin_level 95",
+        "!config reset room.admin_level",
+        "!config reset room",
+    ],
+)
+async def test_no_setting_can_lock_the_admins_and_moderators_out(tmp_path, command):
+    """Found in review: an admin below 100 could raise the levels past everyone, or reset the
+    admin level back to 100, and nothing in the chat could undo it."""
+    async with harness(tmp_path) as h:
+        room = await _admin_at_90(h)
+        refused = await ask(h, room, BOSS, command)
+        assert not refused.startswith("Done:") and "back to the default" not in refused
+        assert (await ask(h, room, BOSS, "!roles")).startswith("Roles in this room")
+        assert (await ask(h, room, MODERATOR, "!plugins")).startswith("Plugins in this room")
+
+
+async def test_an_admin_by_power_level_is_a_moderator_whatever_the_thresholds(tmp_path):
+    async with harness(tmp_path) as h:
+        room = staff_room(h)
+        await h.bot.room_settings.set(room, "room", "moderator_level", 100, BOSS)
+        h.transport.rooms[room].power_levels["users"][BOSS] = 100
+        assert (await ask(h, room, BOSS, "!plugins")).startswith("Plugins in this room")

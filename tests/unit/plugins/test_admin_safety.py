@@ -175,3 +175,28 @@ async def test_pings_are_checked_against_the_room_they_go_to(tmp_path):
         await ctx.send_message(room, Message("@room hi", mention_room=True))
         assert h.transport.sent[-1].room_id == room
         assert h.transport.sent[-1].content["m.mentions"] == {}
+
+
+async def test_asking_to_be_forgotten_does_not_reset_a_rate_limit(tmp_path):
+    """Found in review: !forget me dropped the sender's buckets, so every eighth command a
+    flooder could start afresh (a moderator got 175 of 175 answers)."""
+    for who in (ANN, MODERATOR):
+        async with harness(tmp_path / who.strip("@:")) as h:
+            room = staff_room(h)
+            pongs = 0
+            for i in range(64):
+                event = await h.say(room, who, "!forget me" if i % 8 == 7 else "!ping")
+                pongs += sum("Pong" in text for text in answers_to(h, room, {event.event_id}))
+            assert pongs < 8, who
+
+
+async def test_no_setting_rate_limits_a_moderator_out_of_changing_it_back(tmp_path):
+    async with harness(tmp_path) as h:
+        room = staff_room(h)
+        assert (await ask(h, room, MODERATOR, "!config admin.person_burst 1")).startswith("Done")
+        refused = await ask(h, room, MODERATOR, "!config admin.person_per_minute 0.000001")
+        assert not refused.startswith("Done")
+        for _ in range(5):  # no time passes between these
+            await h.say(room, MODERATOR, "!config admin.person_burst")
+        reply = await ask(h, room, MODERATOR, "!config reset admin.person_burst")
+        assert "back to the default" in reply

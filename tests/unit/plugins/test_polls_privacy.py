@@ -226,3 +226,23 @@ async def test_forget_clears_who_closed_a_poll(tmp_path):
         assert report.anonymised == 1
         assert await h.db.fetchval("SELECT closed_by FROM polls_polls WHERE id = 1") == ""
         assert await polls.export_user_data(MODERATOR) is None
+
+
+async def test_a_forgotten_voters_stand_in_cannot_be_recomputed_from_the_database(tmp_path):
+    """Found in review: the stand-in was a hash of the poll's salt (stored beside it) and the
+    user id, so anyone with the database could hash each member's id and find her vote."""
+    from civicbot_plugins.polls.models import anonymous_voter
+
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, BOB, "!poll Bins on Monday? | yes | no")
+        start = start_event(h)
+        await tap(h, room, ANN, start.event_id, start.content[START]["answers"][1]["id"])
+        await h.bot.plugins["polls"].forget_user(ANN)
+        rows = await h.db.fetchall(
+            "SELECT r.voter, p.salt FROM polls_responses r JOIN polls_polls p ON p.id = r.poll_id"
+        )
+        assert rows, "the vote still counts"
+        for row in rows:
+            assert row["voter"] != ANN
+            assert row["voter"] != anonymous_voter(row["salt"], ANN)
