@@ -184,7 +184,7 @@ class Child:
 
 # Operator settings that switch civicbot's rate limits off (0 = off), wherever a plugin has them:
 # one resident sending a !ping every few hundred milliseconds is a flood by those limits.
-LIFTED_LIMITS = {"person_burst": 0, "room_burst": 0, "sends_per_second": 0}
+LIFTED_LIMITS = {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0, "sends_per_second": 0}
 
 
 def lifted_limits() -> dict[str, dict[str, Any]]:

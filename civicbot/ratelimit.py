@@ -88,6 +88,10 @@ class FloodLimits:
     room_burst: int = 30
     room_per_minute: float = 60.0
     cooldown_seconds: float = 60.0
+    # One person across every room together (the operator's): inviting the bot to many rooms
+    # must not multiply what one person may ask of it.
+    everywhere_burst: int = 24
+    everywhere_per_minute: float = 60.0
 
 
 class Verdict(Enum):
@@ -184,6 +188,17 @@ class FloodGuard:
                     TokenBucket(limits.person_burst, limits.person_per_minute / 60.0, now)
                 )
             verdict = track.admit(now, limits.person_burst, limits.person_per_minute, cooldown)
+            if verdict is not Verdict.ALLOW:
+                return Decision(verdict, "person", cooldown)
+        if limits.everywhere_burst > 0:
+            track = self._people.get(("", user_id))
+            if track is None:
+                track = self._people[("", user_id)] = _Track(
+                    TokenBucket(limits.everywhere_burst, limits.everywhere_per_minute / 60.0, now)
+                )
+            verdict = track.admit(
+                now, limits.everywhere_burst, limits.everywhere_per_minute, cooldown
+            )
             if verdict is not Verdict.ALLOW:
                 return Decision(verdict, "person", cooldown)
         if limits.room_burst > 0:

@@ -50,6 +50,11 @@ class AdminConfig(PluginConfig):
     )
     room_per_minute: float = Field(60.0, ge=1, le=60000, allow_inf_nan=False)
     cooldown_seconds: int = Field(60, ge=1, le=86400)
+    # One person across all rooms together; 0 switches it off.
+    everywhere_burst: int = Field(24, ge=0, le=100000, json_schema_extra=_OPERATOR)
+    everywhere_per_minute: float = Field(
+        60.0, ge=1, le=600000, allow_inf_nan=False, json_schema_extra=_OPERATOR
+    )
     send_burst: int = Field(DEFAULT_SEND_BURST, ge=1, le=10000, json_schema_extra=_OPERATOR)
     sends_per_second: float = Field(
         DEFAULT_SENDS_PER_SECOND, ge=0, le=10000, allow_inf_nan=False, json_schema_extra=_OPERATOR
@@ -63,6 +68,8 @@ def flood_limits(config: AdminConfig) -> FloodLimits:
         room_burst=config.room_burst,
         room_per_minute=config.room_per_minute,
         cooldown_seconds=config.cooldown_seconds,
+        everywhere_burst=config.everywhere_burst,
+        everywhere_per_minute=config.everywhere_per_minute,
     )
 
 

@@ -99,7 +99,7 @@ async def test_a_verdict_is_given_once_per_event():
 
 
 async def test_zero_bursts_switch_the_limits_off():
-    flood, _ = guard(FloodLimits(person_burst=0, room_burst=0))
+    flood, _ = guard(FloodLimits(person_burst=0, room_burst=0, everywhere_burst=0))
     for i in range(500):
         assert (await flood.admit("!r", "@ann:hs", f"$e{i}")).allowed
 

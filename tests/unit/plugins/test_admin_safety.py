@@ -60,7 +60,9 @@ async def test_a_room_wide_flood_gets_one_notice_and_moderators_still_get_throug
 
 
 async def test_moderators_tune_their_rooms_limits(tmp_path):
-    async with harness(tmp_path, plugins={"admin": {"sends_per_second": 0}}) as h:
+    # The operator's limit across rooms is off here: this is about what a room decides.
+    settings = {"admin": {"sends_per_second": 0, "everywhere_burst": 0}}
+    async with harness(tmp_path, plugins=settings) as h:
         room, other = staff_room(h), staff_room(h)
         assert "Done:" in await ask(h, room, MODERATOR, "!config admin.person_burst 2")
         flood = {(await h.say(room, ANN, "!ping")).event_id for _ in range(5)}
@@ -200,3 +202,16 @@ async def test_no_setting_rate_limits_a_moderator_out_of_changing_it_back(tmp_pa
             await h.say(room, MODERATOR, "!config admin.person_burst")
         reply = await ask(h, room, MODERATOR, "!config reset admin.person_burst")
         assert "back to the default" in reply
+
+
+async def test_one_persons_limit_holds_across_rooms(tmp_path):
+    """Found in review: the limit was per person per room, so twelve !pings in each of five
+    rooms got forty answers; the bot may be invited to any number of rooms."""
+    async with harness(tmp_path) as h:
+        rooms = [h.room(members=[ANN]) for _ in range(5)]
+        answered = 0
+        for room in rooms:
+            for _ in range(12):
+                event = await h.say(room, ANN, "!ping")
+                answered += sum("Pong" in t for t in answers_to(h, room, {event.event_id}))
+        assert answered <= 24
