@@ -290,15 +290,18 @@ class PollsPlugin(Plugin):
                 raise missing
         return poll
 
+    async def _may_manage(self, ctx: Context, poll: Poll) -> bool:
+        """Its creator, or a moderator of the poll's room, may close it and record its outcome."""
+        return ctx.sender == poll.creator or await self.ctx.permissions.has(
+            poll.room_id, ctx.sender, Role.MODERATOR
+        )
+
     # -- closing and showing -------------------------------------------------------------------
     @command("poll close", examples=("!poll close P-12",))
     async def close(self, ctx: Context, poll: PollId) -> None:
         """Close a poll now and post the results (its creator or a moderator)."""
         found = await self._poll_for(ctx, poll)
-        may = ctx.sender == found.creator or await self.ctx.permissions.has(
-            found.room_id, ctx.sender, Role.MODERATOR
-        )
-        if not may:
+        if not await self._may_manage(ctx, found):
             raise CommandError(
                 f"Only the person who started {found.label} or a moderator can close it early. "
                 f"It closes by itself {format_when(found.closes_at, found.zone, ctx.now)}."
@@ -368,10 +371,7 @@ class PollsPlugin(Plugin):
 
         End with `| review in 3 months` (or a date) to bring it back up then."""
         found = await self._poll_for(ctx, poll)
-        may = ctx.sender == found.creator or await self.ctx.permissions.has(
-            found.room_id, ctx.sender, Role.MODERATOR
-        )
-        if not may:
+        if not await self._may_manage(ctx, found):
             raise CommandError(
                 f"Only the person who started {found.label} or a moderator can record its outcome."
             )
