@@ -156,10 +156,6 @@ class FloodGuard:
         self._rooms: dict[str, _Track] = {}
         self._decided: OrderedDict[str, Decision] = OrderedDict()
 
-    def decided(self, event_id: str) -> Decision | None:
-        """The verdict already given for this event, if any."""
-        return self._decided.get(event_id)
-
     def remember(self, event_id: str, decision: Decision) -> None:
         if not event_id:
             return

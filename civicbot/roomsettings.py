@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
-    BaseModel,
     Field,
     SecretBytes,
     SecretStr,
@@ -442,8 +441,3 @@ def format_value(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, default=str, sort_keys=True)
     return str(value)
-
-
-def describe_model(model: type[BaseModel]) -> dict[str, str]:
-    """Each setting's accepted values, for replies that name them."""
-    return {name: describe_field(field) for name, field in model.model_fields.items()}

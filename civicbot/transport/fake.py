@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from civicbot.clock import Clock, SystemClock, ms
-from civicbot.events import Event, EventKind, Message
+from civicbot.events import Event, Message
 from civicbot.transport import EventSink, TransportError
 
 
@@ -200,10 +200,3 @@ class FakeTransport:
             ):
                 found.append(Event.from_raw(raw, room_id))
         return found
-
-    def events_of_kind(self, kind: EventKind) -> list[Sent]:
-        return [
-            s
-            for s in self.sent
-            if Event.from_raw({"type": s.type, "content": s.content}, s.room_id).kind is kind
-        ]
