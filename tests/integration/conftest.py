@@ -198,6 +198,12 @@ async def bots(
                 bot.kill()
 
 
+def reply_target(event: dict[str, Any]) -> str | None:
+    """The event id ``event`` replies to (``m.in_reply_to``), if it is a reply."""
+    relation = (event.get("content") or {}).get("m.relates_to") or {}
+    return (relation.get("m.in_reply_to") or {}).get("event_id")
+
+
 def is_notice_from(user_id: str, contains: str = "") -> Callable[[dict[str, Any]], bool]:
     def check(event: dict[str, Any]) -> bool:
         content = event.get("content") or {}

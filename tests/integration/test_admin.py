@@ -9,16 +9,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import BotProcess, is_notice_from, room_with_bot
+from tests.integration.conftest import BotProcess, is_notice_from, reply_target, room_with_bot
 
 
 def replies_to(event_id: str, bot: BotProcess):
     def check(event: dict[str, Any]) -> bool:
-        relation = (event.get("content") or {}).get("m.relates_to") or {}
-        return (
-            is_notice_from(bot.user_id)(event)
-            and (relation.get("m.in_reply_to") or {}).get("event_id") == event_id
-        )
+        return is_notice_from(bot.user_id)(event) and reply_target(event) == event_id
 
     return check
 

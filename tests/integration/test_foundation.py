@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from civicbot.testing.client import Resident
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_notice_from, reply_target, room_with_bot
 
 
 async def test_invite_join_and_help(residents, bots):
@@ -88,13 +88,7 @@ async def test_failing_handler_apologises_and_bot_carries_on(residents, bots):
 
 async def _count_replies(resident: Resident, room: str, bot_id: str, to_event: str) -> int:
     events = await resident.messages(room, limit=200)
-    return sum(
-        1
-        for e in events
-        if e.get("sender") == bot_id
-        and (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
-        == to_event
-    )
+    return sum(1 for e in events if e.get("sender") == bot_id and reply_target(e) == to_event)
 
 
 async def test_sigkill_right_after_handling_does_not_answer_twice(residents, bots):

@@ -13,7 +13,13 @@ import time
 from urllib.parse import quote
 
 from civicbot.testing.client import Resident
-from tests.integration.conftest import PASSWORD, is_notice_from, room_with_bot, unique
+from tests.integration.conftest import (
+    PASSWORD,
+    is_notice_from,
+    reply_target,
+    room_with_bot,
+    unique,
+)
 
 
 async def test_rate_limited_bot_answers_every_command_once(synapse, residents, bots):
@@ -36,17 +42,11 @@ async def test_rate_limited_bot_answers_every_command_once(synapse, residents, b
     replies: list[dict] = []
     while time.monotonic() < deadline:
         events = await ann.messages(room, limit=100)
-        replies = [
-            e
-            for e in events
-            if is_notice_from(bot.user_id)(e)
-            and (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
-            in asked
-        ]
+        replies = [e for e in events if is_notice_from(bot.user_id)(e) and reply_target(e) in asked]
         if len(replies) >= len(asked):
             break
         await asyncio.sleep(1)
-    answered = [e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] for e in replies]
+    answered = [reply_target(e) for e in replies]
     assert sorted(answered) == sorted(asked)  # every one, none twice
     assert "429" in bot.log_text() or "M_LIMIT_EXCEEDED" in bot.log_text()
 
