@@ -243,7 +243,7 @@ async def main_async(args: argparse.Namespace) -> int:
     errors = ErrorCounter()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addHandler(errors)
-    plugins = {**discover(), BenchWritePlugin.name: BenchWritePlugin}
+    plugins = {**discover(builtin_only=True), BenchWritePlugin.name: BenchWritePlugin}
     lifted = lifted_limits(plugins) if args.rate_limits == "off" else {}
     counts = {"plain": args.messages, "benchwrite": args.commands, "ping": args.commands}
     results: dict[str, list[float]] = {}

@@ -191,7 +191,7 @@ def lifted_limits() -> dict[str, dict[str, Any]]:
     from civicbot.loader import discover
 
     tables = {}
-    for name, cls in discover().items():
+    for name, cls in discover(builtin_only=True).items():
         lifted = {k: v for k, v in LIFTED_LIMITS.items() if k in cls.Config.model_fields}
         if lifted:
             tables[name] = lifted

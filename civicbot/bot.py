@@ -21,25 +21,27 @@ from typing import Any
 
 from civicbot import __version__, failpoints
 from civicbot.clock import Clock
-from civicbot.commands import Command, CommandError, UsageError
-from civicbot.config import Settings
-from civicbot.context import (
-    CommandGate,
-    Context,
-    HookResults,
-    Outgoing,
-    Permissions,
-    PluginContext,
-    txn_key,
+from civicbot.commands import (
+    Command,
+    CommandDeclarationError,
+    CommandError,
+    CommandIndex,
+    UsageError,
 )
+from civicbot.config import Settings
+from civicbot.context import Context, CoreServices, HookResults, PluginContext, PluginInfo
+from civicbot.corestores import AuditLog, RoleStore
 from civicbot.events import Event, EventKind, Message
-from civicbot.loader import CommandIndex, PluginLoadError, validate_plugin_config
+from civicbot.floodcontrol import FloodControl
+from civicbot.loader import PluginLoadError, validate_plugin_config
+from civicbot.outgoing import Outgoing, txn_key
+from civicbot.permissions import Permissions
 from civicbot.plugin import Plugin
-from civicbot.ratelimit import FloodGuard, SendPacer
 from civicbot.roomsettings import RoomSettings
 from civicbot.scheduler import Scheduler
+from civicbot.settings import LIMITS
 from civicbot.storage import Database
-from civicbot.templates import Templates
+from civicbot.templates import TemplateCheckError, Templates
 from civicbot.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -71,20 +73,35 @@ class Bot:
         self.scheduler = scheduler
         self.plugin_classes = plugin_classes
         self.prefix = settings.bot.command_prefix
+        defaults = {**settings.plugins, LIMITS: settings.limits.model_dump()}
         self.room_settings = RoomSettings(
-            db, settings.plugins, {n: c.Config for n, c in plugin_classes.items()}
+            db, defaults, {n: c.Config for n, c in plugin_classes.items()}
         )
         self.permissions = Permissions(transport, db, self.room_settings)
-        self.plugins: dict[str, Plugin] = {}
+        self.flood = FloodControl(
+            self.room_settings, self.permissions, clock, settings.limits, self.prefix
+        )
+        self.plugins: dict[str, Plugin[Any]] = {}
         self.index = CommandIndex({})
-        self._hooks: dict[EventKind, list[tuple[Plugin, Callable[[Context], Awaitable[None]]]]] = {}
+        self._hooks: dict[EventKind, list[tuple[Plugin[Any], Callable[..., Awaitable[None]]]]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
-        self.command_gates: list[CommandGate] = []
-        self.pacer = SendPacer(clock=clock.monotonic, sleep=clock.sleep)
-        self.flood_guard: FloodGuard | None = None
-        self.secret_key = installation_key(settings.bot.data_dir)
         self._caught_up = False
+        self._core = CoreServices(
+            db=db,
+            scheduler=scheduler,
+            transport=transport,
+            room_settings=self.room_settings,
+            permissions=self.permissions,
+            roles=RoleStore(db),
+            audit=AuditLog(db),
+            clock=clock,
+            pacer=self.flood.pacer,
+            bot=self,
+            prefix=self.prefix,
+            default_timezone=settings.bot.timezone,
+            secret_key=installation_key(settings.bot.data_dir),
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,20 +109,30 @@ class Bot:
         problems = validate_plugin_config(self.plugin_classes, self.settings.plugins)
         if problems:
             raise PluginLoadError("; ".join(problems))
-        self.index = CommandIndex.build(self.plugin_classes)
-        started: list[Plugin] = []
+        try:
+            self.index = CommandIndex.build(
+                {name: cls.declared_commands() for name, cls in self.plugin_classes.items()}
+            )
+        except CommandDeclarationError as exc:
+            raise PluginLoadError(str(exc)) from exc
+        started: list[Plugin[Any]] = []
+        name = ""
         try:
             for name, cls in self.plugin_classes.items():
+                templates = Templates(cls.template_dir())
+                templates.check(cls.templates)
                 await self.db.migrate(name, cls.migrations)
-                plugin = cls(self._plugin_context(name, cls))
-                await plugin.setup()
+                plugin = cls(PluginContext(name, templates, self._core))
                 started.append(plugin)
+                await plugin.setup()
                 self.plugins[name] = plugin
         except Exception as exc:
             for plugin in reversed(started):
                 await _quietly(plugin.teardown())
+                plugin.ctx.jobs.cancel_all()
             self.plugins.clear()
-            raise PluginLoadError(f"plugin '{name}' failed to load: {exc}") from exc
+            why = str(exc) if isinstance(exc, TemplateCheckError) else f"{exc}"
+            raise PluginLoadError(f"plugin '{name}' failed to load: {why}") from exc
         for plugin in self.plugins.values():
             for kind, attr in type(plugin).declared_event_hooks():
                 self._hooks.setdefault(kind, []).append((plugin, getattr(plugin, attr)))
@@ -114,23 +141,10 @@ class Bot:
         log.info("loaded plugins: %s", ", ".join(self.plugins))
 
     async def stop(self) -> None:
+        """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""
         for plugin in reversed(list(self.plugins.values())):
             await _quietly(plugin.teardown())
-
-    def _plugin_context(self, name: str, cls: type[Plugin]) -> PluginContext:
-        return PluginContext(
-            name=name,
-            db=self.db,
-            scheduler=self.scheduler.scoped(name),
-            templates=Templates(cls.template_dir()),
-            transport=self.transport,
-            settings=self.settings,
-            room_settings=self.room_settings,
-            permissions=self.permissions,
-            clock=self.clock,
-            log=logging.getLogger(f"civicbot.plugins.{name}"),
-            bot=self,
-        )
+            plugin.ctx.jobs.cancel_all()
 
     # -- BotInfo -------------------------------------------------------------------------------
     def uptime_seconds(self) -> float:
@@ -139,6 +153,12 @@ class Bot:
     def commands(self) -> list[Command]:
         return self.index.unique()
 
+    def plugin_infos(self) -> dict[str, PluginInfo]:
+        return {
+            name: PluginInfo(name, cls.description, dict(cls.roles), cls.Config)
+            for name, cls in self.plugin_classes.items()
+        }
+
     def plugin_names(self) -> list[str]:
         return list(self.plugins)
 
@@ -146,12 +166,6 @@ class Bot:
         return [
             name for name in self.plugins if (await self.room_settings.get(room_id, name)).enabled
         ]
-
-    def set_flood_guard(self, guard: FloodGuard | None) -> None:
-        self.flood_guard = guard
-
-    def add_command_gate(self, gate: CommandGate) -> None:
-        self.command_gates.append(gate)
 
     async def call_hook(self, hook: str, room_id: str | None, *args: Any) -> HookResults:
         found = HookResults([], [])
@@ -272,19 +286,14 @@ class Bot:
                 continue
             acted = True
             ctx = self._context(event, plugin, config, key_suffix=plugin.ctx.name)
-            await self._guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook")
+            await self._guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook", apologise=False)
         return acted
 
     def _context(
-        self,
-        event: Event,
-        plugin: Plugin,
-        config: Any,
-        command: Command | None = None,
-        key_suffix: str = "",
-    ) -> Context:
-        out = Outgoing(self.transport, txn_key(event.event_id, key_suffix), self.pacer)
-        return Context(event, plugin.ctx, config, self.prefix, out, command)
+        self, event: Event, plugin: Plugin[Any], config: Any, key_suffix: str = ""
+    ) -> Context[Any]:
+        out = Outgoing(self.transport, txn_key(event.event_id, key_suffix), self.flood.pacer)
+        return Context(event, plugin.ctx, config, out, self.flood.guard)
 
     async def _on_command(self, event: Event) -> bool:
         text = event.body[len(self.prefix) :]
@@ -292,28 +301,31 @@ class Bot:
         if not candidates:
             await self._suggest(event, text)
             return bool(text.strip())
-        # Gates (flood limits) come first, so a flood is not answered with refusals either.
-        first_ctx = await self._command_context(event, candidates[0][0])
-        for gate in self.command_gates:
-            verdict = await gate(event, candidates[0][0])
-            if verdict is not None:
-                if verdict:
-                    await first_ctx.reply(verdict)
-                return True
-        # "!poll close P-1" is the subcommand; "!poll Close the park?" is a poll whose question
-        # starts with "Close": the first reading whose arguments parse wins.
+        first = candidates[0][0]
+        first_ctx = await self._command_context(event, first)
+        # The flood gate comes first, so a flood is not answered with refusals either.
+        verdict = await self.flood.gate(event, first.plugin)
+        if verdict is not None:
+            if verdict:
+                await _quietly(first_ctx.reply(verdict))
+            return True
+        # A subcommand of an open-text parent falls back to the parent when its own arguments
+        # do not parse ("!poll Close the park early?" is a poll, not "!poll close").
         first_error: UsageError | None = None
         for command, rest in candidates:
             ctx = await self._command_context(event, command)
             try:
-                args, kwargs = command.parse(rest, ctx)
+                args, kwargs = await command.parse(rest, ctx)
             except UsageError as error:
                 first_error = first_error or error
                 continue
+            except CommandError as error:
+                await _quietly(ctx.reply(error.message))
+                return True
             break
         else:
             assert first_error is not None
-            await first_ctx.reply(self._usage_text(candidates[0][0], first_error))
+            await _quietly(first_ctx.reply(self._usage_text(first, first_error)))
             return True
         if not ctx.config.enabled:
             await ctx.reply(
@@ -328,13 +340,13 @@ class Bot:
             return True
         plugin = self.plugins[command.plugin]
         await self._guarded(
-            ctx, command.func(plugin, ctx, *args, **kwargs), f"{self.prefix}{command.name}"
+            ctx, command.func(plugin, ctx, *args, **kwargs), f"{self.prefix}{command.name}", command
         )
         return True
 
-    async def _command_context(self, event: Event, command: Command) -> Context:
+    async def _command_context(self, event: Event, command: Command) -> Context[Any]:
         config = await self.room_settings.get(event.room_id, command.plugin)
-        return self._context(event, self.plugins[command.plugin], config, command)
+        return self._context(event, self.plugins[command.plugin], config)
 
     def _usage_text(self, command: Command, error: UsageError) -> str:
         lines = [
@@ -368,20 +380,31 @@ class Bot:
                 "suggestion",
             )
 
-    async def _guarded(self, ctx: Context, work: Awaitable[Any], what: str) -> None:
-        """Run a handler; turn errors into readable replies and never let them escape."""
+    async def _guarded(
+        self,
+        ctx: Context[Any],
+        work: Awaitable[Any],
+        what: str,
+        command: Command | None = None,
+        apologise: bool = True,
+    ) -> None:
+        """Run a handler; turn errors into readable replies and never let them escape.
+
+        Hooks on events that are not commands (``apologise=False``) never post the apology:
+        nobody asked the bot anything, and any member could repeat the event."""
         try:
             await asyncio.wait_for(work, HANDLER_TIMEOUT)
         except UsageError as exc:
-            if ctx.command is not None:
-                await _quietly(ctx.reply(self._usage_text(ctx.command, exc)))
+            if command is not None:
+                await _quietly(ctx.reply(self._usage_text(command, exc)))
         except CommandError as exc:
             await _quietly(ctx.reply(exc.message))
         except TransportError as exc:
             log.error("%s could not reach the homeserver: %s", what, exc)
         except Exception:
             log.exception("%s failed on %s in %s", what, ctx.event.event_id, ctx.room_id)
-            await _quietly(ctx.reply(APOLOGY))
+            if apologise:
+                await _quietly(ctx.reply(APOLOGY))
 
     async def _on_invite(self, event: Event) -> None:
         inviter = event.sender
@@ -403,8 +426,8 @@ class Bot:
             f"Moderators can choose which tools are switched on with "
             f"{self.prefix}plugins."
         )
-        out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.pacer)
-        await _quietly(out.message(event.room_id, Message(welcome)))
+        out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
+        await _quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
 
 
 def installation_key(data_dir: Path) -> bytes:

@@ -1,15 +1,23 @@
 """Commands as typed objects: a decorator declares one, its signature says how to parse it.
 
-    PollId = item_id("P")
+    PollId = Annotated[int, ItemId("P")]
 
-    @command("poll close", requires=Role.EVERYONE)
-    async def close(self, ctx: CommandContext, poll: PollId) -> None:
+    @command("poll", open_text=True)
+    async def poll(self, ctx: Context[PollsConfig], spec: Lines) -> None:
+        \"\"\"Start a poll.\"\"\"
+
+    @command("close", parent=poll, examples=("!poll close P-12",))
+    async def close(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         \"\"\"Close a poll now and post the results.\"\"\"
 
-Arguments come from the annotations after ``ctx``: ``str`` (one word), ``int``, ``float``,
-:class:`Rest` (everything left, new lines kept), :class:`Lines` (the rest split on new lines or
-`` | ``), :class:`UserId`, ``item_id("P")`` and any :class:`Converter`. A default makes one
-optional; ``*words: str`` takes any number.
+Arguments come from the annotations after ``ctx`` (see :mod:`civicbot.converters`). A default
+makes one optional; ``*words: str`` takes any number. The first docstring line is the help
+text; the usage line is generated.
+
+Subcommands are declared as children of their parent (``parent=``). The word after the parent
+picks the child; a parent declared ``open_text=True`` takes free text that may begin with such a
+word ("!poll Close the park early?"), so when the child's arguments do not parse, the whole
+text goes to the parent instead.
 """
 
 from __future__ import annotations
@@ -18,119 +26,42 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, get_type_hints
+from typing import Annotated, Any, cast, get_args, get_origin, get_type_hints
 
-from civicbot.permissions import Role
+from civicbot.context import Context
+from civicbot.converters import (
+    CommandError,
+    Converter,
+    ItemId,
+    Lines,
+    Rest,
+    UsageError,
+    UserId,
+    short,
+    split_parts,
+)
+from civicbot.roles import Role
 
-if TYPE_CHECKING:
-    from civicbot.context import Context as CommandContext
+__all__ = [
+    "Command",
+    "CommandError",
+    "CommandIndex",
+    "Converter",
+    "ItemId",
+    "Lines",
+    "Rest",
+    "UsageError",
+    "UserId",
+    "command",
+    "split_parts",
+    "tokenize",
+]
 
 CURLY_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "«": '"', "»": '"'})
 
 
-class UsageError(Exception):
-    """The input did not fit the command; the reply shows what to type instead."""
-
-    def __init__(self, message: str = ""):
-        super().__init__(message)
-        self.message = message
-
-
-class CommandError(Exception):
-    """The command was understood but cannot be done; the message is shown as it is."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class Converter:
-    """Turns one piece of text into a value. ``metavar`` names it in the generated usage."""
-
-    metavar: ClassVar[str] = "value"
-    greedy: ClassVar[bool] = False  # takes the rest of the input instead of one word
-
-    @classmethod
-    def convert(cls, raw: str, ctx: CommandContext) -> Any:
-        raise NotImplementedError
-
-
-class Rest(str, Converter):
-    """Everything after the previous arguments, new lines kept."""
-
-    metavar = "text"
-    greedy = True
-
-    @classmethod
-    def convert(cls, raw: str, ctx: CommandContext) -> str:
-        raw = raw.strip()
-        if not raw:
-            raise UsageError()
-        return raw
-
-
-class Lines(list, Converter):
-    """The rest of the input split on new lines or on `` | ``: a question and its options."""
-
-    metavar = "lines"
-    greedy = True
-
-    @classmethod
-    def convert(cls, raw: str, ctx: CommandContext) -> list[str]:
-        return split_parts(raw)
-
-
-def split_parts(raw: str) -> list[str]:
-    """Split multi-part input on new lines, or on ``|`` when it is all on one line."""
-    raw = raw.strip()
-    parts = raw.splitlines() if "\n" in raw else raw.split("|")
-    return [part.strip() for part in parts if part.strip()]
-
-
-class UserId(str, Converter):
-    """A Matrix user id (``@name:server``); a bare mention pill's text works too."""
-
-    metavar = "@user:server"
-    _pattern = re.compile(r"^@[^\s:]+:[A-Za-z0-9.\-\[\]:]+$")
-
-    @classmethod
-    def convert(cls, raw: str, ctx: CommandContext) -> str:
-        value = raw.strip().strip("<>")
-        if value.startswith("https://matrix.to/#/"):
-            value = value.removeprefix("https://matrix.to/#/")
-        if not cls._pattern.match(value):
-            raise UsageError(f"'{_short(raw)}' is not a Matrix id; write it like @name:example.org")
-        return value
-
-
-class _ItemIdMeta(type):
-    def __getitem__(cls, prefix: str) -> type[ItemIdOf]:
-        return type(
-            f"ItemId_{prefix}", (ItemIdOf,), {"prefix": prefix, "metavar": f"{prefix}-number"}
-        )
-
-
-class ItemId(metaclass=_ItemIdMeta):
-    """``ItemId["P"]`` accepts ``P-12``, ``p12`` or ``12`` and gives the number 12.
-
-    Linters read a string inside an annotation as a forward reference, so define the type once
-    at module level with :func:`item_id` instead: ``PollId = item_id("P")``."""
-
-
-def item_id(prefix: str) -> type[ItemIdOf]:
-    """The converter for ids shown to users as ``<prefix>-<number>``."""
-    return ItemId[prefix]
-
-
-class ItemIdOf(int, Converter):
-    prefix: ClassVar[str] = ""
-
-    @classmethod
-    def convert(cls, raw: str, ctx: CommandContext) -> int:
-        match = re.fullmatch(rf"(?:{cls.prefix}-?)?#?(\d{{1,9}})", raw.strip(), re.I)
-        if not match:
-            raise UsageError(f"'{_short(raw)}' is not an id like {cls.prefix}-12")
-        return int(match.group(1))
+class CommandDeclarationError(Exception):
+    """A command is declared in a way that cannot work (named at load time)."""
 
 
 @dataclass
@@ -147,8 +78,10 @@ class Parameter:
 
     @property
     def metavar(self) -> str:
-        if isinstance(self.converter, type) and issubclass(self.converter, Converter):
-            name = self.converter.metavar
+        if isinstance(self.converter, Converter) or (
+            isinstance(self.converter, type) and issubclass(self.converter, Converter)
+        ):
+            name = str(self.converter.metavar)
             return self.name.replace("_", " ") if name in ("text", "value") else name
         return self.name.replace("_", " ")
 
@@ -157,14 +90,19 @@ class Parameter:
 class Command:
     """A command declared by a plugin (filled in by the loader with its owner)."""
 
-    name: str  # "poll" or "poll close"
+    name: str  # the full name: "poll" or "poll close"
     func: Callable[..., Awaitable[Any]]
     requires: str = Role.EVERYONE
+    # Other names; a subcommand's are words after its parent's ("give" for "role grant") until
+    # the index makes them full names under every name of the parent ("role give").
     aliases: tuple[str, ...] = ()
     hidden: bool = False
     params: list[Parameter] = field(default_factory=list)
     plugin: str = ""
     examples: tuple[str, ...] = ()
+    parent: Command | None = None
+    open_text: bool = False
+    alias_words: tuple[str, ...] = ()  # a subcommand's aliases as declared: ("give",)
 
     @property
     def help(self) -> str:
@@ -188,19 +126,18 @@ class Command:
                 parts.append(f"<{label}>")
         return " ".join(parts)
 
-    def parse(self, text: str, ctx: CommandContext) -> tuple[list[Any], dict[str, Any]]:
+    async def parse(self, text: str, ctx: Context[Any]) -> tuple[list[Any], dict[str, Any]]:
         """Convert ``text`` (everything after the command name) into call arguments."""
         kwargs: dict[str, Any] = {}
         rest = text.translate(CURLY_QUOTES).strip()
         for param in self.params:
             if param.variadic:
-                words = tokenize(rest)
-                return [_convert(param, word, ctx) for word in words], kwargs
+                return [await _convert(param, word, ctx) for word in tokenize(rest)], kwargs
             if param.greedy:
                 if not rest and param.optional:
                     kwargs[param.name] = param.default
                 else:
-                    kwargs[param.name] = _convert(param, rest, ctx)
+                    kwargs[param.name] = await _convert(param, rest, ctx)
                 rest = ""
                 continue
             word, rest = next_token(rest)
@@ -209,17 +146,18 @@ class Command:
                     kwargs[param.name] = param.default
                     continue
                 raise UsageError()
-            kwargs[param.name] = _convert(param, word, ctx)
+            kwargs[param.name] = await _convert(param, word, ctx)
         if rest.strip():
-            raise UsageError(f"I didn't expect '{_short(rest)}' at the end")
+            raise UsageError(f"I didn't expect '{short(rest)}' at the end")
         return [], kwargs
 
 
-def _convert(param: Parameter, raw: str, ctx: CommandContext) -> Any:
+async def _convert(param: Parameter, raw: str, ctx: Context[Any]) -> Any:
     conv = param.converter
     try:
-        if isinstance(conv, type) and issubclass(conv, Converter):
-            return conv.convert(raw, ctx)
+        if isinstance(conv, Converter) or (isinstance(conv, type) and issubclass(conv, Converter)):
+            value = cast(Any, conv).convert(raw, ctx)
+            return await value if inspect.isawaitable(value) else value
         if conv is int:
             return int(raw)
         if conv is float:
@@ -227,11 +165,11 @@ def _convert(param: Parameter, raw: str, ctx: CommandContext) -> Any:
         if conv is bool:
             return _to_bool(raw)
         return conv(raw) if conv not in (str, Any, inspect.Parameter.empty) else raw
-    except UsageError:
+    except (UsageError, CommandError):
         raise
     except (TypeError, ValueError):
         kind = {int: "a whole number", float: "a number"}.get(conv, f"a {param.metavar}")
-        raise UsageError(f"'{_short(raw)}' should be {kind}") from None
+        raise UsageError(f"'{short(raw)}' should be {kind}") from None
 
 
 def _to_bool(raw: str) -> bool:
@@ -241,11 +179,6 @@ def _to_bool(raw: str) -> bool:
     if value in ("no", "off", "false", "0", "n"):
         return False
     raise ValueError(raw)
-
-
-def _short(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 _TOKEN = re.compile(r'\s*(?:"([^"]*)"|\'([^\']*)\'|(\S+))')
@@ -272,39 +205,64 @@ def tokenize(text: str) -> list[str]:
 def command(
     name: str,
     *,
+    parent: Callable[..., Any] | None = None,
+    open_text: bool = False,
     requires: str = Role.EVERYONE,
     aliases: tuple[str, ...] = (),
     hidden: bool = False,
     examples: tuple[str, ...] = (),
 ) -> Callable[[Any], Any]:
-    """Declare a command on a plugin method. ``name`` may hold a subcommand: ``"poll close"``."""
+    """Declare a command on a plugin method.
+
+    ``parent`` is the parent command's method when this one is a subcommand (``name`` and
+    ``aliases`` are then the word after the parent's). ``open_text`` marks a parent whose free
+    text may begin with a subcommand's name (see the module docstring)."""
+    parent_spec: Command | None = None
+    if parent is not None:
+        parent_spec = getattr(parent, "__civicbot_command__", None)
+        if parent_spec is None:
+            raise CommandDeclarationError(f"parent of '{name}' is not a declared command")
+    prefix = f"{parent_spec.name} " if parent_spec is not None else ""
 
     def decorate(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         func.__civicbot_command__ = Command(  # type: ignore[attr-defined]
-            name=" ".join(name.lower().split()),
+            name=prefix + " ".join(name.lower().split()),
             func=func,
             requires=requires,
-            aliases=aliases,
+            aliases=tuple(" ".join(a.lower().split()) for a in aliases),
+            alias_words=tuple(" ".join(a.lower().split()) for a in aliases),
             hidden=hidden,
             params=_parameters(func),
             examples=examples,
+            parent=parent_spec,
+            open_text=open_text,
         )
         return func
 
     return decorate
 
 
+class _Annotations:
+    """Stands in for a function whose annotations are only the arguments after ``ctx``."""
+
+    def __init__(self, annotations: dict[str, Any]):
+        self.__annotations__ = annotations
+
+
 def _parameters(func: Callable[..., Any]) -> list[Parameter]:
     signature = inspect.signature(func)
-    hints = get_type_hints(func, include_extras=False, globalns=_hint_namespace(func))
+    wanted = list(signature.parameters.values())[2:]  # skip self, ctx
+    # Only these annotations are evaluated: ``ctx: Context`` may name a type imported under
+    # TYPE_CHECKING, which does not exist when the command is declared.
+    raw = getattr(func, "__annotations__", {})
+    subset = _Annotations({p.name: raw[p.name] for p in wanted if p.name in raw})
+    hints = get_type_hints(subset, globalns=getattr(func, "__globals__", {}), include_extras=True)
     params = []
-    for param in list(signature.parameters.values())[2:]:  # skip self, ctx
-        converter = hints.get(param.name, str)
-        converter = _unwrap_optional(converter)
+    for param in wanted:
         params.append(
             Parameter(
                 name=param.name,
-                converter=converter,
+                converter=_converter_of(hints.get(param.name, str)),
                 optional=param.default is not inspect.Parameter.empty,
                 default=None if param.default is inspect.Parameter.empty else param.default,
                 variadic=param.kind is inspect.Parameter.VAR_POSITIONAL,
@@ -313,16 +271,98 @@ def _parameters(func: Callable[..., Any]) -> list[Parameter]:
     return params
 
 
-def _hint_namespace(func: Callable[..., Any]) -> dict[str, Any]:
-    namespace = dict(getattr(func, "__globals__", {}))
-    namespace.setdefault("ItemId", ItemId)
-    return namespace
+def _converter_of(tp: Any) -> Any:
+    """``Annotated[int, ItemId("P")]`` → the ItemId; ``Rest | None`` → Rest; ``int`` → int."""
+    tp = _unwrap_optional(tp)
+    if get_origin(tp) is Annotated:
+        base, *metadata = get_args(tp)
+        for meta in metadata:
+            if isinstance(meta, Converter) or (
+                isinstance(meta, type) and issubclass(meta, Converter)
+            ):
+                return meta
+        return _converter_of(base)
+    return tp
 
 
 def _unwrap_optional(tp: Any) -> Any:
     args = getattr(tp, "__args__", None)
-    if args and type(None) in args:
+    if args and type(None) in args and get_origin(tp) is not Annotated:
         rest = [a for a in args if a is not type(None)]
         if len(rest) == 1:
             return rest[0]
     return tp
+
+
+@dataclass
+class CommandIndex:
+    """Commands by full name and alias, and the tree of subcommands under their parents."""
+
+    by_name: dict[str, Command]
+
+    @classmethod
+    def build(cls, declared: dict[str, list[Command]]) -> CommandIndex:
+        """``declared`` is each plugin's commands, by plugin name. Raises
+        :class:`CommandDeclarationError` naming the clash or the missing ``parent=``."""
+        by_name: dict[str, Command] = {}
+        for plugin_name, specs in declared.items():
+            for spec in specs:
+                spec.plugin = plugin_name
+                if spec.parent is not None:
+                    spec.aliases = _child_aliases(spec, spec.parent)
+                for name in (spec.name, *spec.aliases):
+                    if name in by_name:
+                        other = by_name[name].plugin
+                        raise CommandDeclarationError(
+                            f"plugins '{other}' and '{plugin_name}' both define !{name}"
+                        )
+                    by_name[name] = spec
+        for spec in by_name.values():
+            first = spec.name.split(" ", 1)[0]
+            if spec.parent is None and " " in spec.name and first in by_name:
+                word = spec.name.split(" ", 1)[1]
+                raise CommandDeclarationError(
+                    f"!{spec.name} is under !{first}: declare it as "
+                    f'@command("{word}", parent={first})'
+                )
+        return cls(by_name)
+
+    def candidates(self, text: str) -> list[tuple[Command, str]]:
+        """The command ``text`` (after the prefix) names, with the rest of the text; for a
+        subcommand of an ``open_text`` parent, the parent follows as the second reading."""
+        words = text.split(None, 2)
+        if not words:
+            return []
+        found = []
+        first = words[0].lower()
+        if len(words) > 1:
+            sub = self.by_name.get(f"{first} {words[1].lower()}")
+            if sub is not None:
+                found.append((sub, _rest_after(text, 2)))
+                if sub.parent is None or not sub.parent.open_text:
+                    return found
+        parent = self.by_name.get(first)
+        if parent is not None:
+            found.append((parent, _rest_after(text, 1)))
+        return found
+
+    def unique(self) -> list[Command]:
+        seen: dict[int, Command] = {}
+        for spec in self.by_name.values():
+            seen.setdefault(id(spec), spec)
+        return sorted(seen.values(), key=lambda c: c.name)
+
+
+def _child_aliases(child: Command, parent: Command) -> tuple[str, ...]:
+    words = (child.name.removeprefix(parent.name + " "), *child.alias_words)
+    full = [f"{p} {w}" for p in (parent.name, *parent.aliases) for w in words]
+    return tuple(name for name in dict.fromkeys(full) if name != child.name)
+
+
+def _rest_after(text: str, words: int) -> str:
+    """What follows the first ``words`` words, with its new lines intact."""
+    rest = text
+    for _ in range(words):
+        parts = rest.lstrip().split(None, 1)
+        rest = parts[1] if len(parts) > 1 else ""
+    return rest

@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from civicbot.settings import LimitsConfig
+
 
 class ConfigError(Exception):
     """A configuration problem, already phrased for the person running the bot."""
@@ -113,6 +115,8 @@ class Settings(BaseSettings):
 
     matrix: MatrixSettings = Field(default_factory=lambda: MatrixSettings())
     bot: BotSettings = Field(default_factory=lambda: BotSettings())
+    # Flood limits the core enforces; rooms may override some (``!config limits.<key>``).
+    limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property

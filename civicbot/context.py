@@ -1,30 +1,37 @@
-"""What a plugin is given (:class:`PluginContext`) and what each call gets (:class:`Context`)."""
+"""What a plugin is given (:class:`PluginContext`), what each command or hook call gets
+(:class:`Context`) and what each scheduled job gets (:class:`JobContext`).
+
+The plugin context is deliberately narrow: a plugin's database handle, its config, its jobs, its
+templates, ways to send, a read-only view of rooms and permissions. It never sees the bot's full
+settings (they hold the Matrix password), the installation secret, or the core's flood control.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from civicbot.clock import Clock
-from civicbot.config import Settings
+from civicbot.corestores import AuditLog, RoleStore
 from civicbot.events import Event, Message
-from civicbot.permissions import PowerLevels, Role, restrict_mentions, role_satisfied
+from civicbot.jobs import Jobs
+from civicbot.outgoing import Outgoing, txn_key
+from civicbot.permissions import Permissions
 from civicbot.ratelimit import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
-from civicbot.roomsettings import ROOM, RoomConfig, RoomSettings
+from civicbot.roomsettings import RoomSettings
 from civicbot.scheduler import Scheduler
+from civicbot.settings import ROOM, PluginConfig, RoomConfig
 from civicbot.storage import Database
 from civicbot.templates import Rendered, Templates
 from civicbot.transport import Transport
 
-if TYPE_CHECKING:
-    from civicbot.commands import Command
-    from civicbot.plugin import Plugin, PluginConfig
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 
 
 @dataclass
@@ -35,216 +42,214 @@ class HookResults:
     failed: list[str]
 
 
-CommandGate = Callable[[Event, "Command"], Awaitable[str | None]]
+class CommandInfo(Protocol):
+    """What the help and admin plugins read about a command (see :mod:`civicbot.commands`)."""
+
+    name: str
+    plugin: str
+    requires: str
+    hidden: bool
+    aliases: tuple[str, ...]
+    examples: tuple[str, ...]
+
+    @property
+    def help(self) -> str: ...
+
+    @property
+    def details(self) -> str: ...
+
+    def usage(self, prefix: str = "!") -> str: ...
 
 
-class Permissions:
-    """Resolves roles from power levels (cached per room until they change) and granted roles."""
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin's metadata, for plugins that describe the others (help, admin)."""
 
-    def __init__(self, transport: Transport, db: Database, room_settings: RoomSettings):
-        self._transport = transport
-        self._db = db
-        self._room_settings = room_settings
-        self._power: dict[str, PowerLevels] = {}
-        self._generation: dict[str, int] = {}
-
-    def forget_room(self, room_id: str) -> None:
-        """Drop cached power levels (called when an ``m.room.power_levels`` event arrives)."""
-        self._power.pop(room_id, None)
-        self._generation[room_id] = self._generation.get(room_id, 0) + 1
-
-    async def power_levels(self, room_id: str) -> PowerLevels:
-        cached = self._power.get(room_id)
-        if cached is None:
-            generation = self._generation.get(room_id, 0)
-            content = await self._transport.state_event(room_id, "m.room.power_levels")
-            create = await self._transport.create_event(room_id)
-            cached = PowerLevels.from_state(content, create)
-            if generation == self._generation.get(room_id, 0):  # no change arrived meanwhile
-                self._power[room_id] = cached
-        return cached
-
-    async def granted(self, room_id: str, user_id: str) -> set[str]:
-        rows = await self._db.fetchall(
-            "SELECT role FROM core_roles WHERE room_id = ? AND user_id = ?", (room_id, user_id)
-        )
-        return {row["role"] for row in rows}
-
-    async def role_levels(self, room_id: str) -> dict[str, int]:
-        room = await self._room_settings.get(room_id, ROOM)
-        assert isinstance(room, RoomConfig)
-        return {
-            Role.MODERATOR: room.moderator_level,
-            Role.ADMIN: room.admin_level,
-            **room.role_levels,
-        }
-
-    async def has(self, room_id: str, user_id: str, role: str) -> bool:
-        if role == Role.EVERYONE:
-            return True
-        levels = await self.power_levels(room_id)
-        return role_satisfied(
-            role,
-            levels.level(user_id),
-            await self.granted(room_id, user_id),
-            await self.role_levels(room_id),
-        )
-
-    async def describe(self, room_id: str, role: str) -> str:
-        """'moderators (power level 50 or more)' — for polite refusals."""
-        levels = {**await self.role_levels(room_id)}
-        needed = levels.get(role, levels[Role.MODERATOR])
-        plural = {"everyone": "everyone", "admin": "admins"}.get(role, f"{role}s")
-        return f"{plural} (power level {needed} or more, or a granted '{role}' role)"
-
-
-def txn_key(*parts: str) -> str:
-    """A short, stable transaction-id prefix derived from what caused the sends."""
-    return "cb" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
-
-
-class Outgoing:
-    """Sends with transaction ids derived from a stable key: when a handler is replayed after a
-    crash, its sends repeat the same ids and the homeserver keeps only the first copy.
-
-    Every send waits its turn in the room's outgoing bucket (:class:`~civicbot.ratelimit.
-    SendPacer`): the bot may be slowed down, but it never floods a room and never drops a send.
-    """
-
-    def __init__(self, transport: Transport, key: str, pacer: SendPacer):
-        self._transport = transport
-        self._key = key
-        self._count = 0
-        self._pacer = pacer
-
-    def _txn(self) -> str:
-        self._count += 1
-        return f"{self._key}.{self._count}"
-
-    async def message(self, room_id: str, message: Message) -> str:
-        txn = self._txn()
-        await self._pacer.wait(room_id)
-        return await self._transport.send_message(room_id, message, txn)
-
-    async def event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
-        txn = self._txn()
-        await self._pacer.wait(room_id)
-        return await self._transport.send_event(room_id, event_type, content, txn)
-
-    async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
-        txn = self._txn()
-        await self._pacer.wait(room_id)
-        return await self._transport.send_file(room_id, data, filename, content_type, txn)
-
-    async def redact(self, room_id: str, event_id: str, reason: str) -> str:
-        txn = self._txn()
-        await self._pacer.wait(room_id)
-        return await self._transport.redact(room_id, event_id, reason, txn)
+    name: str
+    description: str
+    roles: dict[str, str]
+    config_model: type[PluginConfig]
 
 
 class BotInfo(Protocol):
-    """Read-only facts about the running bot, for plugins such as help and ping."""
+    """Read-only facts about the running bot."""
 
     version: str
-    plugin_classes: dict[str, type[Plugin]]  # by name: metadata (description, roles, Config)
-    pacer: SendPacer  # paces every send per room; plugins may configure it
-    flood_guard: FloodGuard | None  # charges what the bot says to whoever caused it
-    secret_key: bytes  # this installation's secret, kept beside the database, not in it
-
-    def set_flood_guard(self, guard: FloodGuard | None) -> None:
-        """Install (or remove, with None) the guard that keeps floods from being answered."""
 
     def uptime_seconds(self) -> float: ...
 
-    def commands(self) -> list[Command]: ...
+    def commands(self) -> Sequence[CommandInfo]: ...
+
+    def plugin_infos(self) -> dict[str, PluginInfo]: ...
 
     def plugin_names(self) -> list[str]: ...
 
     async def enabled_plugins(self, room_id: str) -> list[str]: ...
 
     async def call_hook(self, hook: str, room_id: str | None, *args: Any) -> HookResults:
-        """Like :meth:`collect_hook`, but also names the plugins whose hook raised, for callers
-        that must not report success when a part failed (``!forget me``)."""
+        """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given):
+        the ``(plugin name, result)`` pairs that are not None, and the plugins whose hook
+        raised, for callers that must not report success when a part failed (``!forget me``)."""
 
     async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
-        """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given).
-        Returns ``(plugin name, result)`` pairs for the results that are not None."""
-
-    def add_command_gate(self, gate: CommandGate) -> None:
-        """Run ``gate(event, command)`` before every command. It returns None to let the command
-        through, a message to refuse with it, or "" to drop the command silently."""
+        """Like :meth:`call_hook`, the results only."""
 
 
-@dataclass
-class PluginContext:
-    """Everything a plugin may use. One per loaded plugin."""
+class Rooms:
+    """A read-only view of the rooms the bot is in."""
 
-    name: str
-    db: Database
-    scheduler: Scheduler
-    templates: Templates
-    transport: Transport
-    settings: Settings
-    room_settings: RoomSettings
-    permissions: Permissions
-    clock: Clock
-    log: logging.Logger
-    bot: BotInfo
-
-    async def config(self, room_id: str) -> Any:
-        """This plugin's settings for ``room_id`` (defaults merged with the room's overrides)."""
-        return await self.room_settings.get(room_id, self.name)
+    def __init__(self, transport: Transport):
+        self._transport = transport
 
     @property
-    def default_config(self) -> Any:
-        return self.room_settings.default(self.name)
+    def bot_user_id(self) -> str:
+        return self._transport.user_id
+
+    async def joined_members(self, room_id: str) -> list[str]:
+        return await self._transport.joined_members(room_id)
+
+    async def state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
+        return await self._transport.state_event(room_id, event_type, state_key)
+
+    async def relations(
+        self, room_id: str, event_id: str, rel_type: str | None = None
+    ) -> list[Event]:
+        """Every event relating to ``event_id`` (all pages), e.g. to recount a poll."""
+        return await self._transport.relations(room_id, event_id, rel_type)
+
+
+@dataclass(frozen=True)
+class CoreServices:
+    """What the core hands every plugin context; built once by the bot."""
+
+    db: Database
+    scheduler: Scheduler
+    transport: Transport
+    room_settings: RoomSettings
+    permissions: Permissions
+    roles: RoleStore
+    audit: AuditLog
+    clock: Clock
+    pacer: SendPacer
+    bot: BotInfo
+    prefix: str
+    default_timezone: str
+    secret_key: bytes
+
+
+class PluginContext(Generic[ConfigT]):
+    """Everything a plugin may use. One per loaded plugin."""
+
+    def __init__(self, name: str, templates: Templates, core: CoreServices):
+        self.name = name
+        self.templates = templates
+        self.db = core.db
+        self.clock = core.clock
+        self.room_settings = core.room_settings
+        self.permissions = core.permissions
+        self.roles = core.roles
+        self.audit = core.audit
+        self.bot = core.bot
+        self.prefix = core.prefix
+        self.rooms = Rooms(core.transport)
+        self.log = logging.getLogger(f"civicbot.plugins.{name}")
+        self.jobs: Jobs[JobContext[ConfigT]] = Jobs(
+            core.scheduler.scoped(name), core.clock, self._job_context
+        )
+        self._core = core
+
+    async def config(self, room_id: str) -> ConfigT:
+        """This plugin's settings for ``room_id`` (defaults merged with the room's overrides)."""
+        return cast(ConfigT, await self.room_settings.get(room_id, self.name))
+
+    @property
+    def default_config(self) -> ConfigT:
+        return cast(ConfigT, self.room_settings.default(self.name))
 
     async def timezone(self, room_id: str) -> ZoneInfo:
         room = await self.room_settings.get(room_id, ROOM)
         assert isinstance(room, RoomConfig)
-        return ZoneInfo(room.timezone or self.settings.bot.timezone)
+        return ZoneInfo(room.timezone or self._core.default_timezone)
 
     def keyed_hash(self, text: str) -> str:
         """A stable stand-in for ``text`` that nobody holding only the database can recompute:
         keyed with this installation's secret (``data_dir/secret.key``, never in the database)."""
-        return hmac.new(self.bot.secret_key, text.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._core.secret_key, text.encode(), hashlib.sha256).hexdigest()
 
-    def outgoing(self, *key_parts: str) -> Outgoing:
-        """Idempotent sends for work not caused by an event (a deadline, a digest)."""
-        return Outgoing(self.transport, txn_key(self.name, *key_parts), self.bot.pacer)
+    def render(self, name: str, **values: Any) -> Rendered:
+        """One of this plugin's templates, with ``prefix`` filled in."""
+        return self.templates.render(name, **{"prefix": self.prefix, **values})
+
+    def outgoing(self, key: str, *more: str) -> Outgoing:
+        """Idempotent sends for work caused neither by an event nor by a job (which have their
+        own): the same ``key`` always gives the same transaction ids, so name what the send is
+        *for* (``f"welcome:{room_id}"``), not when it happens."""
+        return Outgoing(self._core.transport, txn_key(self.name, key, *more), self._core.pacer)
 
     async def send(
         self,
         room_id: str,
         content: str | Rendered,
-        *key_parts: str,
+        *,
+        key: str,
         thread_root: str | None = None,
         reply_to: str | None = None,
         mentions: tuple[str, ...] = (),
         mention_room: bool = False,
         on_behalf_of: str | None = None,
     ) -> str:
-        """Post a notice in a room from a scheduled job; ``key_parts`` make it idempotent.
-
-        Nobody asked for this send just now, so it pings the room or many people only
-        ``on_behalf_of`` someone who may ping the room (checked at the time of sending, e.g. the
-        organiser of a meeting whose reminder this is)."""
-        text, html = _text_html(content)
-        may_ping = False
-        if on_behalf_of is not None:
-            may_ping = (await self.permissions.power_levels(room_id)).can_notify_room(on_behalf_of)
-        text, html, mentions, mention_room = restrict_mentions(
-            text, html, mentions, mention_room, may_ping
-        )
-        message = Message(
-            text,
-            html,
-            mentions=mentions,
-            mention_room=mention_room,
+        """Post a notice that no event or job caused; ``key`` makes it idempotent (see
+        :meth:`outgoing`). It pings the room or many people only ``on_behalf_of`` someone who
+        may ping the room (checked now)."""
+        return await send_notice(
+            self,
+            self.outgoing(key),
+            room_id,
+            content,
             thread_root=thread_root,
             reply_to=reply_to,
+            mentions=mentions,
+            mention_room=mention_room,
+            on_behalf_of=on_behalf_of,
         )
-        return await self.outgoing(*key_parts).message(room_id, message)
+
+    async def direct_room(self, user_id: str) -> str:
+        """The private room the bot uses to talk to ``user_id`` alone, created when needed."""
+        return await self._core.transport.direct_room(user_id)
+
+    def _job_context(self, key: str, due: datetime, attempt: int) -> JobContext[ConfigT]:
+        out = Outgoing(
+            self._core.transport, txn_key(self.name, "job", key, due.isoformat()), self._core.pacer
+        )
+        return JobContext(self, key, due, attempt, out)
+
+
+async def send_notice(
+    plugin: PluginContext[Any],
+    out: Outgoing,
+    room_id: str,
+    content: str | Rendered,
+    *,
+    thread_root: str | None = None,
+    reply_to: str | None = None,
+    mentions: tuple[str, ...] = (),
+    mention_room: bool = False,
+    on_behalf_of: str | None = None,
+) -> str:
+    """Send a notice for nobody in particular (or ``on_behalf_of`` someone)."""
+    text, html = _text_html(content)
+    message = Message(
+        text,
+        html,
+        mentions=mentions,
+        mention_room=mention_room,
+        thread_root=thread_root,
+        reply_to=reply_to,
+    )
+    may_ping = await plugin.permissions.may_ping_room(room_id, on_behalf_of)
+    return await out.message(room_id, message, may_ping_room=may_ping)
 
 
 def _text_html(content: str | Rendered) -> tuple[str, str | None]:
@@ -253,24 +258,82 @@ def _text_html(content: str | Rendered) -> tuple[str, str | None]:
     return content, None
 
 
-class Context:
+class JobContext(Generic[ConfigT]):
+    """One run of a scheduled job: ``due`` is when it was meant to run (``now`` may be later,
+    after downtime), ``attempt`` counts retries (0 the first time)."""
+
+    def __init__(
+        self, plugin: PluginContext[ConfigT], key: str, due: datetime, attempt: int, out: Outgoing
+    ):
+        self.plugin = plugin
+        self.key = key
+        self.due = due
+        self.attempt = attempt
+        self.out = out
+
+    @property
+    def now(self) -> datetime:
+        return self.plugin.clock.now()
+
+    async def config(self, room_id: str) -> ConfigT:
+        return await self.plugin.config(room_id)
+
+    async def timezone(self, room_id: str) -> ZoneInfo:
+        return await self.plugin.timezone(room_id)
+
+    def render(self, name: str, **values: Any) -> Rendered:
+        return self.plugin.render(name, **values)
+
+    async def send(
+        self,
+        room_id: str,
+        content: str | Rendered,
+        *,
+        thread_root: str | None = None,
+        reply_to: str | None = None,
+        mentions: tuple[str, ...] = (),
+        mention_room: bool = False,
+        on_behalf_of: str | None = None,
+    ) -> str:
+        """Post a notice; pings the room only ``on_behalf_of`` someone who may (checked now)."""
+        return await send_notice(
+            self.plugin,
+            self.out,
+            room_id,
+            content,
+            thread_root=thread_root,
+            reply_to=reply_to,
+            mentions=mentions,
+            mention_room=mention_room,
+            on_behalf_of=on_behalf_of,
+        )
+
+    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        return await self.out.event(room_id, event_type, content)
+
+    async def dm(self, user_id: str, content: str | Rendered) -> str:
+        """Message someone privately, in the bot's direct room with them."""
+        room_id = await self.plugin.direct_room(user_id)
+        return await send_notice(self.plugin, self.out, room_id, content)
+
+
+class Context(Generic[ConfigT]):
     """One handler call: the event, the plugin, the room's settings and ways to answer."""
 
     def __init__(
         self,
         event: Event,
-        plugin: PluginContext,
-        config: PluginConfig,
-        prefix: str,
+        plugin: PluginContext[ConfigT],
+        config: ConfigT,
         out: Outgoing,
-        command: Command | None = None,
+        guard: FloodGuard | None = None,
     ):
         self.event = event
         self.plugin = plugin
-        self.config: Any = config
-        self.prefix = prefix
+        self.config = config
+        self.prefix = plugin.prefix
         self.out = out
-        self.command = command
+        self._guard = guard
 
     @property
     def room_id(self) -> str:
@@ -292,7 +355,7 @@ class Context:
 
     async def is_direct(self) -> bool:
         """True in a one-to-one room with the bot (where secret ballots may be cast)."""
-        members = await self.plugin.transport.joined_members(self.room_id)
+        members = await self.plugin.rooms.joined_members(self.room_id)
         return len(members) <= 2
 
     async def reply(
@@ -317,7 +380,7 @@ class Context:
         return await self.send_message(self.room_id, message)
 
     async def reply_template(self, name: str, **values: Any) -> str:
-        return await self.reply(self.plugin.templates.render(name, prefix=self.prefix, **values))
+        return await self.reply(self.plugin.render(name, **values))
 
     async def send_message(self, room_id: str, message: Message) -> str:
         """Send after checking the requester may cause every ping the message would make (in
@@ -325,29 +388,22 @@ class Context:
         because the requester is cooling down."""
         if not await self._cleared():
             return ""
-        raw_mentions = message.extra.pop("m.mentions", None)
-        if isinstance(raw_mentions, dict):  # fold raw m.mentions into the fields checked below
-            users = raw_mentions.get("user_ids")
-            if isinstance(users, list):
-                message.mentions = (*message.mentions, *(str(u) for u in users))
-            message.mention_room = message.mention_room or bool(raw_mentions.get("room"))
-        power = await self.plugin.permissions.power_levels(room_id)
-        message.text, message.html, message.mentions, message.mention_room = restrict_mentions(
-            message.text,
-            message.html,
-            message.mentions,
-            message.mention_room,
-            power.can_notify_room(self.sender),
-        )
-        return await self.out.message(room_id, message)
+        may_ping = await self.plugin.permissions.may_ping_room(room_id, self.sender)
+        return await self.out.message(room_id, message, may_ping_room=may_ping)
+
+    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """Send a raw event (a native poll, an edit) caused by this event."""
+        if not await self._cleared():
+            return ""
+        return await self.out.event(room_id, event_type, content)
 
     async def _cleared(self) -> bool:
         """Charge what the bot says about this event to its sender's flood bucket, once.
 
-        Commands are charged by the admin plugin's gate before they run; this catches the rest
-        (refusals, hints, event hooks), so someone flooding is ignored whatever they send. The
-        first answer over the limit is replaced by the one polite notice."""
-        guard = self.plugin.bot.flood_guard
+        Commands are charged by the core before they run; this catches the rest (refusals,
+        hints, event hooks), so someone flooding is ignored whatever they send. The first answer
+        over the limit is replaced by the one polite notice."""
+        guard = self._guard
         if guard is None or not self.event.event_id or not self.event.sender:
             return True
         decision = await guard.admit(self.room_id, self.sender, self.event.event_id)
@@ -358,7 +414,7 @@ class Context:
                 reply_to=self.event.event_id,
                 thread_root=self.event.thread_root,
             )
-            await self.out.message(self.room_id, notice)
+            await self.out.message(self.room_id, notice, may_ping_room=False)
             return False
         return decision.allowed
 
@@ -367,9 +423,8 @@ class Context:
         if not await self._cleared():
             return ""
         text, html = _text_html(content)
-        text, html, _, _ = restrict_mentions(text, html, (), False, may_ping_room=False)
-        room_id = await self.plugin.transport.direct_room(user_id)
-        return await self.out.message(room_id, Message(text, html))
+        room_id = await self.plugin.direct_room(user_id)
+        return await self.out.message(room_id, Message(text, html), may_ping_room=False)
 
     async def dm_file(
         self, user_id: str, data: bytes, filename: str, content_type: str = "application/json"
@@ -377,5 +432,5 @@ class Context:
         """Send someone a file privately (e.g. their data export), in a direct room."""
         if not await self._cleared():
             return ""
-        room_id = await self.plugin.transport.direct_room(user_id)
+        room_id = await self.plugin.direct_room(user_id)
         return await self.out.file(room_id, data, filename, content_type)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from civicbot.commands import Converter, UsageError
@@ -226,8 +226,8 @@ class When(str, Converter):
     """Command argument: the rest of the input as a moment. Resolve it in the handler, where the
     room's time zone is known: ``closes = await when.resolve(ctx)``."""
 
-    metavar: ClassVar[str] = "when"
-    greedy: ClassVar[bool] = True
+    metavar = "when"
+    greedy = True
 
     @classmethod
     def convert(cls, raw: str, ctx: Context) -> When:
@@ -243,7 +243,7 @@ class When(str, Converter):
 class Duration(Converter):
     """Command argument: one word like ``3d``, ``48h`` or ``90m`` (quote longer ones)."""
 
-    metavar: ClassVar[str] = "duration"
+    metavar = "duration"
 
     @classmethod
     def convert(cls, raw: str, ctx: Context) -> timedelta:

@@ -1,25 +1,23 @@
-"""Finding plugins and loading them all-or-nothing.
+"""Finding plugins and checking them before they load.
 
-Built-in plugins are the packages under ``plugins/`` (imported as ``civicbot_plugins``), each
-exporting ``PLUGIN = TheirPluginClass``. Installed ones register the class under the entry-point
-group ``civicbot.plugins``. Both go through exactly the same checks.
+Every plugin, built-in or installed, is found the same way: its class is registered under the
+entry-point group ``civicbot.plugins`` (civicbot's own ``pyproject.toml`` registers the built-ins,
+which live in ``plugins/`` and import as ``civicbot_plugins``). ``bot.extra_plugins`` adds classes
+by import path, for trying a plugin out without packaging it. All go through the same checks.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import pkgutil
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import ValidationError
 
-from civicbot.commands import Command
 from civicbot.config import describe_validation_error
 from civicbot.plugin import Plugin
-from civicbot.roomsettings import ROOM
+from civicbot.settings import CORE_SECTIONS, MOVED_TO_LIMITS
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "civicbot.plugins"
@@ -29,24 +27,20 @@ class PluginLoadError(Exception):
     """Loading stopped; the message says which plugin and why."""
 
 
-def discover(extra: list[str] | tuple[str, ...] = ()) -> dict[str, type[Plugin]]:
-    """Every available plugin class by name: built-ins, entry points, then ``extra`` import
-    paths (``"package.module:PluginClass"``, from ``bot.extra_plugins``)."""
-    found: dict[str, type[Plugin]] = {}
-    import civicbot_plugins
+BUILTIN_MODULE = "civicbot_plugins."
 
-    for module in sorted(pkgutil.iter_modules(civicbot_plugins.__path__), key=lambda m: m.name):
-        if not module.ispkg:
+
+def discover(
+    extra: list[str] | tuple[str, ...] = (), *, builtin_only: bool = False
+) -> dict[str, type[Plugin]]:
+    """Every available plugin class by name: the ``civicbot.plugins`` entry points (only
+    civicbot's own built-ins with ``builtin_only``), then ``extra`` import paths
+    (``"package.module:PluginClass"``, from ``bot.extra_plugins``)."""
+    found: dict[str, type[Plugin]] = {}
+    entries = sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtins_first)
+    for entry in entries:
+        if builtin_only and not entry.value.startswith(BUILTIN_MODULE):
             continue
-        qualified = f"civicbot_plugins.{module.name}"
-        try:
-            package = importlib.import_module(qualified)
-        except Exception as exc:
-            raise PluginLoadError(
-                f"built-in plugin '{module.name}' failed to import: {exc}"
-            ) from exc
-        _add(found, getattr(package, "PLUGIN", None), qualified)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = entry.load()
         except Exception as exc:
@@ -56,18 +50,24 @@ def discover(extra: list[str] | tuple[str, ...] = ()) -> dict[str, type[Plugin]]
         _add(found, cls, entry.value)
     for path in extra:
         module_name, _, attr = path.partition(":")
+        if not attr:
+            raise PluginLoadError(f"bot.extra_plugins: write '{path}' as 'package.module:Class'")
         try:
-            cls = getattr(importlib.import_module(module_name), attr or "PLUGIN")
+            cls = getattr(importlib.import_module(module_name), attr)
         except Exception as exc:
             raise PluginLoadError(f"bot.extra_plugins: cannot import '{path}': {exc}") from exc
         _add(found, cls, path)
     return found
 
 
+def _builtins_first(entry: EntryPoint) -> tuple[bool, str]:
+    return (not entry.value.startswith(BUILTIN_MODULE), entry.name)
+
+
 def _add(found: dict[str, type[Plugin]], cls: Any, origin: str) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Plugin) and cls.name):
         raise PluginLoadError(f"{origin} does not export a Plugin subclass with a name")
-    if cls.name == ROOM or cls.name in found:
+    if cls.name in CORE_SECTIONS or cls.name in found:
         raise PluginLoadError(f"two plugins are called '{cls.name}' ({origin})")
     found[cls.name] = cls
 
@@ -85,6 +85,12 @@ def validate_plugin_config(
                 f"plugins.{name}: no plugin called '{name}' is installed (installed: {known})"
             )
             continue
+        moved = sorted(MOVED_TO_LIMITS & set(table)) if name == "admin" else []
+        if moved:
+            problems.extend(
+                f"plugins.admin.{key}: flood limits moved to the [limits] section" for key in moved
+            )
+            table = {k: v for k, v in table.items() if k not in MOVED_TO_LIMITS}
         try:
             cls.Config.model_validate(table)
         except ValidationError as exc:
@@ -92,59 +98,3 @@ def validate_plugin_config(
                 describe_validation_error(exc, prefix=f"plugins.{name}", model=cls.Config)
             )
     return problems
-
-
-@dataclass
-class CommandIndex:
-    """Commands by name and alias; a subcommand is found before its parent."""
-
-    by_name: dict[str, Command]
-
-    @classmethod
-    def build(cls, classes: dict[str, type[Plugin]]) -> CommandIndex:
-        by_name: dict[str, Command] = {}
-        for plugin_name, plugin_cls in classes.items():
-            for spec in plugin_cls.declared_commands():
-                spec.plugin = plugin_name
-                for name in (spec.name, *spec.aliases):
-                    if name in by_name:
-                        other = by_name[name].plugin
-                        raise PluginLoadError(
-                            f"plugins '{other}' and '{plugin_name}' both define !{name}"
-                        )
-                    by_name[name] = spec
-        return cls(by_name)
-
-    def candidates(self, text: str) -> list[tuple[Command, str]]:
-        """The commands ``text`` (after the prefix) may mean, most specific first, each with the
-        rest of the text. ``!poll close P-1`` is the subcommand, but ``!poll Close the park?``
-        is a poll whose question starts with "Close": the dispatcher falls back to the parent
-        when the subcommand's arguments do not parse."""
-        words = text.split(None, 2)
-        if not words:
-            return []
-        found = []
-        first = words[0].lower()
-        if len(words) > 1:
-            sub = self.by_name.get(f"{first} {words[1].lower()}")
-            if sub is not None:
-                found.append((sub, _rest_after(text, 2)))
-        parent = self.by_name.get(first)
-        if parent is not None:
-            found.append((parent, _rest_after(text, 1)))
-        return found
-
-    def unique(self) -> list[Command]:
-        seen: dict[int, Command] = {}
-        for spec in self.by_name.values():
-            seen.setdefault(id(spec), spec)
-        return sorted(seen.values(), key=lambda c: c.name)
-
-
-def _rest_after(text: str, words: int) -> str:
-    """What follows the first ``words`` words, with its new lines intact."""
-    rest = text
-    for _ in range(words):
-        parts = rest.lstrip().split(None, 1)
-        rest = parts[1] if len(parts) > 1 else ""
-    return rest

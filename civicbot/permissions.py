@@ -5,19 +5,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from civicbot.roles import DEFAULT_ROLE_LEVELS, Role
+from civicbot.roomsettings import RoomSettings
+from civicbot.settings import ROOM, RoomConfig
+from civicbot.storage import Database
+from civicbot.transport import Transport
 
-class Role(StrEnum):
-    """Built-in roles. Plugins may declare more (``councillor``, ``organiser``) as plain strings."""
-
-    EVERYONE = "everyone"
-    MODERATOR = "moderator"
-    ADMIN = "admin"
-
-
-DEFAULT_ROLE_LEVELS: dict[str, int] = {Role.MODERATOR: 50, Role.ADMIN: 100}
 CREATOR_LEVEL = math.inf
 MAX_PLAIN_MENTIONS = 10  # more than this pings "many people": only for those who may ping @room
 
@@ -156,3 +151,69 @@ def restrict_mentions(
         mentions = ()
         text = defuse_user_ids(text)
     return text, html, mentions, False
+
+
+class Permissions:
+    """Resolves roles from power levels (cached per room until they change) and granted roles."""
+
+    def __init__(self, transport: Transport, db: Database, room_settings: RoomSettings):
+        self._transport = transport
+        self._db = db
+        self._room_settings = room_settings
+        self._power: dict[str, PowerLevels] = {}
+        self._generation: dict[str, int] = {}
+
+    def forget_room(self, room_id: str) -> None:
+        """Drop cached power levels (called when an ``m.room.power_levels`` event arrives)."""
+        self._power.pop(room_id, None)
+        self._generation[room_id] = self._generation.get(room_id, 0) + 1
+
+    async def power_levels(self, room_id: str) -> PowerLevels:
+        cached = self._power.get(room_id)
+        if cached is None:
+            generation = self._generation.get(room_id, 0)
+            content = await self._transport.state_event(room_id, "m.room.power_levels")
+            create = await self._transport.create_event(room_id)
+            cached = PowerLevels.from_state(content, create)
+            if generation == self._generation.get(room_id, 0):  # no change arrived meanwhile
+                self._power[room_id] = cached
+        return cached
+
+    async def granted(self, room_id: str, user_id: str) -> set[str]:
+        rows = await self._db.fetchall(
+            "SELECT role FROM core_roles WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+        )
+        return {row["role"] for row in rows}
+
+    async def role_levels(self, room_id: str) -> dict[str, int]:
+        room = await self._room_settings.get(room_id, ROOM)
+        assert isinstance(room, RoomConfig)
+        return {
+            Role.MODERATOR: room.moderator_level,
+            Role.ADMIN: room.admin_level,
+            **room.role_levels,
+        }
+
+    async def has(self, room_id: str, user_id: str, role: str) -> bool:
+        if role == Role.EVERYONE:
+            return True
+        levels = await self.power_levels(room_id)
+        return role_satisfied(
+            role,
+            levels.level(user_id),
+            await self.granted(room_id, user_id),
+            await self.role_levels(room_id),
+        )
+
+    async def may_ping_room(self, room_id: str, user_id: str | None) -> bool:
+        """Whether a message sent for ``user_id`` may notify the whole room (None: nobody)."""
+        if user_id is None:
+            return False
+        return (await self.power_levels(room_id)).can_notify_room(user_id)
+
+    async def describe(self, room_id: str, role: str) -> str:
+        """'moderators (power level 50 or more)' — for polite refusals."""
+        levels = {**await self.role_levels(room_id)}
+        needed = levels.get(role, levels[Role.MODERATOR])
+        plural = {"everyone": "everyone", "admin": "admins"}.get(role, f"{role}s")
+        return f"{plural} (power level {needed} or more, or a granted '{role}' role)"

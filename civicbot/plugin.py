@@ -1,14 +1,17 @@
 """The plugin boundary: a class with an async lifecycle, its metadata in code.
 
-    class PingPlugin(Plugin):
+    class PingPlugin(Plugin[PingConfig]):
         name = "ping"
         description = "Is the bot alive?"
-        Config = PingConfig
+        templates = ("pong",)
 
         @command("ping")
-        async def ping(self, ctx: Context) -> None:
+        async def ping(self, ctx: Context[PingConfig]) -> None:
             \"\"\"Check that the bot is listening.\"\"\"
-            await ctx.reply("pong")
+            await ctx.reply_template("pong")
+
+The config model is the type argument (``Plugin[PingConfig]``), so ``self.ctx.config(room)``
+and ``ctx.config`` are typed; a plugin without settings writes ``Plugin[PluginConfig]``.
 
 A plugin receives one :class:`~civicbot.context.PluginContext` and never imports matrix-nio or
 another plugin. Plugins cooperate through the hook methods below, which the core calls on
@@ -19,28 +22,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, ClassVar, Generic, get_args, get_origin
 
 from civicbot.commands import Command
+from civicbot.context import ConfigT, PluginContext
+from civicbot.corestores import ForgetReport
 from civicbot.events import EventKind
+from civicbot.settings import PluginConfig
 from civicbot.storage import Migration
 
-if TYPE_CHECKING:
-    from civicbot.context import PluginContext
-
-
-class PluginConfig(BaseModel):
-    """Base for a plugin's settings. Every key may be set bot-wide in ``[plugins.<name>]`` and
-    overridden per room by moderators."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = True
+__all__ = ["DigestSection", "ForgetReport", "Plugin", "PluginConfig", "on"]
 
 
 @dataclass(frozen=True)
@@ -53,15 +47,6 @@ class DigestSection:
     order: int = 50  # lower comes first
 
 
-@dataclass
-class ForgetReport:
-    """What a plugin removed or anonymised for ``!forget me``."""
-
-    removed: int = 0
-    anonymised: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
 def on(*kinds: EventKind) -> Callable[[Any], Any]:
     """Mark a method ``async def handler(self, ctx: Context) -> None`` as an event hook."""
 
@@ -72,19 +57,33 @@ def on(*kinds: EventKind) -> Callable[[Any], Any]:
     return decorate
 
 
-class Plugin:
+class Plugin(Generic[ConfigT]):
     """Base class of every plugin, built-in or installed."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Taken from the type argument (``Plugin[PollsConfig]``) unless set.
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     migrations: ClassVar[Sequence[Migration]] = ()
     # Roles this plugin introduces (e.g. {"councillor": "answers consultations"}).
     roles: ClassVar[dict[str, str]] = {}
+    # The templates this plugin renders (``"pong"`` for templates/pong.txt): checked at load,
+    # so a package built without its templates refuses to load instead of failing later.
+    templates: ClassVar[Sequence[str]] = ()
 
-    def __init__(self, ctx: PluginContext):
+    def __init__(self, ctx: PluginContext[ConfigT]):
         self.ctx = ctx
         self.log = ctx.log
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Plugin:
+                (model,) = get_args(base)
+                if isinstance(model, type) and issubclass(model, PluginConfig):
+                    cls.Config = model
 
     async def setup(self) -> None:
         """Start: re-arm deadlines, warm caches. Raise to refuse loading."""

@@ -20,85 +20,29 @@ from datetime import datetime
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
-    Field,
-    SecretBytes,
-    SecretStr,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 from pydantic.fields import FieldInfo
 
 from civicbot.config import describe_validation_error
-from civicbot.permissions import DEFAULT_ROLE_LEVELS, Role
-from civicbot.plugin import PluginConfig
+from civicbot.settings import (
+    LIMITS,
+    ROOM,
+    LimitsConfig,
+    PluginConfig,
+    RoomConfig,
+    is_operator_only,
+    members_of,
+)
 from civicbot.storage import Database
 
 log = logging.getLogger(__name__)
 
-ROOM = "room"  # the pseudo-plugin that holds room-wide settings
-OPERATOR_ONLY = "operator_only"
 MAX_VALUE_CHARS = 2_000  # a typed value longer than this is refused, not stored
-
-
-class RoomConfig(PluginConfig):
-    """Settings of the room itself rather than of one plugin."""
-
-    enabled: bool = Field(True, json_schema_extra={OPERATOR_ONLY: True})  # a room is always on
-    timezone: str | None = Field(
-        None,
-        description="a time zone like Europe/London, or none for the bot's default",
-        examples=["Europe/London"],
-    )
-    moderator_level: int = Field(DEFAULT_ROLE_LEVELS["moderator"], ge=0, le=100)
-    admin_level: int = Field(DEFAULT_ROLE_LEVELS["admin"], ge=0, le=100)
-    # Power level for each plugin role, e.g. {"councillor": 50}; unset roles need moderator level.
-    role_levels: dict[str, int] = Field(
-        default_factory=dict,
-        description='the power level (0 to 100) each role needs, like {"councillor": 30}',
-        examples=[{"councillor": 30}],
-    )
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from civicbot.config import BotSettings
-
-        return BotSettings._zone(value)
-
-    @field_validator("role_levels")
-    @classmethod
-    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
-        for role, level in value.items():
-            if not (0 <= level <= 100):
-                raise ValueError(f"the level for '{role}' should be from 0 to 100")
-            if role.lower() in (Role.MODERATOR, Role.ADMIN):
-                # One place for each, so !config shows the level that really applies.
-                raise ValueError(f"set room.{role.lower()}_level instead")
-        return {role.lower(): level for role, level in value.items()}
-
-    @model_validator(mode="after")
-    def _admins_are_moderators(self) -> RoomConfig:
-        if self.moderator_level > self.admin_level:
-            raise ValueError(
-                f"moderator_level ({self.moderator_level}) can't be above admin_level "
-                f"({self.admin_level}): admins must count as moderators"
-            )
-        return self
 
 
 class SettingError(ValueError):
     """A setting could not be changed; the message says what is accepted."""
-
-
-def is_operator_only(field: FieldInfo) -> bool:
-    """Marked so, or a secret (which must never be typed into, or shown in, a room)."""
-    extra = field.json_schema_extra
-    if isinstance(extra, dict) and extra.get(OPERATOR_ONLY):
-        return True
-    return any(member in (SecretStr, SecretBytes) for member in _members(field.annotation))
 
 
 class RoomSettings:
@@ -112,7 +56,11 @@ class RoomSettings:
     ):
         self._db = db
         self._defaults = defaults
-        self.models: dict[str, type[PluginConfig]] = {ROOM: RoomConfig, **models}
+        self.models: dict[str, type[PluginConfig]] = {
+            ROOM: RoomConfig,
+            LIMITS: LimitsConfig,
+            **models,
+        }
         self._cache: dict[tuple[str, str], PluginConfig] = {}
         # Bumped on every change: a read that raced a change must not cache what it read.
         self._generation = 0
@@ -344,18 +292,12 @@ def _json_or_text(raw: str) -> Any:
     return raw if value is _NOT_JSON else value
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
-    if get_origin(annotation) in (Union, types.UnionType):
-        return tuple(a for a in get_args(annotation) if a is not type(None))
-    return (annotation,)
-
-
 def _optional(annotation: Any) -> bool:
     return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
 
 
 def _kind(annotation: Any) -> str:
-    members = _members(annotation)
+    members = members_of(annotation)
     if len(members) != 1:
         return "other"
     tp = members[0]
@@ -373,7 +315,7 @@ def describe_field(field: FieldInfo) -> str:
     """What a setting accepts, in plain words: 'a whole number from 0 to 100'."""
     if field.description:
         return field.description
-    parts = [describe_type(member) for member in _members(field.annotation)]
+    parts = [describe_type(member) for member in members_of(field.annotation)]
     text = " or ".join(parts)
     bounds = _bounds(field)
     if bounds:

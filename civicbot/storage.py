@@ -56,6 +56,12 @@ CORE_MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX core_audit_room ON core_audit(room_id, at);
     """,
+    # Flood limits moved from the admin plugin to the core's own ``limits`` section.
+    """
+    UPDATE core_room_settings SET plugin = 'limits' WHERE plugin = 'admin' AND key IN (
+        'person_burst', 'person_per_minute', 'room_burst', 'room_per_minute', 'cooldown_seconds'
+    );
+    """,
 ]
 
 _CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?(\w+)", re.I)
@@ -163,6 +169,12 @@ class Database:
             await self.fetchval("SELECT version FROM core_migrations WHERE owner = ?", (owner,))
             or 0
         )
+        if current > len(migrations):
+            raise MigrationError(
+                f"the database was written by a newer civicbot: {owner} is at schema version "
+                f"{current}, this version knows {len(migrations)}. Upgrade civicbot, or restore "
+                f"the backup taken before the upgrade"
+            )
         for version, migration in enumerate(migrations, start=1):
             if version <= current:
                 continue

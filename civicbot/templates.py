@@ -6,11 +6,16 @@ optionally ``templates/<name>.html`` next to its module. HTML is autoescaped; th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+
+class TemplateCheckError(Exception):
+    """A plugin's templates are missing or broken (found at load time, not when first used)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class Templates:
     """The templates of one plugin (``<plugin package>/templates``)."""
 
     def __init__(self, directory: Path | None):
+        self.directory = directory
         search = [str(directory)] if directory and directory.is_dir() else []
         loader = jinja2.FileSystemLoader(search)
         common: dict[str, Any] = dict(
@@ -47,6 +53,26 @@ class Templates:
         for env in (self._text, self._html):
             env.filters["bar"] = _bar
             env.globals["plural"] = _plural
+
+    def check(self, names: Sequence[str]) -> None:
+        """Every template in the directory compiles, and each of ``names`` has its ``.txt``.
+
+        A wheel built without its package data has no templates: say so at load."""
+        for env in (self._text, self._html):
+            for name in env.list_templates():
+                try:
+                    env.get_template(name)
+                except jinja2.TemplateSyntaxError as exc:
+                    raise TemplateCheckError(
+                        f"template {name} line {exc.lineno}: {exc.message}"
+                    ) from None
+        missing = [name for name in names if not self.has(name)]
+        if missing:
+            where = self.directory if self.directory else "no templates directory"
+            raise TemplateCheckError(
+                f"templates not found in {where}: {', '.join(n + '.txt' for n in missing)} "
+                "(a package must ship templates/ as package data)"
+            )
 
     def has(self, name: str) -> bool:
         try:

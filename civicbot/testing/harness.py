@@ -50,7 +50,9 @@ class BotHarness:
         **settings: Any,
     ) -> AsyncIterator[BotHarness]:
         """``settings`` are Settings sections, e.g. ``plugins={"polls": {"enabled": False}}``;
-        ``plugin_classes`` replaces the discovered plugins."""
+        ``plugin_classes`` replaces the built-in plugins (the default): a plugin installed in
+        the same environment is loaded only when a test names it, so it cannot change what
+        another project's tests see."""
         harness = await cls.start(tmp_path, plugin_classes, **settings)
         try:
             yield harness
@@ -74,7 +76,7 @@ class BotHarness:
         clock = clock or FakeClock()
         scheduler = ManualScheduler(clock)
         transport = transport or FakeTransport(clock=clock)
-        classes = plugin_classes if plugin_classes is not None else discover()
+        classes = plugin_classes if plugin_classes is not None else discover(builtin_only=True)
         bot = Bot(config, transport, db, clock, scheduler, classes)
         try:
             await bot.start()

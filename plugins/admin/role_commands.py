@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from civicbot_plugins.admin.service import ADMIN_ONLY_ROLES, audit_line, format_utc, normalise
+from civicbot_plugins.admin.service import (
+    ADMIN_ONLY_ROLES,
+    AdminConfig,
+    audit_line,
+    format_utc,
+    normalise,
+)
 from civicbot_plugins.admin.settings_commands import SettingsCommands
-from civicbot_plugins.admin.store import AdminStore
 
-from civicbot.commands import CommandError, Rest, UsageError, UserId, command
+from civicbot.commands import CommandError, Rest, UserId, command
 from civicbot.context import Context
-from civicbot.permissions import Role
-from civicbot.roomsettings import ROOM
+from civicbot.roles import Role
+from civicbot.settings import ROOM
 
 AUDIT_DEFAULT, AUDIT_MAX = 10, 50
 
@@ -17,24 +22,9 @@ AUDIT_DEFAULT, AUDIT_MAX = 10, 50
 class RoleCommands(SettingsCommands):
     """Mixed into :class:`~civicbot_plugins.admin.plugin.AdminPlugin`."""
 
-    store: AdminStore
-
     @command("role", requires=Role.MODERATOR, hidden=True)
-    async def role(self, ctx: Context, words: Rest | None = None) -> None:
+    async def role(self, ctx: Context[AdminConfig], words: Rest | None = None) -> None:
         """Grant or take back a role: see `role grant` and `role revoke`."""
-        verb, _, rest = (words or "").partition(" ")
-        sub = {"grant": self.grant, "give": self.grant, "add": self.grant}.get(verb.lower())
-        sub = sub or {"revoke": self.revoke, "remove": self.revoke}.get(verb.lower())
-        if sub is not None:
-            # The subcommand's own parse failed; say exactly what was wrong with it.
-            spec = sub.__func__.__civicbot_command__  # type: ignore[attr-defined]
-            try:
-                spec.parse(rest, ctx)
-            except UsageError as exc:
-                problem = f"{exc.message.rstrip('.')}. " if exc.message else ""
-                raise CommandError(
-                    f"{problem}Usage: {spec.usage(ctx.prefix)}, for example {spec.examples[0]}"
-                ) from None
         raise CommandError(
             f"Type {ctx.prefix}role grant @name:server <role> to give someone a role here, "
             f"{ctx.prefix}role revoke @name:server <role> to take it back, or {ctx.prefix}roles "
@@ -42,16 +32,17 @@ class RoleCommands(SettingsCommands):
         )
 
     @command(
-        "role grant",
+        "grant",
+        parent=role,
         requires=Role.MODERATOR,
-        aliases=("role give", "role add"),
+        aliases=("give", "add"),
         examples=("!role grant @sam:example.org councillor",),
     )
-    async def grant(self, ctx: Context, person: UserId, role: str) -> None:
+    async def grant(self, ctx: Context[AdminConfig], person: UserId, role: str) -> None:
         """Give someone a role in this room, on top of their power level."""
         role = await self._checked_role(ctx, role)
         at = int(ctx.now.timestamp())
-        if not await self.store.grant(ctx.room_id, person, role, ctx.sender, at):
+        if not await self.ctx.roles.grant(ctx.room_id, person, role, ctx.sender, at):
             await ctx.reply(f"{person} already has the {role} role here.")
             return
         uses = sorted(
@@ -61,16 +52,17 @@ class RoleCommands(SettingsCommands):
         await ctx.reply(f"Granted the {role} role to {person} in this room.{more}")
 
     @command(
-        "role revoke",
+        "revoke",
+        parent=role,
         requires=Role.MODERATOR,
-        aliases=("role remove",),
+        aliases=("remove",),
         examples=("!role revoke @sam:example.org councillor",),
     )
-    async def revoke(self, ctx: Context, person: UserId, role: str) -> None:
+    async def revoke(self, ctx: Context[AdminConfig], person: UserId, role: str) -> None:
         """Take a role back from someone in this room."""
         role = await self._checked_role(ctx, role)
         at = int(ctx.now.timestamp())
-        if not await self.store.revoke(ctx.room_id, person, role, ctx.sender, at):
+        if not await self.ctx.roles.revoke(ctx.room_id, person, role, ctx.sender, at):
             raise CommandError(
                 f"{person} doesn't have a granted {role} role here ({ctx.prefix}roles lists them)."
             )
@@ -78,7 +70,7 @@ class RoleCommands(SettingsCommands):
         note = " Their power level still lets them act as one." if still else ""
         await ctx.reply(f"Took the {role} role back from {person}.{note}")
 
-    async def _checked_role(self, ctx: Context, role: str) -> str:
+    async def _checked_role(self, ctx: Context[AdminConfig], role: str) -> str:
         role, known = normalise(role), self.known_roles()
         if role not in known:
             raise CommandError(
@@ -89,7 +81,7 @@ class RoleCommands(SettingsCommands):
         return role
 
     @command("roles", requires=Role.MODERATOR)
-    async def list_roles(self, ctx: Context) -> None:
+    async def list_roles(self, ctx: Context[AdminConfig]) -> None:
         """List the roles, the power level each needs here, and who has been granted one."""
         levels = await self.ctx.permissions.role_levels(ctx.room_id)
         room = await self.ctx.room_settings.get(ctx.room_id, ROOM)
@@ -113,14 +105,14 @@ class RoleCommands(SettingsCommands):
                 "by": g.granted_by,
                 "when": format_utc(g.granted_at),
             }
-            for g in await self.store.grants(ctx.room_id)
+            for g in await self.ctx.roles.grants(ctx.room_id)
         ]
         await ctx.reply_template("roles", roles=rows, grants=grants)
 
     @command("audit", requires=Role.MODERATOR, examples=("!audit", "!audit 30"))
-    async def audit(self, ctx: Context, count: int = AUDIT_DEFAULT) -> None:
+    async def audit(self, ctx: Context[AdminConfig], count: int = AUDIT_DEFAULT) -> None:
         """Show recent changes to this room's settings and roles: who, what, when."""
         count = min(max(count, 1), AUDIT_MAX)
-        entries = await self.store.recent_audit(ctx.room_id, count)
+        entries = await self.ctx.audit.recent(ctx.room_id, count)
         lines = [audit_line(entry) for entry in entries]
         await ctx.reply_template("audit", lines=lines, count=len(lines), most=AUDIT_MAX)

@@ -10,67 +10,23 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from civicbot.permissions import Role
+from civicbot.corestores import FORGOTTEN, AuditEntry
 from civicbot.plugin import PluginConfig
-from civicbot.ratelimit import DEFAULT_SEND_BURST, DEFAULT_SENDS_PER_SECOND, FloodLimits
-from civicbot.roomsettings import (
-    OPERATOR_ONLY,
-    ROOM,
-    SettingError,
-    describe_field,
-    format_value,
-    is_operator_only,
-)
+from civicbot.roles import Role
+from civicbot.roomsettings import SettingError, describe_field, format_value
+from civicbot.settings import OPERATOR, ROOM, is_operator_only
 
-_OPERATOR = {OPERATOR_ONLY: True}
-FORGOTTEN = "[forgotten]"  # stands in for someone who asked to be forgotten
 # Who counts as a moderator (or admin) is itself a setting: only admins may change it.
 PERMISSION_KEYS = {(ROOM, "moderator_level"), (ROOM, "admin_level"), (ROOM, "role_levels")}
 ADMIN_ONLY_ROLES = {Role.MODERATOR.value, Role.ADMIN.value}
 
 
 class AdminConfig(PluginConfig):
-    """Rate limits. Rooms may change the first five; the last two are the operator's."""
+    """The admin plugin has no settings of its own (flood limits are the core's ``limits``)."""
 
     # Moderators can never switch the admin plugin off from the chat (nobody could switch
     # it back on).
-    enabled: bool = Field(True, json_schema_extra=_OPERATOR)
-    person_burst: int = Field(
-        8,
-        ge=0,
-        le=1000,
-        description="a whole number: commands one person may send at once (0: no limit)",
-    )
-    person_per_minute: float = Field(20.0, ge=1, le=6000, allow_inf_nan=False)
-    room_burst: int = Field(
-        30,
-        ge=0,
-        le=10000,
-        description="a whole number: commands a whole room may send at once (0: no limit)",
-    )
-    room_per_minute: float = Field(60.0, ge=1, le=60000, allow_inf_nan=False)
-    cooldown_seconds: int = Field(60, ge=1, le=86400)
-    # One person across all rooms together; 0 switches it off.
-    everywhere_burst: int = Field(24, ge=0, le=100000, json_schema_extra=_OPERATOR)
-    everywhere_per_minute: float = Field(
-        60.0, ge=1, le=600000, allow_inf_nan=False, json_schema_extra=_OPERATOR
-    )
-    send_burst: int = Field(DEFAULT_SEND_BURST, ge=1, le=10000, json_schema_extra=_OPERATOR)
-    sends_per_second: float = Field(
-        DEFAULT_SENDS_PER_SECOND, ge=0, le=10000, allow_inf_nan=False, json_schema_extra=_OPERATOR
-    )
-
-
-def flood_limits(config: AdminConfig) -> FloodLimits:
-    return FloodLimits(
-        person_burst=config.person_burst,
-        person_per_minute=config.person_per_minute,
-        room_burst=config.room_burst,
-        room_per_minute=config.room_per_minute,
-        cooldown_seconds=config.cooldown_seconds,
-        everywhere_burst=config.everywhere_burst,
-        everywhere_per_minute=config.everywhere_per_minute,
-    )
+    enabled: bool = Field(True, json_schema_extra=OPERATOR)
 
 
 # -- setting paths -------------------------------------------------------------------------
@@ -162,14 +118,6 @@ def _example(field: FieldInfo, current: Any, default: Any) -> str:
     return text if text not in ("", "none", '""', "{}", "[]") else "…"
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    actor: str
-    action: str
-    detail: str
-    at: datetime
-
-
 _VERBS = {
     "config.set": "set",
     "config.reset": "reset",
@@ -187,11 +135,3 @@ def audit_line(entry: AuditEntry) -> str:
 
 def format_utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%a %d %b %Y %H:%M UTC")
-
-
-def utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def iso_utc(seconds: float) -> str:
-    return utc(seconds).isoformat().replace("+00:00", "Z")

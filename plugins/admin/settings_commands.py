@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from civicbot_plugins.admin.service import (
+    AdminConfig,
     SettingPath,
     entry_annotation,
     normalise,
@@ -16,25 +17,18 @@ from civicbot_plugins.admin.service import (
 from pydantic import ValidationError
 
 from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context
+from civicbot.context import Context, PluginInfo
 from civicbot.permissions import Role, role_satisfied
 from civicbot.plugin import Plugin
-from civicbot.roomsettings import (
-    ROOM,
-    RoomConfig,
-    SettingError,
-    describe_type,
-    format_value,
-    is_operator_only,
-    parse_setting_value,
-)
+from civicbot.roomsettings import SettingError, describe_type, format_value, parse_setting_value
+from civicbot.settings import LIMITS, ROOM, RoomConfig, is_operator_only
 
 
-class SettingsCommands(Plugin):
+class SettingsCommands(Plugin[AdminConfig]):
     """Mixed into :class:`~civicbot_plugins.admin.plugin.AdminPlugin`."""
 
-    def plugin_classes(self) -> dict[str, type[Plugin]]:
-        return self.ctx.bot.plugin_classes
+    def plugin_infos(self) -> dict[str, PluginInfo]:
+        return self.ctx.bot.plugin_infos()
 
     def known_roles(self) -> dict[str, str]:
         """Every role a grant or a threshold may name: built-in, declared, or required."""
@@ -42,60 +36,60 @@ class SettingsCommands(Plugin):
             Role.ADMIN.value: "may do everything here",
             Role.MODERATOR.value: "runs the room's settings, plugins and roles",
         }
-        for cls in self.plugin_classes().values():
-            for name, about in cls.roles.items():
+        for info in self.plugin_infos().values():
+            for name, about in info.roles.items():
                 roles.setdefault(name.lower(), about)
         for spec in self.ctx.bot.commands():
             if spec.requires != Role.EVERYONE:
                 roles.setdefault(str(spec.requires), "")
         return roles
 
-    async def require_admin(self, ctx: Context, what: str) -> None:
+    async def require_admin(self, ctx: Context[AdminConfig], what: str) -> None:
         if not await ctx.has_role(Role.ADMIN):
             who = await self.ctx.permissions.describe(ctx.room_id, Role.ADMIN)
             raise CommandError(f"Sorry, only {who} can {what}.")
 
     # -- !plugins ----------------------------------------------------------------------------
     @command("plugins", requires=Role.MODERATOR, aliases=("plugin",))
-    async def list_plugins(self, ctx: Context) -> None:
+    async def list_plugins(self, ctx: Context[AdminConfig]) -> None:
         """List the plugins and whether each is switched on in this room."""
-        classes = self.plugin_classes()
+        infos = self.plugin_infos()
         rows = []
         for name in sorted(self.ctx.bot.plugin_names()):
             config = await self.ctx.room_settings.get(ctx.room_id, name)
             overrides = await self.ctx.room_settings.overrides(ctx.room_id, name)
-            cls = classes.get(name)
+            info = infos.get(name)
             rows.append(
                 {
                     "name": name,
                     "on": config.enabled,
                     "changed": "enabled" in overrides,
-                    "description": cls.description if cls else "",
+                    "description": info.description if info else "",
                 }
             )
         await ctx.reply_template("plugins", plugins=rows)
 
     @command(
-        "plugins enable",
+        "enable",
+        parent=list_plugins,
         requires=Role.MODERATOR,
-        aliases=("plugin enable",),
         examples=("!plugins enable polls",),
     )
-    async def enable(self, ctx: Context, plugin: str) -> None:
+    async def enable(self, ctx: Context[AdminConfig], plugin: str) -> None:
         """Switch a plugin on in this room."""
         await self._switch(ctx, plugin, True)
 
     @command(
-        "plugins disable",
+        "disable",
+        parent=list_plugins,
         requires=Role.MODERATOR,
-        aliases=("plugin disable",),
         examples=("!plugins disable polls",),
     )
-    async def disable(self, ctx: Context, plugin: str) -> None:
+    async def disable(self, ctx: Context[AdminConfig], plugin: str) -> None:
         """Switch a plugin off in this room."""
         await self._switch(ctx, plugin, False)
 
-    async def _switch(self, ctx: Context, plugin: str, on: bool) -> None:
+    async def _switch(self, ctx: Context[AdminConfig], plugin: str, on: bool) -> None:
         names = self.ctx.bot.plugin_names()
         name = normalise(plugin)
         if name not in names:
@@ -128,7 +122,7 @@ class SettingsCommands(Plugin):
         examples=("!config", "!config polls", "!config polls.reminder_hours 48"),
     )
     async def config(
-        self, ctx: Context, setting: str | None = None, value: Rest | None = None
+        self, ctx: Context[AdminConfig], setting: str | None = None, value: Rest | None = None
     ) -> None:
         """Show or change this room's settings.
 
@@ -139,29 +133,33 @@ class SettingsCommands(Plugin):
         if setting is None:
             await self._show_all(ctx)
             return
-        if normalise(setting) == "reset":
+        path = _path(setting, self.ctx.room_settings.models, ctx.prefix)
+        raw: str | None = value
+        if path.key is None and raw:  # "config polls reminder_hours 48", as phones type it
+            key, _, raw = raw.partition(" ")
+            path = _path(f"{path.plugin}.{key}", self.ctx.room_settings.models, ctx.prefix)
+            raw = raw.strip() or None
+        if path.key is None:
+            await self._show_plugin(ctx, path.plugin)
+        elif raw is None:
+            await self._show_setting(ctx, path)
+        else:
+            await self._change(ctx, path, raw)
+
+    @command(
+        "reset",
+        parent=config,
+        requires=Role.MODERATOR,
+        examples=("!config reset polls.reminder_hours",),
+    )
+    async def reset(self, ctx: Context[AdminConfig], setting: str | None = None) -> None:
+        """Put a setting (or all of one plugin's) back to the bot's default."""
+        if setting is None:
             raise CommandError(
                 f"Type {ctx.prefix}config reset <plugin>.<setting>, for example "
                 f"{ctx.prefix}config reset polls.reminder_hours, or {ctx.prefix}config reset "
                 "polls for all of one plugin's settings."
             )
-        path = _path(setting, self.ctx.room_settings.models, ctx.prefix)
-        if path.key is None and value:  # "config polls reminder_hours 48", as phones type it
-            key, _, value = value.partition(" ")
-            path = _path(f"{path.plugin}.{key}", self.ctx.room_settings.models, ctx.prefix)
-            value = value.strip() or None
-        if path.key is None:
-            await self._show_plugin(ctx, path.plugin)
-        elif value is None:
-            await self._show_setting(ctx, path)
-        else:
-            await self._change(ctx, path, value)
-
-    @command(
-        "config reset", requires=Role.MODERATOR, examples=("!config reset polls.reminder_hours",)
-    )
-    async def reset(self, ctx: Context, setting: str) -> None:
-        """Put a setting (or all of one plugin's) back to the bot's default."""
         settings = self.ctx.room_settings
         path = _path(setting, settings.models, ctx.prefix)
         if path.needs_admin or (path.plugin == ROOM and path.key is None):
@@ -194,7 +192,7 @@ class SettingsCommands(Plugin):
         else:
             await ctx.reply(f"{path} wasn't changed here; it's the default already: {now}.")
 
-    async def _reset_entry(self, ctx: Context, path: SettingPath) -> None:
+    async def _reset_entry(self, ctx: Context[AdminConfig], path: SettingPath) -> None:
         assert path.key is not None and path.entry is not None
         current = dict(
             getattr(await self.ctx.room_settings.get(ctx.room_id, path.plugin), path.key)
@@ -206,21 +204,21 @@ class SettingsCommands(Plugin):
         await self._store(ctx, path, current)
         await ctx.reply(f"Removed {path}; it follows the default again.")
 
-    async def _show_all(self, ctx: Context) -> None:
-        names = [ROOM, *sorted(self.ctx.bot.plugin_names())]
+    async def _show_all(self, ctx: Context[AdminConfig]) -> None:
+        names = [ROOM, LIMITS, *sorted(self.ctx.bot.plugin_names())]
         groups = [(name, await self._rows(ctx, name)) for name in names]
         await ctx.reply_template("config", groups=groups, one=False, example=_example(groups))
 
-    async def _show_plugin(self, ctx: Context, plugin: str) -> None:
+    async def _show_plugin(self, ctx: Context[AdminConfig], plugin: str) -> None:
         groups = [(plugin, await self._rows(ctx, plugin))]
         await ctx.reply_template("config", groups=groups, one=True, example=_example(groups))
 
-    async def _show_setting(self, ctx: Context, path: SettingPath) -> None:
+    async def _show_setting(self, ctx: Context[AdminConfig], path: SettingPath) -> None:
         rows = {row.key: row for row in await self._rows(ctx, path.plugin)}
         row = rows[str(path.key)]
         await ctx.reply_template("setting", path=str(path), r=row)
 
-    async def _rows(self, ctx: Context, plugin: str) -> list[Any]:
+    async def _rows(self, ctx: Context[AdminConfig], plugin: str) -> list[Any]:
         settings = self.ctx.room_settings
         overrides = await settings.overrides(ctx.room_id, plugin)
         rows = setting_rows(
@@ -232,7 +230,7 @@ class SettingsCommands(Plugin):
         # The room itself cannot be switched off; "room.enabled" would only puzzle people.
         return [row for row in rows if not (plugin == ROOM and row.key == "enabled")]
 
-    async def _change(self, ctx: Context, path: SettingPath, raw: str) -> None:
+    async def _change(self, ctx: Context[AdminConfig], path: SettingPath, raw: str) -> None:
         settings = self.ctx.room_settings
         assert path.key is not None
         if path.needs_admin:
@@ -256,7 +254,7 @@ class SettingsCommands(Plugin):
             f"Undo with {ctx.prefix}config reset {path}."
         )
 
-    async def _store(self, ctx: Context, path: SettingPath, value: Any) -> Any:
+    async def _store(self, ctx: Context[AdminConfig], path: SettingPath, value: Any) -> Any:
         assert path.key is not None
         try:
             if path.plugin == ROOM:
@@ -268,7 +266,7 @@ class SettingsCommands(Plugin):
         except SettingError as exc:
             raise CommandError(await self._refusal(ctx, path, str(exc))) from None
 
-    async def _check(self, ctx: Context, path: SettingPath, value: Any) -> None:
+    async def _check(self, ctx: Context[AdminConfig], path: SettingPath, value: Any) -> None:
         """Rules no model can know: role names must exist; nobody demotes themselves."""
         if (path.plugin, path.key) == (ROOM, "role_levels") and isinstance(value, dict):
             known = self.known_roles()
@@ -278,7 +276,7 @@ class SettingsCommands(Plugin):
                         f"there's no role called '{role}'. Roles here: {', '.join(sorted(known))}"
                     )
 
-    async def _keep_own_admin(self, ctx: Context, overrides: dict[str, Any]) -> None:
+    async def _keep_own_admin(self, ctx: Context[AdminConfig], overrides: dict[str, Any]) -> None:
         """Refuse a change to the room's levels that would leave the admin making it without
         admin rights here: nobody could then put it right from the chat."""
         if not await ctx.has_role(Role.ADMIN):
@@ -301,7 +299,7 @@ class SettingsCommands(Plugin):
                 f"{format_value(power)})"
             )
 
-    async def _refusal(self, ctx: Context, path: SettingPath, problem: str) -> str:
+    async def _refusal(self, ctx: Context[AdminConfig], path: SettingPath, problem: str) -> str:
         rows = {row.key: row for row in await self._rows(ctx, path.plugin)}
         row = rows[str(path.key)]
         if row.operator_only:

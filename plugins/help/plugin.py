@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context
-from civicbot.plugin import Plugin
+from civicbot.context import CommandInfo, Context
+from civicbot.plugin import Plugin, PluginConfig
 from civicbot.templates import Rendered
 
 
-class HelpPlugin(Plugin):
+class HelpPlugin(Plugin[PluginConfig]):
     name = "help"
     description = "Lists the commands available in this room."
+    templates = ("overview", "command", "family")
 
     @command("help", aliases=("commands",))
-    async def help(self, ctx: Context, topic: Rest | None = None) -> None:
+    async def help(self, ctx: Context[PluginConfig], topic: Rest | None = None) -> None:
         """Show what I can do here, or explain one command.
 
         Type the command after help, for example `help poll` or `help poll close`."""
@@ -23,21 +24,23 @@ class HelpPlugin(Plugin):
         if topic:
             await ctx.reply(self._explain(ctx, topic, commands))
             return
-        by_plugin: dict[str, list[object]] = {}
+        by_plugin: dict[str, list[CommandInfo]] = {}
         for spec in allowed:
             by_plugin.setdefault(spec.plugin, []).append(spec)
         await ctx.reply_template(
             "overview", groups=sorted(by_plugin.items()), hidden_count=len(commands) - len(allowed)
         )
 
-    def _explain(self, ctx: Context, topic: str, commands: list) -> Rendered:
+    def _explain(
+        self, ctx: Context[PluginConfig], topic: str, commands: list[CommandInfo]
+    ) -> Rendered:
         wanted = " ".join(topic.lower().removeprefix(ctx.prefix).split())
         for spec in commands:
             if wanted == spec.name or wanted in spec.aliases:
-                return self.ctx.templates.render("command", c=spec, prefix=ctx.prefix)
+                return self.ctx.render("command", c=spec)
         family = [c for c in commands if c.name.split()[0] == wanted.split()[0]]
         if family:
-            return self.ctx.templates.render("family", commands=family, prefix=ctx.prefix)
+            return self.ctx.render("family", commands=family)
         raise CommandError(
             f"I don't have a command called {ctx.prefix}{wanted} in this room. "
             f"Type {ctx.prefix}help to see them all."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from civicbot.commands import command
 from civicbot.context import Context
-from civicbot.plugin import Plugin
+from civicbot.plugin import Plugin, PluginConfig
 
 
 def format_uptime(seconds: float) -> str:
@@ -22,12 +22,13 @@ def format_uptime(seconds: float) -> str:
     return f"{secs}s"
 
 
-class PingPlugin(Plugin):
+class PingPlugin(Plugin[PluginConfig]):
     name = "ping"
     description = "Checks that the bot is listening."
+    templates = ("pong",)
 
     @command("ping")
-    async def ping(self, ctx: Context) -> None:
+    async def ping(self, ctx: Context[PluginConfig]) -> None:
         """Check that I'm listening; shows my version, uptime and this room's plugins."""
         enabled = await self.ctx.bot.enabled_plugins(ctx.room_id)
         await ctx.reply_template(

@@ -26,11 +26,13 @@ from civicbot_plugins.polls.store import PollStore
 
 from civicbot.clock import ms
 from civicbot.dates import format_when
-from civicbot.events import Event, EventKind, Message
+from civicbot.events import Event, EventKind
 from civicbot.transport import TransportError
 
 if TYPE_CHECKING:
-    from civicbot.context import PluginContext
+    from civicbot_plugins.polls.models import PollsConfig
+
+    from civicbot.context import JobContext, PluginContext
 
 log = logging.getLogger(__name__)
 TICK = timedelta(minutes=10)
@@ -58,7 +60,7 @@ class Tracked(NamedTuple):
 class PollRunner:
     """Owns the timers and the in-memory index of open native polls."""
 
-    def __init__(self, ctx: PluginContext, store: PollStore):
+    def __init__(self, ctx: PluginContext[PollsConfig], store: PollStore):
         self.ctx = ctx
         self.store = store
         self.by_start: dict[str, Tracked] = {}  # start event id -> the poll
@@ -80,8 +82,8 @@ class PollRunner:
                 self.arm(poll.id, now)
             elif poll.closes_at > now:
                 self.arm(poll.id, poll.closes_at)
-        self.ctx.scheduler.at("recount", now, self.recount_all)
-        self.ctx.scheduler.every("tick", TICK, self.tick)
+        self.ctx.jobs.at("recount", now, self._recount_job)
+        self.ctx.jobs.every("tick", TICK, self._tick_job)
 
     async def caught_up(self) -> None:
         """The backlog from while we were down has been handled: close every overdue poll."""
@@ -109,23 +111,25 @@ class PollRunner:
         return found if found is not None and found.room_id == event.room_id else None
 
     def arm(self, poll_id: int, when: datetime) -> None:
-        async def close_at_deadline() -> None:
+        async def close_at_deadline(job: JobContext[PollsConfig]) -> None:
             if not self._caught_up:
                 poll = await self.store.get(poll_id)
                 if poll is not None and poll.state == OPEN:
                     return  # caught_up() closes it once the backlog has been read
             await self.close(poll_id, closed_by="")
 
-        self.ctx.scheduler.at(f"close:{poll_id}", when, close_at_deadline)
+        self.ctx.jobs.at(f"close:{poll_id}", when, close_at_deadline)
         self._armed.add(poll_id)
 
     def stop(self) -> None:
-        """Drop every timer; the deadlines stay in the database for the next start."""
-        for poll_id in self._armed:
-            self.ctx.scheduler.cancel(f"close:{poll_id}")
-        for key in ("recount", "tick"):
-            self.ctx.scheduler.cancel(key)
+        """Forget the armed deadlines (the core cancels the jobs); they stay in the database."""
         self._armed.clear()
+
+    async def _recount_job(self, job: JobContext[PollsConfig]) -> None:
+        await self.recount_all()
+
+    async def _tick_job(self, job: JobContext[PollsConfig]) -> None:
+        await self.tick()
 
     async def recount_all(self) -> None:
         """After a restart: take every open poll's votes from the homeserver again, in case
@@ -155,9 +159,7 @@ class PollRunner:
         valid end event as (ts, event id, sender), if there is one."""
         assert poll.start_event_id
         as_of = ms(self.ctx.clock.now())
-        events = await self.ctx.transport.relations(
-            poll.room_id, poll.start_event_id, "m.reference"
-        )
+        events = await self.ctx.rooms.relations(poll.room_id, poll.start_event_id, "m.reference")
         power = await self.ctx.permissions.power_levels(poll.room_id)
         found: list[tuple[str, str, object, int]] = []
         ends: list[tuple[int, str, str]] = []
@@ -166,7 +168,7 @@ class PollRunner:
                 continue
             if event.kind is EventKind.POLL_RESPONSE and not event.content:
                 continue  # redacted: clients drop it and the sender's earlier vote counts again
-            if event.kind is EventKind.POLL_RESPONSE and event.sender != self.ctx.transport.user_id:
+            if event.kind is EventKind.POLL_RESPONSE and event.sender != self.ctx.rooms.bot_user_id:
                 voter = self.voter(poll.id, poll.salt, event.sender)
                 found.append((event.event_id, voter, response_answers(event.content), event.ts))
             elif event.kind is EventKind.POLL_END and self.may_end(event, power):
@@ -200,7 +202,7 @@ class PollRunner:
 
     def may_end(self, event: Event, power: Any) -> bool:
         """MSC3381: an end counts from the poll's sender (us) or someone who may redact."""
-        return event.sender == self.ctx.transport.user_id or power.can_redact(event.sender)
+        return event.sender == self.ctx.rooms.bot_user_id or power.can_redact(event.sender)
 
     # -- closing -------------------------------------------------------------------------------
     def _lock(self, poll_id: int) -> asyncio.Lock:
@@ -224,7 +226,7 @@ class PollRunner:
                 await self.store.begin_close(poll_id, closed_by, now, close_event_id)
                 poll = await self.store.get(poll_id)
                 assert poll is not None
-            self.ctx.scheduler.cancel(f"close:{poll_id}")
+            self.ctx.jobs.cancel(f"close:{poll_id}")
             self._armed.discard(poll_id)
             try:
                 tally, runoff, cutoff, end_id = await self._final_count(poll, end)
@@ -234,8 +236,7 @@ class PollRunner:
                 results_id = await self.ctx.send(
                     poll.room_id,
                     self.ctx.templates.render("results", **values),
-                    "results",
-                    str(poll.id),
+                    key=f"results:{poll.id}",
                     reply_to=poll.text_event_id,
                     thread_root=poll.thread_root,
                 )
@@ -262,7 +263,7 @@ class PollRunner:
         end_id: str | None = None
         if poll.start_event_id:
             if end is None:
-                await self.ctx.outgoing("end", str(poll.id)).event(
+                await self.ctx.outgoing(f"end:{poll.id}").event(
                     poll.room_id, render.END_TYPE, render.end_content(poll)
                 )
             try:
@@ -306,14 +307,14 @@ class PollRunner:
 
     async def member_count(self, room_id: str) -> int | None:
         try:
-            members = await self.ctx.transport.joined_members(room_id)
+            members = await self.ctx.rooms.joined_members(room_id)
         except TransportError:
             return None
-        return len([m for m in members if m != self.ctx.transport.user_id]) or None
+        return len([m for m in members if m != self.ctx.rooms.bot_user_id]) or None
 
     @property
     def prefix(self) -> str:
-        return self.ctx.settings.bot.command_prefix
+        return self.ctx.prefix
 
     # -- reminders and reviews -----------------------------------------------------------------
     async def tick(self) -> None:
@@ -329,13 +330,12 @@ class PollRunner:
             await self._review(poll, now)
 
     async def _remind(self, poll: Poll, now: datetime) -> None:
-        values = render.announce_values(poll, now, self.prefix, self.ctx.transport.user_id)
+        values = render.announce_values(poll, now, self.prefix, self.ctx.rooms.bot_user_id)
         values["voters"] = await self.voters_so_far(poll)
         await self.ctx.send(
             poll.room_id,
             self.ctx.templates.render("reminder", **values),
-            "remind",
-            str(poll.id),
+            key=f"remind:{poll.id}",
             reply_to=poll.text_event_id,
             thread_root=poll.thread_root,
         )
@@ -347,9 +347,7 @@ class PollRunner:
         await self.ctx.send(
             poll.room_id,
             text,
-            "review",
-            str(poll.id),
-            poll.review_at.isoformat(),
+            key=f"review:{poll.id}:{poll.review_at.isoformat()}",
             thread_root=poll.discussion_root,
         )
         await self.store.set_flag(poll.id, "review_sent")
@@ -361,7 +359,12 @@ class PollRunner:
         text = self.ctx.templates.render(
             "outcome", poll=poll, label=poll.label, prefix=self.prefix, review=review
         )
-        message = Message(
-            text.text, text.html, thread_root=poll.discussion_root, reply_to=poll.discussion_root
+        # Posted for whoever recorded it: their right to ping the room applies, nobody else's.
+        return await self.ctx.send(
+            poll.room_id,
+            text,
+            key=f"outcome:{poll.id}:{key}",
+            thread_root=poll.discussion_root,
+            reply_to=poll.discussion_root,
+            on_behalf_of=poll.outcome_by,
         )
-        return await self.ctx.outgoing("outcome", str(poll.id), key).message(poll.room_id, message)

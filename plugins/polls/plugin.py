@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from civicbot_plugins.polls import render, reports
 from civicbot_plugins.polls.lifecycle import PollRunner
@@ -27,7 +27,7 @@ from civicbot_plugins.polls.service import PollKind
 from civicbot_plugins.polls.store import PollStore
 from pydantic import Field
 
-from civicbot.commands import CommandError, Rest, command, item_id
+from civicbot.commands import CommandError, ItemId, Rest, command
 from civicbot.context import Context
 from civicbot.dates import DateError, format_when, parse_when
 from civicbot.events import EventKind
@@ -36,7 +36,7 @@ from civicbot.permissions import Role
 from civicbot.plugin import DigestSection, ForgetReport, Plugin, PluginConfig, on
 
 MIN_DURATION = timedelta(minutes=5)
-PollId = item_id("P")  # accepts P-12, p12 or 12
+PollId = Annotated[int, ItemId("P")]  # accepts P-12, p12 or 12
 EXAMPLE = "!poll Which day for the litter pick? | Saturday | Sunday | closes friday 18:00"
 
 
@@ -63,10 +63,11 @@ class PollsConfig(PluginConfig):
     )
 
 
-class PollsPlugin(Plugin):
+class PollsPlugin(Plugin[PollsConfig]):
     name = "polls"
     description = "Polls, proposals and ranked-choice decisions that every Matrix client can use."
     Config = PollsConfig
+    templates = ("announce", "digest", "list", "outcome", "reminder", "results", "review", "show")
     migrations = MIGRATIONS
 
     def __init__(self, ctx: Any):
@@ -87,8 +88,12 @@ class PollsPlugin(Plugin):
         self.runner.stop()
 
     # -- creating ------------------------------------------------------------------------------
-    @command("poll", examples=(EXAMPLE, "!poll Adopt the new bin rota? | proposal | secret"))
-    async def poll(self, ctx: Context, question_and_options: Rest) -> None:
+    @command(
+        "poll",
+        open_text=True,
+        examples=(EXAMPLE, "!poll Adopt the new bin rota? | proposal | secret"),
+    )
+    async def poll(self, ctx: Context[PollsConfig], question_and_options: Rest) -> None:
         """Start a poll: a question, then options, separated by | or on new lines.
 
         Add settings as extra parts: `closes friday 18:00` or `closes in 3 days` (default: in a
@@ -110,7 +115,7 @@ class PollsPlugin(Plugin):
         if poll.state in (POSTING, OPEN):
             await self._post(ctx, poll)
 
-    async def _create(self, ctx: Context, text: str) -> Poll:
+    async def _create(self, ctx: Context[PollsConfig], text: str) -> Poll:
         config = ctx.config
         power = await self.ctx.permissions.power_levels(ctx.room_id)
         if power.level(ctx.sender) < config.create_level and not await ctx.has_role(Role.MODERATOR):
@@ -156,10 +161,10 @@ class PollsPlugin(Plugin):
         except DateError as exc:
             raise CommandError(str(exc)) from None
 
-    async def _post(self, ctx: Context, poll: Poll) -> None:
+    async def _post(self, ctx: Context[PollsConfig], poll: Poll) -> None:
         """Announce (plain text first, echoing the closing time), then the native poll. Replayed
         after a crash, the same sends repeat with the same transaction ids."""
-        values = render.announce_values(poll, ctx.now, ctx.prefix, self.ctx.transport.user_id)
+        values = render.announce_values(poll, ctx.now, ctx.prefix, self.ctx.rooms.bot_user_id)
         text_id = await ctx.reply(self.ctx.templates.render("announce", **values))
         if not text_id:  # held back by the flood guard: the poll stays unposted and invisible
             return
@@ -179,7 +184,7 @@ class PollsPlugin(Plugin):
         "vote",
         examples=("!vote P-12 2", "!vote P-12 1 3", "!vote P-3 block <why>", "!vote P-12 withdraw"),
     )
-    async def vote(self, ctx: Context, poll: PollId, choice: Rest) -> None:
+    async def vote(self, ctx: Context[PollsConfig], poll: PollId, choice: Rest) -> None:
         """Vote by option number; on a proposal say agree, abstain, disagree or block <why>.
 
         `withdraw` takes your vote back. Your latest vote counts, whether typed or given with
@@ -194,7 +199,7 @@ class PollsPlugin(Plugin):
         await self._cast(ctx, found, parsed)
 
     @command("rank", examples=("!rank P-12 3 1 2",))
-    async def rank(self, ctx: Context, poll: PollId, ranking: Rest) -> None:
+    async def rank(self, ctx: Context[PollsConfig], poll: PollId, ranking: Rest) -> None:
         """Rank a ranked-choice poll's options, favourite first.
 
         You need not rank them all. Your latest ranking counts."""
@@ -210,7 +215,7 @@ class PollsPlugin(Plugin):
             raise CommandError(str(exc)) from None
         await self._cast(ctx, found, Choice(answers))
 
-    async def _poll_to_vote_in(self, ctx: Context, poll_id: int) -> Poll:
+    async def _poll_to_vote_in(self, ctx: Context[PollsConfig], poll_id: int) -> Poll:
         """Votes are given in the poll's room or in a direct message (secret ballots: only
         there), never in a third room, whose members would see them."""
         poll = await self._poll_for(ctx, poll_id)
@@ -222,7 +227,7 @@ class PollsPlugin(Plugin):
             )
         return poll
 
-    async def _cast(self, ctx: Context, poll: Poll, choice: Choice) -> None:
+    async def _cast(self, ctx: Context[PollsConfig], poll: Poll, choice: Choice) -> None:
         refusal = render.late_vote_refusal(poll, ctx.event.ts, ctx.now, ctx.prefix)
         if poll.secret:
             await self._cast_secret(ctx, poll, choice, refusal)
@@ -244,7 +249,7 @@ class PollsPlugin(Plugin):
         await ctx.reply(f"✅ Counted: your vote in {poll.label} is {chosen}.{again}")
 
     async def _cast_secret(
-        self, ctx: Context, poll: Poll, choice: Choice, refusal: str | None
+        self, ctx: Context[PollsConfig], poll: Poll, choice: Choice, refusal: str | None
     ) -> None:
         if ctx.room_id == poll.room_id or not await ctx.is_direct():
             raise CommandError(
@@ -276,7 +281,7 @@ class PollsPlugin(Plugin):
                 refusal or f"Voting in {poll.label} has closed, so that vote was not counted."
             )
 
-    async def _poll_for(self, ctx: Context, poll_id: int) -> Poll:
+    async def _poll_for(self, ctx: Context[PollsConfig], poll_id: int) -> Poll:
         """The poll, if the sender may see it: asked in its room, or by a member elsewhere."""
         poll = await self.store.get(poll_id)
         missing = CommandError(
@@ -286,19 +291,19 @@ class PollsPlugin(Plugin):
         if poll is None or poll.state == POSTING:
             raise missing
         if poll.room_id != ctx.room_id:
-            if ctx.sender not in await self.ctx.transport.joined_members(poll.room_id):
+            if ctx.sender not in await self.ctx.rooms.joined_members(poll.room_id):
                 raise missing
         return poll
 
-    async def _may_manage(self, ctx: Context, poll: Poll) -> bool:
+    async def _may_manage(self, ctx: Context[PollsConfig], poll: Poll) -> bool:
         """Its creator, or a moderator of the poll's room, may close it and record its outcome."""
         return ctx.sender == poll.creator or await self.ctx.permissions.has(
             poll.room_id, ctx.sender, Role.MODERATOR
         )
 
     # -- closing and showing -------------------------------------------------------------------
-    @command("poll close", examples=("!poll close P-12",))
-    async def close(self, ctx: Context, poll: PollId) -> None:
+    @command("close", parent=poll, examples=("!poll close P-12",))
+    async def close(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         """Close a poll now and post the results (its creator or a moderator)."""
         found = await self._poll_for(ctx, poll)
         if not await self._may_manage(ctx, found):
@@ -320,12 +325,12 @@ class PollsPlugin(Plugin):
         if ctx.room_id != found.room_id and closed is not None:
             await ctx.reply(f"Closed {found.label}; the results are posted in its room.")
 
-    @command("poll show", examples=("!poll show P-12",))
-    async def show(self, ctx: Context, poll: PollId) -> None:
+    @command("show", parent=poll, examples=("!poll show P-12",))
+    async def show(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         """Show a poll: its options, closing time and the count so far (or its result)."""
         found = await self._poll_for(ctx, poll)
         now = ctx.now
-        values = render.announce_values(found, now, ctx.prefix, self.ctx.transport.user_id)
+        values = render.announce_values(found, now, ctx.prefix, self.ctx.rooms.bot_user_id)
         if found.state == CLOSED and found.result:
             values.update(render.result_values(found, found.result, ctx.prefix, now))
             values["closed_now"] = True
@@ -339,13 +344,13 @@ class PollsPlugin(Plugin):
         await ctx.reply(self.ctx.templates.render("show", **values))
 
     @command("polls")
-    async def polls(self, ctx: Context) -> None:
+    async def polls(self, ctx: Context[PollsConfig]) -> None:
         """List the open polls here with their closing times (in a DM: in all your rooms)."""
         now = ctx.now
         if await ctx.is_direct():
             found = []
             for poll in await self.store.open_anywhere():
-                if ctx.sender in await self.ctx.transport.joined_members(poll.room_id):
+                if ctx.sender in await self.ctx.rooms.joined_members(poll.room_id):
                     found.append(poll)
         else:
             found = await self.store.open_in(ctx.room_id)
@@ -366,7 +371,7 @@ class PollsPlugin(Plugin):
     @command(
         "outcome", examples=("!outcome P-12 Litter pick on Saturday 10am | review in 4 weeks",)
     )
-    async def outcome(self, ctx: Context, poll: PollId, decision: Rest) -> None:
+    async def outcome(self, ctx: Context[PollsConfig], poll: PollId, decision: Rest) -> None:
         """Record what was decided after a poll closed; it is posted in the poll's thread.
 
         End with `| review in 3 months` (or a date) to bring it back up then."""
@@ -401,15 +406,15 @@ class PollsPlugin(Plugin):
 
     # -- votes given with the poll's buttons ---------------------------------------------------
     @on(EventKind.POLL_RESPONSE)
-    async def on_response(self, ctx: Context) -> None:
+    async def on_response(self, ctx: Context[PollsConfig]) -> None:
         await self.runner.on_response(ctx.event)
 
     @on(EventKind.POLL_END)
-    async def on_end(self, ctx: Context) -> None:
+    async def on_end(self, ctx: Context[PollsConfig]) -> None:
         await self.runner.on_end(ctx.event)
 
     @on(EventKind.REDACTION)
-    async def on_redaction(self, ctx: Context) -> None:
+    async def on_redaction(self, ctx: Context[PollsConfig]) -> None:
         """A redacted vote (button or typed) stops counting, as it does in every client. A
         redaction only ever applies in its own room."""
         if ctx.event.redacts:
@@ -419,7 +424,7 @@ class PollsPlugin(Plugin):
     async def digest_section(
         self, room_id: str, since: datetime, until: datetime
     ) -> DigestSection | None:
-        prefix = self.ctx.settings.bot.command_prefix
+        prefix = self.ctx.prefix
         values = await reports.digest_values(
             self.store, self.runner, room_id, since, until, self.ctx.clock.now(), prefix
         )

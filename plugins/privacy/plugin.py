@@ -17,7 +17,7 @@ from civicbot.commands import CommandError, Rest, command
 from civicbot.context import Context
 from civicbot.logs import privacy_filter, private
 from civicbot.plugin import ForgetReport, Plugin, PluginConfig
-from civicbot.roomsettings import OPERATOR_ONLY
+from civicbot.settings import OPERATOR_ONLY
 from civicbot.transport import TransportError
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,10 @@ def build_export(
     return export
 
 
-class PrivacyPlugin(Plugin):
+class PrivacyPlugin(Plugin[PrivacyConfig]):
     name = "privacy"
     description = "See, or erase, what I store about you."
-    Config = PrivacyConfig
+    templates = ("mydata", "forgotten", "forgotten_summary")
 
     async def _each_plugin(self, hook: str, user_id: str) -> tuple[list[Any], list[str]]:
         """Call ``hook(user_id)`` on every loaded plugin, enabled in any room or not; return
@@ -59,7 +59,7 @@ class PrivacyPlugin(Plugin):
 
     # -- !mydata -------------------------------------------------------------------------------
     @command("mydata", aliases=("my data",))
-    async def mydata(self, ctx: Context) -> None:
+    async def mydata(self, ctx: Context[PrivacyConfig]) -> None:
         """Get everything I store about you, as a file in a direct message."""
         results, missing = await self._each_plugin("export_user_data", ctx.sender)
         when = ctx.now.isoformat().replace("+00:00", "Z")
@@ -68,9 +68,7 @@ class PrivacyPlugin(Plugin):
         filename = f"civicbot-my-data-{ctx.now:%Y-%m-%d}.json"
         direct = await ctx.is_direct()
         try:
-            await ctx.dm(
-                ctx.sender, self.ctx.templates.render("mydata", plugins=results, prefix=ctx.prefix)
-            )
+            await ctx.dm(ctx.sender, self.ctx.render("mydata", plugins=results))
             await ctx.dm_file(ctx.sender, data, filename, "application/json")
         except TransportError as exc:
             log.warning("could not send %s their data: %s", private(ctx.sender), exc)
@@ -86,16 +84,16 @@ class PrivacyPlugin(Plugin):
             )
 
     # -- !forget me ----------------------------------------------------------------------------
-    @command("forget", hidden=True)
-    async def forget(self, ctx: Context, words: Rest | None = None) -> None:
+    @command("forget", hidden=True, open_text=True)
+    async def forget(self, ctx: Context[PrivacyConfig], words: Rest | None = None) -> None:
         """How to have me forget you: `forget me`."""
         raise CommandError(
             f"To have me remove or anonymise everything I store about you, type "
             f"{ctx.prefix}forget me. I can only forget the person who asks."
         )
 
-    @command("forget me")
-    async def forget_me(self, ctx: Context) -> None:
+    @command("me", parent=forget)
+    async def forget_me(self, ctx: Context[PrivacyConfig]) -> None:
         """Remove or anonymise everything I store about you, in every room.
 
         Totals stay (a poll's count does not change) but nothing says it was you. I confirm what
@@ -117,11 +115,10 @@ class PrivacyPlugin(Plugin):
             anonymised,
             ", ".join(unconfirmed) or "none",
         )
-        details = self.ctx.templates.render(
+        details = self.ctx.render(
             "forgotten",
             reports=[(n, r) for n, r in reports if r.removed or r.anonymised or r.notes],
             unconfirmed=unconfirmed,
-            prefix=ctx.prefix,
         )
         if await ctx.is_direct():
             await ctx.reply(details)
@@ -131,13 +128,12 @@ class PrivacyPlugin(Plugin):
             except TransportError as exc:
                 log.warning("could not send %s the details: %s", private(user), exc)
                 sent_privately = False
-            summary = self.ctx.templates.render(
+            summary = self.ctx.render(
                 "forgotten_summary",
                 removed=removed,
                 anonymised=anonymised,
                 unconfirmed=unconfirmed,
                 sent_privately=sent_privately,
-                prefix=ctx.prefix,
             )
             await ctx.reply(summary)
         # Sending the details may have recorded the direct chat again: drop it last.

@@ -42,7 +42,7 @@ async def test_residents_are_refused_moderators_configure_and_it_survives_a_rest
     assert refused.startswith("Sorry, only moderators (power level 50 or more")
     done = await ask(bob, room, "!config ping.enabled off", bot)
     assert done.startswith("Done: ping.enabled is now off here")
-    wrong = await ask(bob, room, "!config admin.cooldown_seconds soon", bot)
+    wrong = await ask(bob, room, "!config limits.cooldown_seconds soon", bot)
     assert "It takes a whole number from 1 to 86400" in wrong
 
     await bot.stop()

@@ -2,14 +2,14 @@
 
 from civicbot.commands import command
 from civicbot.context import Context
-from civicbot.plugin import Plugin
+from civicbot.plugin import Plugin, PluginConfig
 
 
-class BoomPlugin(Plugin):
+class BoomPlugin(Plugin[PluginConfig]):
     name = "boom"
     description = "Fails on purpose (tests only)."
 
     @command("boom")
-    async def boom(self, ctx: Context) -> None:
+    async def boom(self, ctx: Context[PluginConfig]) -> None:
         """Raise an error on purpose."""
         raise RuntimeError("boom on purpose")

@@ -26,13 +26,13 @@ class EchoPlugin(Plugin):
         super().__init__(ctx)
         self.reactions: list[str] = []
 
-    @command("echo", examples=("!echo hello",))
+    @command("echo", open_text=True, examples=("!echo hello",))
     async def echo(self, ctx: Context, text: Rest) -> None:
         """Say it back."""
         await self.ctx.db.execute("INSERT INTO echo_said VALUES (?, ?)", (ctx.event.event_id, text))
         await ctx.reply(text.upper() if ctx.config.loud else text)
 
-    @command("echo secret", requires=Role.MODERATOR)
+    @command("secret", parent=echo, requires=Role.MODERATOR)
     async def secret(self, ctx: Context) -> None:
         """Moderators only."""
         await ctx.reply("the secret")
@@ -58,7 +58,7 @@ class EchoPlugin(Plugin):
 
 
 def plugins(**extra):
-    return {**discover(), "echo": EchoPlugin, **extra}
+    return {**discover(builtin_only=True), "echo": EchoPlugin, **extra}
 
 
 async def test_command_is_answered_in_thread_as_a_notice(tmp_path):

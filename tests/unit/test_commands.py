@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 
-from civicbot.commands import Lines, Rest, UsageError, UserId, command, item_id, split_parts
+from civicbot.commands import ItemId, Lines, Rest, UsageError, UserId, command, split_parts
 
-PollId = item_id("P")
+PollId = Annotated[int, ItemId("P")]
 
 
 class Holder:
@@ -37,54 +39,54 @@ def test_usage_is_generated_from_the_signature():
     assert spec(Holder.close).help == "Close a poll now."
 
 
-def test_item_ids_accept_the_forms_people_type():
+async def test_item_ids_accept_the_forms_people_type():
     for raw in ("P-12", "p12", "12", "P12", "#12"):
-        assert spec(Holder.close).parse(raw, None) == ([], {"poll": 12, "reason": None})
+        assert await spec(Holder.close).parse(raw, None) == ([], {"poll": 12, "reason": None})
     with pytest.raises(UsageError, match="not an id like P-12"):
-        spec(Holder.close).parse("M-12", None)
+        await spec(Holder.close).parse("M-12", None)
 
 
-def test_rest_keeps_the_remaining_text():
-    _, kwargs = spec(Holder.close).parse("P-1  because  it is done", None)
+async def test_rest_keeps_the_remaining_text():
+    _, kwargs = await spec(Holder.close).parse("P-1  because  it is done", None)
     assert kwargs == {"poll": 1, "reason": "because  it is done"}
 
 
-def test_user_ids_ints_and_varargs():
-    args, kwargs = spec(Holder.give).parse("@ann:example.org 3 apples pears", None)
+async def test_user_ids_ints_and_varargs():
+    args, kwargs = await spec(Holder.give).parse("@ann:example.org 3 apples pears", None)
     assert kwargs == {"who": "@ann:example.org", "count": 3}
     assert args == ["apples", "pears"]
     with pytest.raises(UsageError, match="should be a whole number"):
-        spec(Holder.give).parse("@ann:example.org three", None)
+        await spec(Holder.give).parse("@ann:example.org three", None)
     with pytest.raises(UsageError, match="not a Matrix id"):
-        spec(Holder.give).parse("ann 3", None)
+        await spec(Holder.give).parse("ann 3", None)
 
 
-def test_missing_required_argument_is_a_usage_error():
+async def test_missing_required_argument_is_a_usage_error():
     with pytest.raises(UsageError):
-        spec(Holder.give).parse("", None)
+        await spec(Holder.give).parse("", None)
 
 
-def test_curly_quotes_from_phones_group_words():
-    args, _ = spec(Holder.give).parse("@a:b.c 1 “two words” three", None)
+async def test_curly_quotes_from_phones_group_words():
+    args, _ = await spec(Holder.give).parse("@a:b.c 1 “two words” three", None)
     assert args == ["two words", "three"]
 
 
-def test_multi_part_input_splits_on_newlines_or_bars():
+async def test_multi_part_input_splits_on_newlines_or_bars():
     assert split_parts("Where?\nPark\nHall") == ["Where?", "Park", "Hall"]
     assert split_parts("Where? | Park | Hall") == ["Where?", "Park", "Hall"]
     assert split_parts("A | B\nC") == ["A | B", "C"]  # new lines win when present
-    assert spec(Holder.ask).parse("Q? | a | b", None) == ([], {"parts": ["Q?", "a", "b"]})
+    assert await spec(Holder.ask).parse("Q? | a | b", None) == ([], {"parts": ["Q?", "a", "b"]})
 
 
-def test_unexpected_extra_words_are_reported():
+async def test_unexpected_extra_words_are_reported():
     with pytest.raises(UsageError, match="didn't expect 'x y'"):
-        spec(Holder.plain).parse("x y", None)
+        await spec(Holder.plain).parse("x y", None)
 
 
-def test_bad_input_is_echoed_back_short():
+async def test_bad_input_is_echoed_back_short():
     with pytest.raises(UsageError) as err:
-        spec(Holder.close).parse("x" * 5000, None)
+        await spec(Holder.close).parse("x" * 5000, None)
     assert len(err.value.message) < 100
     with pytest.raises(UsageError) as err:
-        spec(Holder.give).parse("y" * 5000 + " 3", None)
+        await spec(Holder.give).parse("y" * 5000 + " 3", None)
     assert len(err.value.message) < 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,20 +20,24 @@ EXAMPLE = REPO / "config.example.toml"
 
 def test_example_config_is_valid_for_the_bot_and_every_plugin():
     settings = load_settings(EXAMPLE)
-    assert validate_plugin_config(discover(), settings.plugins) == []
+    assert validate_plugin_config(discover(builtin_only=True), settings.plugins) == []
     assert settings.bot.command_prefix == "!"
 
 
 def test_example_documents_every_plugin():
     settings = load_settings(EXAMPLE)
-    assert set(settings.plugins) == set(discover())
+    assert set(settings.plugins) == set(discover(builtin_only=True))
 
 
-def test_every_plugin_package_is_listed_for_packaging():
-    pyproject = (REPO / "pyproject.toml").read_text()
+def test_every_built_in_plugin_is_registered_as_an_entry_point():
+    """The built-ins are found the way third-party plugins are: a folder under plugins/ without
+    an entry point in civicbot's own pyproject would silently never load."""
+    registered = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    values = registered["civicbot.plugins"].values()
     for folder in (REPO / "plugins").iterdir():
-        if (folder / "__init__.py").exists():
-            assert f'"civicbot_plugins.{folder.name}"' in pyproject, folder.name
+        if (folder / "__init__.py").exists() and (folder / "plugin.py").exists():
+            assert any(v.startswith(f"civicbot_plugins.{folder.name}.") for v in values), folder
+    assert set(discover(builtin_only=True)) == set(registered["civicbot.plugins"])
 
 
 def write(tmp_path: Path, text: str) -> Path:

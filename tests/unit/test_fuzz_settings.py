@@ -8,7 +8,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from civicbot.roomsettings import ROOM, RoomConfig, RoomSettings, SettingError, parse_setting_value
+from civicbot.roomsettings import RoomSettings, SettingError, parse_setting_value
+from civicbot.settings import ROOM, RoomConfig
 from civicbot.storage import Database
 from tests.unit.plugins.test_admin import plugin_classes
 

@@ -28,7 +28,9 @@ def load_example(tmp_path: Path):
 
 async def test_readme_plugin_example_works(tmp_path):
     weather = load_example(tmp_path)
-    async with BotHarness.create(tmp_path, {**discover(), "weather": weather}) as h:
+    async with BotHarness.create(
+        tmp_path, {**discover(builtin_only=True), "weather": weather}
+    ) as h:
         room = h.room()
         await h.say(room, "@ann:test", "!weather report Sunny")
         assert "only forecasters" in h.last_text(room)

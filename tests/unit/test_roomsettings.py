@@ -53,7 +53,8 @@ async def test_a_reset_that_would_leave_the_rest_inconsistent_is_refused(tmp_pat
     level (back to 50) would leave moderators above admins."""
     import pytest
 
-    from civicbot.roomsettings import ROOM, SettingError
+    from civicbot.roomsettings import SettingError
+    from civicbot.settings import ROOM
 
     db = await Database.open(tmp_path / "db.sqlite3")
     settings = RoomSettings(db, {}, {})

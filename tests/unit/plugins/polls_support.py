@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from civicbot_plugins.help import PLUGIN as HelpPlugin
-from civicbot_plugins.polls import PLUGIN as PollsPlugin
+from civicbot_plugins.help.plugin import HelpPlugin
+from civicbot_plugins.polls.plugin import PollsPlugin
 
 from civicbot.clock import FakeClock
 from civicbot.testing.harness import BotHarness
@@ -23,6 +23,10 @@ ANN, BOB, CAT, DAN = "@ann:test", "@bob:test", "@cat:test", "@dan:test"
 @asynccontextmanager
 async def polls_harness(tmp_path: Path, **settings: Any) -> AsyncIterator[BotHarness]:
     clock = FakeClock()
+    # Without the admin plugin these tests ran with no flood limits; the core's stay out of
+    # the way here so the tests keep testing polls (tests/unit/plugins/test_admin_safety.py
+    # covers the limits).
+    settings.setdefault("limits", {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0})
     harness = await BotHarness.start(
         tmp_path,
         {"polls": PollsPlugin, "help": HelpPlugin},

@@ -7,10 +7,10 @@ from datetime import timedelta
 from typing import Literal
 
 import pytest
-from civicbot_plugins.admin import AdminPlugin
-from civicbot_plugins.help import PLUGIN as HelpPlugin
-from civicbot_plugins.ping import PLUGIN as PingPlugin
-from civicbot_plugins.privacy import PrivacyPlugin
+from civicbot_plugins.admin.plugin import AdminPlugin
+from civicbot_plugins.help.plugin import HelpPlugin
+from civicbot_plugins.ping.plugin import PingPlugin
+from civicbot_plugins.privacy.plugin import PrivacyPlugin
 from pydantic import Field, SecretStr
 
 from civicbot.commands import Rest, command
@@ -165,7 +165,7 @@ async def test_config_shows_defaults_and_marks_overrides(tmp_path):
         assert "council.reminder_hours = 12\n" in everything  # the operator's default
         assert "council.greeting = good morning, street *  (default: hello)" in everything
         assert "room.timezone = none" in everything
-        assert "admin.send_burst = 20  (set by whoever runs the bot)" in everything
+        assert "limits.send_burst = 20  (set by whoever runs the bot)" in everything
         one = await ask(h, room, MODERATOR, "!config council")
         assert "council.reminder_hours = 12  — a whole number from 1 to 168" in one
         assert "council.style = short  — one of: short, long" in one
@@ -217,9 +217,10 @@ async def test_a_wrong_value_names_what_is_accepted_and_stores_nothing(tmp_path)
         assert "Did you mean council.reminder_hours?" in typo
         nothing = await ask(h, room, MODERATOR, "!config nothing.here 1")
         assert "There's no plugin called 'nothing'" in nothing
-        operator = await ask(h, room, MODERATOR, "!config admin.sends_per_second 1000")
+        operator = await ask(h, room, MODERATOR, "!config limits.sends_per_second 1000")
         assert operator == (
-            "Only whoever runs the bot can change admin.sends_per_second, in the bot's config file."
+            "Only whoever runs the bot can change limits.sends_per_second, "
+            "in the bot's config file."
         )
         huge = await ask(h, room, MODERATOR, "!config council.greeting " + "x" * 5000)
         assert "too long" in huge

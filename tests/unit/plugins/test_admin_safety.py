@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from civicbot.clock import FakeClock
 from civicbot.permissions import MAX_PLAIN_MENTIONS, WORD_JOINER
-from civicbot.ratelimit import SendPacer
 from civicbot.testing.harness import MODERATOR, BotHarness
-from tests.unit.plugins.test_admin import ANN, BOB, BOSS, ask, harness, staff_room
+from tests.unit.plugins.test_admin import ANN, BOB, BOSS, ask, harness, plugin_classes, staff_room
 
 APOLOGY = "Sorry, something went wrong"
 
@@ -49,7 +49,7 @@ async def test_refusals_typos_and_usage_errors_count_towards_a_flood_too(tmp_pat
 
 
 async def test_a_room_wide_flood_gets_one_notice_and_moderators_still_get_through(tmp_path):
-    async with harness(tmp_path, plugins={"admin": {"room_burst": 5}}) as h:
+    async with harness(tmp_path, limits={"room_burst": 5}) as h:
         people = [f"@p{i}:test" for i in range(20)]
         room = h.room(members=people)
         flood = {(await h.say(room, p, "!ping")).event_id for p in people}
@@ -61,15 +61,15 @@ async def test_a_room_wide_flood_gets_one_notice_and_moderators_still_get_throug
 
 async def test_moderators_tune_their_rooms_limits(tmp_path):
     # The operator's limit across rooms is off here: this is about what a room decides.
-    settings = {"admin": {"sends_per_second": 0, "everywhere_burst": 0}}
-    async with harness(tmp_path, plugins=settings) as h:
+    limits = {"sends_per_second": 0, "everywhere_burst": 0}
+    async with harness(tmp_path, limits=limits) as h:
         room, other = staff_room(h), staff_room(h)
-        assert "Done:" in await ask(h, room, MODERATOR, "!config admin.person_burst 2")
+        assert "Done:" in await ask(h, room, MODERATOR, "!config limits.person_burst 2")
         flood = {(await h.say(room, ANN, "!ping")).event_id for _ in range(5)}
         assert len(answers_to(h, room, flood)) == 3
         flood = {(await h.say(other, ANN, "!ping")).event_id for _ in range(5)}
         assert len(answers_to(h, other, flood)) == 5
-        assert "Done:" in await ask(h, room, MODERATOR, "!config admin.person_burst 0")
+        assert "Done:" in await ask(h, room, MODERATOR, "!config limits.person_burst 0")
         h.clock.advance(timedelta(minutes=5))
         flood = {(await h.say(room, ANN, "!ping")).event_id for _ in range(30)}
         assert len(answers_to(h, room, flood)) == 30
@@ -77,20 +77,28 @@ async def test_moderators_tune_their_rooms_limits(tmp_path):
 
 # -- outbound pacing -----------------------------------------------------------------------------
 async def test_the_bots_own_sends_are_paced_per_room_and_none_is_dropped(tmp_path):
-    async with harness(tmp_path, plugins={"admin": {"send_burst": 3, "sends_per_second": 2}}) as h:
-        now, slept = [0.0], []
-
-        async def sleep(seconds: float) -> None:
-            slept.append(seconds)
-            now[0] += seconds
-
-        pacer = SendPacer(clock=lambda: now[0], sleep=sleep)
-        h.bot.pacer = pacer
-        await h.bot.plugins["admin"].setup()  # configures the pacer it finds from the settings
+    clock = RecordingClock()
+    limits = {"send_burst": 3, "sends_per_second": 2}
+    h = await BotHarness.start(tmp_path, plugin_classes(), clock=clock, limits=limits)
+    try:
         room = staff_room(h)
         event = await h.say(room, ANN, "!chatty")
         assert answers_to(h, room, {event.event_id}) == [f"part {n}" for n in range(5)]
-        assert slept == [0.5, 0.5]
+        assert clock.slept == [0.5, 0.5]
+    finally:
+        await h.close()
+
+
+class RecordingClock(FakeClock):
+    """Sleeps as the fake clock does, and remembers for how long."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await super().sleep(seconds)
 
 
 # -- pings ---------------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ async def test_raw_mentions_smuggled_in_extra_content_are_checked_too(tmp_path):
         event = await h.say(room, ANN, "hello")
         plugin = h.bot.plugins["council"]
         config = await h.bot.room_settings.get(room, "council")
-        ctx = Context(event, plugin.ctx, config, "!", h.bot._context(event, plugin, config).out)
+        ctx = Context(event, plugin.ctx, config, h.bot._context(event, plugin, config).out)
         message = Message("@room hi", extra={"m.mentions": {"room": True}})
         await ctx.send_message(room, message)
         assert h.transport.sent[-1].content["m.mentions"] == {}
@@ -150,15 +158,15 @@ async def test_scheduled_sends_ping_only_on_behalf_of_someone_who_may(tmp_path):
     async with harness(tmp_path) as h:
         room = staff_room(h)
         council = h.bot.plugins["council"].ctx
-        await council.send(room, "@room bins tonight", "reminder", "1", mention_room=True)
+        await council.send(room, "@room bins tonight", key="reminder:1", mention_room=True)
         assert h.transport.sent[-1].content["m.mentions"] == {}
         assert "@room" not in h.transport.sent[-1].body
         await council.send(
-            room, "@room bins tonight", "reminder", "2", mention_room=True, on_behalf_of=ANN
+            room, "@room bins tonight", key="reminder:2", mention_room=True, on_behalf_of=ANN
         )
         assert h.transport.sent[-1].content["m.mentions"] == {}
         await council.send(
-            room, "@room bins tonight", "reminder", "3", mention_room=True, on_behalf_of=BOSS
+            room, "@room bins tonight", key="reminder:3", mention_room=True, on_behalf_of=BOSS
         )
         assert h.transport.sent[-1].content["m.mentions"] == {"room": True}
 
@@ -173,7 +181,7 @@ async def test_pings_are_checked_against_the_room_they_go_to(tmp_path):
         event = await h.say(ruled, ANN, "hello")
         plugin = h.bot.plugins["council"]
         config = await h.bot.room_settings.get(ruled, "council")
-        ctx = Context(event, plugin.ctx, config, "!", h.bot._context(event, plugin, config).out)
+        ctx = Context(event, plugin.ctx, config, h.bot._context(event, plugin, config).out)
         await ctx.send_message(room, Message("@room hi", mention_room=True))
         assert h.transport.sent[-1].room_id == room
         assert h.transport.sent[-1].content["m.mentions"] == {}
@@ -195,12 +203,12 @@ async def test_asking_to_be_forgotten_does_not_reset_a_rate_limit(tmp_path):
 async def test_no_setting_rate_limits_a_moderator_out_of_changing_it_back(tmp_path):
     async with harness(tmp_path) as h:
         room = staff_room(h)
-        assert (await ask(h, room, MODERATOR, "!config admin.person_burst 1")).startswith("Done")
-        refused = await ask(h, room, MODERATOR, "!config admin.person_per_minute 0.000001")
+        assert (await ask(h, room, MODERATOR, "!config limits.person_burst 1")).startswith("Done")
+        refused = await ask(h, room, MODERATOR, "!config limits.person_per_minute 0.000001")
         assert not refused.startswith("Done")
         for _ in range(5):  # no time passes between these
-            await h.say(room, MODERATOR, "!config admin.person_burst")
-        reply = await ask(h, room, MODERATOR, "!config reset admin.person_burst")
+            await h.say(room, MODERATOR, "!config limits.person_burst")
+        reply = await ask(h, room, MODERATOR, "!config reset limits.person_burst")
         assert "back to the default" in reply
 
 

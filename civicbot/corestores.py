@@ -1,19 +1,45 @@
-"""SQL over the core tables the admin plugin manages: granted roles, the audit log, and what
-they hold about one person (for ``!mydata`` and ``!forget me``)."""
+"""The core's own tables, written only through these stores: granted roles (``core_roles``), the
+audit log (``core_audit``) and what they and ``core_room_settings`` hold about one person (for
+``!mydata`` and ``!forget me``). Plugins reach them as ``ctx.roles`` and ``ctx.audit``; no plugin
+writes a ``core_`` table with its own SQL."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from civicbot_plugins.admin.service import FORGOTTEN, AuditEntry, iso_utc, utc
-
-from civicbot.plugin import ForgetReport
 from civicbot.roomsettings import write_audit
 from civicbot.storage import Database
+
+FORGOTTEN = "[forgotten]"  # stands in for someone who asked to be forgotten
+
+
+@dataclass
+class ForgetReport:
+    """What a plugin removed or anonymised for ``!forget me``."""
+
+    removed: int = 0
+    anonymised: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    actor: str
+    action: str
+    detail: str
+    at: datetime
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def iso_utc(seconds: float) -> str:
+    return utc(seconds).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -30,11 +56,12 @@ def mentions_of(user_id: str) -> re.Pattern[str]:
     return re.compile(re.escape(user_id) + r"(?![A-Za-z0-9.\-:\[\]])")
 
 
-class AdminStore:
+class RoleStore:
+    """Roles granted to people room by room, every change audited in the same transaction."""
+
     def __init__(self, db: Database):
         self.db = db
 
-    # -- roles -----------------------------------------------------------------------------
     async def grants(self, room_id: str) -> list[Grant]:
         rows = await self.db.fetchall(
             "SELECT room_id, user_id, role, granted_by, granted_at FROM core_roles"
@@ -70,8 +97,18 @@ class AdminStore:
                 await write_audit(self.db, room_id, actor, "role.revoke", detail, at)
         return bool(removed)
 
-    # -- audit -----------------------------------------------------------------------------
-    async def recent_audit(self, room_id: str, limit: int) -> list[AuditEntry]:
+
+class AuditLog:
+    """Who changed what in a room. Settings and roles write it themselves; plugins may add
+    entries of their own (``write``)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def write(self, room_id: str, actor: str, action: str, detail: str, at: int) -> None:
+        await write_audit(self.db, room_id, actor, action, detail, at)
+
+    async def recent(self, room_id: str, limit: int) -> list[AuditEntry]:
         rows = await self.db.fetchall(
             "SELECT actor, action, detail, at FROM core_audit WHERE room_id = ?"
             " ORDER BY at DESC, id DESC LIMIT ?",
@@ -79,7 +116,13 @@ class AdminStore:
         )
         return [AuditEntry(r["actor"], r["action"], r["detail"], utc(r["at"])) for r in rows]
 
-    # -- one person's data -----------------------------------------------------------------
+
+class PersonRecords:
+    """What the core tables hold about one person, for ``!mydata`` and ``!forget me``."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
     async def export(self, user_id: str) -> dict[str, Any] | None:
         held = await self.db.fetchall(
             "SELECT room_id, role, granted_by, granted_at FROM core_roles WHERE user_id = ?",

@@ -1,0 +1,116 @@
+"""Converters: how one piece of a command's text becomes a typed argument.
+
+A converter is named in the argument's annotation, either as a class (``text: Rest``) or as
+the metadata of an ``Annotated`` type (``poll: Annotated[int, ItemId("P")]``). Its ``convert``
+may be a plain or an ``async`` method, so a converter can load the item an id names and answer
+"No poll P-9 here" itself. It raises :class:`UsageError` for input that does not fit.
+
+Built in: ``str`` (one word or a quoted phrase), ``int``, ``float``, ``bool``, :class:`Rest`,
+:class:`Lines`, :class:`UserId`, :class:`ItemId`, and in :mod:`civicbot.dates` ``When`` and
+``Duration``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable
+from typing import Any
+
+from civicbot.context import Context
+
+
+class UsageError(Exception):
+    """The input did not fit the command; the reply shows what to type instead."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+        self.message = message
+
+
+class CommandError(Exception):
+    """The command was understood but cannot be done; the message is shown as it is."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Converter:
+    """Turns one piece of text into a value. ``metavar`` names it in the generated usage;
+    ``greedy`` converters take the rest of the input instead of one word."""
+
+    metavar: str = "value"
+    greedy: bool = False
+
+    def convert(self, raw: str, ctx: Context[Any]) -> Any | Awaitable[Any]:
+        raise NotImplementedError
+
+
+class Rest(str, Converter):
+    """Everything after the previous arguments, new lines kept."""
+
+    metavar = "text"
+    greedy = True
+
+    @classmethod
+    def convert(cls, raw: str, ctx: Context[Any]) -> str:
+        raw = raw.strip()
+        if not raw:
+            raise UsageError()
+        return raw
+
+
+class Lines(list[str], Converter):
+    """The rest of the input split on new lines or on `` | ``: a question and its options."""
+
+    metavar = "lines"
+    greedy = True
+
+    @classmethod
+    def convert(cls, raw: str, ctx: Context[Any]) -> list[str]:
+        return split_parts(raw)
+
+
+def split_parts(raw: str) -> list[str]:
+    """Split multi-part input on new lines, or on ``|`` when it is all on one line."""
+    raw = raw.strip()
+    parts = raw.split("\n") if "\n" in raw else raw.split("|")
+    return [part.strip() for part in parts if part.strip()]
+
+
+class UserId(str, Converter):
+    """A Matrix user id (``@name:server``); a bare mention pill's text works too."""
+
+    metavar = "@user:server"
+    _pattern = re.compile(r"^@[^\s:]+:[A-Za-z0-9.\-\[\]:]+$")
+
+    @classmethod
+    def convert(cls, raw: str, ctx: Context[Any]) -> str:
+        value = raw.strip().strip("<>")
+        if value.startswith("https://matrix.to/#/"):
+            value = value.removeprefix("https://matrix.to/#/")
+        if not cls._pattern.match(value):
+            raise UsageError(f"'{short(raw)}' is not a Matrix id; write it like @name:example.org")
+        return value
+
+
+class ItemId(Converter):
+    """The number of an item shown to people as ``<prefix>-<number>``: ``Annotated[int,
+    ItemId("P")]`` accepts ``P-12``, ``p12``, ``#12`` or ``12`` and gives 12."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.metavar = f"{prefix}-number"
+        self._pattern = re.compile(rf"(?:{re.escape(prefix)}-?)?#?(\d{{1,9}})", re.I)
+
+    def convert(self, raw: str, ctx: Context[Any]) -> int:
+        match = self._pattern.fullmatch(raw.strip())
+        if not match:
+            raise UsageError(f"'{short(raw)}' is not an id like {self.prefix}-12")
+        return int(match.group(1))
+
+
+def short(text: str, limit: int = 40) -> str:
+    """``text`` on one line, cut to ``limit`` characters for echoing back."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

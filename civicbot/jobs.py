@@ -1,0 +1,132 @@
+"""Scheduled work as first-class citizens of a plugin (after python-telegram-bot's job queue).
+
+    self.ctx.jobs.at(f"remind:{meeting.id}", meeting.remind_at, self.remind)
+
+    async def remind(self, job: JobContext[MeetingsConfig]) -> None:
+        await job.send(room_id, "Starting in an hour!")
+
+A job gets a :class:`~civicbot.context.JobContext`: sending, templates, per-room config and the
+time it was due. Its sends take transaction ids derived from the plugin, the job's key and its
+due time, so two runs of one key (two reminders) both arrive, and a run repeated after a crash
+or a retry is dropped by the homeserver instead of posted twice.
+
+A job that raises is logged with its traceback and **retried** with the same due time (so the
+sends that already went out are not repeated) after 30 s, 2 and 10 minutes; after the last try
+it is logged as given up and the bot carries on. Jobs are scoped to their plugin: the core
+cancels them all at teardown and when loading fails.
+
+Durable state stays in the plugin's own tables: apscheduler holds timers in memory only, so a
+plugin re-arms its jobs in ``setup()`` and acts on overdue work in ``caught_up()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from apscheduler.triggers.cron import CronTrigger
+
+from civicbot.clock import Clock
+from civicbot.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+# What a job is handed: a JobContext (civicbot.context), which builds on this module.
+C = TypeVar("C")
+_RETRY = "#retry"
+RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10))
+
+
+class Jobs(Generic[C]):
+    """One plugin's scheduled jobs. Keys are the plugin's own; another plugin's never clash."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        clock: Clock,
+        make_context: Callable[[str, datetime, int], C],
+    ):
+        self._scheduler = scheduler
+        self._clock = clock
+        self._make_context = make_context
+        self._slots: set[str] = set()
+
+    def at(self, key: str, when: datetime, run: Callable[[C], Awaitable[None]]) -> None:
+        """Run ``run`` once at ``when`` (at once if already past); replaces a job of that key."""
+        self._arm(key, when, run, attempt=0, then=None)
+
+    def every(self, key: str, interval: timedelta, run: Callable[[C], Awaitable[None]]) -> None:
+        """Run every ``interval``, first one interval from now."""
+        if interval <= timedelta(0):
+            raise ValueError("a job's interval must be positive")
+
+        def following(due: datetime) -> datetime:
+            return due + interval
+
+        self._arm(key, self._clock.now() + interval, run, attempt=0, then=following)
+
+    def cron(
+        self, key: str, expression: str, timezone: str, run: Callable[[C], Awaitable[None]]
+    ) -> None:
+        """Run on a crontab schedule (``"0 18 * * sun"``) in an IANA time zone."""
+        trigger = CronTrigger.from_crontab(expression, timezone=timezone)
+
+        def following(due: datetime) -> datetime:
+            nxt = trigger.get_next_fire_time(None, due + timedelta(seconds=1))
+            assert nxt is not None  # a crontab always has a next time
+            return nxt
+
+        first = trigger.get_next_fire_time(None, self._clock.now())
+        assert first is not None
+        self._arm(key, first, run, attempt=0, then=following)
+
+    def cancel(self, key: str) -> None:
+        """Cancel the job of ``key`` and any retry of it still waiting."""
+        for slot in [s for s in self._slots if s == key or s.startswith(key + _RETRY)]:
+            self._slots.discard(slot)
+            self._scheduler.cancel(slot)
+
+    def cancel_all(self) -> None:
+        """Cancel every job of this plugin (the core calls this at teardown)."""
+        for slot in list(self._slots):
+            self._slots.discard(slot)
+            self._scheduler.cancel(slot)
+
+    def pending(self) -> set[str]:
+        """The keys of the jobs (and retries) waiting to run."""
+        return set(self._slots)
+
+    def _arm(
+        self,
+        key: str,
+        due: datetime,
+        run: Callable[[C], Awaitable[None]],
+        attempt: int,
+        then: Callable[[datetime], datetime] | None,
+    ) -> None:
+        # A retry must not replace the job's next run: it waits in a slot of its own.
+        slot = key if attempt == 0 else f"{key}{_RETRY}{attempt}@{due.isoformat()}"
+        self._slots.add(slot)
+
+        async def fire() -> None:
+            self._slots.discard(slot)
+            if then is not None:
+                self._arm(key, then(due), run, attempt=0, then=then)  # the next one, first
+            try:
+                await run(self._make_context(key, due, attempt))
+            except Exception:
+                self._failed(key, due, run, attempt)
+
+        when = due if attempt == 0 else self._clock.now() + RETRY_DELAYS[attempt - 1]
+        self._scheduler.at(slot, when, fire)
+
+    def _failed(
+        self, key: str, due: datetime, run: Callable[[C], Awaitable[None]], attempt: int
+    ) -> None:
+        if attempt >= len(RETRY_DELAYS):
+            log.exception("job %s (due %s) failed; giving up after %d tries", key, due, attempt + 1)
+            return
+        log.exception("job %s (due %s) failed; trying again in %s", key, due, RETRY_DELAYS[attempt])
+        self._arm(key, due, run, attempt=attempt + 1, then=None)

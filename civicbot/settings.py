@@ -1,0 +1,154 @@
+"""The config base classes: what every plugin's settings model builds on, and the two sections
+the core itself owns, ``room`` (the room's own settings) and ``limits`` (flood control).
+
+Every key of a :class:`PluginConfig` may be set bot-wide (``[plugins.<name>]``, ``[limits]``) and
+overridden per room by moderators with ``!config``, unless its field is marked
+``Field(..., json_schema_extra={"operator_only": True})``: then only the config file sets it.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonDict
+
+from civicbot.ratelimit import DEFAULT_SEND_BURST, DEFAULT_SENDS_PER_SECOND, FloodLimits
+from civicbot.roles import DEFAULT_ROLE_LEVELS, Role
+
+ROOM = "room"  # the pseudo-plugin that holds room-wide settings
+LIMITS = "limits"  # the pseudo-plugin that holds the flood limits the core enforces
+CORE_SECTIONS = (ROOM, LIMITS)
+OPERATOR_ONLY = "operator_only"
+# Field(..., json_schema_extra=OPERATOR): set in the config file only, never from the chat.
+OPERATOR: JsonDict = {OPERATOR_ONLY: True}
+
+
+class PluginConfig(BaseModel):
+    """Base for a plugin's settings. Every key may be set bot-wide in ``[plugins.<name>]`` and
+    overridden per room by moderators."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = True
+
+
+def members_of(annotation: Any) -> tuple[Any, ...]:
+    """The types of a union annotation without ``None`` (or the annotation itself)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(a for a in get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def is_operator_only(field: FieldInfo) -> bool:
+    """Marked so, or a secret (which must never be typed into, or shown in, a room)."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and extra.get(OPERATOR_ONLY):
+        return True
+    return any(member in (SecretStr, SecretBytes) for member in members_of(field.annotation))
+
+
+class RoomConfig(PluginConfig):
+    """Settings of the room itself rather than of one plugin."""
+
+    enabled: bool = Field(True, json_schema_extra=OPERATOR)  # a room is always on
+    timezone: str | None = Field(
+        None,
+        description="a time zone like Europe/London, or none for the bot's default",
+        examples=["Europe/London"],
+    )
+    moderator_level: int = Field(DEFAULT_ROLE_LEVELS["moderator"], ge=0, le=100)
+    admin_level: int = Field(DEFAULT_ROLE_LEVELS["admin"], ge=0, le=100)
+    # Power level for each plugin role, e.g. {"councillor": 50}; unset roles need moderator level.
+    role_levels: dict[str, int] = Field(
+        default_factory=dict,
+        description='the power level (0 to 100) each role needs, like {"councillor": 30}',
+        examples=[{"councillor": 30}],
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from civicbot.config import BotSettings
+
+        return BotSettings._zone(value)
+
+    @field_validator("role_levels")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for role, level in value.items():
+            if not (0 <= level <= 100):
+                raise ValueError(f"the level for '{role}' should be from 0 to 100")
+            if role.lower() in (Role.MODERATOR, Role.ADMIN):
+                # One place for each, so !config shows the level that really applies.
+                raise ValueError(f"set room.{role.lower()}_level instead")
+        return {role.lower(): level for role, level in value.items()}
+
+    @model_validator(mode="after")
+    def _admins_are_moderators(self) -> RoomConfig:
+        if self.moderator_level > self.admin_level:
+            raise ValueError(
+                f"moderator_level ({self.moderator_level}) can't be above admin_level "
+                f"({self.admin_level}): admins must count as moderators"
+            )
+        return self
+
+
+class LimitsConfig(PluginConfig):
+    """Flood control, enforced by the core for every plugin. Rooms may change the first five;
+    the rest are the operator's."""
+
+    enabled: bool = Field(True, json_schema_extra=OPERATOR)
+    person_burst: int = Field(
+        8,
+        ge=0,
+        le=1000,
+        description="a whole number: commands one person may send at once (0: no limit)",
+    )
+    person_per_minute: float = Field(20.0, ge=1, le=6000, allow_inf_nan=False)
+    room_burst: int = Field(
+        30,
+        ge=0,
+        le=10000,
+        description="a whole number: commands a whole room may send at once (0: no limit)",
+    )
+    room_per_minute: float = Field(60.0, ge=1, le=60000, allow_inf_nan=False)
+    cooldown_seconds: int = Field(60, ge=1, le=86400)
+    # One person across all rooms together; 0 switches it off.
+    everywhere_burst: int = Field(24, ge=0, le=100000, json_schema_extra=OPERATOR)
+    everywhere_per_minute: float = Field(
+        60.0, ge=1, le=600000, allow_inf_nan=False, json_schema_extra=OPERATOR
+    )
+    send_burst: int = Field(DEFAULT_SEND_BURST, ge=1, le=10000, json_schema_extra=OPERATOR)
+    sends_per_second: float = Field(
+        DEFAULT_SENDS_PER_SECOND, ge=0, le=10000, allow_inf_nan=False, json_schema_extra=OPERATOR
+    )
+
+
+# Keys that were the admin plugin's until the core took over flood control.
+MOVED_TO_LIMITS = frozenset(LimitsConfig.model_fields) - {"enabled"}
+
+
+def flood_limits(config: LimitsConfig) -> FloodLimits:
+    """The limits a room's settings ask for, in the form the flood guard takes."""
+    return FloodLimits(
+        person_burst=config.person_burst,
+        person_per_minute=config.person_per_minute,
+        room_burst=config.room_burst,
+        room_per_minute=config.room_per_minute,
+        cooldown_seconds=config.cooldown_seconds,
+        everywhere_burst=config.everywhere_burst,
+        everywhere_per_minute=config.everywhere_per_minute,
+    )
