@@ -6,7 +6,7 @@
     async def poll(self, ctx: Context[PollsConfig], spec: Lines) -> None:
         \"\"\"Start a poll.\"\"\"
 
-    @command("close", parent=poll, examples=("!poll close P-12",))
+    @command("poll close", parent=poll, examples=("!poll close P-12",))
     async def close(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         \"\"\"Close a poll now and post the results.\"\"\"
 
@@ -214,23 +214,32 @@ def command(
 ) -> Callable[[Any], Any]:
     """Declare a command on a plugin method.
 
-    ``parent`` is the parent command's method when this one is a subcommand (``name`` and
-    ``aliases`` are then the word after the parent's). ``open_text`` marks a parent whose free
-    text may begin with a subcommand's name (see the module docstring)."""
+    ``parent`` is the parent command's method when this one is a subcommand; ``name`` is the
+    full name (``"poll close"``) and aliases may be the last word alone (``"give"`` for
+    ``"role grant"``). ``open_text`` marks a parent whose free text may begin with a
+    subcommand's name (see the module docstring)."""
     parent_spec: Command | None = None
     if parent is not None:
         parent_spec = getattr(parent, "__civicbot_command__", None)
         if parent_spec is None:
             raise CommandDeclarationError(f"parent of '{name}' is not a declared command")
-    prefix = f"{parent_spec.name} " if parent_spec is not None else ""
+    full = " ".join(name.lower().split())
+    words = tuple(" ".join(a.lower().split()) for a in aliases)
+    if parent_spec is not None:
+        prefix = parent_spec.name + " "
+        if not full.startswith(prefix):
+            raise CommandDeclarationError(
+                f"!{full} is declared under !{parent_spec.name}: call it '{prefix}{full}'"
+            )
+        words = tuple(a.removeprefix(prefix) for a in words)
 
     def decorate(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         func.__civicbot_command__ = Command(  # type: ignore[attr-defined]
-            name=prefix + " ".join(name.lower().split()),
+            name=full,
             func=func,
             requires=requires,
-            aliases=tuple(" ".join(a.lower().split()) for a in aliases),
-            alias_words=tuple(" ".join(a.lower().split()) for a in aliases),
+            aliases=words,
+            alias_words=words,
             hidden=hidden,
             params=_parameters(func),
             examples=examples,
@@ -320,10 +329,9 @@ class CommandIndex:
         for spec in by_name.values():
             first = spec.name.split(" ", 1)[0]
             if spec.parent is None and " " in spec.name and first in by_name:
-                word = spec.name.split(" ", 1)[1]
                 raise CommandDeclarationError(
                     f"!{spec.name} is under !{first}: declare it as "
-                    f'@command("{word}", parent={first})'
+                    f'@command("{spec.name}", parent={first})'
                 )
         return cls(by_name)
 

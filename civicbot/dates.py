@@ -30,6 +30,11 @@ MAX_WHEN_LENGTH = 100
 MAX_DURATION = timedelta(days=100 * 365)
 
 _UNITS: dict[str, timedelta] = {
+    "s": timedelta(seconds=1),
+    "sec": timedelta(seconds=1),
+    "secs": timedelta(seconds=1),
+    "second": timedelta(seconds=1),
+    "seconds": timedelta(seconds=1),
     "m": timedelta(minutes=1),
     "min": timedelta(minutes=1),
     "mins": timedelta(minutes=1),

@@ -32,7 +32,7 @@ class RoleCommands(SettingsCommands):
         )
 
     @command(
-        "grant",
+        "role grant",
         parent=role,
         requires=Role.MODERATOR,
         aliases=("give", "add"),
@@ -52,7 +52,7 @@ class RoleCommands(SettingsCommands):
         await ctx.reply(f"Granted the {role} role to {person} in this room.{more}")
 
     @command(
-        "revoke",
+        "role revoke",
         parent=role,
         requires=Role.MODERATOR,
         aliases=("remove",),

@@ -70,7 +70,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         await ctx.reply_template("plugins", plugins=rows)
 
     @command(
-        "enable",
+        "plugins enable",
         parent=list_plugins,
         requires=Role.MODERATOR,
         examples=("!plugins enable polls",),
@@ -80,7 +80,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         await self._switch(ctx, plugin, True)
 
     @command(
-        "disable",
+        "plugins disable",
         parent=list_plugins,
         requires=Role.MODERATOR,
         examples=("!plugins disable polls",),
@@ -147,7 +147,7 @@ class SettingsCommands(Plugin[AdminConfig]):
             await self._change(ctx, path, raw)
 
     @command(
-        "reset",
+        "config reset",
         parent=config,
         requires=Role.MODERATOR,
         examples=("!config reset polls.reminder_hours",),

@@ -302,7 +302,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         )
 
     # -- closing and showing -------------------------------------------------------------------
-    @command("close", parent=poll, examples=("!poll close P-12",))
+    @command("poll close", parent=poll, examples=("!poll close P-12",))
     async def close(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         """Close a poll now and post the results (its creator or a moderator)."""
         found = await self._poll_for(ctx, poll)
@@ -325,7 +325,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         if ctx.room_id != found.room_id and closed is not None:
             await ctx.reply(f"Closed {found.label}; the results are posted in its room.")
 
-    @command("show", parent=poll, examples=("!poll show P-12",))
+    @command("poll show", parent=poll, examples=("!poll show P-12",))
     async def show(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         """Show a poll: its options, closing time and the count so far (or its result)."""
         found = await self._poll_for(ctx, poll)

@@ -92,7 +92,7 @@ class PrivacyPlugin(Plugin[PrivacyConfig]):
             f"{ctx.prefix}forget me. I can only forget the person who asks."
         )
 
-    @command("me", parent=forget)
+    @command("forget me", parent=forget)
     async def forget_me(self, ctx: Context[PrivacyConfig]) -> None:
         """Remove or anonymise everything I store about you, in every room.
 

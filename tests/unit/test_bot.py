@@ -32,7 +32,7 @@ class EchoPlugin(Plugin):
         await self.ctx.db.execute("INSERT INTO echo_said VALUES (?, ?)", (ctx.event.event_id, text))
         await ctx.reply(text.upper() if ctx.config.loud else text)
 
-    @command("secret", parent=echo, requires=Role.MODERATOR)
+    @command("echo secret", parent=echo, requires=Role.MODERATOR)
     async def secret(self, ctx: Context) -> None:
         """Moderators only."""
         await ctx.reply("the secret")

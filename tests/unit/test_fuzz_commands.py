@@ -39,15 +39,15 @@ class Everything(Plugin):
     ) -> None:
         """All the converters."""
 
-    @command("lines", parent=kinds)
+    @command("kinds lines", parent=kinds)
     async def lines(self, ctx, first: str, parts: Lines) -> None:
         """Lines."""
 
-    @command("many", parent=kinds)
+    @command("kinds many", parent=kinds)
     async def many(self, ctx, *words: str) -> None:
         """Variadic."""
 
-    @command("optional", parent=kinds)
+    @command("kinds optional", parent=kinds)
     async def optional(self, ctx, a: int = 1, b: str = "x") -> None:
         """Optional."""
 

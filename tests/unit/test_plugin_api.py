@@ -242,7 +242,7 @@ class NotesWithCommands(Notes):
         """Show a note."""
         await ctx.reply(note)
 
-    @command("count", parent=note)
+    @command("note count", parent=note)
     async def count(self, ctx: Context[PluginConfig], upto: Annotated[int, ItemId("T")]) -> None:
         """Count up to a note's number."""
         await ctx.reply(" ".join(str(n) for n in range(1, upto + 1)))
@@ -280,7 +280,7 @@ def test_a_two_word_command_under_an_existing_one_must_declare_its_parent():
 
     from civicbot.commands import CommandDeclarationError, CommandIndex
 
-    with pytest.raises(CommandDeclarationError, match=r'@command\("fix", parent=meet\)'):
+    with pytest.raises(CommandDeclarationError, match=r"@command\(\"meet fix\", parent=meet\)"):
         CommandIndex.build({"ambiguous": Ambiguous.declared_commands()})
 
 

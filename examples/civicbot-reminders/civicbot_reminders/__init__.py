@@ -1,0 +1,1 @@
+"""An example civicbot plugin: reminders a room sets for itself (``!remind``)."""
