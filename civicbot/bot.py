@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from civicbot import __version__, failpoints
+from civicbot.botinfo import HookResults, PluginInfo
 from civicbot.clock import Clock
 from civicbot.commands import (
     Command,
@@ -29,10 +30,11 @@ from civicbot.commands import (
     UsageError,
 )
 from civicbot.config import Settings
-from civicbot.context import Context, CoreServices, HookResults, PluginContext, PluginInfo
+from civicbot.context import Context, CoreServices, PluginContext
 from civicbot.corestores import AuditLog, RoleStore
 from civicbot.events import Event, EventKind, Message
 from civicbot.floodcontrol import FloodControl
+from civicbot.handling import guarded, quietly, usage_text
 from civicbot.loader import PluginLoadError, validate_plugin_config
 from civicbot.outgoing import Outgoing, txn_key
 from civicbot.permissions import Permissions
@@ -46,8 +48,6 @@ from civicbot.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
-APOLOGY = "Sorry, something went wrong while handling that. It has been logged; please try again."
-HANDLER_TIMEOUT = 300.0
 RECENT_IDS = 10_000
 HANDLED_RETENTION_S = 14 * 24 * 3600
 
@@ -128,7 +128,7 @@ class Bot:
                 self.plugins[name] = plugin
         except Exception as exc:
             for plugin in reversed(started):
-                await _quietly(plugin.teardown())
+                await quietly(plugin.teardown())
                 plugin.ctx.jobs.cancel_all()
             self.plugins.clear()
             why = str(exc) if isinstance(exc, TemplateCheckError) else f"{exc}"
@@ -143,7 +143,7 @@ class Bot:
     async def stop(self) -> None:
         """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""
         for plugin in reversed(list(self.plugins.values())):
-            await _quietly(plugin.teardown())
+            await quietly(plugin.teardown())
             plugin.ctx.jobs.cancel_all()
 
     # -- BotInfo -------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class Bot:
                 continue
             acted = True
             ctx = self._context(event, plugin, config, key_suffix=plugin.ctx.name)
-            await self._guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook", apologise=False)
+            await guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook", apologise=False)
         return acted
 
     def _context(
@@ -307,7 +307,7 @@ class Bot:
         verdict = await self.flood.gate(event, first.plugin)
         if verdict is not None:
             if verdict:
-                await _quietly(first_ctx.reply(verdict))
+                await quietly(first_ctx.reply(verdict))
             return True
         # A subcommand of an open-text parent falls back to the parent when its own arguments
         # do not parse ("!poll Close the park early?" is a poll, not "!poll close").
@@ -320,12 +320,12 @@ class Bot:
                 first_error = first_error or error
                 continue
             except CommandError as error:
-                await _quietly(ctx.reply(error.message))
+                await quietly(ctx.reply(error.message))
                 return True
             break
         else:
             assert first_error is not None
-            await _quietly(first_ctx.reply(self._usage_text(first, first_error)))
+            await quietly(first_ctx.reply(usage_text(first, first_error, self.prefix)))
             return True
         if not ctx.config.enabled:
             await ctx.reply(
@@ -339,7 +339,7 @@ class Bot:
             await ctx.reply(f"Sorry, only {who} can use {self.prefix}{command.name}.")
             return True
         plugin = self.plugins[command.plugin]
-        await self._guarded(
+        await guarded(
             ctx, command.func(plugin, ctx, *args, **kwargs), f"{self.prefix}{command.name}", command
         )
         return True
@@ -347,18 +347,6 @@ class Bot:
     async def _command_context(self, event: Event, command: Command) -> Context[Any]:
         config = await self.room_settings.get(event.room_id, command.plugin)
         return self._context(event, self.plugins[command.plugin], config)
-
-    def _usage_text(self, command: Command, error: UsageError) -> str:
-        lines = [
-            error.message + "."
-            if error.message and not error.message.endswith(".")
-            else error.message
-        ]
-        lines.append(f"Usage: {command.usage(self.prefix)}")
-        if command.examples:
-            lines.append("For example: " + "  ".join(command.examples))
-        lines.append(f"({self.prefix}help {command.name} explains more.)")
-        return "\n".join(line for line in lines if line)
 
     async def _suggest(self, event: Event, text: str) -> None:
         """A near-miss of a real command gets a hint; anything else stays silent, because other
@@ -371,7 +359,7 @@ class Bot:
         if close:
             plugin = self.plugins[self.index.by_name[close[0]].plugin]
             ctx = self._context(event, plugin, None)
-            await self._guarded(
+            await guarded(
                 ctx,
                 ctx.reply(
                     f"I don't know {self.prefix}{word}. Did you mean {self.prefix}{close[0]}? "
@@ -380,32 +368,6 @@ class Bot:
                 "suggestion",
             )
 
-    async def _guarded(
-        self,
-        ctx: Context[Any],
-        work: Awaitable[Any],
-        what: str,
-        command: Command | None = None,
-        apologise: bool = True,
-    ) -> None:
-        """Run a handler; turn errors into readable replies and never let them escape.
-
-        Hooks on events that are not commands (``apologise=False``) never post the apology:
-        nobody asked the bot anything, and any member could repeat the event."""
-        try:
-            await asyncio.wait_for(work, HANDLER_TIMEOUT)
-        except UsageError as exc:
-            if command is not None:
-                await _quietly(ctx.reply(self._usage_text(command, exc)))
-        except CommandError as exc:
-            await _quietly(ctx.reply(exc.message))
-        except TransportError as exc:
-            log.error("%s could not reach the homeserver: %s", what, exc)
-        except Exception:
-            log.exception("%s failed on %s in %s", what, ctx.event.event_id, ctx.room_id)
-            if apologise:
-                await _quietly(ctx.reply(APOLOGY))
-
     async def _on_invite(self, event: Event) -> None:
         inviter = event.sender
         allowed = self.settings.bot.allowed_inviters
@@ -413,7 +375,7 @@ class Bot:
             log.info(
                 "declining invite to %s from %s (not in allowed_inviters)", event.room_id, inviter
             )
-            await _quietly(self.transport.leave(event.room_id))
+            await quietly(self.transport.leave(event.room_id))
             return
         log.info("joining %s (invited by %s)", event.room_id, inviter)
         try:
@@ -427,7 +389,7 @@ class Bot:
             f"{self.prefix}plugins."
         )
         out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
-        await _quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
+        await quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
 
 
 def installation_key(data_dir: Path) -> bytes:
@@ -443,10 +405,3 @@ def installation_key(data_dir: Path) -> bytes:
     with os.fdopen(fd, "w") as handle:
         handle.write(key.hex())
     return key
-
-
-async def _quietly(work: Awaitable[Any]) -> None:
-    try:
-        await work
-    except Exception:
-        log.exception("ignored failure")

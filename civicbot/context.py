@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from zoneinfo import ZoneInfo
 
+from civicbot.botinfo import BotInfo, Rooms
 from civicbot.clock import Clock
 from civicbot.corestores import AuditLog, RoleStore
 from civicbot.events import Event, Message
@@ -32,92 +32,6 @@ from civicbot.templates import Rendered, Templates
 from civicbot.transport import Transport
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
-
-
-@dataclass
-class HookResults:
-    """What a hook returned, plugin by plugin, and which plugins' hooks failed."""
-
-    results: list[tuple[str, Any]]
-    failed: list[str]
-
-
-class CommandInfo(Protocol):
-    """What the help and admin plugins read about a command (see :mod:`civicbot.commands`)."""
-
-    name: str
-    plugin: str
-    requires: str
-    hidden: bool
-    aliases: tuple[str, ...]
-    examples: tuple[str, ...]
-
-    @property
-    def help(self) -> str: ...
-
-    @property
-    def details(self) -> str: ...
-
-    def usage(self, prefix: str = "!") -> str: ...
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """A loaded plugin's metadata, for plugins that describe the others (help, admin)."""
-
-    name: str
-    description: str
-    roles: dict[str, str]
-    config_model: type[PluginConfig]
-
-
-class BotInfo(Protocol):
-    """Read-only facts about the running bot."""
-
-    version: str
-
-    def uptime_seconds(self) -> float: ...
-
-    def commands(self) -> Sequence[CommandInfo]: ...
-
-    def plugin_infos(self) -> dict[str, PluginInfo]: ...
-
-    def plugin_names(self) -> list[str]: ...
-
-    async def enabled_plugins(self, room_id: str) -> list[str]: ...
-
-    async def call_hook(self, hook: str, room_id: str | None, *args: Any) -> HookResults:
-        """Call ``hook`` on every plugin that implements it (enabled in ``room_id`` when given):
-        the ``(plugin name, result)`` pairs that are not None, and the plugins whose hook
-        raised, for callers that must not report success when a part failed (``!forget me``)."""
-
-    async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
-        """Like :meth:`call_hook`, the results only."""
-
-
-class Rooms:
-    """A read-only view of the rooms the bot is in."""
-
-    def __init__(self, transport: Transport):
-        self._transport = transport
-
-    @property
-    def bot_user_id(self) -> str:
-        return self._transport.user_id
-
-    async def joined_members(self, room_id: str) -> list[str]:
-        return await self._transport.joined_members(room_id)
-
-    async def state_event(
-        self, room_id: str, event_type: str, state_key: str = ""
-    ) -> dict[str, Any] | None:
-        return await self._transport.state_event(room_id, event_type, state_key)
-
-    async def relations(
-        self, room_id: str, event_id: str, rel_type: str | None = None
-    ) -> list[Event]:
-        """Every event relating to ``event_id`` (all pages), e.g. to recount a poll."""
-        return await self._transport.relations(room_id, event_id, rel_type)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from civicbot_plugins.admin.service import (
 )
 from pydantic import ValidationError
 
+from civicbot.botinfo import PluginInfo
 from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context, PluginInfo
+from civicbot.context import Context
 from civicbot.permissions import Role, role_satisfied
 from civicbot.plugin import Plugin
 from civicbot.roomsettings import SettingError, describe_type, format_value, parse_setting_value

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from civicbot.botinfo import CommandInfo
 from civicbot.commands import CommandError, Rest, command
-from civicbot.context import CommandInfo, Context
+from civicbot.context import Context
 from civicbot.plugin import Plugin, PluginConfig
 from civicbot.templates import Rendered
 

@@ -1,0 +1,67 @@
+"""How the core runs a handler: errors become replies people can read, and never escape.
+
+``UsageError`` answers with the message and the generated usage, ``CommandError`` with its
+message; anything else is logged with its traceback and answered with one short apology (never a
+traceback in a room), and the bot carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from civicbot.commands import Command, CommandError, UsageError
+from civicbot.context import Context
+from civicbot.transport import TransportError
+
+log = logging.getLogger("civicbot.bot")
+
+APOLOGY = "Sorry, something went wrong while handling that. It has been logged; please try again."
+HANDLER_TIMEOUT = 300.0
+
+
+def usage_text(command: Command, error: UsageError, prefix: str) -> str:
+    """What was wrong (if known), the usage line, the examples and where to read more."""
+    message = error.message
+    lines = [message + "." if message and not message.endswith(".") else message]
+    lines.append(f"Usage: {command.usage(prefix)}")
+    if command.examples:
+        lines.append("For example: " + "  ".join(command.examples))
+    lines.append(f"({prefix}help {command.name} explains more.)")
+    return "\n".join(line for line in lines if line)
+
+
+async def guarded(
+    ctx: Context[Any],
+    work: Awaitable[Any],
+    what: str,
+    command: Command | None = None,
+    apologise: bool = True,
+) -> None:
+    """Run a handler; turn errors into readable replies and never let them escape.
+
+    Hooks on events that are not commands (``apologise=False``) never post the apology: nobody
+    asked the bot anything, and any member could repeat the event."""
+    try:
+        await asyncio.wait_for(work, HANDLER_TIMEOUT)
+    except UsageError as exc:
+        if command is not None:
+            await quietly(ctx.reply(usage_text(command, exc, ctx.prefix)))
+    except CommandError as exc:
+        await quietly(ctx.reply(exc.message))
+    except TransportError as exc:
+        log.error("%s could not reach the homeserver: %s", what, exc)
+    except Exception:
+        log.exception("%s failed on %s in %s", what, ctx.event.event_id, ctx.room_id)
+        if apologise:
+            await quietly(ctx.reply(APOLOGY))
+
+
+async def quietly(work: Awaitable[Any]) -> None:
+    """Await ``work``, logging (not raising) any failure: for replies about failures."""
+    try:
+        await work
+    except Exception:
+        log.exception("ignored failure")
