@@ -10,20 +10,34 @@ from pathlib import Path
 
 from civicbot import __version__
 from civicbot.config import ConfigError, Settings, load_settings
+from civicbot.dates import warm_up
 from civicbot.logs import setup_logging
 
 EXIT_BAD_CONFIG = 2
 
 
 def _load(path: str | None) -> Settings:
+    """The settings, with every plugin table checked too; every problem in one ConfigError."""
     from civicbot.loader import PluginLoadError, discover, validate_plugin_config
 
-    settings = load_settings(path)
+    settings: Settings | None = None
     try:
-        problems = validate_plugin_config(discover(settings.bot.extra_plugins), settings.plugins)
+        settings = load_settings(path)
+    except ConfigError as exc:
+        if exc.raw is None:
+            raise
+        # Go on with the plugin tables as read, so one run reports every section's mistakes.
+        problems, plugins = exc.problems, exc.raw["plugins"]
+        extra = exc.raw["bot"].get("extra_plugins", [])
+        if not (isinstance(extra, list) and all(isinstance(item, str) for item in extra)):
+            extra = []
+    else:
+        problems, plugins, extra = [], settings.plugins, settings.bot.extra_plugins
+    try:
+        problems += validate_plugin_config(discover(extra), plugins)
     except PluginLoadError as exc:
-        problems = [str(exc)]
-    if problems:
+        problems.append(str(exc))
+    if problems or settings is None:
         raise ConfigError(problems)
     return settings
 
@@ -73,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_CONFIG
     setup_logging(settings.bot.log_level)
+    warm_up(settings.bot.languages)  # in the background: the first odd date must not wait
     try:
         asyncio.run(run_bot(settings))
     except (PluginLoadError, TransportError) as exc:

@@ -82,6 +82,7 @@ async def _joined_rooms(resident: object) -> list[str]:
 
 def run_demo(directory: Path, port: int = 8448) -> int:
     """Start everything, print how to connect, run until Ctrl-C."""
+    from civicbot.dates import warm_up
     from civicbot.logs import setup_logging
     from civicbot.runtime import run_bot
 
@@ -103,6 +104,7 @@ def run_demo(directory: Path, port: int = 8448) -> int:
         settings = bot_settings(synapse, accounts, directory / "bot")
         print(_banner(synapse, accounts), flush=True)
         setup_logging(settings.bot.log_level)
+        warm_up(settings.bot.languages)
         asyncio.run(run_bot(settings))
     except KeyboardInterrupt:
         pass
