@@ -1,4 +1,4 @@
-"""``civicbot run | check-config | demo``."""
+"""``civicbot run | check-config | backup | restore | demo``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from civicbot.loader import PluginLoadError
     from civicbot.runtime import run_bot
+    from civicbot.secretkey import SecretKeyError
     from civicbot.transport import TransportError
 
     config_path: str | None = args.config
@@ -90,11 +91,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     warm_up(settings.bot.languages)  # in the background: the first odd date must not wait
     try:
         asyncio.run(run_bot(settings))
-    except (PluginLoadError, TransportError) as exc:
+    except (PluginLoadError, SecretKeyError, TransportError) as exc:
         print(f"civicbot: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """``--data-dir``, else ``bot.data_dir`` from the config file (or the environment alone)."""
+    if args.data_dir:
+        return Path(args.data_dir)
+    path: str | None = args.config if Path(args.config).exists() else None
+    return load_settings(path).bot.data_dir
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from civicbot.backup import BackupError, backup
+
+    try:
+        data_dir = _data_dir(args)
+        copied = backup(data_dir, Path(args.path))
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    except (BackupError, OSError) as exc:
+        print(f"civicbot: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Backed up {data_dir} to {args.path}: {', '.join(copied)}.")
+    print("It holds the login session and secret.key: keep it as private as the bot's data.")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from civicbot.backup import BackupError, restore
+
+    try:
+        data_dir = _data_dir(args)
+        aside = restore(Path(args.path), data_dir, replace=args.replace)
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    except (BackupError, OSError) as exc:
+        print(f"civicbot: restore failed: {exc}", file=sys.stderr)
+        return 1
+    kept = f" The files it replaced are in {aside}." if aside else ""
+    print(f"Restored {args.path} into {data_dir}.{kept} Start the bot with `civicbot run`.")
     return 0
 
 
@@ -120,6 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", default="config.toml")
     check.set_defaults(func=cmd_check_config)
+    for name, about in (
+        ("backup", "copy the database, session and secret.key to a new directory (bot running)"),
+        ("restore", "put a backup back into the data directory (bot stopped)"),
+    ):
+        parser_ = sub.add_parser(name, help=about)
+        parser_.add_argument("path", help="the backup directory")
+        parser_.add_argument("--config", default="config.toml", help="to find bot.data_dir")
+        parser_.add_argument("--data-dir", help="the bot's data directory (instead of --config)")
+        if name == "restore":
+            parser_.add_argument(
+                "--replace",
+                action="store_true",
+                help="replace existing data (moved aside into a replaced-… folder, not deleted)",
+            )
+        parser_.set_defaults(func=cmd_backup if name == "backup" else cmd_restore)
     demo = sub.add_parser("demo", help="run against a private Synapse on this machine")
     demo.add_argument("--dir", default="./demo-data", help="where the demo keeps its state")
     demo.add_argument("--port", type=int, default=8448)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from civicbot.config import Settings
+from civicbot.secretkey import SecretKeyError
 from civicbot.testing.synapse import LocalSynapse, SynapseNotInstalled, ensure_synapse_installed
 
 
@@ -106,6 +107,9 @@ def run_demo(directory: Path, port: int = 8448) -> int:
         setup_logging(settings.bot.log_level)
         warm_up(settings.bot.languages)
         asyncio.run(run_bot(settings))
+    except SecretKeyError as exc:
+        print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     finally:
