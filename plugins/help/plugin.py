@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from civicbot.commands import CommandError, Rest, command
+from typing import Any
+
+from civicbot_plugins.help.prose import as_html, as_text
+
+from civicbot.commands import Command, CommandError, Rest, command
 from civicbot.context import Context
 from civicbot.plugin import Plugin
 from civicbot.templates import Rendered
@@ -23,22 +27,38 @@ class HelpPlugin(Plugin):
         if topic:
             await ctx.reply(self._explain(ctx, topic, commands))
             return
-        by_plugin: dict[str, list[object]] = {}
+        by_plugin: dict[str, list[dict[str, Any]]] = {}
         for spec in allowed:
-            by_plugin.setdefault(spec.plugin, []).append(spec)
+            by_plugin.setdefault(spec.plugin, []).append(_shown(spec, ctx.prefix, commands))
         await ctx.reply_template(
             "overview", groups=sorted(by_plugin.items()), hidden_count=len(commands) - len(allowed)
         )
 
-    def _explain(self, ctx: Context, topic: str, commands: list) -> Rendered:
+    def _explain(self, ctx: Context, topic: str, commands: list[Command]) -> Rendered:
         wanted = " ".join(topic.lower().removeprefix(ctx.prefix).split())
         for spec in commands:
             if wanted == spec.name or wanted in spec.aliases:
-                return self.ctx.templates.render("command", c=spec, prefix=ctx.prefix)
+                shown = _shown(spec, ctx.prefix, commands)
+                return self.ctx.templates.render("command", c=shown, prefix=ctx.prefix)
         family = [c for c in commands if c.name.split()[0] == wanted.split()[0]]
         if family:
-            return self.ctx.templates.render("family", commands=family, prefix=ctx.prefix)
+            shown_family = [_shown(c, ctx.prefix, commands) for c in family]
+            return self.ctx.templates.render("family", commands=shown_family, prefix=ctx.prefix)
         raise CommandError(
             f"I don't have a command called {ctx.prefix}{wanted} in this room. "
             f"Type {ctx.prefix}help to see them all."
         )
+
+
+def _shown(spec: Command, prefix: str, commands: list[Command]) -> dict[str, Any]:
+    """What the templates show of a command: its docstring as readable text and as HTML."""
+    words = {c.name.split()[0] for c in commands}
+    return {
+        "usage": spec.usage(prefix),
+        "help": as_text(spec.help, prefix, words),
+        "help_html": (as_html(spec.help, prefix, words) or [""])[0],
+        "details": as_text(spec.details, prefix, words),
+        "details_html": as_html(spec.details, prefix, words),
+        "examples": spec.examples,
+        "requires": str(spec.requires),
+    }
