@@ -142,7 +142,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from civicbot.demo import run_demo
 
-    return run_demo(Path(args.dir), port=args.port)
+    return run_demo(Path(args.dir), port=args.port, residents=args.residents)
+
+
+def _resident_count(text: str) -> int:
+    from civicbot.demo import MAX_RESIDENTS
+
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_RESIDENTS:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_RESIDENTS}")
+    return count
 
 
 def run_demo_default() -> int:
@@ -179,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run against a private Synapse on this machine")
     demo.add_argument("--dir", default="./demo-data", help="where the demo keeps its state")
     demo.add_argument("--port", type=int, default=8448)
+    demo.add_argument(
+        "--residents",
+        type=_resident_count,
+        default=2,
+        help="how many resident accounts to make (1 to 10; logins are printed)",
+    )
     demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     return int(args.func(args))
