@@ -163,7 +163,8 @@ def run_demo_default() -> int:
     return run_demo(Path("./demo-data"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also used to check the commands in contrib/civicbot.service."""
     parser = argparse.ArgumentParser(prog="civicbot", description=__doc__)
     parser.add_argument("--version", action="version", version=f"civicbot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         help="how many resident accounts to make (1 to 10; logins are printed)",
     )
     demo.set_defaults(func=cmd_demo)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 
