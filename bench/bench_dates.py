@@ -44,7 +44,13 @@ def child(mode: str, languages: list[str]) -> dict[str, float]:
     if mode == "before":
         import dateparser
 
-        settings = {"PREFER_DATES_FROM": "future", "TIMEZONE": zone.key}
+        settings = {  # exactly what civicbot.dates passed before the fix
+            "PREFER_DATES_FROM": "future",
+            "TIMEZONE": zone.key,
+            "RETURN_AS_TIMEZONE_AWARE": False,
+            "RELATIVE_BASE": now.astimezone(zone).replace(tzinfo=None),
+            "DATE_ORDER": "DMY",
+        }
 
         def parse(text: str) -> None:
             dateparser.parse(text, settings=settings)
