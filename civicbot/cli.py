@@ -165,7 +165,9 @@ def run_demo_default() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also used to check the commands in contrib/civicbot.service."""
-    parser = argparse.ArgumentParser(prog="civicbot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="civicbot", description="A Matrix bot for neighbourhood rooms."
+    )
     parser.add_argument("--version", action="version", version=f"civicbot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the bot")
