@@ -12,11 +12,9 @@ import asyncio
 import difflib
 import fnmatch
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from civicbot import __version__, failpoints
@@ -41,6 +39,7 @@ from civicbot.permissions import Permissions
 from civicbot.plugin import Plugin
 from civicbot.roomsettings import RoomSettings
 from civicbot.scheduler import Scheduler
+from civicbot.secretkey import installation_key
 from civicbot.settings import LIMITS
 from civicbot.storage import Database
 from civicbot.templates import TemplateCheckError, Templates
@@ -390,18 +389,3 @@ class Bot:
         )
         out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
         await quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
-
-
-def installation_key(data_dir: Path) -> bytes:
-    """This installation's secret (created on first start, readable by the owner only)."""
-    path = data_dir / "secret.key"
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError):
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.hex())
-    return key

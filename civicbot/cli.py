@@ -1,4 +1,4 @@
-"""``civicbot run | check-config | demo``."""
+"""``civicbot run | check-config | backup | restore | demo``."""
 
 from __future__ import annotations
 
@@ -10,20 +10,34 @@ from pathlib import Path
 
 from civicbot import __version__
 from civicbot.config import ConfigError, Settings, load_settings
+from civicbot.dates import warm_up
 from civicbot.logs import setup_logging
 
 EXIT_BAD_CONFIG = 2
 
 
 def _load(path: str | None) -> Settings:
+    """The settings, with every plugin table checked too; every problem in one ConfigError."""
     from civicbot.loader import PluginLoadError, discover, validate_plugin_config
 
-    settings = load_settings(path)
+    settings: Settings | None = None
     try:
-        problems = validate_plugin_config(discover(settings.bot.extra_plugins), settings.plugins)
+        settings = load_settings(path)
+    except ConfigError as exc:
+        if exc.raw is None:
+            raise
+        # Go on with the plugin tables as read, so one run reports every section's mistakes.
+        problems, plugins = exc.problems, exc.raw["plugins"]
+        extra = exc.raw["bot"].get("extra_plugins", [])
+        if not (isinstance(extra, list) and all(isinstance(item, str) for item in extra)):
+            extra = []
+    else:
+        problems, plugins, extra = [], settings.plugins, settings.bot.extra_plugins
+    try:
+        problems += validate_plugin_config(discover(extra), plugins)
     except PluginLoadError as exc:
-        problems = [str(exc)]
-    if problems:
+        problems.append(str(exc))
+    if problems or settings is None:
         raise ConfigError(problems)
     return settings
 
@@ -49,6 +63,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from civicbot.loader import PluginLoadError
     from civicbot.runtime import run_bot
+    from civicbot.secretkey import SecretKeyError
     from civicbot.transport import TransportError
 
     config_path: str | None = args.config
@@ -73,9 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_CONFIG
     setup_logging(settings.bot.log_level)
+    warm_up(settings.bot.languages)  # in the background: the first odd date must not wait
     try:
         asyncio.run(run_bot(settings))
-    except (PluginLoadError, TransportError) as exc:
+    except (PluginLoadError, SecretKeyError, TransportError) as exc:
         print(f"civicbot: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -83,10 +99,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_dir(args: argparse.Namespace) -> Path:
+    """``--data-dir``, else ``bot.data_dir`` from the config file (or the environment alone)."""
+    if args.data_dir:
+        return Path(args.data_dir)
+    path: str | None = args.config if Path(args.config).exists() else None
+    return load_settings(path).bot.data_dir
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from civicbot.backup import BackupError, backup
+
+    try:
+        data_dir = _data_dir(args)
+        copied = backup(data_dir, Path(args.path))
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    except (BackupError, OSError) as exc:
+        print(f"civicbot: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Backed up {data_dir} to {args.path}: {', '.join(copied)}.")
+    print("It holds the login session and secret.key: keep it as private as the bot's data.")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from civicbot.backup import BackupError, restore
+
+    try:
+        data_dir = _data_dir(args)
+        aside = restore(Path(args.path), data_dir, replace=args.replace)
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    except (BackupError, OSError) as exc:
+        print(f"civicbot: restore failed: {exc}", file=sys.stderr)
+        return 1
+    kept = f" The files it replaced are in {aside}." if aside else ""
+    print(f"Restored {args.path} into {data_dir}.{kept} Start the bot with `civicbot run`.")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from civicbot.demo import run_demo
 
-    return run_demo(Path(args.dir), port=args.port)
+    return run_demo(Path(args.dir), port=args.port, residents=args.residents)
+
+
+def _resident_count(text: str) -> int:
+    from civicbot.demo import MAX_RESIDENTS
+
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_RESIDENTS:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_RESIDENTS}")
+    return count
 
 
 def run_demo_default() -> int:
@@ -95,8 +163,11 @@ def run_demo_default() -> int:
     return run_demo(Path("./demo-data"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="civicbot", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also used to check the commands in contrib/civicbot.service."""
+    parser = argparse.ArgumentParser(
+        prog="civicbot", description="A Matrix bot for neighbourhood rooms."
+    )
     parser.add_argument("--version", action="version", version=f"civicbot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the bot")
@@ -105,11 +176,36 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", default="config.toml")
     check.set_defaults(func=cmd_check_config)
+    for name, about in (
+        ("backup", "copy the database, session and secret.key to a new directory (bot running)"),
+        ("restore", "put a backup back into the data directory (bot stopped)"),
+    ):
+        parser_ = sub.add_parser(name, help=about)
+        parser_.add_argument("path", help="the backup directory")
+        parser_.add_argument("--config", default="config.toml", help="to find bot.data_dir")
+        parser_.add_argument("--data-dir", help="the bot's data directory (instead of --config)")
+        if name == "restore":
+            parser_.add_argument(
+                "--replace",
+                action="store_true",
+                help="replace existing data (moved aside into a replaced-… folder, not deleted)",
+            )
+        parser_.set_defaults(func=cmd_backup if name == "backup" else cmd_restore)
     demo = sub.add_parser("demo", help="run against a private Synapse on this machine")
     demo.add_argument("--dir", default="./demo-data", help="where the demo keeps its state")
     demo.add_argument("--port", type=int, default=8448)
+    demo.add_argument(
+        "--residents",
+        type=_resident_count,
+        default=2,
+        help="how many resident accounts to make (1 to 10; logins are printed)",
+    )
     demo.set_defaults(func=cmd_demo)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

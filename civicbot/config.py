@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 import functools
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -28,8 +30,11 @@ from civicbot.settings import LimitsConfig
 class ConfigError(Exception):
     """A configuration problem, already phrased for the person running the bot."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], raw: dict[str, Any] | None = None):
         self.problems = problems
+        # The file and environment as read, when only the values were wrong: enough for
+        # check-config to go on and check the plugin tables too, so one run reports everything.
+        self.raw = raw
         super().__init__("\n".join(problems))
 
 
@@ -59,8 +64,22 @@ class MatrixSettings(_Section):
     @field_validator("homeserver")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
+        if not value:
+            return value
+        try:
+            url = urlsplit(value)
+            host = url.hostname or ""
+        except ValueError:
+            url, host = urlsplit(""), ""
+        if url.scheme not in ("http", "https") or not host:
             raise ValueError("expected a URL starting with https:// (or http:// on loopback)")
+        # Plain http sends the bot's password and every message in the clear: only a homeserver
+        # on this machine may be reached that way.
+        if url.scheme == "http" and not _is_loopback(host):
+            raise ValueError(
+                "expected https:// (plain http:// is accepted only for a homeserver on this "
+                "machine: localhost, 127.0.0.1 or [::1])"
+            )
         return value.rstrip("/")
 
     @field_validator("user_id")
@@ -71,6 +90,22 @@ class MatrixSettings(_Section):
         return value
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.cache
+def _date_languages() -> frozenset[str]:
+    from dateparser.data.languages_info import language_order
+
+    return frozenset(language_order)
+
+
 class BotSettings(_Section):
     """How the bot behaves in every room, unless a room overrides it."""
 
@@ -79,6 +114,9 @@ class BotSettings(_Section):
     timezone: str = "Europe/London"
     allowed_inviters: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+    # Languages residents write dates in. Only these are loaded: trying all ~200 on text that is
+    # not a date took seconds on the first failure after a start.
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     # Plugins to load by import path ("package.module:PluginClass") without packaging them.
     extra_plugins: list[str] = Field(default_factory=list)
 
@@ -93,6 +131,16 @@ class BotSettings(_Section):
             )
         ZoneInfo(value)
         return value
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: list[str]) -> list[str]:
+        unknown = [code for code in value if code not in _date_languages()]
+        if unknown:
+            raise ValueError(
+                f"expected language codes like 'en', 'fr' or 'de'; unknown: {', '.join(unknown)}"
+            )
+        return list(dict.fromkeys(value))
 
     @field_validator("log_level")
     @classmethod
@@ -132,16 +180,48 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = settings_cls.model_config.get("toml_file")
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+        return _sources(settings_cls, init_settings, env_settings)
+
+
+class _RawSettings(BaseSettings):
+    """The same file and environment as :class:`Settings`, values unchecked: read after the
+    typed model failed, so the plugin tables can still be checked in the same run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CIVICBOT_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    bot: dict[str, Any] = Field(default_factory=dict)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _sources(settings_cls, init_settings, env_settings)
+
+
+def _sources(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    env_settings: PydanticBaseSettingsSource,
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+    toml_file = settings_cls.model_config.get("toml_file")
+    if toml_file:
+        sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+    return tuple(sources)
 
 
 def load_settings(path: Path | str | None, **overrides: Any) -> Settings:
     """Read ``path`` (if given) plus the environment; raise :class:`ConfigError` when invalid."""
     config_cls: type[Settings] = Settings
+    raw_cls: type[_RawSettings] = _RawSettings
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -154,11 +234,19 @@ def load_settings(path: Path | str | None, **overrides: Any) -> Settings:
         class FileSettings(Settings):
             model_config = SettingsConfigDict(toml_file=path)
 
-        config_cls = FileSettings
+        class RawFileSettings(_RawSettings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        config_cls, raw_cls = FileSettings, RawFileSettings
     try:
         return config_cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, model=Settings)) from None
+        problems = describe_validation_error(exc, model=Settings)
+    try:
+        raw: dict[str, Any] | None = raw_cls(**overrides).model_dump()
+    except ValidationError:  # the plugin tables themselves are malformed: already reported
+        raw = None
+    raise ConfigError(problems, raw)
 
 
 def describe_validation_error(

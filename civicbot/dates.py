@@ -1,9 +1,12 @@
 """Dates and durations typed by residents: "in 3 days", "friday 18:00", "2 Dec 6pm", "48h".
 
 Everything here is pure and synchronous except :func:`resolve_when`, which runs the parse in a
-worker thread: dateparser may spend a second trying every language on text it cannot read, and
-that must not stall the bot. Times come back timezone-aware in UTC; :func:`format_when` echoes
-them in the room's zone the way residents should see them ("Tue 2 Dec 18:00 Europe/London").
+worker thread so a slow parse never stalls the bot. dateparser reads only the languages in
+``bot.languages`` (:func:`use_languages`): left to itself it tries all ~200 on text it cannot
+read, which took seconds on the first such text after a start. :func:`warm_up` loads those
+languages in the background at start, so no reply waits on that either. Times come back
+timezone-aware in UTC; :func:`format_when` echoes them in the room's zone the way residents
+should see them ("Tue 2 Dec 18:00 Europe/London").
 
     closes = await resolve_when("friday 18:00", ctx)      # in a handler
     await ctx.reply(f"Closes {format_when(closes, await ctx.timezone())}")
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -75,6 +79,36 @@ _MONTH_FIRST_ZONES = (
     "Pacific/Honolulu",
     "US/",
 )
+
+
+# What dateparser may read dates in; set from ``bot.languages`` at start (the default there too).
+_languages: tuple[str, ...] = ("en",)
+
+
+def use_languages(languages: list[str] | tuple[str, ...]) -> None:
+    """Read dates only in these dateparser language codes (``["en"]``, ``["en", "fr"]``)."""
+    global _languages
+    _languages = tuple(languages)
+
+
+def warm_up(languages: list[str] | tuple[str, ...] | None = None) -> threading.Thread:
+    """Use ``languages`` (if given) and load them in a background thread: the first parse loads
+    dateparser's data for each, and a resident's reply should not be the one that waits."""
+    if languages is not None:
+        use_languages(languages)
+
+    def load() -> None:
+        zone = ZoneInfo("UTC")
+        now = datetime.now(UTC)
+        for text in ("friday 18:00", "not a date at all"):  # a success and a failure path
+            try:
+                _dateparse(text, zone, now, DEFAULT_TIME)
+            except (DateError, ValueError, OverflowError):
+                pass
+
+    thread = threading.Thread(target=load, name="dateparser-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 class DateError(ValueError):
@@ -171,7 +205,7 @@ def _dateparse(raw: str, zone: ZoneInfo, now: datetime, default_time: time) -> d
         "DATE_ORDER": "MDY" if zone.key.startswith(_MONTH_FIRST_ZONES) else "DMY",
     }
     try:
-        parsed = dateparser.parse(raw, settings=settings)
+        parsed = dateparser.parse(raw, languages=list(_languages), settings=settings)
     except Exception:  # dateparser raises assorted errors on odd input
         parsed = None
     if parsed is None:

@@ -1,5 +1,7 @@
-"""``civicbot demo``: a private Synapse on loopback, a bot, a resident and a room to try it in.
+"""``civicbot demo``: a private Synapse on loopback, a bot, residents and a room to try it in.
 
+The first resident creates the room (so is its moderator, as a room creator); the others are
+ordinary neighbours, so a person can try votes, roles and refusals from more than one account.
 The integration tests provision their homeserver with these same functions.
 """
 
@@ -9,11 +11,16 @@ import asyncio
 import json
 import secrets
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from civicbot.config import Settings
+from civicbot.secretkey import SecretKeyError
 from civicbot.testing.synapse import LocalSynapse, SynapseNotInstalled, ensure_synapse_installed
+
+ROOM_NAME = "civicbot demo"
+ROOM_TOPIC = "Try civicbot here: type !help"
+MAX_RESIDENTS = 10
 
 
 @dataclass
@@ -23,6 +30,13 @@ class DemoAccounts:
     resident_id: str
     resident_password: str
     room_id: str = ""
+    # Residents after the first, as {"user_id": ..., "password": ...}.
+    neighbours: list[dict[str, str]] = field(default_factory=list)
+
+    def residents(self) -> list[tuple[str, str]]:
+        """Every resident's (user id, password), the room's creator first."""
+        others = [(n["user_id"], n["password"]) for n in self.neighbours]
+        return [(self.resident_id, self.resident_password), *others]
 
 
 def provision(
@@ -30,14 +44,20 @@ def provision(
     state_file: Path | None = None,
     bot: str = "civicbot",
     resident: str = "resident",
+    residents: int = 1,
 ) -> DemoAccounts:
-    """Register the bot and a resident (passwords kept in ``state_file`` across runs)."""
+    """Register the bot and ``residents`` residents (``resident``, ``resident2``, …), with
+    passwords kept in ``state_file`` across runs; a later run may ask for more."""
     if state_file and state_file.exists():
         saved = DemoAccounts(**json.loads(state_file.read_text()))
     else:
         saved = DemoAccounts("", secrets.token_urlsafe(12), "", secrets.token_urlsafe(9))
     saved.bot_id = synapse.register(bot, saved.bot_password)
     saved.resident_id = synapse.register(resident, saved.resident_password)
+    while len(saved.neighbours) + 1 < residents:
+        saved.neighbours.append({"user_id": "", "password": secrets.token_urlsafe(9)})
+    for number, neighbour in enumerate(saved.neighbours, start=2):
+        neighbour["user_id"] = synapse.register(f"{resident}{number}", neighbour["password"])
     if state_file:
         state_file.write_text(json.dumps(asdict(saved)))
     return saved
@@ -61,15 +81,24 @@ def bot_settings(
 
 
 async def create_demo_room(synapse: LocalSynapse, accounts: DemoAccounts) -> str:
-    """The resident creates a room and invites the bot (as a moderator would)."""
+    """The first resident creates a named group room and invites the bot and every other
+    resident, who join (as a moderator and neighbours would). Reused on later runs."""
     from civicbot.testing.client import Resident
 
-    async with await Resident.login(
-        synapse.url, accounts.resident_id, accounts.resident_password
-    ) as resident:
-        if accounts.room_id and accounts.room_id in await _joined_rooms(resident):
-            return accounts.room_id
-        return await resident.create_room(name="civicbot demo", invite=[accounts.bot_id])
+    (first_id, first_password), *others = accounts.residents()
+    async with await Resident.login(synapse.url, first_id, first_password) as creator:
+        room = accounts.room_id
+        if not room or room not in await _joined_rooms(creator):
+            room = await creator.create_room(name=ROOM_NAME, invite=[accounts.bot_id])
+            await creator.send_state(room, "m.room.topic", {"topic": ROOM_TOPIC})
+        members = set(await creator.joined_members(room))
+        for user_id, password in others:
+            if user_id in members:
+                continue
+            await creator.invite(room, user_id)
+            async with await Resident.login(synapse.url, user_id, password) as neighbour:
+                await neighbour.join(room)
+        return room
 
 
 async def _joined_rooms(resident: object) -> list[str]:
@@ -80,8 +109,9 @@ async def _joined_rooms(resident: object) -> list[str]:
     return list(data.get("joined_rooms", []))
 
 
-def run_demo(directory: Path, port: int = 8448) -> int:
+def run_demo(directory: Path, port: int = 8448, residents: int = 2) -> int:
     """Start everything, print how to connect, run until Ctrl-C."""
+    from civicbot.dates import warm_up
     from civicbot.logs import setup_logging
     from civicbot.runtime import run_bot
 
@@ -97,13 +127,17 @@ def run_demo(directory: Path, port: int = 8448) -> int:
     synapse.start()
     try:
         state_file = directory / "accounts.json"
-        accounts = provision(synapse, state_file)
+        accounts = provision(synapse, state_file, residents=residents)
         accounts.room_id = asyncio.run(create_demo_room(synapse, accounts))
         state_file.write_text(json.dumps(asdict(accounts)))
         settings = bot_settings(synapse, accounts, directory / "bot")
         print(_banner(synapse, accounts), flush=True)
         setup_logging(settings.bot.log_level)
+        warm_up(settings.bot.languages)
         asyncio.run(run_bot(settings))
+    except SecretKeyError as exc:
+        print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     finally:
@@ -112,14 +146,20 @@ def run_demo(directory: Path, port: int = 8448) -> int:
 
 
 def _banner(synapse: LocalSynapse, accounts: DemoAccounts) -> str:
+    logins = []
+    for number, (user_id, password) in enumerate(accounts.residents(), start=1):
+        role = "  (created the room: a moderator)" if number == 1 else ""
+        logins.append(f"  Resident {number}:  {user_id}  password: {password}{role}")
+    shown = "\n".join(logins)
     return f"""
 civicbot demo is running.
 
   Homeserver:  {synapse.url}
-  Log in as:   {accounts.resident_id}
-  Password:    {accounts.resident_password}
-  Room:        "civicbot demo" ({accounts.room_id})
+  Room:        "{ROOM_NAME}" ({accounts.room_id})
+{shown}
 
 Connect any Matrix client (Element Web/Desktop: "Edit" the homeserver and enter the URL above),
-open the room and type !help. Press Ctrl-C to stop; state is kept in {synapse.base_dir.parent}.
+log in as a resident, open the room and type !help. Log in as another resident in a second
+client (or a private window) to vote, grant roles and be refused as a neighbour would.
+Press Ctrl-C to stop; state is kept in {synapse.base_dir.parent}.
 """

@@ -36,7 +36,9 @@ class RoleCommands(SettingsCommands):
         parent=role,
         requires=Role.MODERATOR,
         aliases=("give", "add"),
-        examples=("!role grant @sam:example.org councillor",),
+        # Only roles that exist everywhere: plugin roles (a consultations plugin's councillor)
+        # are there only when that plugin is installed.
+        examples=("!role grant @sam:example.org moderator",),
     )
     async def grant(self, ctx: Context[AdminConfig], person: UserId, role: str) -> None:
         """Give someone a role in this room, on top of their power level."""
@@ -56,7 +58,7 @@ class RoleCommands(SettingsCommands):
         parent=role,
         requires=Role.MODERATOR,
         aliases=("remove",),
-        examples=("!role revoke @sam:example.org councillor",),
+        examples=("!role revoke @sam:example.org moderator",),
     )
     async def revoke(self, ctx: Context[AdminConfig], person: UserId, role: str) -> None:
         """Take a role back from someone in this room."""
@@ -74,7 +76,8 @@ class RoleCommands(SettingsCommands):
         role, known = normalise(role), self.known_roles()
         if role not in known:
             raise CommandError(
-                f"There's no role called '{role}' here. Roles: {', '.join(sorted(known))}."
+                f"'{role}' is an unknown role: no plugin installed here declares it. The roles "
+                f"are {', '.join(sorted(known))} ({ctx.prefix}roles shows who holds them)."
             )
         if role in ADMIN_ONLY_ROLES:
             await self.require_admin(ctx, f"grant or take back the {role} role")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from civicbot_plugins.help.prose import as_html, as_text
+
 from civicbot.botinfo import CommandInfo
 from civicbot.commands import CommandError, Rest, command
 from civicbot.context import Context
@@ -25,9 +29,9 @@ class HelpPlugin(Plugin[PluginConfig]):
         if topic:
             await ctx.reply(self._explain(ctx, topic, commands))
             return
-        by_plugin: dict[str, list[CommandInfo]] = {}
+        by_plugin: dict[str, list[dict[str, Any]]] = {}
         for spec in allowed:
-            by_plugin.setdefault(spec.plugin, []).append(spec)
+            by_plugin.setdefault(spec.plugin, []).append(_shown(spec, ctx.prefix, commands))
         await ctx.reply_template(
             "overview", groups=sorted(by_plugin.items()), hidden_count=len(commands) - len(allowed)
         )
@@ -38,11 +42,26 @@ class HelpPlugin(Plugin[PluginConfig]):
         wanted = " ".join(topic.lower().removeprefix(ctx.prefix).split())
         for spec in commands:
             if wanted == spec.name or wanted in spec.aliases:
-                return self.ctx.render("command", c=spec)
+                return self.ctx.render("command", c=_shown(spec, ctx.prefix, commands))
         family = [c for c in commands if c.name.split()[0] == wanted.split()[0]]
         if family:
-            return self.ctx.render("family", commands=family)
+            shown_family = [_shown(c, ctx.prefix, commands) for c in family]
+            return self.ctx.render("family", commands=shown_family)
         raise CommandError(
             f"I don't have a command called {ctx.prefix}{wanted} in this room. "
             f"Type {ctx.prefix}help to see them all."
         )
+
+
+def _shown(spec: CommandInfo, prefix: str, commands: list[CommandInfo]) -> dict[str, Any]:
+    """What the templates show of a command: its docstring as readable text and as HTML."""
+    words = {c.name.split()[0] for c in commands}
+    return {
+        "usage": spec.usage(prefix),
+        "help": as_text(spec.help, prefix, words),
+        "help_html": (as_html(spec.help, prefix, words) or [""])[0],
+        "details": as_text(spec.details, prefix, words),
+        "details_html": as_html(spec.details, prefix, words),
+        "examples": spec.examples,
+        "requires": str(spec.requires),
+    }

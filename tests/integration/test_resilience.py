@@ -57,11 +57,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_demo_runs_a_room_a_person_can_use(tmp_path):
-    """`civicbot demo`: private Synapse, bot, resident and room; !ping answered; Ctrl-C exits 0."""
+async def test_demo_runs_a_group_room_for_several_residents(tmp_path):
+    """`civicbot demo --residents 3`: private Synapse, bot, three printed logins, one named
+    group room with all of them; the creator is a moderator, the others are refused as
+    neighbours; Ctrl-C exits 0."""
     port = _free_port()
+    command = ["demo", "--dir", str(tmp_path), "--port", str(port), "--residents", "3"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "civicbot", "demo", "--dir", str(tmp_path), "--port", str(port)],
+        [sys.executable, "-m", "civicbot", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -75,17 +78,36 @@ async def test_demo_runs_a_room_a_person_can_use(tmp_path):
             assert process.poll() is None, output
             line = await asyncio.to_thread(process.stdout.readline)
             output += line
-        user = re.search(r"Log in as:\s+(\S+)", output).group(1)
-        password = re.search(r"Password:\s+(\S+)", output).group(1)
+        logins = re.findall(r"Resident \d:\s+(\S+)\s+password:\s+(\S+)", output)
+        assert len(logins) == 3, output
         room = re.search(r"Room:.*\((!\S+)\)", output).group(1)
         homeserver = re.search(r"Homeserver:\s+(\S+)", output).group(1)
         assert homeserver == f"http://127.0.0.1:{port}"
-        async with await Resident.login(homeserver, user, password) as resident:
-            await resident.send_text(room, "!ping")
-            reply = await resident.wait_for(
-                room, lambda e: "Pong" in e.get("content", {}).get("body", ""), timeout=30
-            )
-            assert reply["content"]["msgtype"] == "m.notice"
+        people = [await Resident.login(homeserver, user, password) for user, password in logins]
+        try:
+            creator, neighbour, _ = people
+            name = await neighbour.get_state(room, "m.room.name")
+            assert name["name"] == "civicbot demo"
+            members = await neighbour.joined_members(room)
+            assert {user for user, _ in logins} <= set(members) and len(members) == 4
+
+            def notice(text):
+                return lambda e: (
+                    e.get("content", {}).get("msgtype") == "m.notice"
+                    and text in e["content"].get("body", "")
+                )
+
+            for resident in people:
+                resident.mark()
+            await people[2].send_text(room, "!ping")
+            await people[2].wait_for(room, notice("Pong"), timeout=30)
+            await neighbour.send_text(room, "!roles")
+            await neighbour.wait_for(room, notice("only moderators"), timeout=30)
+            await creator.send_text(room, "!roles")
+            await creator.wait_for(room, notice("moderator"), timeout=30)
+        finally:
+            for resident in people:
+                await resident.close()
         process.send_signal(signal.SIGINT)
         assert await asyncio.to_thread(process.wait, 30) == 0
     finally:

@@ -135,3 +135,58 @@ def test_only_real_place_time_zones_are_accepted(tmp_path, zone):
     with pytest.raises(ConfigError, match=r"bot\.timezone"):
         load_settings(write(tmp_path, f'[bot]\ntimezone = "{zone}"\n'))
     assert load_settings(write(tmp_path, '[bot]\ntimezone = "America/Sao_Paulo"\n'))
+
+
+def test_check_config_reports_every_section_in_one_run(tmp_path, capsys):
+    """Issue 9: a bad [bot] key used to hide a bad [plugins.polls] one."""
+    path = write(
+        tmp_path,
+        '[matrix]\nuser_id = "civicbot"\n[bot]\ntimezone = "Mars/Olympus"\n'
+        "[plugins.polls]\nreminder_hours = -3\n[plugins.nosuch]\nenabled = true\n",
+    )
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    for key in ("matrix.user_id", "bot.timezone", "plugins.polls.reminder_hours", "plugins.nosuch"):
+        assert key in err, key
+
+
+def test_check_config_checks_plugin_values_from_the_environment_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIVICBOT_PLUGINS__POLLS__CREATE_LEVEL", "999")
+    path = write(tmp_path, '[bot]\nlog_level = "LOUD"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "bot.log_level" in err
+    assert "plugins.polls.create_level" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://matrix.example.org", True),
+        ("http://127.0.0.1:8448", True),
+        ("http://localhost:8008/", True),
+        ("http://[::1]:8008", True),
+        ("http://matrix.example.org", False),
+        ("http://127.0.0.1.example.org", False),
+        ("http://10.0.0.5:8008", False),
+        ("matrix.example.org", False),
+        ("https://", False),
+    ],
+)
+def test_plain_http_is_accepted_only_for_a_homeserver_on_this_machine(tmp_path, url, accepted):
+    path = write(tmp_path, f'[matrix]\nhomeserver = "{url}"\n')
+    if accepted:
+        assert load_settings(path).matrix.homeserver == url.rstrip("/")
+    else:
+        with pytest.raises(ConfigError, match=r"matrix\.homeserver"):
+            load_settings(path)
+
+
+def test_date_languages_are_checked(tmp_path):
+    assert load_settings(EXAMPLE).bot.languages == ["en"]
+    assert load_settings(write(tmp_path, '[bot]\nlanguages = ["en", "fr"]\n')).bot.languages == [
+        "en",
+        "fr",
+    ]
+    with pytest.raises(ConfigError, match=r"bot\.languages.*klingon"):
+        load_settings(write(tmp_path, '[bot]\nlanguages = ["en", "klingon"]\n'))

@@ -171,3 +171,34 @@ def test_text_far_too_long_for_a_date_is_not_parsed():
     with pytest.raises(DateError, match="couldn't read 'in 9999"):
         parse_when("in " + "9" * 5000 + " days", LONDON, NOW)
     assert parse_when("  Friday   18:00  " + " " * 200, LONDON, NOW).day == 27
+
+
+@pytest.fixture
+def languages():
+    """Set the date languages for one test, and put the default back after it."""
+    from civicbot import dates
+
+    saved = dates._languages
+    yield dates.use_languages
+    dates.use_languages(saved)
+
+
+def test_dates_are_read_only_in_the_configured_languages(languages):
+    """Issue 9: dateparser tried all ~200 languages on text it could not read (seconds on the
+    first failure); it now reads only bot.languages."""
+    with pytest.raises(DateError):
+        parse_when("vendredi 18:00", LONDON, NOW)
+    languages(["en", "fr"])
+    assert parse_when("vendredi 18:00", LONDON, NOW) == datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    assert parse_when("friday 18:00", LONDON, NOW).day == 27
+
+
+def test_warm_up_runs_in_the_background_and_sets_the_languages(languages):
+    from civicbot import dates
+
+    thread = dates.warm_up(["en", "de"])
+    assert thread.daemon
+    thread.join(30)
+    assert not thread.is_alive()
+    assert dates._languages == ("en", "de")
+    assert parse_when("Freitag 18:00", LONDON, NOW).day == 27

@@ -324,7 +324,8 @@ async def test_role_mistakes_say_what_to_type(tmp_path):
         assert missing.startswith("Usage: !role grant <@user:server> <role>")
         unknown = await ask(h, room, MODERATOR, "!role grant @ann:test mayor")
         assert (
-            "There's no role called 'mayor' here. Roles: admin, councillor, moderator." in unknown
+            "'mayor' is an unknown role: no plugin installed here declares it. "
+            "The roles are admin, councillor, moderator" in unknown
         )
         assert "!role grant @name:server <role>" in await ask(h, room, MODERATOR, "!role")
         assert "only admins" in await ask(h, room, MODERATOR, "!role grant @ann:test moderator")
