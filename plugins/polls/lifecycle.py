@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from civicbot_plugins.polls import render
-from civicbot_plugins.polls.models import CLOSED, CLOSING, OPEN, Poll, anonymous_voter
+from civicbot_plugins.polls.models import CANCELLED, CLOSED, CLOSING, OPEN, Poll, anonymous_voter
 from civicbot_plugins.polls.service import (
     PollKind,
     Response,
@@ -119,6 +119,14 @@ class PollRunner:
         self.ctx.scheduler.at(f"close:{poll_id}", when, close_at_deadline)
         self._armed.add(poll_id)
 
+    def drop(self, poll: Poll) -> None:
+        """Stop following a poll that will never close (cancelled): no timer, no button votes."""
+        self.ctx.scheduler.cancel(f"close:{poll.id}")
+        self._armed.discard(poll.id)
+        if poll.start_event_id:
+            self.by_start.pop(poll.start_event_id, None)
+        self.forgotten.pop(poll.id, None)
+
     def stop(self) -> None:
         """Drop every timer; the deadlines stay in the database for the next start."""
         for poll_id in self._armed:
@@ -217,7 +225,7 @@ class PollRunner:
         crash (state ``closing`` is finished at start-up with the same transaction ids)."""
         async with self._lock(poll_id):
             poll = await self.store.get(poll_id)
-            if poll is None or poll.state == CLOSED:
+            if poll is None or poll.state in (CLOSED, CANCELLED):
                 return poll
             now = self.ctx.clock.now()
             if poll.state == OPEN:
@@ -230,7 +238,8 @@ class PollRunner:
                 tally, runoff, cutoff, end_id = await self._final_count(poll, end)
                 members = await self.member_count(poll.room_id)
                 result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
-                values = render.result_values(poll, result, self.prefix, now)
+                zone = await self.ctx.timezone(poll.room_id)
+                values = render.result_values(poll, result, self.prefix, now, zone)
                 results_id = await self.ctx.send(
                     poll.room_id,
                     self.ctx.templates.render("results", **values),
@@ -329,7 +338,8 @@ class PollRunner:
             await self._review(poll, now)
 
     async def _remind(self, poll: Poll, now: datetime) -> None:
-        values = render.announce_values(poll, now, self.prefix, self.ctx.transport.user_id)
+        zone = await self.ctx.timezone(poll.room_id)
+        values = render.announce_values(poll, now, self.prefix, zone, self.ctx.transport.user_id)
         values["voters"] = await self.voters_so_far(poll)
         await self.ctx.send(
             poll.room_id,
@@ -355,9 +365,9 @@ class PollRunner:
         await self.store.set_flag(poll.id, "review_sent")
 
     async def post_outcome(self, poll: Poll, key: str) -> str:
-        review = (
-            format_when(poll.review_at, poll.zone, self.ctx.clock.now()) if poll.review_at else ""
-        )
+        zone = await self.ctx.timezone(poll.room_id)
+        now = self.ctx.clock.now()
+        review = format_when(poll.review_at, zone, now) if poll.review_at else ""
         text = self.ctx.templates.render(
             "outcome", poll=poll, label=poll.label, prefix=self.prefix, review=review
         )
