@@ -126,3 +126,35 @@ def test_comparison_key_and_same_text():
     assert comparison_key("  Ｃａｆé   Bar ") == "café bar"
     assert same_text("a", "a\u200b") and same_text("Saturday", "SATURDAY\u200e")
     assert not same_text("Saturday", "Sunday")
+
+
+async def test_through_the_bot_settings_are_read_and_doubts_are_asked(tmp_path):
+    from tests.unit.plugins.polls_support import ANN, BOB, polls_harness, start_event
+
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Which stalls? | Cakes | Books | Plants | up to two")
+        assert "Choose up to 2." in h.last_text(room) and "4. up to two" not in h.last_text(room)
+        assert start_event(h).content[START]["max_selections"] == 2
+        await h.say(room, ANN, "!poll Which day? | Saturday | Sunday | close friday")
+        assert "Closes Fri 27 Nov 18:00 Europe/London" in h.last_text(room)
+        assert "3. close friday" not in h.last_text(room)
+        sent = len(h.transport.sent)
+        await h.say(room, ANN, "!poll What now? | Keep it open | Reopen it | Close the road")
+        asked = h.last_text(room)
+        assert "I couldn't read 'the road' as a time." in asked
+        assert "Is 'Close the road' an option? Then put it in quotes" in asked
+        assert len(h.transport.sent) == sent + 1  # a question back, no poll
+        await h.say(room, ANN, '!poll What now? | Keep it open | Reopen it | "Close the road"')
+        assert "3. Close the road" in h.last_text(room)
+        await h.say(room, ANN, "!poll Who decides? | Council | Residents | up to you")
+        assert "Is 'up to you' an option" in h.last_text(room)
+        assert "For example:" not in h.last_text(room)
+        await h.say(room, ANN, '!poll “Which hall?” | “Church hall” | "Scout hut"')
+        assert h.last_text(room).startswith("📊 P-4: Which hall?\n1. Church hall\n2. Scout hut")
+        for typed in ("“Church hall”", '"Scout hut"', "Church hall."):
+            await h.say(room, BOB, f"!vote P-4 {typed}")
+            assert "✅ Counted" in h.last_text(room), typed
+
+
+START = "org.matrix.msc3381.poll.start"
