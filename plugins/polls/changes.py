@@ -33,7 +33,7 @@ from civicbot.events import Message
 from civicbot.permissions import restrict_mentions
 
 if TYPE_CHECKING:
-    from civicbot.context import Context, PluginContext
+    from civicbot.context import Context, Outgoing, PluginContext
 
 
 class PollChanges:
@@ -43,6 +43,11 @@ class PollChanges:
         self.ctx = ctx
         self.store = store
         self.runner = runner
+
+    def _outgoing(self, ctx: Context, poll: Poll, step: str) -> Outgoing:
+        """Sends keyed by the command's event and the step: a replay repeats each one's
+        transaction id, whichever steps the poll's state now leaves to do."""
+        return self.ctx.outgoing("change", str(poll.id), ctx.event.event_id, step)
 
     async def _replace_text(
         self, ctx: Context, poll: Poll, template: str, values: dict[str, Any]
@@ -57,7 +62,7 @@ class PollChanges:
             f"* {html}" if html is not None else None,
             extra=render.text_replacement(poll.text_event_id, text, html),
         )
-        await ctx.send_message(poll.room_id, message)
+        await self._outgoing(ctx, poll, "text").message(poll.room_id, message)
 
     async def show_edit(self, ctx: Context, poll: Poll) -> None:
         """``poll`` as edited: replace the announcement, then the native poll (or add or remove
@@ -68,15 +73,14 @@ class PollChanges:
         await self._replace_text(ctx, poll, "announce", values)
         start_id = poll.start_event_id
         native = render.has_native_poll(poll)
+        out = self._outgoing(ctx, poll, "native")
         if start_id and native:
-            await ctx.out.event(poll.room_id, render.START_TYPE, render.start_replacement(poll))
+            await out.event(poll.room_id, render.START_TYPE, render.start_replacement(poll))
         elif start_id:
-            await ctx.out.redact(poll.room_id, start_id, f"{poll.label} now takes typed votes only")
+            await out.redact(poll.room_id, start_id, f"{poll.label} now takes typed votes only")
             start_id = None
         elif native:
-            start_id = await ctx.out.event(
-                poll.room_id, render.START_TYPE, render.start_content(poll)
-            )
+            start_id = await out.event(poll.room_id, render.START_TYPE, render.start_content(poll))
         if start_id != poll.start_event_id:
             self.runner.drop(poll)
             await self.store.set_start_event(poll.id, start_id)

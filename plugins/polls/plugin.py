@@ -84,11 +84,7 @@ class PollsPlugin(Plugin):
             first = text.split(None, 1)[0].lower() if text.strip() else ""
             if first in SUBCOMMANDS and "|" not in text and "\n" not in text:
                 # "!poll close" with a missing or mistyped id lands here, not in a new poll.
-                raise CommandError(
-                    f"Which poll? Type {ctx.prefix}poll {first} P-12 ({ctx.prefix}polls lists "
-                    "the open ones). To start a poll, give the question and at least two "
-                    "options, separated by |."
-                )
+                raise CommandError(service.subcommand_hint(first, ctx.prefix))
             poll = await self._create(ctx, text)
         if poll.state in (POSTING, OPEN):
             await self._post(ctx, poll)

@@ -355,3 +355,16 @@ def renumbered(kind: PollKind, options: Sequence[Option], edit: int) -> list[Opt
     if kind is PollKind.PROPOSAL:
         return list(options)
     return [Option(f"e{edit}-{n}", o.text) for n, o in enumerate(options, start=1)]
+
+
+def subcommand_hint(word: str, prefix: str) -> str:
+    """``!poll close`` (or show, edit, cancel) without a usable poll id: what to type."""
+    if word == "edit":
+        return (
+            f"Type {prefix}poll edit P-12 and then the whole poll as you'd write it for "
+            f"{prefix}poll: question | option | option ({prefix}polls lists the open ones)."
+        )
+    return (
+        f"Which poll? Type {prefix}poll {word} P-12 ({prefix}polls lists the open ones). To start "
+        "a poll, give the question and at least two options, separated by |."
+    )

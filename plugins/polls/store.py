@@ -11,6 +11,7 @@ from typing import Any
 
 from civicbot_plugins.polls.models import (
     ANONYMOUS,
+    CANCELLED,
     CLOSED,
     NewPoll,
     Poll,
@@ -342,8 +343,9 @@ class PollStore:
                 " outcome_by = CASE outcome_by WHEN ? THEN '' ELSE outcome_by END WHERE id = ?",
                 (user_id, user_id, user_id, poll.id),
             )
-        if poll.state == CLOSED:
-            # The published result keeps the totals; the rows behind it can go.
+        if poll.state in (CLOSED, CANCELLED):
+            # The published result keeps the totals (a cancelled poll has none to keep); the
+            # rows behind it can go.
             removed = await self.db.execute_rowcount(
                 "DELETE FROM polls_responses WHERE poll_id = ? AND voter = ?", (poll.id, user_id)
             )

@@ -106,8 +106,10 @@ async def test_a_bad_edit_says_what_is_wrong_and_changes_nothing(tmp_path):
         await h.say(room, ANN, "!poll edit P-1 Which day? | Saturday")
         assert "at least two options" in h.last_text(room)
         assert len(h.transport.sent) == sent + 1  # only the reply
-        await h.say(room, ANN, "!poll edit")
-        assert "Which poll? Type !poll edit P-12" in h.last_text(room)
+        await h.say(room, ANN, "!poll edit P-1")
+        assert "Type !poll edit P-12 and then the whole poll" in h.last_text(room)
+        await h.say(room, ANN, "!poll cancel")
+        assert "Which poll? Type !poll cancel P-12" in h.last_text(room)
 
 
 async def test_cancel_withdraws_the_poll_without_any_result(tmp_path):
@@ -155,3 +157,26 @@ async def test_a_moderator_may_cancel_from_a_direct_message_and_a_replay_says_it
         assert len(h.transport.sent) == before
         await h.say(room, ANN, "!poll cancel P-1")
         assert "P-1 is already cancelled." in h.last_text(room)
+
+
+async def test_a_replayed_edit_sends_nothing_twice(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Mural? | Birds | Bikes")
+        edit = await h.say(room, ANN, "!poll edit P-1 Mural? | Birds | Bikes | secret")
+        sent = len(h.transport.sent)
+        assert sent_of(h, REDACTION)  # a secret ballot has no buttons
+        await h.bot.handle_batch([edit])  # replayed after a crash before it was marked done
+        assert len(h.transport.sent) == sent
+        assert await h.db.fetchval("SELECT edits FROM polls_polls WHERE id = 1") == 1
+
+
+async def test_forgetting_the_creator_of_a_cancelled_poll_leaves_no_stand_in(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Mural? | Birds | Bikes")
+        await h.say(room, ANN, "!poll cancel P-1")
+        polls = h.bot.plugins["polls"]
+        await polls.forget_user(ANN)
+        assert await h.db.fetchval("SELECT COUNT(*) FROM polls_forgotten") == 0
+        assert await h.db.fetchval("SELECT creator FROM polls_polls WHERE id = 1") == ""
