@@ -158,3 +158,18 @@ async def test_through_the_bot_settings_are_read_and_doubts_are_asked(tmp_path):
 
 
 START = "org.matrix.msc3381.poll.start"
+
+
+async def test_direction_overrides_in_reasons_and_outcomes_are_not_echoed(tmp_path):
+    from tests.unit.plugins.polls_support import ANN, BOB, polls_harness
+
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Move the bins? | proposal")
+        await h.say(room, BOB, "!vote P-1 block \u202enoitatsnoc\u202c the street is narrow")
+        await h.say(room, ANN, "!poll close P-1")
+        assert "• @bob:test: noitatsnoc the street is narrow" in h.last_text(room)
+        await h.say(room, ANN, "!outcome P-1 We\u2066 wait\u200b for the survey")
+        texts = h.texts(room)
+        assert any("We wait for the survey" in t for t in texts)
+        assert not any(c in t for t in texts for c in "\u202e\u202c\u2066\u200b")
