@@ -42,7 +42,7 @@ _N = r"(?:\d{1,2}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r
 # "closes", "closing" and "deadline" say what they are; the looser words name options too
 # ("Close the road", "Until the money runs out") and count only at the end of the poll.
 _CLOSES = re.compile(
-    r"^(?P<word>closes|closing|deadline|voting\s+(?:closes|ends)|close[sd]?|ends?|ending|"
+    r"^(?P<word>closes|closing|deadline|voting\s+(?:closes|ends)|close|ends?|ending|"
     r"until|till|til|open\s+until)\b\s*:?\s*(?:(?:on|at)\b\s*)?(?P<when>.*)$",
     re.I,
 )
@@ -55,8 +55,9 @@ _MULTIPLE = re.compile(
     rf"{_PICK}\s+(?:any\s+)?(?P<m>{_N}){_OPTIONS_WORD})$",
     re.I,
 )
+# "up to you" may be an option or a mistyped limit: asked. "Pick up litter" is an option.
 _LOOKS_MULTIPLE = re.compile(
-    r"^(?:up\s+to|at\s+most|max(?:imum)?|multiple|choose|pick|select)\b", re.I
+    r"^(?:(?:choose|pick|select)\s+)?(?:up\s+to|at\s+most|max(?:imum)?)\b|^multiple\b", re.I
 )
 _FLAGS = {
     "ranked": re.compile(r"^(?:ranked(?:[\s-]+choice)?|rank(?:ed)?\s+them)$", re.I),
@@ -140,16 +141,17 @@ def _classify(part: str) -> tuple[str, re.Match[str] | None]:
     text = part.rstrip(",;!").strip()
     if (closes := _CLOSES.match(text)) is not None:
         word = " ".join(closes.group("word").lower().split())
-        return ("closes" if word in _STRICT_CLOSE or word.startswith("voting") else "close"), closes
+        if word in _STRICT_CLOSE or word.startswith("voting"):
+            return "closes", closes
+        if closes.group("when").strip(" ."):  # "Closed" or "End" alone is an option
+            return "close", closes
     text = text.rstrip(".")
     if (many := _MULTIPLE.match(text)) is not None:
         return "multiple", many
     for name, pattern in _FLAGS.items():
         if pattern.match(text):
             return name, None
-    if _LOOKS_MULTIPLE.match(text) or (
-        " " not in text and difflib.get_close_matches(text.lower(), _FLAG_WORDS, 1, 0.8)
-    ):
+    if _LOOKS_MULTIPLE.match(text) or (_misspelt_flag(text)):
         return "unclear", None
     return "option", None
 
@@ -222,13 +224,23 @@ def parse_poll_input(raw: str) -> PollSpec:
     return spec
 
 
+def _misspelt_flag(text: str) -> str | None:
+    """The setting a one-word part is a typo of ("rankd", "secrit"), if any. Only near
+    misses of about the same length: "Secretary" is an office, not a secret ballot."""
+    word = text.lower().rstrip(".")
+    if " " in word:
+        return None
+    for flag in difflib.get_close_matches(word, _FLAG_WORDS, 3, 0.8):
+        if abs(len(flag) - len(word)) <= 1:
+            return flag
+    return None
+
+
 def _unclear(part: str) -> str:
     shown = part if len(part) <= 40 else part[:39] + "…"
-    guess = difflib.get_close_matches(part.lower(), _FLAG_WORDS, 1, 0.8)
+    guess = _misspelt_flag(part)
     meant = (
-        f"the setting '{guess[0]}'"
-        if guess and " " not in part
-        else "a setting like 'up to 2' (choose up to 2 options)"
+        f"the setting '{guess}'" if guess else "a setting like 'up to 2' (choose up to 2 options)"
     )
     return (
         f"Is '{shown}' an option, or did you mean {meant}? If it's an option, put it in quotes: "

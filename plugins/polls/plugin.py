@@ -149,7 +149,7 @@ class PollsPlugin(Plugin):
         The announcement and the poll's buttons are updated in place. A closing time left out
         stays as it was."""
         found = await self._poll_for(ctx, poll)
-        replayed = found.edit_event_id == ctx.event.event_id
+        replayed = found.is_open and found.edit_event_id == ctx.event.event_id
         votes = await self.store.vote_count(found.id)
         refusal = service.edit_refusal(found, ctx.sender, votes, replayed, ctx.prefix)
         if refusal:

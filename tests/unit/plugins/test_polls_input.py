@@ -66,6 +66,18 @@ def test_a_last_part_that_looks_like_a_setting_is_asked_about(text, asked):
     assert "put it in quotes" in str(caught.value)
 
 
+def test_a_word_that_merely_resembles_a_setting_is_an_option():
+    spec = parse_poll_input("Who should we elect? | Chair | Treasurer | Secretary")
+    assert [o.text for o in spec.options] == ["Chair", "Treasurer", "Secretary"]
+    assert not spec.secret
+    spec = parse_poll_input("Library? | Open | Closed")
+    assert [o.text for o in spec.options] == ["Open", "Closed"]
+    spec = parse_poll_input("Library? | Open daily | Closed on Sundays")
+    assert [o.text for o in spec.options] == ["Open daily", "Closed on Sundays"]
+    spec = parse_poll_input("Saturday? | Plant bulbs | Pick up litter")
+    assert [o.text for o in spec.options] == ["Plant bulbs", "Pick up litter"]
+
+
 def test_quotes_make_a_part_an_option_whatever_it_says():
     spec = parse_poll_input('Who decides? | Council | Residents | "up to you" | “close friday”')
     assert [o.text for o in spec.options] == ["Council", "Residents", "up to you", "close friday"]
