@@ -216,7 +216,8 @@ def percent_note(poll: Poll, result: dict[str, Any]) -> str:
     more than 100%, which reads like a mistake unless it is said."""
     if poll.kind is not PollKind.MULTIPLE:
         return ""
-    if sum(o["percent"] for o in result["options"]) <= 100:
+    # Someone chose more than one (not the rounding of single picks, which can make 101%).
+    if sum(o["count"] for o in result["options"]) <= result["voters"]:
         return ""
     return (
         f"Each person could choose up to {poll.max_selections}, so the percentages (of the "

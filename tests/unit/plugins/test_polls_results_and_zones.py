@@ -76,9 +76,13 @@ async def test_multi_choice_percentages_over_100_are_explained(tmp_path):
         html = h.transport.sent[-1].content["formatted_body"]
         assert "add up to more than 100%" in html
 
-        await h.say(room, ANN, "!poll Which day? | Sat | Sun")  # one choice: never a note
-        await h.say(room, BOB, "!vote P-2 1")
+        # One pick each on an "up to" poll: 43% + 29% + 29% is rounding, nothing to explain.
+        await h.say(room, ANN, "!poll Which stalls? | Cakes | Books | Plants | up to 2")
+        for n, choice in enumerate("1112233"):
+            await h.say(room, f"@voter{n}:test", f"!vote P-2 {choice}")
         await h.say(room, ANN, "!poll close P-2")
+        assert "1. Cakes: ████░░░░░░ 3 (43%)" in h.last_text(room)
+        assert "3. Plants: ███░░░░░░░ 2 (29%)" in h.last_text(room)
         assert "more than 100%" not in h.last_text(room)
 
 
