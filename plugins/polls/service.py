@@ -26,15 +26,17 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
-from civicbot_plugins.polls.runoff import TIE_RULE, Round, Runoff, instant_runoff
+# Ranked ballots are counted in runoff.py; re-exported so callers find every rule here.
+from civicbot_plugins.polls.runoff import TIE_RULE as TIE_RULE
+from civicbot_plugins.polls.runoff import Round as Round
+from civicbot_plugins.polls.runoff import Runoff as Runoff
+from civicbot_plugins.polls.runoff import instant_runoff as instant_runoff
 
 from civicbot.clock import ms
 from civicbot.dates import format_when
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.models import Poll
-
-__all__ = ["TIE_RULE", "Round", "Runoff", "instant_runoff"]  # counted in runoff.py
 
 
 class PollKind(StrEnum):
