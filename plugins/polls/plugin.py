@@ -91,12 +91,12 @@ class PollsPlugin(Plugin):
 
     async def _create(self, ctx: Context, text: str) -> Poll:
         config = ctx.config
-        power = await self.ctx.permissions.power_levels(ctx.room_id)
-        if power.level(ctx.sender) < config.create_level and not await ctx.has_role(Role.MODERATOR):
-            raise CommandError(
-                f"In this room only people with power level {config.create_level} or more can "
-                "start polls. Ask a moderator to start this one."
-            )
+        level = (await self.ctx.permissions.power_levels(ctx.room_id)).level(ctx.sender)
+        if level < config.create_level:  # moderators always may, whatever their level
+            moderator = await ctx.has_role(Role.MODERATOR)
+            refusal = service.create_refusal(level, config.create_level, moderator)
+            if refusal:
+                raise CommandError(refusal)
         zone = await ctx.timezone()
         spec, closes = await self._read(text, zone, ctx.now)
         new = NewPoll.typed(ctx, spec, zone.key, closes, spec.options)

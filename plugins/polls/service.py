@@ -191,6 +191,16 @@ def leaders(counts: dict[str, int]) -> list[str]:
 
 # -- who may do what, where and when ------------------------------------------------------------
 # Each rule returns the reply that refuses, or None when the action may go ahead.
+def create_refusal(level: int, create_level: int, moderator: bool) -> str | None:
+    """A room may reserve starting polls to a power level; its moderators always may."""
+    if level >= create_level or moderator:
+        return None
+    return (
+        f"In this room only people with power level {create_level} or more can start polls. "
+        "Ask a moderator to start this one."
+    )
+
+
 def vote_place_refusal(poll: Poll, in_poll_room: bool, direct: bool, prefix: str) -> str | None:
     """Open votes are given in the poll's room or in a direct message, never in a third room
     whose members would see them; secret ballots only in a direct message."""
