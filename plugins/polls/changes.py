@@ -4,13 +4,16 @@
 (which bridges and plain clients see), and the native poll, exactly as Element itself edits a poll
 nobody has voted in (a ``poll.start`` event holding ``m.new_content``). Element Web and Element X
 then show the new question and answers where the poll was, marked "(edited)"; the thread, the
-replies and the votes stay attached to the same events. Ending the poll and starting a new one
-was the alternative, and it reads worse in Element: the old poll stays in the timeline as
-"Ended" with its final (empty) count, which looks like a result, and the live poll is a second
-one further down. The edited answers get new ids (``e1-1``, ``e1-2``…), so a vote from a client
-that still shows the old version is spoiled instead of being counted for a different option. If
-the edit makes the poll secret or ranked (typed votes only), its native poll is removed; if it
-makes a typed-only poll an ordinary one, a native poll is posted.
+replies and the votes stay attached to the same events. The alternatives read worse in Element.
+Posting a new native poll beside the edited text leaves the old one live, with buttons whose
+votes would go to a poll nobody counts; ending the old one first leaves it in the timeline as
+"Ended" with its final (empty) count, which looks like a result, and the live poll becomes a
+second one further down, away from the announcement and its thread.
+
+The edited answers get new ids (``e1-1``, ``e1-2``…), so a vote from a client that still shows
+the old version is spoiled instead of being counted for a different option. If the edit makes
+the poll secret or ranked (typed votes only), its native poll is removed; if it makes a
+typed-only poll an ordinary one, a native poll is posted.
 
 **Cancel** redacts the native poll instead of ending it: an end event makes Element show the
 final counts, which would publish the results the cancel is meant to withhold. Element shows
