@@ -219,9 +219,10 @@ def percent_note(poll: Poll, result: dict[str, Any]) -> str:
     # Someone chose more than one (not the rounding of single picks, which can make 101%).
     if sum(o["count"] for o in result["options"]) <= result["voters"]:
         return ""
+    voters = result["voters"]
     return (
-        f"Each person could choose up to {poll.max_selections}, so the percentages (of the "
-        f"{result['voters']} people who voted) add up to more than 100%."
+        f"Percentages are of the {voters} {'person' if voters == 1 else 'people'} who voted; "
+        f"each could choose up to {poll.max_selections}, so they add up to more than 100%."
     )
 
 

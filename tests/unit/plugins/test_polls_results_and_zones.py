@@ -70,7 +70,7 @@ async def test_multi_choice_percentages_over_100_are_explained(tmp_path):
         results = h.last_text(room)
         assert "1. Cakes: ██████████ 2 (100%)" in results
         assert (
-            "(Each person could choose up to 2, so the percentages (of the 2 people who voted) "
+            "(Percentages are of the 2 people who voted; each could choose up to 2, so they "
             "add up to more than 100%.)" in results
         )
         html = h.transport.sent[-1].content["formatted_body"]
