@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from civicbot_plugins.polls import render
-from civicbot_plugins.polls.models import CLOSED, CLOSING, OPEN, Poll, anonymous_voter
+from civicbot_plugins.polls.models import CANCELLED, CLOSED, CLOSING, OPEN, Poll, anonymous_voter
 from civicbot_plugins.polls.service import (
     PollKind,
     Response,
@@ -30,7 +30,7 @@ from civicbot.events import Event, EventKind
 from civicbot.transport import TransportError
 
 if TYPE_CHECKING:
-    from civicbot_plugins.polls.models import PollsConfig
+    from civicbot_plugins.polls.config import PollsConfig
 
     from civicbot.context import JobContext, PluginContext
 
@@ -120,6 +120,14 @@ class PollRunner:
 
         self.ctx.jobs.at(f"close:{poll_id}", when, close_at_deadline)
         self._armed.add(poll_id)
+
+    def drop(self, poll: Poll) -> None:
+        """Stop following a poll that will never close (cancelled): no timer, no button votes."""
+        self.ctx.jobs.cancel(f"close:{poll.id}")
+        self._armed.discard(poll.id)
+        if poll.start_event_id:
+            self.by_start.pop(poll.start_event_id, None)
+        self.forgotten.pop(poll.id, None)
 
     def stop(self) -> None:
         """Forget the armed deadlines (the core cancels the jobs); they stay in the database."""
@@ -219,7 +227,7 @@ class PollRunner:
         crash (state ``closing`` is finished at start-up with the same transaction ids)."""
         async with self._lock(poll_id):
             poll = await self.store.get(poll_id)
-            if poll is None or poll.state == CLOSED:
+            if poll is None or poll.state in (CLOSED, CANCELLED):
                 return poll
             now = self.ctx.clock.now()
             if poll.state == OPEN:
@@ -232,7 +240,8 @@ class PollRunner:
                 tally, runoff, cutoff, end_id = await self._final_count(poll, end)
                 members = await self.member_count(poll.room_id)
                 result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
-                values = render.result_values(poll, result, self.prefix, now)
+                zone = await self.ctx.timezone(poll.room_id)
+                values = render.result_values(poll, result, self.prefix, now, zone)
                 results_id = await self.ctx.send(
                     poll.room_id,
                     self.ctx.templates.render("results", **values),
@@ -330,7 +339,8 @@ class PollRunner:
             await self._review(poll, now)
 
     async def _remind(self, poll: Poll, now: datetime) -> None:
-        values = render.announce_values(poll, now, self.prefix, self.ctx.rooms.bot_user_id)
+        zone = await self.ctx.timezone(poll.room_id)
+        values = render.announce_values(poll, now, self.prefix, zone, self.ctx.rooms.bot_user_id)
         values["voters"] = await self.voters_so_far(poll)
         await self.ctx.send(
             poll.room_id,
@@ -353,9 +363,9 @@ class PollRunner:
         await self.store.set_flag(poll.id, "review_sent")
 
     async def post_outcome(self, poll: Poll, key: str) -> str:
-        review = (
-            format_when(poll.review_at, poll.zone, self.ctx.clock.now()) if poll.review_at else ""
-        )
+        zone = await self.ctx.timezone(poll.room_id)
+        now = self.ctx.clock.now()
+        review = format_when(poll.review_at, zone, now) if poll.review_at else ""
         text = self.ctx.templates.render(
             "outcome", poll=poll, label=poll.label, prefix=self.prefix, review=review
         )

@@ -15,10 +15,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 from civicbot_plugins.polls.service import Option, PollKind
+
+if TYPE_CHECKING:
+    from civicbot_plugins.polls.parsing import PollSpec
+
+    from civicbot.context import Context
 
 from civicbot.storage import Migration
 
@@ -94,9 +98,17 @@ MIGRATIONS: list[Migration] = [
         PRIMARY KEY (poll_id, receipt)
     ) WITHOUT ROWID
     """,
+    # "!poll edit": how often a poll was changed (its answer ids carry the number, so a vote
+    # from a client still showing the old version is spoiled, not read as the wrong option),
+    # and the command that made the last change, to recognise its replay after a crash.
+    """
+    ALTER TABLE polls_polls ADD COLUMN edits INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE polls_polls ADD COLUMN edit_event_id TEXT
+    """,
 ]
 
 OPEN, POSTING, CLOSING, CLOSED = "open", "posting", "closing", "closed"
+CANCELLED = "cancelled"  # by "!poll cancel": no result, ever (closed_at/closed_by say when, who)
 ANONYMOUS = "anon:"  # the prefix of a forgotten voter's stand-in while their poll is open
 
 
@@ -132,6 +144,8 @@ class Poll:
     options: list[Option]
     secret: bool
     hidden: bool
+    # The room's zone when the poll was made, for the record only: times are shown in the zone
+    # of the room as it is now (issue: a changed room zone must change every poll's times).
     timezone: str
     salt: str
     created_at: datetime
@@ -152,19 +166,25 @@ class Poll:
     outcome_at: datetime | None = None
     review_at: datetime | None = None
     review_sent: bool = False
-    close_event_id: str | None = None  # the "!poll close" that closed it, to spot a replay
+    close_event_id: str | None = None  # the "!poll close" or "!poll cancel", to spot a replay
+    edits: int = 0
+    edit_event_id: str | None = None
 
     @property
     def label(self) -> str:
         return f"P-{self.id}"
 
     @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @property
     def is_open(self) -> bool:
         return self.state == OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == CLOSED
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.state == CANCELLED
 
     @property
     def ballot_length(self) -> int:
@@ -213,6 +233,8 @@ class Poll:
             review_at=from_iso(row["review_at"]),
             review_sent=bool(row["review_sent"]),
             close_event_id=row["close_event_id"],
+            edits=row["edits"],
+            edit_event_id=row["edit_event_id"],
         )
 
 
@@ -231,3 +253,30 @@ class NewPoll:
     created_at: datetime
     closes_at: datetime
     thread_root: str | None
+
+    @classmethod
+    def typed(
+        cls,
+        ctx: Context,
+        spec: PollSpec,
+        zone: str,
+        closes: datetime | None,
+        options: list[Option],
+    ) -> NewPoll:
+        """The poll ``spec`` describes, asked by ``ctx``'s event (closing ``closes``, or now
+        until the caller sets the default)."""
+        return cls(
+            room_id=ctx.room_id,
+            source_event_id=ctx.event.event_id,
+            creator=ctx.sender,
+            question=spec.question,
+            kind=spec.kind,
+            max_selections=spec.max_selections,
+            options=options,
+            secret=spec.secret,
+            hidden=spec.hidden,
+            timezone=zone,
+            created_at=ctx.now,
+            closes_at=closes or ctx.now,
+            thread_root=ctx.event.thread_root,
+        )

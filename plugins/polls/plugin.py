@@ -1,7 +1,9 @@
-"""``!poll``, ``!vote``, ``!rank``, ``!poll close``, ``!poll show``, ``!polls``, ``!outcome``.
+"""``!poll``, ``!vote``, ``!rank``, ``!poll close|show|edit|cancel``, ``!polls``, ``!outcome``.
 
-Thin handlers: they read the input, check who may act, and hand over to the store, the pure
-counting in :mod:`service` and the timers in :mod:`lifecycle`.
+Thin handlers: they read the input and hand over to the pure rules in :mod:`service` (who may
+vote, change or cancel what, where and when; counting), the store, the timers in
+:mod:`lifecycle` and the edit and cancel events in :mod:`changes`. Every time shown is in the
+zone of the room the answer goes to, as that room is set now.
 """
 
 from __future__ import annotations
@@ -10,22 +12,23 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from civicbot_plugins.polls import render, reports
+from civicbot_plugins.polls import render, reports, service
+from civicbot_plugins.polls.changes import PollChanges
+from civicbot_plugins.polls.choices import Choice, VoteError, parse_choice, parse_ranking
+from civicbot_plugins.polls.config import PollsConfig
 from civicbot_plugins.polls.lifecycle import PollRunner
-from civicbot_plugins.polls.models import CLOSED, MIGRATIONS, OPEN, POSTING, NewPoll, Poll
+from civicbot_plugins.polls.models import MIGRATIONS, OPEN, POSTING, NewPoll, Poll
 from civicbot_plugins.polls.parsing import (
-    Choice,
     PollInputError,
-    VoteError,
-    parse_choice,
+    PollSpec,
+    UnclearSetting,
     parse_outcome,
     parse_poll_input,
-    parse_ranking,
+    unreadable_closing,
 )
 from civicbot_plugins.polls.secret import ALREADY, COUNTED
 from civicbot_plugins.polls.service import PollKind
 from civicbot_plugins.polls.store import PollStore
-from pydantic import Field
 
 from civicbot.commands import CommandError, ItemId, Rest, command
 from civicbot.context import Context
@@ -33,34 +36,12 @@ from civicbot.dates import DateError, format_when, parse_when
 from civicbot.events import EventKind
 from civicbot.logs import private
 from civicbot.permissions import Role
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, PluginConfig, on
+from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
 
 MIN_DURATION = timedelta(minutes=5)
 PollId = Annotated[int, ItemId("P")]  # accepts P-12, p12 or 12
 EXAMPLE = "!poll Which day for the litter pick? | Saturday | Sunday | closes friday 18:00"
-
-
-class PollsConfig(PluginConfig):
-    """Settings of the polls plugin (bot-wide defaults; moderators may override per room)."""
-
-    reminder_hours: int = Field(
-        24,
-        ge=0,
-        le=24 * 30,
-        description="hours before a poll closes to remind the room: 0 (off) to 720",
-    )
-    default_duration_days: int = Field(
-        7,
-        ge=1,
-        le=365,
-        description="days a poll stays open when no closing time is given: 1 to 365",
-    )
-    create_level: int = Field(
-        0,
-        ge=0,
-        le=100,
-        description="power level needed to start a poll, 0 (everyone) to 100; moderators may",
-    )
+SUBCOMMANDS = ("close", "show", "edit", "cancel")
 
 
 class PollsPlugin(Plugin[PollsConfig]):
@@ -74,6 +55,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         super().__init__(ctx)
         self.store = PollStore(ctx.db, ctx.keyed_hash)
         self.runner = PollRunner(ctx, self.store)
+        self.changes = PollChanges(ctx, self.store, self.runner)
 
     async def setup(self) -> None:
         # Secret ballots rely on deleted rows being overwritten (see secret.py); the core sets
@@ -87,7 +69,7 @@ class PollsPlugin(Plugin[PollsConfig]):
     async def teardown(self) -> None:
         self.runner.stop()
 
-    # -- creating ------------------------------------------------------------------------------
+    # -- creating and changing -----------------------------------------------------------------
     @command(
         "poll",
         open_text=True,
@@ -96,75 +78,61 @@ class PollsPlugin(Plugin[PollsConfig]):
     async def poll(self, ctx: Context[PollsConfig], question_and_options: Rest) -> None:
         """Start a poll: a question, then options, separated by | or on new lines.
 
-        Add settings as extra parts: `closes friday 18:00` or `closes in 3 days` (default: in a
-        week), `up to 2` (multiple choice), `ranked` (ranked choice), `proposal` (agree, abstain,
-        disagree or block), `secret` (votes by direct message only, totals published) and
-        `hidden` (results only at the close)."""
+        Add settings as extra parts: `closes friday 18:00`, `until friday` or `closes in 3 days`
+        (default: in a week), `up to 2` (multiple choice), `ranked` (ranked choice), `proposal`
+        (agree, abstain, disagree or block), `secret` (votes by direct message only, totals
+        published) and `hidden` (results only at the close). Put an option in quotes if it
+        looks like a setting."""
         text = question_and_options
         poll = await self.store.by_source(ctx.event.event_id)
         if poll is None:
             first = text.split(None, 1)[0].lower() if text.strip() else ""
-            if first in ("close", "show") and "|" not in text and "\n" not in text:
+            if first in SUBCOMMANDS and "|" not in text and "\n" not in text:
                 # "!poll close" with a missing or mistyped id lands here, not in a new poll.
-                raise CommandError(
-                    f"Which poll? Type {ctx.prefix}poll {first} P-12 ({ctx.prefix}polls lists "
-                    "the open ones). To start a poll, give the question and at least two "
-                    "options, separated by |."
-                )
+                raise CommandError(service.subcommand_hint(first, ctx.prefix))
             poll = await self._create(ctx, text)
         if poll.state in (POSTING, OPEN):
             await self._post(ctx, poll)
 
     async def _create(self, ctx: Context[PollsConfig], text: str) -> Poll:
         config = ctx.config
-        power = await self.ctx.permissions.power_levels(ctx.room_id)
-        if power.level(ctx.sender) < config.create_level and not await ctx.has_role(Role.MODERATOR):
-            raise CommandError(
-                f"In this room only people with power level {config.create_level} or more can "
-                "start polls. Ask a moderator to start this one."
-            )
-        try:
-            spec = parse_poll_input(text)
-        except PollInputError as exc:
-            raise CommandError(f"{exc}\nFor example: {EXAMPLE}") from None
+        level = (await self.ctx.permissions.power_levels(ctx.room_id)).level(ctx.sender)
+        if level < config.create_level:  # moderators always may, whatever their level
+            moderator = await ctx.has_role(Role.MODERATOR)
+            refusal = service.create_refusal(level, config.create_level, moderator)
+            if refusal:
+                raise CommandError(refusal)
         zone = await ctx.timezone()
-        now = ctx.now
-        if spec.closes_text:
-            closes = await self._when(spec.closes_text, zone, now)
-            if closes - now < MIN_DURATION:
-                raise CommandError("That closes too soon: give people at least a few minutes.")
-        else:
-            closes = now + timedelta(days=config.default_duration_days)
-        poll, _ = await self.store.create(
-            NewPoll(
-                room_id=ctx.room_id,
-                source_event_id=ctx.event.event_id,
-                creator=ctx.sender,
-                question=spec.question,
-                kind=spec.kind,
-                max_selections=spec.max_selections,
-                options=spec.options,
-                secret=spec.secret,
-                hidden=spec.hidden,
-                timezone=zone.key,
-                created_at=now,
-                closes_at=closes,
-                thread_root=ctx.event.thread_root,
-            )
-        )
+        spec, closes = await self._read(text, zone, ctx.now)
+        new = NewPoll.typed(ctx, spec, zone.key, closes, spec.options)
+        new.closes_at = closes or ctx.now + timedelta(days=config.default_duration_days)
+        poll, _ = await self.store.create(new)
         return poll
 
-    @staticmethod
-    async def _when(text: str, zone: Any, now: datetime) -> datetime:
+    async def _read(self, text: str, zone: Any, now: datetime) -> tuple[PollSpec, datetime | None]:
+        """The poll typed, and its closing time if one was given (read in ``zone``)."""
         try:
-            return await asyncio.to_thread(parse_when, text, zone, now)
-        except DateError as exc:
+            spec = parse_poll_input(text)
+        except UnclearSetting as exc:  # a question back: an example would only distract
             raise CommandError(str(exc)) from None
+        except PollInputError as exc:
+            raise CommandError(f"{exc}\nFor example: {EXAMPLE}") from None
+        if not spec.closes_text:
+            return spec, None
+        try:
+            closes = await asyncio.to_thread(parse_when, spec.closes_text, zone, now)
+        except DateError as exc:
+            message = unreadable_closing(spec, str(exc)) if spec.closes_loose else str(exc)
+            raise CommandError(message) from None
+        if closes - now < MIN_DURATION:
+            raise CommandError("That closes too soon: give people at least a few minutes.")
+        return spec, closes
 
     async def _post(self, ctx: Context[PollsConfig], poll: Poll) -> None:
         """Announce (plain text first, echoing the closing time), then the native poll. Replayed
         after a crash, the same sends repeat with the same transaction ids."""
-        values = render.announce_values(poll, ctx.now, ctx.prefix, self.ctx.rooms.bot_user_id)
+        zone = await ctx.timezone()
+        values = render.announce_values(poll, ctx.now, ctx.prefix, zone, self.ctx.rooms.bot_user_id)
         text_id = await ctx.reply(self.ctx.templates.render("announce", **values))
         if not text_id:  # held back by the flood guard: the poll stays unposted and invisible
             return
@@ -178,6 +146,55 @@ class PollsPlugin(Plugin[PollsConfig]):
         poll.start_event_id, poll.state = start_id, OPEN
         self.runner.track(poll)
         self.runner.arm(poll.id, poll.closes_at)
+
+    @command(
+        "poll edit",
+        parent=poll,
+        examples=("!poll edit P-12 Which day? | Saturday | Sunday | Monday",),
+    )
+    async def edit(
+        self, ctx: Context[PollsConfig], poll: PollId, question_and_options: Rest
+    ) -> None:
+        """Change your poll before anyone has voted: give it again as you would to !poll.
+
+        The announcement and the poll's buttons are updated in place. A closing time left out
+        stays as it was."""
+        found = await self._poll_for(ctx, poll)
+        replayed = found.is_open and found.edit_event_id == ctx.event.event_id
+        votes = await self.store.vote_count(found.id)
+        refusal = service.edit_refusal(found, ctx.sender, votes, replayed, ctx.prefix)
+        if refusal:
+            raise CommandError(refusal)
+        if not replayed:
+            zone = await ctx.timezone()
+            spec, closes = await self._read(question_and_options, zone, ctx.now)
+            options = service.renumbered(spec.kind, spec.options, found.edits + 1)
+            new = NewPoll.typed(ctx, spec, found.timezone, closes, options)
+            new.closes_at = closes or found.closes_at
+            if not await self.store.apply_edit(found.id, new, ctx.event.event_id):
+                raise CommandError(f"Someone has just voted in {found.label}, so it can't change.")
+        edited = await self.store.get(found.id)
+        assert edited is not None
+        await self.changes.show_edit(ctx, edited)
+        until = format_when(edited.closes_at, await ctx.timezone(), ctx.now)
+        await ctx.reply(f"✏️ {edited.label} is updated in place. It closes {until}.")
+
+    @command("poll cancel", parent=poll, examples=("!poll cancel P-12",))
+    async def cancel(self, ctx: Context[PollsConfig], poll: PollId) -> None:
+        """Cancel a poll without publishing any result (its creator or a moderator)."""
+        found = await self._poll_for(ctx, poll)
+        replayed = found.is_cancelled and found.close_event_id == ctx.event.event_id
+        may = await self._may_manage(ctx, found)
+        refusal = service.cancel_refusal(found, may, replayed, ctx.prefix)
+        if refusal:
+            raise CommandError(refusal)
+        await self.store.cancel(found.id, ctx.sender, ctx.now, ctx.event.event_id)
+        cancelled = await self.store.get(found.id)
+        assert cancelled is not None
+        await self.changes.show_cancel(ctx, cancelled)
+        await ctx.reply(
+            f"{found.label} is cancelled. Its votes are discarded; no result is posted."
+        )
 
     # -- voting --------------------------------------------------------------------------------
     @command(
@@ -216,19 +233,17 @@ class PollsPlugin(Plugin[PollsConfig]):
         await self._cast(ctx, found, Choice(answers))
 
     async def _poll_to_vote_in(self, ctx: Context[PollsConfig], poll_id: int) -> Poll:
-        """Votes are given in the poll's room or in a direct message (secret ballots: only
-        there), never in a third room, whose members would see them."""
         poll = await self._poll_for(ctx, poll_id)
-        if poll.room_id != ctx.room_id and not poll.secret and not await ctx.is_direct():
-            raise CommandError(
-                f"{poll.label} is a poll in another room, so I haven't counted that vote here. "
-                f"Vote in the poll's room, or send {ctx.prefix}vote {poll.label} <number> to me "
-                "in a direct message."
-            )
+        in_room = poll.room_id == ctx.room_id
+        direct = not in_room and await ctx.is_direct()
+        refusal = service.vote_place_refusal(poll, in_room, direct, ctx.prefix)
+        if refusal:
+            raise CommandError(refusal)
         return poll
 
     async def _cast(self, ctx: Context[PollsConfig], poll: Poll, choice: Choice) -> None:
-        refusal = render.late_vote_refusal(poll, ctx.event.ts, ctx.now, ctx.prefix)
+        zone = await ctx.timezone()
+        refusal = service.late_vote_refusal(poll, ctx.event.ts, ctx.now, ctx.prefix, zone)
         if poll.secret:
             await self._cast_secret(ctx, poll, choice, refusal)
             return
@@ -238,48 +253,23 @@ class PollsPlugin(Plugin[PollsConfig]):
         await self.store.add_response(
             poll.id, ctx.event.event_id, voter, choice.answers, ctx.event.ts, "text", choice.reason
         )
-        until = format_when(poll.closes_at, poll.zone, ctx.now)
-        # Read from the backlog after the deadline (sent before it): no more changes.
-        again = f" You can change it until {until}." if ctx.now < poll.closes_at else ""
-        if not choice.answers:
-            again = again and f" You can vote again until {until}."
-            await ctx.reply(f"Your vote in {poll.label} is withdrawn.{again}")
-            return
-        chosen = render.describe_choice(poll, choice.answers)
-        await ctx.reply(f"✅ Counted: your vote in {poll.label} is {chosen}.{again}")
+        chosen = render.describe_choice(poll, choice.answers) if choice.answers else ""
+        await ctx.reply(service.counted_reply(poll, chosen, ctx.now, zone))
 
     async def _cast_secret(
         self, ctx: Context[PollsConfig], poll: Poll, choice: Choice, refusal: str | None
     ) -> None:
-        if ctx.room_id == poll.room_id or not await ctx.is_direct():
-            raise CommandError(
-                f"{poll.label} is a secret ballot, so please don't vote here: send your vote to "
-                f"me in a direct message instead ({ctx.prefix}vote {poll.label} <number>). "
-                "Only the totals will be published."
-            )
-        if not choice.answers:
-            raise CommandError(
-                "A secret ballot can't be withdrawn or changed once cast: I keep no record of "
-                "which ballot is yours."
-            )
+        withdrawing = service.withdraw_refusal(poll, choice.answers)
+        if withdrawing:
+            raise CommandError(withdrawing)
         status = await self.store.secret.cast(
             poll, ctx.sender, ctx.event.event_id, choice.answers, choice.reason, not refusal
         )
         self.log.info("secret ballot for %s from %s: %s", poll.label, private(ctx.sender), status)
-        if status == COUNTED:
-            await ctx.reply(
-                f"✅ Your secret vote in {poll.label} has been counted. Nobody can see what you "
-                "chose; only the totals will be published when it closes."
-            )
-        elif status == ALREADY:
-            await ctx.reply(
-                f"You have already voted in {poll.label}. A secret ballot can't be changed, "
-                "because I keep no record of which ballot is yours."
-            )
-        else:
-            raise CommandError(
-                refusal or f"Voting in {poll.label} has closed, so that vote was not counted."
-            )
+        reply, counted = service.secret_reply(poll, status == COUNTED, status == ALREADY, refusal)
+        if not counted:
+            raise CommandError(reply)
+        await ctx.reply(reply)
 
     async def _poll_for(self, ctx: Context[PollsConfig], poll_id: int) -> Poll:
         """The poll, if the sender may see it: asked in its room, or by a member elsewhere."""
@@ -296,7 +286,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         return poll
 
     async def _may_manage(self, ctx: Context[PollsConfig], poll: Poll) -> bool:
-        """Its creator, or a moderator of the poll's room, may close it and record its outcome."""
+        """Its creator, or a moderator of the poll's room."""
         return ctx.sender == poll.creator or await self.ctx.permissions.has(
             poll.room_id, ctx.sender, Role.MODERATOR
         )
@@ -306,19 +296,12 @@ class PollsPlugin(Plugin[PollsConfig]):
     async def close(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         """Close a poll now and post the results (its creator or a moderator)."""
         found = await self._poll_for(ctx, poll)
-        if not await self._may_manage(ctx, found):
-            raise CommandError(
-                f"Only the person who started {found.label} or a moderator can close it early. "
-                f"It closes by itself {format_when(found.closes_at, found.zone, ctx.now)}."
-            )
-        # The same command again, replayed after a crash before it was marked handled, does
-        # what it did the first time (the sends repeat their transaction ids), nothing more.
         replayed = found.close_event_id == ctx.event.event_id
-        if found.state != OPEN and not replayed:
-            raise CommandError(
-                f"{found.label} has already closed. {ctx.prefix}poll show {found.label} shows the "
-                "result."
-            )
+        may = await self._may_manage(ctx, found)
+        zone = await ctx.timezone()
+        refusal = service.close_refusal(found, may, replayed, ctx.prefix, ctx.now, zone)
+        if refusal:
+            raise CommandError(refusal)
         closed = await self.runner.close(
             found.id, closed_by=ctx.sender, close_event_id=ctx.event.event_id
         )
@@ -329,24 +312,15 @@ class PollsPlugin(Plugin[PollsConfig]):
     async def show(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         """Show a poll: its options, closing time and the count so far (or its result)."""
         found = await self._poll_for(ctx, poll)
-        now = ctx.now
-        values = render.announce_values(found, now, ctx.prefix, self.ctx.rooms.bot_user_id)
-        if found.state == CLOSED and found.result:
-            values.update(render.result_values(found, found.result, ctx.prefix, now))
-            values["closed_now"] = True
-        else:
-            tally = await self.runner.live_tally(found)
-            secret_count = await self.store.secret.voter_count(found.id) if found.secret else 0
-            result = render.summarise(found, tally, None)
-            values.update(render.result_values(found, result, ctx.prefix, now))
-            values["voters"] = secret_count if found.secret else tally.voters
-            values["closed_now"] = False
-        await ctx.reply(self.ctx.templates.render("show", **values))
+        zone = await ctx.timezone()
+        name, values = await reports.show_values(
+            self.store, self.runner, found, ctx.now, ctx.prefix, zone, self.ctx.rooms.bot_user_id
+        )
+        await ctx.reply(self.ctx.templates.render(name, **values))
 
     @command("polls")
     async def polls(self, ctx: Context[PollsConfig]) -> None:
         """List the open polls here with their closing times (in a DM: in all your rooms)."""
-        now = ctx.now
         if await ctx.is_direct():
             found = []
             for poll in await self.store.open_anywhere():
@@ -354,18 +328,9 @@ class PollsPlugin(Plugin[PollsConfig]):
                     found.append(poll)
         else:
             found = await self.store.open_in(ctx.room_id)
-        rows = []
-        for poll in found:
-            rows.append(
-                {
-                    "poll": poll,
-                    "label": poll.label,
-                    "closes": format_when(poll.closes_at, poll.zone, now),
-                    "voters": await self.runner.voters_so_far(poll),
-                    "kind": render.kind_line(poll),
-                }
-            )
-        await ctx.reply(self.ctx.templates.render("list", rows=rows, prefix=ctx.prefix))
+        zone = await ctx.timezone()  # in a DM: the reader's, so every row reads alike
+        values = await reports.list_values(self.runner, found, ctx.now, ctx.prefix, zone)
+        await ctx.reply(self.ctx.templates.render("list", **values))
 
     # -- outcomes ------------------------------------------------------------------------------
     @command(
@@ -376,32 +341,26 @@ class PollsPlugin(Plugin[PollsConfig]):
 
         End with `| review in 3 months` (or a date) to bring it back up then."""
         found = await self._poll_for(ctx, poll)
-        if not await self._may_manage(ctx, found):
-            raise CommandError(
-                f"Only the person who started {found.label} or a moderator can record its outcome."
-            )
-        if found.state != CLOSED:
-            raise CommandError(
-                f"{found.label} is still open. Close it first with {ctx.prefix}poll close "
-                f"{found.label}, then record the outcome."
-            )
+        refusal = service.outcome_refusal(found, await self._may_manage(ctx, found), ctx.prefix)
+        if refusal:
+            raise CommandError(refusal)
         try:
             spec = parse_outcome(decision)
         except PollInputError as exc:
             raise CommandError(str(exc)) from None
+        zone = await ctx.timezone()
         review = None
         if spec.review_text:
-            review = await self._when(spec.review_text, found.zone, ctx.now)
+            try:
+                review = await asyncio.to_thread(parse_when, spec.review_text, zone, ctx.now)
+            except DateError as exc:
+                raise CommandError(str(exc)) from None
         await self.store.set_outcome(found.id, spec.text, ctx.sender, ctx.now, review)
         updated = await self.store.get(found.id)
         assert updated is not None
         await self.runner.post_outcome(updated, ctx.event.event_id)
         if ctx.room_id != found.room_id or ctx.event.thread_root != found.discussion_root:
-            when = (
-                f" I'll bring it back up {format_when(review, found.zone, ctx.now)}."
-                if review
-                else ""
-            )
+            when = f" I'll bring it back up {format_when(review, zone, ctx.now)}." if review else ""
             await ctx.reply(f"Recorded the outcome of {found.label} in its thread.{when}")
 
     # -- votes given with the poll's buttons ---------------------------------------------------
@@ -425,8 +384,9 @@ class PollsPlugin(Plugin[PollsConfig]):
         self, room_id: str, since: datetime, until: datetime
     ) -> DigestSection | None:
         prefix = self.ctx.prefix
+        zone = await self.ctx.timezone(room_id)
         values = await reports.digest_values(
-            self.store, self.runner, room_id, since, until, self.ctx.clock.now(), prefix
+            self.store, self.runner, room_id, since, until, self.ctx.clock.now(), prefix, zone
         )
         if values is None:
             return None
@@ -440,13 +400,4 @@ class PollsPlugin(Plugin[PollsConfig]):
         removed, anonymised = await self.store.forget(user_id)
         for poll in await self.store.unfinished():
             self.runner.forgotten[poll.id] = await self.store.forgotten_hashes(poll.id)
-        if not (removed or anonymised):
-            return None
-        return ForgetReport(
-            removed=removed,
-            anonymised=anonymised,
-            notes=[
-                "Poll totals are kept; who voted for what is removed. Votes given with a poll's "
-                "buttons or typed in a room are room events: a moderator can redact them."
-            ],
-        )
+        return reports.forget_report(removed, anonymised)

@@ -2,25 +2,30 @@
 
 A closed poll's result is kept as a JSON snapshot (``summarise``), so the results message, ``!poll
 show``, the digest and ``!forget me`` all work from the same figures long after the votes behind
-them are gone.
+them are gone. Instants are stored in UTC and every time is shown in the ``zone`` the caller
+passes: the room's zone as it is now (or, in a direct message, the reader's), never the zone the
+poll happened to be made in.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from civicbot_plugins.polls.models import Poll, is_anonymous, to_iso
 from civicbot_plugins.polls.service import (
     BLOCK,
+    PROPOSAL_RULE,
     TIE_RULE,
     PollKind,
+    ProposalOutcome,
     Runoff,
     Tally,
+    decide_proposal,
     leaders,
 )
 
-from civicbot.clock import ms
 from civicbot.dates import describe_delta, format_when
 
 START_TYPE = "org.matrix.msc3381.poll.start"
@@ -31,7 +36,10 @@ UNDISCLOSED = "org.matrix.msc3381.poll.undisclosed"
 
 KIND_LINES = {
     PollKind.SINGLE: "Choose one.",
-    PollKind.PROPOSAL: "Proposal: agree, abstain, disagree or block.",
+    PollKind.PROPOSAL: (
+        "Proposal: agree, abstain, disagree or block. It is agreed if nobody blocks and more "
+        "people agree than disagree."
+    ),
     PollKind.RANKED: "Ranked choice, counted by instant runoff.",
 }
 
@@ -78,19 +86,29 @@ def kind_line(poll: Poll) -> str:
     return KIND_LINES[poll.kind]
 
 
-def announce_values(poll: Poll, now: datetime, prefix: str, bot: str = "") -> dict[str, Any]:
+def closes_in(poll: Poll, now: datetime) -> str:
+    """``in 10 minutes`` for a poll that closes in 10 minutes, although a few milliseconds have
+    passed since it was made: rounded to the minute, not cut down to 9."""
+    seconds = round((poll.closes_at - now).total_seconds() / 60) * 60
+    return describe_delta(timedelta(seconds=seconds))
+
+
+def announce_values(
+    poll: Poll, now: datetime, prefix: str, zone: ZoneInfo, bot: str = ""
+) -> dict[str, Any]:
     return {
         "bot": bot or "the bot",
         "poll": poll,
         "label": poll.label,
         "kind_line": kind_line(poll),
-        "closes": format_when(poll.closes_at, poll.zone, now),
-        "closes_in": describe_delta(poll.closes_at - now),
+        "closes": format_when(poll.closes_at, zone, now),
+        "closes_in": closes_in(poll, now),
         "native": has_native_poll(poll),
         "ranked": poll.kind is PollKind.RANKED,
         "proposal": poll.kind is PollKind.PROPOSAL,
         "example": " ".join(str(n) for n in range(min(3, len(poll.options)), 0, -1)),
         "prefix": prefix,
+        "edited": False,
     }
 
 
@@ -159,12 +177,7 @@ def headline(poll: Poll, result: dict[str, Any]) -> str:
     if not result["voters"]:
         return "Nobody voted."
     if poll.kind is PollKind.PROPOSAL:
-        blocks = len(result["blocks"])
-        said = " and ".join(winners)
-        lead = f"Most said: {said}." if len(winners) == 1 else f"Tied between {said}."
-        if blocks:
-            return f"⛔ Blocked: {blocks} block{'s' if blocks != 1 else ''} raised. {lead}"
-        return f"No blocks. {lead}"
+        return proposal_headline(result)
     if poll.kind is PollKind.RANKED:
         rounds = len(result["rounds"])
         after = f" after {rounds} round{'s' if rounds != 1 else ''}" if rounds else ""
@@ -178,6 +191,41 @@ def headline(poll: Poll, result: dict[str, Any]) -> str:
     return f"Tie between {_join(winners)}."
 
 
+OUTCOME_MARKS = {
+    ProposalOutcome.AGREED: "✅ Agreed",
+    ProposalOutcome.NOT_AGREED: "❌ Not agreed",
+    ProposalOutcome.BLOCKED: "⛔ Blocked",
+}
+
+
+def proposal_headline(result: dict[str, Any]) -> str:
+    """``⛔ Blocked: 1 block (listed first). 2 agree, 0 abstain, 1 disagree.`` From the
+    snapshot's counts, so results stored before this rule existed read the same way."""
+    counts = {o["id"]: o["count"] for o in result["options"]}
+    outcome = decide_proposal(counts)
+    blocks = counts.get(BLOCK, 0)
+    tally = ", ".join(f"{counts.get(p, 0)} {p}" for p in ("agree", "abstain", "disagree"))
+    if outcome is ProposalOutcome.BLOCKED:
+        listed = "listed first below" if result.get("blocks") else "reasons kept private"
+        return f"⛔ Blocked: {blocks} block{'s' if blocks != 1 else ''} ({listed}). {tally}."
+    return f"{OUTCOME_MARKS[outcome]}: {tally}; no blocks."
+
+
+def percent_note(poll: Poll, result: dict[str, Any]) -> str:
+    """Percentages are of the people who voted; where each could choose several they add up to
+    more than 100%, which reads like a mistake unless it is said."""
+    if poll.kind is not PollKind.MULTIPLE:
+        return ""
+    # Someone chose more than one (not the rounding of single picks, which can make 101%).
+    if sum(o["count"] for o in result["options"]) <= result["voters"]:
+        return ""
+    voters = result["voters"]
+    return (
+        f"Percentages are of the {voters} {'person' if voters == 1 else 'people'} who voted; "
+        f"each could choose up to {poll.max_selections}, so they add up to more than 100%."
+    )
+
+
 def turnout_line(result: dict[str, Any]) -> str:
     voters = result["voters"]
     people = f"{voters} {'person' if voters == 1 else 'people'} voted"
@@ -188,15 +236,20 @@ def turnout_line(result: dict[str, Any]) -> str:
     return people + "."
 
 
-def result_values(poll: Poll, result: dict[str, Any], prefix: str, now: datetime) -> dict[str, Any]:
+def result_values(
+    poll: Poll, result: dict[str, Any], prefix: str, now: datetime, zone: ZoneInfo
+) -> dict[str, Any]:
     closed = result.get("closed_at")
+    proposal = poll.kind is PollKind.PROPOSAL
     return {
         "poll": poll,
         "label": poll.label,
         "r": result,
         "headline": headline(poll, result),
+        "rule": PROPOSAL_RULE if proposal and result["voters"] else "",
+        "note": percent_note(poll, result),
         "turnout": turnout_line(result),
-        "closed": format_when(poll.closed_at or now, poll.zone, now) if closed else "",
+        "closed": format_when(poll.closed_at or now, zone, now) if closed else "",
         "ranked": poll.kind is PollKind.RANKED,
         "prefix": prefix,
     }
@@ -216,29 +269,25 @@ def describe_choice(poll: Poll, answers: list[str]) -> str:
     return ", then ".join(parts) if poll.kind is PollKind.RANKED else ", ".join(parts)
 
 
-def late_vote_refusal(poll: Poll, sent_ms: int, now: datetime, prefix: str) -> str | None:
-    """Why a typed vote sent at ``sent_ms`` can't count, or None when it can. A typed vote counts
-    by when it was sent (its event's timestamp), as a button vote does, not by when we read it.
+def start_replacement(poll: Poll) -> dict[str, Any]:
+    """An edit of the native poll, as Element sends one: a ``poll.start`` event holding only
+    ``m.new_content`` and the ``m.replace`` relation (no top-level poll, which a client that
+    ignores edits would show as a second poll)."""
+    new_content = start_content(poll)
+    new_content.pop("m.relates_to", None)  # a replacement carries no thread or reply of its own
+    return {
+        "m.new_content": new_content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": poll.start_event_id},
+    }
 
-    Sent after the deadline: refused, even if the poll is still waiting to be closed (as after
-    downtime). Sent in time but read only after the close (a slow catch-up, or a server that
-    federates late): refused too, and the voter is told so plainly. Clients would count a button
-    vote like that (its timestamp is before the end event's), but by then the result has been
-    posted and recorded, and a count that changed afterwards would disagree with both. Overdue
-    polls close only once the backlog has been read (``caught_up``), so this stays rare."""
-    if poll.is_open:
-        if sent_ms <= ms(poll.closes_at):
-            return None
-        when = format_when(poll.closes_at, poll.zone, now)
-        return f"Voting in {poll.label} closed at {when}, so that vote was not counted."
-    closed = f"Voting in {poll.label} has closed, so that vote was not counted."
-    show = f"{prefix}poll show {poll.label} shows the result."
-    cutoff = poll.cutoff_ts
-    if cutoff is None and poll.closed_at is not None:
-        cutoff = ms(poll.closed_at)
-    if cutoff is not None and 0 < sent_ms <= cutoff:
-        return (
-            f"{closed} You sent it in time, but it reached me only after the results had been "
-            f"counted and posted. {show}"
-        )
-    return f"{closed} {show}"
+
+def text_replacement(event_id: str, text: str, html: str | None) -> dict[str, Any]:
+    """``m.replace`` of one of the bot's notices: ``* text`` for clients that don't apply edits
+    and the whole new message in ``m.new_content`` for those that do."""
+    new_content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
+    if html is not None:
+        new_content.update(format="org.matrix.custom.html", formatted_body=html)
+    return {
+        "m.new_content": new_content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }

@@ -1,14 +1,19 @@
-"""What the polls plugin tells the rest of civicbot: the digest section and ``!mydata``."""
+"""What the polls plugin reports: ``!poll show``, ``!polls``, the digest section, ``!mydata``
+and ``!forget me``. Times are shown in the ``zone`` given: the reader's room as it is now."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from civicbot_plugins.polls import render
 from civicbot_plugins.polls.lifecycle import PollRunner
-from civicbot_plugins.polls.models import CLOSED, to_iso
+from civicbot_plugins.polls.models import CLOSED, Poll, to_iso
 from civicbot_plugins.polls.store import PollStore
+
+from civicbot.dates import format_when
+from civicbot.plugin import ForgetReport
 
 
 async def digest_values(
@@ -19,6 +24,7 @@ async def digest_values(
     until: datetime,
     now: datetime,
     prefix: str,
+    zone: ZoneInfo,
 ) -> dict[str, Any] | None:
     """Polls decided (with results and outcomes), opened, and outcomes recorded in the window."""
     window = (to_iso(since), to_iso(until))
@@ -42,10 +48,13 @@ async def digest_values(
         return None
     return {
         "opened": [
-            {**render.announce_values(p, now, prefix), "voters": await runner.voters_so_far(p)}
+            {
+                **render.announce_values(p, now, prefix, zone),
+                "voters": await runner.voters_so_far(p),
+            }
             for p in opened
         ],
-        "closed": [render.result_values(p, p.result or {}, prefix, now) for p in closed],
+        "closed": [render.result_values(p, p.result or {}, prefix, now, zone) for p in closed],
         "decided": [{"poll": p, "label": p.label} for p in decided],
         "prefix": prefix,
     }
@@ -93,3 +102,60 @@ async def export_user_data(store: PollStore, user_id: str) -> dict[str, Any] | N
     if not (started or votes or secret):
         return None
     return {"polls_started_or_decided": started, "votes": votes, "secret_ballots": secret}
+
+
+async def list_values(
+    runner: PollRunner, polls: list[Poll], now: datetime, prefix: str, zone: ZoneInfo
+) -> dict[str, Any]:
+    """``!polls``: every row in the reader's ``zone``."""
+    rows = [
+        {
+            "poll": poll,
+            "label": poll.label,
+            "closes": format_when(poll.closes_at, zone, now),
+            "voters": await runner.voters_so_far(poll),
+            "kind": render.kind_line(poll),
+        }
+        for poll in polls
+    ]
+    return {"rows": rows, "prefix": prefix}
+
+
+async def show_values(
+    store: PollStore,
+    runner: PollRunner,
+    poll: Poll,
+    now: datetime,
+    prefix: str,
+    zone: ZoneInfo,
+    bot: str,
+) -> tuple[str, dict[str, Any]]:
+    """``!poll show``: the template to render and its values (the result once closed, the
+    count so far while open, a line saying so once cancelled)."""
+    if poll.is_cancelled:
+        when = format_when(poll.closed_at or now, zone, now)
+        return "cancelled", {"poll": poll, "label": poll.label, "when": when}
+    values = render.announce_values(poll, now, prefix, zone, bot)
+    if poll.state == CLOSED and poll.result:
+        values.update(render.result_values(poll, poll.result, prefix, now, zone))
+        values["closed_now"] = True
+        return "show", values
+    tally = await runner.live_tally(poll)
+    result = render.summarise(poll, tally, None)
+    values.update(render.result_values(poll, result, prefix, now, zone))
+    values["voters"] = await store.secret.voter_count(poll.id) if poll.secret else tally.voters
+    values["closed_now"] = False
+    return "show", values
+
+
+def forget_report(removed: int, anonymised: int) -> ForgetReport | None:
+    if not (removed or anonymised):
+        return None
+    return ForgetReport(
+        removed=removed,
+        anonymised=anonymised,
+        notes=[
+            "Poll totals are kept; who voted for what is removed. Votes given with a poll's "
+            "buttons or typed in a room are room events: a moderator can redact them."
+        ],
+    )

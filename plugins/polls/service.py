@@ -1,4 +1,6 @@
-"""Counting votes: plain functions with no Matrix and no database in them.
+"""The voting rules: counting, deciding, and who may vote, change or cancel what, where and
+when. Plain functions with no Matrix and no database in them (they return what to say; the
+handlers in :mod:`plugin` send it).
 
 The tally follows the rules every Matrix client applies to ``org.matrix.msc3381.poll.*`` events
 (matrix-js-sdk ``Poll`` and matrix-events-sdk ``PollResponseEvent``), so the bot's result equals
@@ -17,11 +19,24 @@ never sends repeats; counting them twice would let one person vote twice).
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+from zoneinfo import ZoneInfo
+
+# Ranked ballots are counted in runoff.py; re-exported so callers find every rule here.
+from civicbot_plugins.polls.runoff import TIE_RULE as TIE_RULE
+from civicbot_plugins.polls.runoff import Round as Round
+from civicbot_plugins.polls.runoff import Runoff as Runoff
+from civicbot_plugins.polls.runoff import instant_runoff as instant_runoff
+
+from civicbot.clock import ms
+from civicbot.dates import format_when
+
+if TYPE_CHECKING:
+    from civicbot_plugins.polls.models import Poll
 
 
 class PollKind(StrEnum):
@@ -45,13 +60,28 @@ PROPOSAL_OPTIONS = (
 )
 BLOCK = "block"
 
-TIE_RULE = (
-    "Each round the option with the fewest votes is eliminated and its ballots move to their "
-    "next choice, until one option has more than half of the ballots still in play. A tie for "
-    "fewest is broken by the counts of the earlier rounds, latest first, then by a draw seeded "
-    "with the poll number (so anyone can repeat it). If every remaining option has the same "
-    "number of votes, the result is a tie."
+
+class ProposalOutcome(StrEnum):
+    """A proposal's result in Loomio's terms."""
+
+    AGREED = "agreed"
+    NOT_AGREED = "not agreed"
+    BLOCKED = "blocked"
+
+
+PROPOSAL_RULE = (
+    "A proposal is agreed when nobody blocks and more people agree than disagree; abstentions "
+    "count for neither side. A single block stops it: the group talks the concern through first."
 )
+
+
+def decide_proposal(counts: Mapping[str, int]) -> ProposalOutcome:
+    """Blocked by any block; otherwise agreed by more agree than disagree (see the rule)."""
+    if counts.get(BLOCK, 0):
+        return ProposalOutcome.BLOCKED
+    if counts.get("agree", 0) > counts.get("disagree", 0):
+        return ProposalOutcome.AGREED
+    return ProposalOutcome.NOT_AGREED
 
 
 class Response(NamedTuple):
@@ -159,77 +189,194 @@ def leaders(counts: dict[str, int]) -> list[str]:
     return [option for option, count in counts.items() if count == top] if top else []
 
 
-# -- instant runoff ------------------------------------------------------------------------------
-@dataclass
-class Round:
-    counts: dict[str, int]
-    exhausted: int
-    eliminated: list[str] = field(default_factory=list)
-    note: str = ""
+# -- who may do what, where and when ------------------------------------------------------------
+# Each rule returns the reply that refuses, or None when the action may go ahead.
+def create_refusal(level: int, create_level: int, moderator: bool) -> str | None:
+    """A room may reserve starting polls to a power level; its moderators always may."""
+    if level >= create_level or moderator:
+        return None
+    return (
+        f"In this room only people with power level {create_level} or more can start polls. "
+        "Ask a moderator to start this one."
+    )
 
 
-@dataclass
-class Runoff:
-    winners: list[str]  # one winner, several on a tie, none without ballots
-    rounds: list[Round]
-
-    @property
-    def tie(self) -> bool:
-        return len(self.winners) > 1
-
-
-def instant_runoff(
-    ballots: Iterable[Sequence[str]], option_ids: Sequence[str], seed: int = 0
-) -> Runoff:
-    """Instant-runoff count of ranked ``ballots`` with the tie rule in :data:`TIE_RULE`."""
-    papers = [tuple(b) for b in ballots if b]
-    continuing = list(option_ids)
-    rounds: list[Round] = []
-    while True:
-        counts = dict.fromkeys(continuing, 0)
-        exhausted = 0
-        for paper in papers:
-            for choice in paper:
-                if choice in counts:
-                    counts[choice] += 1
-                    break
-            else:
-                exhausted += 1
-        current = Round(counts, exhausted)
-        rounds.append(current)
-        active = sum(counts.values())
-        if active == 0:
-            return Runoff([], rounds)
-        top = max(counts.values())
-        if top * 2 > active:
-            winner = next(o for o in continuing if counts[o] == top)
-            current.note = f"majority: {top} of {active}"
-            return Runoff([winner], rounds)
-        lowest = min(counts.values())
-        tied = [o for o in continuing if counts[o] == lowest]
-        if len(tied) == len(continuing):
-            current.note = "every remaining option has the same number of votes"
-            return Runoff(list(continuing), rounds)
-        if lowest == 0:
-            # Options nobody ranked carry no ballots to transfer: drop them together.
-            out, current.note = tied, "nobody's current choice"
-        else:
-            loser, current.note = _break_tie(tied, rounds[:-1], seed, len(rounds))
-            out = [loser]
-        current.eliminated = out
-        continuing = [o for o in continuing if o not in out]
+def vote_place_refusal(poll: Poll, in_poll_room: bool, direct: bool, prefix: str) -> str | None:
+    """Open votes are given in the poll's room or in a direct message, never in a third room
+    whose members would see them; secret ballots only in a direct message."""
+    if poll.secret:
+        if in_poll_room or not direct:
+            return (
+                f"{poll.label} is a secret ballot, so please don't vote here: send your vote to "
+                f"me in a direct message instead ({prefix}vote {poll.label} <number>). "
+                "Only the totals will be published."
+            )
+        return None
+    if not in_poll_room and not direct:
+        return (
+            f"{poll.label} is a poll in another room, so I haven't counted that vote here. "
+            f"Vote in the poll's room, or send {prefix}vote {poll.label} <number> to me "
+            "in a direct message."
+        )
+    return None
 
 
-def _break_tie(
-    tied: list[str], earlier: list[Round], seed: int, round_number: int
-) -> tuple[str, str]:
-    if len(tied) == 1:
-        return tied[0], "fewest votes"
-    candidates = list(tied)
-    for back, previous in enumerate(reversed(earlier), start=1):
-        fewest = min(previous.counts.get(o, 0) for o in candidates)
-        candidates = [o for o in candidates if previous.counts.get(o, 0) == fewest]
-        if len(candidates) == 1:
-            return candidates[0], f"tie for fewest, broken by round {round_number - back}"
-    draw = random.Random(f"civicbot-poll-{seed}-round-{round_number}")
-    return draw.choice(sorted(candidates)), "tie for fewest, broken by the seeded draw"
+def withdraw_refusal(poll: Poll, answers: Sequence[str]) -> str | None:
+    if poll.secret and not answers:
+        return (
+            "A secret ballot can't be withdrawn or changed once cast: I keep no record of "
+            "which ballot is yours."
+        )
+    return None
+
+
+def late_vote_refusal(
+    poll: Poll, sent_ms: int, now: datetime, prefix: str, zone: ZoneInfo
+) -> str | None:
+    """Why a typed vote sent at ``sent_ms`` can't count, or None when it can. A typed vote counts
+    by when it was sent (its event's timestamp), as a button vote does, not by when we read it.
+
+    Sent after the deadline: refused, even if the poll is still waiting to be closed (as after
+    downtime). Sent in time but read only after the close (a slow catch-up, or a server that
+    federates late): refused too, and the voter is told so plainly. Clients would count a button
+    vote like that (its timestamp is before the end event's), but by then the result has been
+    posted and recorded, and a count that changed afterwards would disagree with both. Overdue
+    polls close only once the backlog has been read (``caught_up``), so this stays rare."""
+    if poll.is_open:
+        if sent_ms <= ms(poll.closes_at):
+            return None
+        when = format_when(poll.closes_at, zone, now)
+        return f"Voting in {poll.label} closed at {when}, so that vote was not counted."
+    if poll.is_cancelled:
+        return f"{poll.label} was cancelled, so there is nothing to vote on."
+    closed = f"Voting in {poll.label} has closed, so that vote was not counted."
+    show = f"{prefix}poll show {poll.label} shows the result."
+    cutoff = poll.cutoff_ts
+    if cutoff is None and poll.closed_at is not None:
+        cutoff = ms(poll.closed_at)
+    if cutoff is not None and 0 < sent_ms <= cutoff:
+        return (
+            f"{closed} You sent it in time, but it reached me only after the results had been "
+            f"counted and posted. {show}"
+        )
+    return f"{closed} {show}"
+
+
+def counted_reply(poll: Poll, chosen: str, now: datetime, zone: ZoneInfo) -> str:
+    """What a voter is told once a typed vote counts (``chosen`` is it read back, or "")."""
+    until = format_when(poll.closes_at, zone, now)
+    # Read from the backlog after the deadline (sent before it): no more changes.
+    still_open = now < poll.closes_at
+    if not chosen:
+        again = f" You can vote again until {until}." if still_open else ""
+        return f"Your vote in {poll.label} is withdrawn.{again}"
+    again = f" You can change it until {until}." if still_open else ""
+    return f"✅ Counted: your vote in {poll.label} is {chosen}.{again}"
+
+
+def close_refusal(
+    poll: Poll, may_manage: bool, replayed: bool, prefix: str, now: datetime, zone: ZoneInfo
+) -> str | None:
+    """Its creator or a moderator may close an open poll early. The same ``!poll close`` again,
+    replayed after a crash, does what it did the first time."""
+    if not may_manage:
+        return (
+            f"Only the person who started {poll.label} or a moderator can close it early. "
+            f"It closes by itself {format_when(poll.closes_at, zone, now)}."
+        )
+    if poll.is_cancelled:
+        return f"{poll.label} was cancelled, so it has no results to close with."
+    if not poll.is_open and not replayed:
+        return f"{poll.label} has already closed. {prefix}poll show {poll.label} shows the result."
+    return None
+
+
+def edit_refusal(poll: Poll, sender: str, votes: int, replayed: bool, prefix: str) -> str | None:
+    """Only its creator may change a poll (a moderator would be putting words in their mouth),
+    only while it is open, and only before anyone has voted: a vote is an answer to the question
+    as it stood."""
+    if replayed:
+        return None
+    if sender != poll.creator:
+        return (
+            f"Only the person who started {poll.label} can edit it. A moderator can cancel it "
+            f"with {prefix}poll cancel {poll.label}."
+        )
+    if not poll.is_open:
+        return f"{poll.label} is no longer open, so it can't be edited."
+    if votes:
+        return (
+            f"{poll.label} already has {votes} vote{'s' if votes != 1 else ''}, so it can't be "
+            f"changed any more: a vote answers the question as it stood. You can cancel it with "
+            f"{prefix}poll cancel {poll.label} and start a new one."
+        )
+    return None
+
+
+def cancel_refusal(poll: Poll, may_manage: bool, replayed: bool, prefix: str) -> str | None:
+    """Its creator or a moderator may cancel an open poll; nothing is published."""
+    if replayed:
+        return None
+    if not may_manage:
+        return f"Only the person who started {poll.label} or a moderator can cancel it."
+    if poll.is_cancelled:
+        return f"{poll.label} is already cancelled."
+    if not poll.is_open:
+        return (
+            f"{poll.label} has already closed and its results are out, so it can't be "
+            f"cancelled. {prefix}poll show {poll.label} shows them."
+        )
+    return None
+
+
+def outcome_refusal(poll: Poll, may_manage: bool, prefix: str) -> str | None:
+    if not may_manage:
+        return f"Only the person who started {poll.label} or a moderator can record its outcome."
+    if poll.is_cancelled:
+        return f"{poll.label} was cancelled, so there is no outcome to record."
+    if not poll.is_closed:
+        return (
+            f"{poll.label} is still open. Close it first with {prefix}poll close {poll.label}, "
+            "then record the outcome."
+        )
+    return None
+
+
+def secret_reply(poll: Poll, counted: bool, already: bool, refusal: str | None) -> tuple[str, bool]:
+    """What a secret voter is told: the ballot ``counted`` now, or had ``already`` been cast
+    (both answers, not errors), or neither (refused: the second value is False)."""
+    if counted:
+        return (
+            f"✅ Your secret vote in {poll.label} has been counted. Nobody can see what you "
+            "chose; only the totals will be published when it closes.",
+            True,
+        )
+    if already:
+        return (
+            f"You have already voted in {poll.label}. A secret ballot can't be changed, "
+            "because I keep no record of which ballot is yours.",
+            True,
+        )
+    return refusal or f"Voting in {poll.label} has closed, so that vote was not counted.", False
+
+
+def renumbered(kind: PollKind, options: Sequence[Option], edit: int) -> list[Option]:
+    """The options of a poll's ``edit``-th version, with answer ids of their own (``e2-1``…), so
+    a button vote from a client still showing an older version is spoiled instead of being
+    read as whatever option now has its number. A proposal's answers never change."""
+    if kind is PollKind.PROPOSAL:
+        return list(options)
+    return [Option(f"e{edit}-{n}", o.text) for n, o in enumerate(options, start=1)]
+
+
+def subcommand_hint(word: str, prefix: str) -> str:
+    """``!poll close`` (or show, edit, cancel) without a usable poll id: what to type."""
+    if word == "edit":
+        return (
+            f"Type {prefix}poll edit P-12 and then the whole poll as you'd write it for "
+            f"{prefix}poll: question | option | option ({prefix}polls lists the open ones)."
+        )
+    return (
+        f"Which poll? Type {prefix}poll {word} P-12 ({prefix}polls lists the open ones). To start "
+        "a poll, give the question and at least two options, separated by |."
+    )

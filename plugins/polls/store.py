@@ -11,6 +11,7 @@ from typing import Any
 
 from civicbot_plugins.polls.models import (
     ANONYMOUS,
+    CANCELLED,
     CLOSED,
     NewPoll,
     Poll,
@@ -99,6 +100,59 @@ class PollStore:
             (start_event_id, text_event_id, poll_id),
         )
 
+    async def apply_edit(self, poll_id: int, new: NewPoll, edit_event_id: str) -> bool:
+        """Replace an open poll's question, options and settings, once per ``!poll edit`` event
+        and only while nobody has voted openly (checked in the same statement as the change, so
+        a vote arriving meanwhile wins; the caller checks secret ballots, which the bot receives
+        only through commands handled one at a time). True when this call changed it."""
+        options = json.dumps([{"id": o.id, "text": o.text} for o in new.options])
+        changed = await self.db.execute_rowcount(
+            "UPDATE polls_polls SET question = ?, kind = ?, max_selections = ?, options = ?,"
+            " secret = ?, hidden = ?, closes_at = ?, reminder_sent = 0, edits = edits + 1,"
+            " edit_event_id = ? WHERE id = ? AND state = 'open'"
+            " AND (edit_event_id IS NULL OR edit_event_id != ?)"
+            " AND NOT EXISTS (SELECT 1 FROM polls_responses WHERE poll_id = ?)",
+            (
+                new.question,
+                new.kind.value,
+                new.max_selections,
+                options,
+                int(new.secret),
+                int(new.hidden),
+                to_iso(new.closes_at),
+                edit_event_id,
+                poll_id,
+                edit_event_id,
+                poll_id,
+            ),
+        )
+        return changed > 0
+
+    async def set_start_event(self, poll_id: int, start_event_id: str | None) -> None:
+        await self.db.execute(
+            "UPDATE polls_polls SET start_event_id = ? WHERE id = ?", (start_event_id, poll_id)
+        )
+
+    async def vote_count(self, poll_id: int) -> int:
+        """How many votes of any kind (typed, buttons, withdrawn, secret) a poll has had."""
+        found = await self.db.fetchval(
+            "SELECT COUNT(*) FROM polls_responses WHERE poll_id = ?", (poll_id,)
+        )
+        return int(found or 0) + await self.secret.voter_count(poll_id)
+
+    async def cancel(self, poll_id: int, by: str, now: datetime, event_id: str) -> bool:
+        """open → cancelled, once. No result is kept, so the open votes behind it go too (who
+        voted for what in a poll that never counted serves nobody)."""
+        async with self.db.transaction():
+            changed = await self.db.execute_rowcount(
+                "UPDATE polls_polls SET state = 'cancelled', closed_at = ?, closed_by = ?,"
+                " close_event_id = ? WHERE id = ? AND state = 'open'",
+                (to_iso(now), by, event_id, poll_id),
+            )
+            if changed:
+                await self.db.execute("DELETE FROM polls_responses WHERE poll_id = ?", (poll_id,))
+        return changed > 0
+
     async def begin_close(
         self, poll_id: int, closed_by: str, now: datetime, close_event_id: str | None = None
     ) -> bool:
@@ -158,7 +212,8 @@ class PollStore:
     ) -> list[Poll]:
         assert column in ("created_at", "closed_at", "outcome_at")
         return await self._many(
-            f"room_id = ? AND state != 'posting' AND {column} >= ? AND {column} < ?"
+            f"room_id = ? AND state NOT IN ('posting', 'cancelled')"
+            f" AND {column} >= ? AND {column} < ?"
             f" ORDER BY {column}",
             (room_id, since, until),
         )
@@ -288,8 +343,9 @@ class PollStore:
                 " outcome_by = CASE outcome_by WHEN ? THEN '' ELSE outcome_by END WHERE id = ?",
                 (user_id, user_id, user_id, poll.id),
             )
-        if poll.state == CLOSED:
-            # The published result keeps the totals; the rows behind it can go.
+        if poll.state in (CLOSED, CANCELLED):
+            # The published result keeps the totals (a cancelled poll has none to keep); the
+            # rows behind it can go.
             removed = await self.db.execute_rowcount(
                 "DELETE FROM polls_responses WHERE poll_id = ? AND voter = ?", (poll.id, user_id)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from urllib.parse import quote
 
 from civicbot_plugins.polls.service import Response, tally_responses
 
@@ -186,3 +187,88 @@ async def test_a_vote_typed_in_another_room_is_not_counted_there(residents, bots
     await ann.send_text(room, "!poll show P-1")
     shown = await ann.wait_for(room, is_notice_from(bot.user_id, "P-1 (open)"))
     assert "0 people have voted so far" in shown["content"]["body"]
+
+
+async def fetch_event(resident, room: str, event_id: str) -> dict:
+    """The event as a client loads it, with the server's bundled edit (``m.replace``)."""
+    return await resident._request(
+        "GET", f"/_matrix/client/v3/rooms/{quote(room, safe='')}/event/{quote(event_id, safe='')}"
+    )
+
+
+async def test_edit_replaces_the_poll_in_place_and_cancel_withdraws_it(residents, bots):
+    ann, bob = await residents("ann"), await residents("bob")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob)
+    ann.mark()
+    await ann.send_text(room, "!poll Which day? | Saturday | Sunday")
+    announced = await ann.wait_for(room, is_notice_from(bot.user_id, "📊 P-1: Which day?"))
+    start_id = (await ann.wait_for(room, poll_start_from(bot.user_id)))["event_id"]
+    ann.mark()
+    await ann.send_text(room, "!poll edit P-1 Which day for the pick? | Sat | Sun | Mon")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "P-1 is updated in place"))
+
+    # Synapse accepts both edits as replacements (same sender, same type) and bundles them
+    # with the originals: that is what Element renders in their place, marked "(edited)".
+    start = await fetch_event(bob, room, start_id)
+    replaced = start["unsigned"]["m.relations"]["m.replace"]
+    new_poll = replaced["content"]["m.new_content"][START]
+    assert [a["org.matrix.msc1767.text"] for a in new_poll["answers"]] == ["Sat", "Sun", "Mon"]
+    assert new_poll["question"]["org.matrix.msc1767.text"] == "Which day for the pick? (P-1)"
+    text = await fetch_event(bob, room, announced["event_id"])
+    new_text = text["unsigned"]["m.relations"]["m.replace"]["content"]["m.new_content"]["body"]
+    assert new_text.startswith("📊 P-1: Which day for the pick? (edited)\n1. Sat\n2. Sun\n3. Mon")
+
+    await tap(bob, room, start_id, new_poll["answers"][2]["id"])  # Bob taps "Mon"
+    await tap(ann, room, start_id, "1")  # an answer id of the old version: counts for nothing
+    ann.mark()
+    await ann.send_text(room, "!poll close P-1")
+    body = (await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-1")))["content"][
+        "body"
+    ]
+    assert "Winner: Mon." in body and "3. Mon: ██████████ 1 (100%)" in body
+    assert "1 spoiled" in body
+
+    # A second poll, with a vote, cancelled: no end (Element would show the counts), no result.
+    ann.mark()
+    await ann.send_text(room, "!poll Paint the fence? | Green | Blue")
+    second = await ann.wait_for(room, is_notice_from(bot.user_id, "📊 P-2"))
+    second_start = (await ann.wait_for(room, poll_start_from(bot.user_id)))["event_id"]
+    await tap(bob, room, second_start, "1")
+    bob.mark()
+    await bob.send_text(room, "!poll cancel P-2")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "can cancel it"))
+    ann.mark()
+    await ann.send_text(room, "!poll cancel P-2")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "P-2 is cancelled"))
+    removed = await fetch_event(bob, room, second_start)
+    assert removed["content"] == {}  # redacted: Element shows "Message deleted"
+    assert removed["unsigned"]["redacted_because"]["sender"] == bot.user_id
+    relations = await bob.relations(room, second_start, "m.reference")
+    assert not [e for e in relations if e["type"] == END]
+    text = await fetch_event(bob, room, second["event_id"])
+    cancelled = text["unsigned"]["m.relations"]["m.replace"]["content"]["m.new_content"]["body"]
+    assert cancelled.startswith("📊 P-2 (cancelled): Paint the fence?")
+    bob.mark()
+    await bob.send_text(room, "!vote P-2 1")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "P-2 was cancelled"))
+    messages = await bob.messages(room, limit=50)
+    assert not any("Results of P-2" in str(m.get("content", {}).get("body", "")) for m in messages)
+
+
+async def test_a_new_room_time_zone_changes_how_every_poll_shows(residents, bots):
+    ann, bob = await residents("ann"), await residents("bob")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob)
+    ann.mark()
+    await ann.send_text(room, "!poll Bins on Monday? | yes | no | closes in 3 days")
+    announced = await ann.wait_for(room, is_notice_from(bot.user_id, "📊 P-1"))
+    assert "Europe/London" in announced["content"]["body"]
+    ann.mark()
+    await ann.send_text(room, "!config room.timezone Europe/Paris")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "Europe/Paris"))
+    for command, marker in (("!poll show P-1", "P-1 (open)"), ("!polls", "Open polls")):
+        bob.mark()
+        await bob.send_text(room, command)
+        shown = (await bob.wait_for(room, is_notice_from(bot.user_id, marker)))["content"]["body"]
+        assert "Europe/Paris" in shown and "Europe/London" not in shown, shown

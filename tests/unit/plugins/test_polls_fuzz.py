@@ -28,6 +28,12 @@ ODD = [
     "P-1",
     "in 99999999999 days",
     "block " + "because " * 100,
+    "\u202e\u200b",
+    '"',
+    "“”",
+    "'up to'",
+    "until",
+    "up to you",
 ]
 # P-1 single choice, P-2 ranked, P-3 proposal, P-4 secret, P-5 closed; {x} is the odd part.
 COMMANDS = [
@@ -40,6 +46,11 @@ COMMANDS = [
     "!poll Q? | A | B | up to {x}",
     "!poll close {x}",
     "!poll show {x}",
+    "!poll edit {x}",
+    "!poll edit P-1 {x}",
+    "!poll edit P-1 Q? | A | {x}",
+    "!poll edit P-5 Q? | A | {x}",
+    "!poll cancel {x}",
     "!vote {x} 1",
     "!vote P-1 {x}",
     "!vote P-2 {x}",

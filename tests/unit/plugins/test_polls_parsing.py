@@ -5,14 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from civicbot_plugins.polls.parsing import (
-    PollInputError,
-    VoteError,
-    parse_choice,
-    parse_outcome,
-    parse_poll_input,
-    parse_ranking,
-)
+from civicbot_plugins.polls.choices import VoteError, parse_choice, parse_ranking
+from civicbot_plugins.polls.parsing import PollInputError, parse_outcome, parse_poll_input
 from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, PollKind
 
 

@@ -252,7 +252,9 @@ async def test_proposal_shows_blocks_with_their_reasons(tmp_path):
         await tap(h, room, ANN, start, "agree")
         await h.say(room, ANN, "!poll close P-1")
         results = h.last_text(room)
-        assert "⛔ Blocked: 1 block raised. Most said: Agree." in results
+        assert (
+            "⛔ Blocked: 1 block (listed first below). 2 agree, 0 abstain, 0 disagree." in results
+        )
         assert "• @bob:test: It ignores people who work nights" in results
         assert "4. Block: ███░░░░░░░ 1 (33%)" in results
 

@@ -126,7 +126,9 @@ async def test_export_and_forget_keep_totals_but_not_who_voted(tmp_path):
         assert await polls.export_user_data(BOB) is None
         await h.say(room, CAT, "!poll show P-1")
         shown = h.last_text(room)
-        assert "⛔ Blocked: 1 block raised" in shown and "• Wait for the survey" in shown
+        assert (
+            "⛔ Blocked: 1 block (listed first below)" in shown and "• Wait for the survey" in shown
+        )
         assert BOB not in shown
         # Bob's open vote still counts, and a new vote from him still replaces it.
         await h.advance(timedelta(minutes=1))
@@ -190,7 +192,9 @@ async def test_forgotten_during_an_open_poll_leaves_no_stand_in_behind_the_close
         since = "\n".join(h.texts(room)[said_before:])
         assert "anon:" not in since and ANN not in since
         results = h.texts(room)[-2]
-        assert "⛔ Blocked: 1 block raised. Tied between Agree and Block." in results
+        assert (
+            "⛔ Blocked: 1 block (listed first below). 1 agree, 0 abstain, 0 disagree." in results
+        )
         assert "• the bins smell" in results
         assert "A moderator can record what happens next with !outcome P-1" in results
         assert "Turnout: 2 people voted of 4 members (50%)." in h.last_text(room)
@@ -203,14 +207,14 @@ async def test_forgotten_during_an_open_poll_leaves_no_stand_in_behind_the_close
                     assert "anon:" not in values and ANN not in values, table
         assert await h.db.fetchval("SELECT COUNT(*) FROM polls_forgotten") == 0
         await h.say(room, CAT, "!poll show P-1")
-        assert "⛔ Blocked: 1 block raised" in h.last_text(room)
+        assert "⛔ Blocked: 1 block (listed first below)" in h.last_text(room)
         await h.say(room, CAT, "!poll show P-2")
         assert "Turnout: 2 people voted" in h.last_text(room)
         now = h.clock.now()
         section = await polls.digest_section(
             room, now - timedelta(days=1), now + timedelta(hours=1)
         )
-        assert "P-1 Bins?: ⛔ Blocked: 1 block raised" in section.text
+        assert "P-1 Bins?: ⛔ Blocked: 1 block (listed first below)" in section.text
         assert "anon:" not in section.text
 
 

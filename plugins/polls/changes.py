@@ -1,0 +1,106 @@
+"""Changing a posted poll: ``!poll edit`` and ``!poll cancel``, as Element users will see them.
+
+**Edit** replaces both of the bot's messages in place with ``m.replace``: the text announcement
+(which bridges and plain clients see), and the native poll, exactly as Element itself edits a poll
+nobody has voted in (a ``poll.start`` event holding ``m.new_content``). Element Web and Element X
+then show the new question and answers where the poll was, marked "(edited)"; the thread, the
+replies and the votes stay attached to the same events. The alternatives read worse in Element.
+Posting a new native poll beside the edited text leaves the old one live, with buttons whose
+votes would go to a poll nobody counts; ending the old one first leaves it in the timeline as
+"Ended" with its final (empty) count, which looks like a result, and the live poll becomes a
+second one further down, away from the announcement and its thread.
+
+The edited answers get new ids (``e1-1``, ``e1-2``…), so a vote from a client that still shows
+the old version is spoiled instead of being counted for a different option. If the edit makes
+the poll secret or ranked (typed votes only), its native poll is removed; if it makes a
+typed-only poll an ordinary one, a native poll is posted.
+
+**Cancel** redacts the native poll instead of ending it: an end event makes Element show the
+final counts, which would publish the results the cancel is meant to withhold. Element shows
+"Message deleted" there; the announcement is replaced by a line saying the poll was cancelled.
+
+Every send is keyed by the command's event, so a replay after a crash repeats them harmlessly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from civicbot_plugins.polls import render
+from civicbot_plugins.polls.lifecycle import PollRunner
+from civicbot_plugins.polls.models import Poll
+from civicbot_plugins.polls.store import PollStore
+
+from civicbot.dates import format_when
+from civicbot.events import Message
+from civicbot.permissions import restrict_mentions
+
+if TYPE_CHECKING:
+    from civicbot_plugins.polls.config import PollsConfig
+
+    from civicbot.context import Context, PluginContext
+    from civicbot.outgoing import Outgoing
+
+
+class PollChanges:
+    """Sends the events that show an edited or cancelled poll in its room."""
+
+    def __init__(self, ctx: PluginContext[PollsConfig], store: PollStore, runner: PollRunner):
+        self.ctx = ctx
+        self.store = store
+        self.runner = runner
+
+    def _outgoing(self, ctx: Context[PollsConfig], poll: Poll, step: str) -> Outgoing:
+        """Sends keyed by the command's event and the step: a replay repeats each one's
+        transaction id, whichever steps the poll's state now leaves to do."""
+        return self.ctx.outgoing(f"change:{poll.id}", ctx.event.event_id, step)
+
+    async def _replace_text(
+        self, ctx: Context[PollsConfig], poll: Poll, template: str, values: dict[str, Any]
+    ) -> None:
+        if not poll.text_event_id:
+            return
+        rendered = self.ctx.templates.render(template, **values)
+        # Nobody may make the bot ping the room by editing a poll, whatever their power: the
+        # replacement content (m.new_content) is limited here, the message itself when sent.
+        text, html, _, _ = restrict_mentions(rendered.text, rendered.html, (), False, False)
+        message = Message(
+            f"* {text}",
+            f"* {html}" if html is not None else None,
+            extra=render.text_replacement(poll.text_event_id, text, html),
+        )
+        await self._outgoing(ctx, poll, "text").message(poll.room_id, message, may_ping_room=False)
+
+    async def show_edit(self, ctx: Context[PollsConfig], poll: Poll) -> None:
+        """``poll`` as edited: replace the announcement, then the native poll (or add or remove
+        it when the edit changed whether it has one)."""
+        zone = await self.ctx.timezone(poll.room_id)
+        values = render.announce_values(poll, ctx.now, ctx.prefix, zone, self.ctx.rooms.bot_user_id)
+        values["edited"] = True
+        await self._replace_text(ctx, poll, "announce", values)
+        start_id = poll.start_event_id
+        native = render.has_native_poll(poll)
+        out = self._outgoing(ctx, poll, "native")
+        if start_id and native:
+            await out.event(poll.room_id, render.START_TYPE, render.start_replacement(poll))
+        elif start_id:
+            await out.redact(poll.room_id, start_id, f"{poll.label} now takes typed votes only")
+            start_id = None
+        elif native:
+            start_id = await out.event(poll.room_id, render.START_TYPE, render.start_content(poll))
+        if start_id != poll.start_event_id:
+            self.runner.drop(poll)
+            await self.store.set_start_event(poll.id, start_id)
+            poll.start_event_id = start_id
+        self.runner.track(poll)
+        self.runner.arm(poll.id, poll.closes_at)
+
+    async def show_cancel(self, ctx: Context[PollsConfig], poll: Poll) -> None:
+        """``poll`` as cancelled: the announcement says so and the native poll is removed."""
+        self.runner.drop(poll)
+        zone = await self.ctx.timezone(poll.room_id)
+        when = format_when(poll.closed_at or ctx.now, zone, ctx.now)
+        values = {"poll": poll, "label": poll.label, "when": when}
+        await self._replace_text(ctx, poll, "cancelled", values)
+        if poll.start_event_id:
+            await ctx.out.redact(poll.room_id, poll.start_event_id, f"{poll.label} was cancelled")

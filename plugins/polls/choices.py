@@ -1,0 +1,136 @@
+"""Reading a vote or a ranking as residents type it. Pure functions.
+
+``!vote P-12 2``, ``!vote P-12 “Saturday”.``, ``!vote P-12 1, 3``, ``!vote P-3 block <why>``,
+``!rank P-4 3 > 1 > 2``: text is cleaned (:func:`civicbot.text.clean_text`) and quotes and full
+stops around a choice go, as they do around options (:func:`parsing.unquote`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from civicbot_plugins.polls.parsing import unquote
+from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, Option, PollKind
+
+from civicbot.text import clean_text, comparison_key
+
+MAX_REASON = 500
+WITHDRAW_WORDS = frozenset({"withdraw", "none", "clear", "remove", "unvote", "retract"})
+PROPOSAL_WORDS = {
+    "agree": "agree",
+    "yes": "agree",
+    "abstain": "abstain",
+    "disagree": "disagree",
+    "no": "disagree",
+    "block": "block",
+}
+_CHOICE_SPLIT = re.compile(r"\s*(?:,|>|;|\band\b|\s)\s*", re.I)
+
+
+class VoteError(ValueError):
+    """A vote could not be read; the message says what to type instead."""
+
+
+@dataclass
+class Choice:
+    answers: list[str]  # option ids in order; empty = withdraw
+    reason: str = ""
+
+
+def parse_choice(
+    text: str, kind: PollKind, options: list[Option], max_selections: int, label: str
+) -> Choice:
+    """Read the choice part of ``!vote P-12 …`` (``label`` is ``P-12``, for the messages).
+    Quotes and a full stop around the choice are dropped, as they are around options."""
+    text = unquote(" ".join(clean_text(text).split()))[0]
+    words = text.split(" ", 1)
+    first = unquote(words[0])[0].lower()
+    if first in WITHDRAW_WORDS and len(words) == 1:
+        return Choice([])
+    if kind is PollKind.PROPOSAL:
+        return _proposal_choice(words, first, label)
+    if kind is PollKind.RANKED:
+        return Choice(parse_ranking(text, options, label))
+    by_text = _match_label(text, options)
+    if by_text is not None:
+        return Choice([by_text])
+    picks = _numbers(text, options, label)
+    if len(picks) > max_selections:
+        if max_selections == 1:
+            raise VoteError(
+                f"{label} takes one choice: write one number, like !vote {label} {picks[0]}."
+            )
+        raise VoteError(f"{label} lets you choose up to {max_selections}; you gave {len(picks)}.")
+    return Choice([options[n - 1].id for n in picks])
+
+
+def _proposal_choice(words: list[str], first: str, label: str) -> Choice:
+    position = PROPOSAL_WORDS.get(first)
+    number = _number(first)
+    if position is None and number is not None and 1 <= number <= len(PROPOSAL_OPTIONS):
+        position = PROPOSAL_OPTIONS[number - 1].id
+    if position is None:
+        raise VoteError(
+            f"On a proposal say agree, abstain, disagree or block, like !vote {label} agree."
+        )
+    reason = words[1].strip() if len(words) > 1 else ""
+    if position == "block" and not reason:
+        raise VoteError(
+            f"A block stops the group going ahead, so please say why: "
+            f"!vote {label} block <your reason>."
+        )
+    if len(reason) > MAX_REASON:
+        raise VoteError(f"Please keep your reason under {MAX_REASON} characters.")
+    return Choice([position], reason)
+
+
+def parse_ranking(text: str, options: list[Option], label: str) -> list[str]:
+    """``3 1 2`` (or ``3,1,2`` / ``3 > 1 > 2``): option numbers from most to least preferred."""
+    picks = _numbers(clean_text(text), options, label, ranking=True)
+    return [options[n - 1].id for n in picks]
+
+
+def _numbers(text: str, options: list[Option], label: str, ranking: bool = False) -> list[int]:
+    tokens = [t for t in _CHOICE_SPLIT.split(text.strip().strip(".")) if t]
+    example = " ".join(str(n) for n in range(min(3, len(options)), 0, -1))
+    how = (
+        f"Rank the option numbers, favourite first, like !rank {label} {example}."
+        if ranking
+        else f"Give the option number, like !vote {label} 1."
+    )
+    if not tokens:
+        raise VoteError(how)
+    picks: list[int] = []
+    for token in tokens:
+        token = unquote(token)[0] or token
+        value = _number(token.lstrip("#"))
+        if value is None:
+            raise VoteError(f"I didn't understand '{token[:20]}'. {how}")
+        if not 1 <= value <= len(options):
+            raise VoteError(
+                f"{label} has options 1 to {len(options)}; there is no {token.lstrip('#')[:20]}."
+            )
+        if value in picks:
+            if ranking:
+                raise VoteError(f"You ranked option {value} twice; give each number once.")
+            continue
+        picks.append(value)
+    return picks
+
+
+def _number(text: str) -> int | None:
+    """``"3"`` → 3. Digits of any script count (``"٣"`` is 3, as phones in Arabic type it), but
+    not superscripts such as ``"²"``, which ``str.isdigit`` accepts and ``int`` refuses. Too
+    long a number is as good as too big: -1."""
+    if not text.isdecimal():
+        return None
+    return int(text) if len(text) <= 6 else -1
+
+
+def _match_label(text: str, options: list[Option]) -> str | None:
+    wanted = comparison_key(text)
+    for option in options:
+        if comparison_key(unquote(option.text)[0]) == wanted:
+            return option.id
+    return None
