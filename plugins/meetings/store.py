@@ -290,14 +290,21 @@ class MeetingStore:
 
     async def ballots(self, meeting_id: int) -> dict[str, Ballot]:
         """Everyone's latest ballot: person → slot number → answer."""
+        # One row per person, not per slot: the table is rebuilt on every answer, and 300
+        # rows decode several times faster than 6,000.
         rows = await self.db.fetchall(
-            "SELECT person, slot, answer FROM meetings_availability WHERE meeting_id = ?",
+            "SELECT person, group_concat(slot || ':' || answer) FROM meetings_availability"
+            " WHERE meeting_id = ? GROUP BY person",
             (meeting_id,),
         )
         answers = {a.value: a for a in Answer}
         ballots: dict[str, Ballot] = {}
-        for person, slot, answer in rows:
-            ballots.setdefault(person, {})[slot] = answers[answer]
+        for person, packed in rows:
+            ballot: Ballot = {}
+            for item in packed.split(","):
+                slot, _, answer = item.partition(":")
+                ballot[int(slot)] = answers[answer]
+            ballots[person] = ballot
         return ballots
 
     # -- RSVPs ---------------------------------------------------------------------------------
