@@ -40,7 +40,9 @@ def parse(data: bytes) -> Calendar:
 
 
 def test_one_off_meeting_parses_back_to_its_utc_start_with_tzid_and_vtimezone():
-    cal = parse(build_calendar(entry(Schedule(utc(2026, 12, 8, 18), timedelta(minutes=90), LONDON))))
+    cal = parse(
+        build_calendar(entry(Schedule(utc(2026, 12, 8, 18), timedelta(minutes=90), LONDON)))
+    )
     assert cal["METHOD"] == "REQUEST" and cal["VERSION"] == "2.0" and "PRODID" in cal
     (event,) = cal.walk("VEVENT")
     assert event["UID"] == "m3-a1b2c3d4@civicbot.invalid"
@@ -64,8 +66,15 @@ def test_a_utc_meeting_is_written_in_utc_without_vtimezone():
 
 
 def test_online_meeting_has_url_and_the_link_where_people_look():
-    cal = parse(build_calendar(entry(Schedule(utc(2026, 12, 8, 18), HOUR, LONDON),
-                                     location=None, url="https://meet.jit.si/our-group")))  # fmt: skip
+    cal = parse(
+        build_calendar(
+            entry(
+                Schedule(utc(2026, 12, 8, 18), HOUR, LONDON),
+                location=None,
+                url="https://meet.jit.si/our-group",
+            )
+        )
+    )
     (event,) = cal.walk("VEVENT")
     assert str(event["URL"]) == "https://meet.jit.si/our-group"
     assert str(event["LOCATION"]) == "https://meet.jit.si/our-group"
@@ -90,10 +99,13 @@ def test_repeating_meeting_keeps_19_00_across_both_dst_changes_in_london():
 def test_cancelled_and_moved_occurrences_use_exdate_and_recurrence_id():
     rule = Recurrence(Frequency.MONTHLY, weekday=1, nth=2, count=6)
     schedule = Schedule(
-        utc(2026, 12, 8, 19), HOUR, LONDON, rule,
+        utc(2026, 12, 8, 19),
+        HOUR,
+        LONDON,
+        rule,
         cancelled=frozenset({utc(2027, 1, 12, 19)}),
         moved={utc(2027, 4, 13, 18): utc(2027, 4, 14, 18)},  # Tue 13 Apr (BST) to Wed
-    )  # fmt: skip
+    )
     data = build_calendar(entry(schedule, sequence=4))
     assert b"EXDATE;TZID=Europe/London:20270112T190000" in data
     assert b"RECURRENCE-ID;TZID=Europe/London:20270413T190000" in data
@@ -108,8 +120,9 @@ def test_cancelled_and_moved_occurrences_use_exdate_and_recurrence_id():
 
 
 def test_cancelling_the_whole_meeting():
-    data = build_calendar(entry(Schedule(utc(2026, 12, 8, 18), HOUR, LONDON), sequence=2,
-                                cancelled=True))  # fmt: skip
+    data = build_calendar(
+        entry(Schedule(utc(2026, 12, 8, 18), HOUR, LONDON), sequence=2, cancelled=True)
+    )
     cal = parse(data)
     assert cal["METHOD"] == "CANCEL"
     (event,) = cal.walk("VEVENT")
@@ -119,8 +132,11 @@ def test_cancelling_the_whole_meeting():
 
 def test_user_text_is_escaped_not_injected():
     evil = "Tea\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nSUMMARY:owned"
-    cal = parse(build_calendar(entry(Schedule(utc(2026, 12, 8, 18), HOUR, LONDON), title=evil,
-                                     description="a;b,c\\d")))  # fmt: skip
+    cal = parse(
+        build_calendar(
+            entry(Schedule(utc(2026, 12, 8, 18), HOUR, LONDON), title=evil, description="a;b,c\\d")
+        )
+    )
     (event,) = cal.walk("VEVENT")
     assert str(event["SUMMARY"]) == evil.replace("\r\n", "\n")  # one event, text intact
     assert str(event["DESCRIPTION"]).startswith("a;b,c\\d")

@@ -105,7 +105,11 @@ def test_last_end_of_endless_count_and_until_rules():
 def test_recurrence_round_trips_through_json():
     rule = Recurrence(Frequency.MONTHLY, 1, interval=1, nth=2, until=utc(2027, 6, 30, 22, 59))
     assert Recurrence.from_json(rule.to_json()) == rule
-    assert rule.ical_rule() == {"FREQ": "MONTHLY", "BYDAY": "2TU", "UNTIL": utc(2027, 6, 30, 22, 59)}
+    assert rule.ical_rule() == {
+        "FREQ": "MONTHLY",
+        "BYDAY": "2TU",
+        "UNTIL": utc(2027, 6, 30, 22, 59),
+    }
 
 
 def test_first_start_skips_a_time_already_past_today():

@@ -167,7 +167,9 @@ def test_time_zones_by_name_in_any_case_and_unknown_ones_refused():
 
 def test_slots_are_echoed_with_weekday_date_time_and_zone():
     start = datetime(2026, 12, 8, 18, tzinfo=UTC)
-    assert format_slot(start, timedelta(minutes=90), LONDON) == "Tue 8 Dec 18:00–19:30 Europe/London"
+    assert (
+        format_slot(start, timedelta(minutes=90), LONDON) == "Tue 8 Dec 18:00–19:30 Europe/London"
+    )
     late = datetime(2026, 12, 8, 23, tzinfo=UTC)
     assert format_slot(late, timedelta(hours=2), LONDON) == (
         "Tue 8 Dec 23:00 – Wed 9 Dec 01:00 Europe/London"
