@@ -77,6 +77,7 @@ _FOR = re.compile(r"^for\s+(?P<duration>.+)$", re.I)
 _AT = re.compile(r"^(?:at|where|place|location)\s*:?\s+(?P<place>.+)$", re.I)
 _DECIDE = re.compile(r"^(?:decide\s+by|decide|deadline|answer\s+by)\s*:?\s+(?P<when>.+)$", re.I)
 _UNTIL = re.compile(r"^until\s+(?P<until>.+)$", re.I)
+_BARE_TIME = re.compile(r"^\d{1,2}(?:[:.]\d{2})?\s*(?:[ap]\.?m\.?)?$", re.I)
 _LINK = re.compile(r"^https?://\S+$", re.I)
 _LIST_MARKER = re.compile(r"^(?:\d{1,2}[.)]|[-*•])\s+")
 _UNTIL_TIME = time(23, 59)  # "until 30 june" includes a meeting on the 30th
@@ -212,6 +213,11 @@ def _duration(text: str) -> timedelta:
 def _place(place: str | None) -> tuple[str | None, str | None]:
     if place is None:
         return None, None
+    if _BARE_TIME.match(place):
+        raise MeetingInputError(
+            f"'at' is for the place; put {_quoted(place)} with its day instead, like "
+            "'tue 8 dec 18:00'."
+        )
     if len(place) > MAX_PLACE:
         raise MeetingInputError(f"Keep the place under {MAX_PLACE} characters.")
     if _LINK.match(place):

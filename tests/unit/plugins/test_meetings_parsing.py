@@ -14,6 +14,8 @@ from civicbot_plugins.meetings.parsing import (
     split_parts,
 )
 from civicbot_plugins.meetings.recurrence import Frequency
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 12, 1, 19, 0, tzinfo=UTC)  # Tue 1 Dec 2026, 19:00 in London too
@@ -76,6 +78,7 @@ def test_duration_place_link_and_deadline():
         ("Plan | tue 8 dec 18:00 | decide by yesterday", "The deadline"),
         ("Plan | tue 8 dec 18:00 | at x | at y", "two places"),
         ("Plan | tue 8 dec 18:00 | at https://", "looks broken"),
+        ("Plan | tue 8 dec | at 7pm", "'at' is for the place"),
         ("Plan | tue 8 dec 18:00 | until 1 jan", "for meetings that repeat"),
         ("Plan | tue 8 dec 18:00 | for 3 times", "for meetings that repeat"),
         ("x" * 201 + " | tue 8 dec 18:00", "under 200"),
@@ -163,3 +166,23 @@ def test_bad_repeat_rules(text, message):
 def test_an_until_before_the_first_occurrence():
     with pytest.raises(MeetingInputError, match="no date before the end"):
         parse("Garden | every 2nd tuesday 19:00 | until 5 dec 2026")
+
+
+FRAGMENTS = [
+    "every", "2nd", "other", "tuesday", "mon", "19:00", "7pm", "until", "for", "3", "times",
+    "minutes", "at", "decide by", "friday", "|", "\n", "week", "on", "last", "of the month",
+    "2027-01-05", "x", "", "0", "99:99", "every 99 weeks on sun 10am",
+]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=12))
+def test_any_input_gives_a_proposal_or_a_friendly_error(words):
+    try:
+        p = parse("Title | " + " ".join(words))
+    except MeetingInputError as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+        return
+    assert 1 <= len(p.slots) <= MAX_SLOTS
+    assert all(s > NOW for s in p.slots)
+    assert list(p.slots) == sorted(set(p.slots))

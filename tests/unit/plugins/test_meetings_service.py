@@ -177,3 +177,14 @@ def test_slots_are_echoed_with_weekday_date_time_and_zone():
     assert numbered_slots([start], timedelta(hours=1), ZoneInfo("Europe/Warsaw")) == [
         "1. Tue 8 Dec 19:00–20:00 Europe/Warsaw"
     ]
+
+
+@given(st.text(max_size=40), st.integers(min_value=1, max_value=20))
+def test_any_answer_text_gives_a_full_ballot_or_a_friendly_error(text, slots):
+    try:
+        ballot = parse_availability(text, slots)
+    except AnswerError as exc:
+        assert str(exc)
+        return
+    assert sorted(ballot) == list(range(1, slots + 1))
+    assert set(ballot.values()) <= {Y, M, N}

@@ -191,3 +191,28 @@ async def test_export_then_forget_keeps_counts_and_drops_the_name(db, tmp_path):
     files = b"".join(path.read_bytes() for path in tmp_path.glob("db.sqlite3*"))
     assert b"@bob:x" in files  # the scan does see names that are kept
     assert b"@ann:x" not in files
+
+
+async def test_queries_for_listing_deadlines_and_poll_responses(db):
+    store = MeetingStore(db)
+    here, _ = await store.create(ROOM, "$ev1", "@ann:x", proposal(), NOW)
+    other, _ = await store.create(
+        "!other:x", "$ev2", "@bob:x", proposal("Tea | tue 8 dec 15:00"), NOW
+    )
+    weekly, _ = await store.create(
+        ROOM, "$ev3", "@ann:x", proposal("Garden | every monday 18:00"), NOW
+    )
+    await store.set_events(here.id, poll_event_id="$poll", table_event_id="$table")
+    with pytest.raises(ValueError, match="unknown event columns"):
+        await store.set_events(here.id, organiser="@evil:x")
+    found = await store.by_poll_event("$poll")
+    assert found is not None and found.id == here.id and found.table_event_id == "$table"
+    assert await store.by_poll_event("$nothing") is None
+    assert [m.id for m in await store.open_decisions()] == [here.id]
+    assert [m.id for m in await store.fixed_in(ROOM, NOW)] == [weekly.id]
+    assert [m.id for m in await store.in_rooms([ROOM, "!other:x"], NOW)] == [
+        here.id, other.id, weekly.id
+    ]  # fmt: skip
+    assert await store.in_rooms([], NOW) == []
+    far = NOW + timedelta(days=3650)
+    assert [m.id for m in await store.active(far)] == [weekly.id]  # endless: never ends
