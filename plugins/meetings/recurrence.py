@@ -171,6 +171,15 @@ class Schedule:
         found.sort(key=lambda o: o.start)
         return found[:limit]
 
+    def describe(self) -> str:
+        """``every 2nd Tuesday of the month at 19:00 Europe/London`` (for a repeating meeting;
+        a one-off one is shown with :func:`~civicbot_plugins.meetings.service.format_slot`)."""
+        local = self.start.astimezone(self.zone)
+        rule = self.recurrence.describe(self.zone) if self.recurrence else "once"
+        head, _, tail = rule.partition(", ")
+        at = f"{head} at {local:%H:%M} {self.zone.key}"
+        return f"{at}, {tail}" if tail else at
+
     def next_occurrence(self, now: datetime) -> Occurrence | None:
         """The first occurrence that has not started by ``now``."""
         found = self.occurrences(after=now, limit=1)

@@ -76,6 +76,8 @@ def parse_availability(text: str, slot_count: int) -> Ballot:
             raise AnswerError(f"I couldn't read '{token[:20]}'. Type it like {AVAIL_EXAMPLE}.")
         first = int(match["first"])
         last = int(match["last"] or first)
+        if last < first:
+            raise AnswerError(f"Write a range low to high, like {last}-{first}.")
         for number in range(first, last + 1):
             if number not in ballot:
                 raise AnswerError(

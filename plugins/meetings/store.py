@@ -202,8 +202,16 @@ class MeetingStore:
         return changed > 0
 
     async def move(self, meeting_id: int, new_start: datetime, now: datetime) -> int:
-        """Move a whole fixed meeting; returns the new SEQUENCE for its .ics."""
-        return await self._change(meeting_id, now, "start = ?", (to_iso(new_start),))
+        """Move a fixed one-off meeting; returns the new SEQUENCE for its .ics. A repeating
+        meeting is changed one occurrence at a time (:meth:`move_occurrence`): moving its
+        DTSTART off the rule's weekday would leave calendars disagreeing about the series."""
+        async with self.db.transaction():
+            recurring = await self.db.fetchval(
+                "SELECT recurrence IS NOT NULL FROM meetings_meetings WHERE id = ?", (meeting_id,)
+            )
+            if recurring:
+                raise ValueError(f"M-{meeting_id} repeats: move single occurrences instead")
+            return await self._change(meeting_id, now, "start = ?", (to_iso(new_start),))
 
     async def cancel(self, meeting_id: int, now: datetime) -> bool:
         """Call off the whole meeting (proposed or fixed), once: True for the caller that gets

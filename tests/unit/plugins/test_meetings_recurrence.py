@@ -127,3 +127,13 @@ def test_a_time_skipped_by_the_spring_change_lands_after_the_gap():
     starts = [o.start for o in schedule.occurrences()]
     # 28 Mar 01:30 does not exist: fold=0 takes GMT's offset, 01:30 GMT = 02:30 BST
     assert starts == [utc(2027, 3, 21, 1, 30), utc(2027, 3, 28, 1, 30), utc(2027, 4, 4, 0, 30)]
+
+
+def test_describe_a_schedule_with_its_wall_time():
+    rule = Recurrence(Frequency.MONTHLY, 1, nth=2, until=utc(2027, 6, 30, 22, 59))
+    schedule = Schedule(utc(2026, 12, 8, 19), HOUR, LONDON, rule)
+    assert schedule.describe() == (
+        "every 2nd Tuesday of the month at 19:00 Europe/London, until Wed 30 Jun 2027"
+    )
+    summer = Schedule(utc(2027, 4, 5, 17), HOUR, LONDON, Recurrence(Frequency.WEEKLY, 0, 2))
+    assert summer.describe() == "every other Monday at 18:00 Europe/London"

@@ -51,6 +51,7 @@ def test_all_none_and_later_tokens_override():
         ("0", "There is no time 0"),
         ("1z", "I couldn't read '1z'"),
         ("tuesday", "I couldn't read 'tuesday'"),
+        ("3-1", "low to high, like 1-3"),
     ],
 )
 def test_bad_answers_say_what_to_type(text, message):

@@ -77,6 +77,8 @@ async def test_repeating_meeting_is_fixed_at_once_and_single_occurrences_change(
         ROOM, "$ev2", "@ann:x", proposal("Residents | every 2nd tuesday 19:00 | for 4 times"), NOW
     )
     assert meeting.state == FIXED and meeting.start == datetime(2026, 12, 8, 19, tzinfo=UTC)
+    with pytest.raises(ValueError, match="move single occurrences"):
+        await store.move(meeting.id, datetime(2026, 12, 9, 19, tzinfo=UTC), NOW)
     jan = datetime(2027, 1, 12, 19, tzinfo=UTC)
     feb = datetime(2027, 2, 9, 19, tzinfo=UTC)
     assert await store.cancel_occurrence(meeting.id, jan, NOW) == 1
