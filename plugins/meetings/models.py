@@ -1,0 +1,227 @@
+"""The ``meetings_`` tables and the dataclasses the store returns.
+
+Times are stored as UTC text (``2026-12-08T19:00:00Z``) beside the IANA zone they were typed
+in: the zone decides the wall-clock time of every occurrence of a repeating meeting.
+
+People appear in ``meetings_availability``, ``meetings_rsvps``, ``meetings_minutes`` (author),
+``meetings_meetings`` (organiser) and ``meetings_user_tz``. ``!forget me`` replaces the name in
+the first four with a random stand-in (so counts stay) and deletes the last.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from civicbot_plugins.meetings.recurrence import Recurrence, Schedule
+
+from civicbot.storage import Migration
+
+PROPOSED = "proposed"  # collecting availability
+FIXED = "fixed"  # a time is set (repeating meetings start here)
+CANCELLED = "cancelled"
+ANONYMOUS = "anon:"  # prefix of a forgotten person's stand-in
+
+MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE meetings_meetings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        room_id TEXT NOT NULL,
+        source_event_id TEXT NOT NULL UNIQUE,
+        organiser TEXT NOT NULL,
+        title TEXT NOT NULL,
+        duration_s INTEGER NOT NULL,
+        timezone TEXT NOT NULL,
+        location TEXT,
+        url TEXT,
+        decide_by TEXT,
+        state TEXT NOT NULL,
+        start TEXT,
+        ends_at TEXT,
+        fixed_slot INTEGER,
+        fixed_by TEXT,
+        recurrence TEXT,
+        uid_token TEXT NOT NULL,
+        sequence INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        changed_at TEXT NOT NULL,
+        thread_root TEXT,
+        table_event_id TEXT,
+        poll_event_id TEXT,
+        announce_event_id TEXT
+    );
+    CREATE INDEX meetings_meetings_room ON meetings_meetings(room_id, state);
+    CREATE INDEX meetings_meetings_state ON meetings_meetings(state, decide_by);
+    CREATE INDEX meetings_meetings_poll ON meetings_meetings(poll_event_id);
+    CREATE TABLE meetings_slots (
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        number INTEGER NOT NULL,
+        start TEXT NOT NULL,
+        PRIMARY KEY (meeting_id, number)
+    ) WITHOUT ROWID;
+    CREATE TABLE meetings_availability (
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        person TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        answer TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        via TEXT NOT NULL,
+        PRIMARY KEY (meeting_id, person, slot)
+    ) WITHOUT ROWID;
+    CREATE INDEX meetings_availability_person ON meetings_availability(person);
+    CREATE TABLE meetings_rsvps (
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        person TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (meeting_id, person)
+    ) WITHOUT ROWID;
+    CREATE INDEX meetings_rsvps_person ON meetings_rsvps(person);
+    CREATE TABLE meetings_exceptions (
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        original TEXT NOT NULL,
+        new_start TEXT,
+        changed_at TEXT NOT NULL,
+        PRIMARY KEY (meeting_id, original)
+    ) WITHOUT ROWID;
+    CREATE TABLE meetings_reminders (
+        key TEXT PRIMARY KEY,
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        due_at TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        claimed_at TEXT NOT NULL,
+        event_id TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX meetings_reminders_meeting ON meetings_reminders(meeting_id);
+    CREATE TABLE meetings_minutes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        occurrence TEXT,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        posted_at TEXT NOT NULL,
+        event_id TEXT
+    );
+    CREATE INDEX meetings_minutes_meeting ON meetings_minutes(meeting_id);
+    CREATE INDEX meetings_minutes_author ON meetings_minutes(author);
+    CREATE TABLE meetings_user_tz (
+        person TEXT PRIMARY KEY,
+        timezone TEXT NOT NULL,
+        set_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+def to_iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def maybe_iso(text: str | None) -> datetime | None:
+    return from_iso(text) if text else None
+
+
+def is_anonymous(person: str) -> bool:
+    return person.startswith(ANONYMOUS)
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """A meeting as stored. ``start`` is set once fixed (the first occurrence of a repeating
+    one); ``slots`` are the proposed times (slot n is ``slots[n - 1]``). ``cancelled`` and
+    ``moved`` are single occurrences changed by ``!meet cancel/move M-3 <date>``, keyed by
+    original start. ``changed_at`` is when it was fixed or last changed: reminders due before
+    then are not sent (see :func:`~civicbot_plugins.meetings.reminders.pending_reminders`)."""
+
+    id: int
+    room_id: str
+    source_event_id: str
+    organiser: str
+    title: str
+    duration: timedelta
+    timezone: str
+    location: str | None
+    url: str | None
+    decide_by: datetime | None
+    state: str
+    start: datetime | None
+    fixed_slot: int | None
+    fixed_by: str | None
+    recurrence: Recurrence | None
+    uid_token: str
+    sequence: int
+    created_at: datetime
+    changed_at: datetime
+    thread_root: str | None
+    table_event_id: str | None
+    poll_event_id: str | None
+    announce_event_id: str | None
+    slots: tuple[datetime, ...] = ()
+    cancelled: frozenset[datetime] = frozenset()
+    moved: dict[datetime, datetime] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The id residents type: ``M-3``."""
+        return f"M-{self.id}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def schedule(self) -> Schedule | None:
+        """The fixed meeting's :class:`Schedule`, or None while it is only proposed."""
+        if self.start is None:
+            return None
+        return Schedule(
+            self.start, self.duration, self.zone, self.recurrence, self.cancelled, self.moved
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Meeting:
+        recurrence = row["recurrence"]
+        return cls(
+            id=row["id"],
+            room_id=row["room_id"],
+            source_event_id=row["source_event_id"],
+            organiser=row["organiser"],
+            title=row["title"],
+            duration=timedelta(seconds=row["duration_s"]),
+            timezone=row["timezone"],
+            location=row["location"],
+            url=row["url"],
+            decide_by=maybe_iso(row["decide_by"]),
+            state=row["state"],
+            start=maybe_iso(row["start"]),
+            fixed_slot=row["fixed_slot"],
+            fixed_by=row["fixed_by"],
+            recurrence=Recurrence.from_json(json.loads(recurrence)) if recurrence else None,
+            uid_token=row["uid_token"],
+            sequence=row["sequence"],
+            created_at=from_iso(row["created_at"]),
+            changed_at=from_iso(row["changed_at"]),
+            thread_root=row["thread_root"],
+            table_event_id=row["table_event_id"],
+            poll_event_id=row["poll_event_id"],
+            announce_event_id=row["announce_event_id"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Minutes:
+    """What was decided, as typed with ``!minutes M-3 …``."""
+
+    id: int
+    meeting_id: int
+    occurrence: datetime | None
+    author: str
+    text: str
+    posted_at: datetime
+    event_id: str | None
