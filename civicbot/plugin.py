@@ -102,6 +102,15 @@ class Plugin(Generic[ConfigT]):
         """Contribute to the room's weekly digest (activity between ``since`` and ``until``)."""
         return None
 
+    async def personal_digest_section(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> DigestSection | None:
+        """Contribute to one person's own digest, sent to them by direct message: their open
+        items across every room (polls they have not voted in, meetings they said they would
+        attend, needs they offered help with, consultations they answered that got a reply).
+        Only what that person may see; it goes nowhere but their DM."""
+        return None
+
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         """Everything this plugin stores about ``user_id``, as JSON-able data (for ``!mydata``)."""
         return None
