@@ -9,7 +9,8 @@ for neighbours' messages (synonyms, typos) is made up by the small tables in :mo
 * a post is indexed with its words (``body``), the synonyms of its words (``terms``, see
   :func:`index_terms`) and its category;
 * a new need (or offer, or ``!find``) becomes an OR query of its meaningful words, each typo
-  corrected where the tables know the word (:func:`query_words`);
+  corrected where the tables know the word (:func:`query_words`), leaving out words so common
+  that they pick out little (:func:`drop_common`);
 * BM25 (``body`` counting more than ``terms``) ranks the candidates, and a candidate in the
   same category as the new post gets a bonus (:func:`rank`), which is what lifts the right offer
   when a need shares few words with it.
@@ -26,6 +27,10 @@ from civicbot_plugins.mutual_aid.categories import expand, normalise, words
 BM25_WEIGHTS = (1.0, 0.5, 0.0)
 CATEGORY_BONUS = 0.35  # added to a relevance in 0..1, for the same category
 FTS_CANDIDATES = 40  # how many BM25 hits are re-ranked
+MAX_QUERY_WORDS = 12
+# The most posts a query's words may be in together before the commonest are left out (see
+# drop_common). Far above what a neighbourhood room holds: it matters at benchmark scale.
+WORD_BUDGET = 3000
 
 # Words that say nothing about *what* is offered or needed. Kept short: a word missing here only
 # costs a little speed, while a word wrongly here can never match.
@@ -74,14 +79,35 @@ def index_terms(text: str) -> str:
     return " ".join(w for w in expand(text) if w not in own and w not in STOPWORDS)
 
 
-def fts_query(text: str, limit_words: int = 16) -> str | None:
-    """An FTS5 MATCH expression finding posts that share a word with ``text`` in their own words
-    or synonyms; None when ``text`` has no word worth searching for."""
-    chosen = query_words(text)[:limit_words]
-    if not chosen:
-        return None
+def fts_expression(chosen: Sequence[str]) -> str:
+    """An FTS5 MATCH expression finding posts that have any of ``chosen`` among their own words
+    or synonyms."""
     # Quoted, so no word is read as FTS5 syntax (AND, NEAR, a column name, a star).
     return "{body terms} : (" + " OR ".join(f'"{w}"' for w in chosen) + ")"
+
+
+def word_expression(word: str) -> str:
+    """The MATCH expression for one word, to count the posts that have it."""
+    return fts_expression([word])
+
+
+def drop_common(frequencies: Sequence[tuple[str, int]], budget: int = WORD_BUDGET) -> list[str]:
+    """The words to search by, from ``(word, open posts that have it)`` pairs: the rarest first,
+    as long as together they are in at most ``budget`` posts, and always the rarest one that
+    is in any post at all. A word
+    in thousands of posts ("borrow", "weekend") picks out little, and scoring every post that
+    has it is what would make a search slow; the rarer words of the same need carry the
+    meaning. Returned in the order given."""
+    kept: set[str] = set()
+    total = 0
+    for word, count in sorted(frequencies, key=lambda pair: pair[1]):
+        if count == 0:
+            continue  # in no post: it can't find anything, and must not use up the rule below
+        if kept and total + count > budget:
+            break
+        kept.add(word)
+        total += count
+    return [word for word, _ in frequencies if word in kept]
 
 
 def rank(

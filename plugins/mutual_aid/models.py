@@ -64,10 +64,11 @@ CREATE TABLE mutual_aid_posts (
     times_matched INTEGER NOT NULL DEFAULT 0,
     UNIQUE (kind, number)
 );
-CREATE INDEX mutual_aid_posts_list ON mutual_aid_posts(room_id, kind, state, urgency_rank, id);
+CREATE INDEX mutual_aid_posts_list
+    ON mutual_aid_posts(room_id, kind, state, urgency_rank, id DESC);
 CREATE INDEX mutual_aid_posts_poster ON mutual_aid_posts(poster);
-CREATE INDEX mutual_aid_posts_private ON mutual_aid_posts(private, state);
-CREATE INDEX mutual_aid_posts_expiry ON mutual_aid_posts(state, expires_at);
+CREATE INDEX mutual_aid_posts_private ON mutual_aid_posts(state) WHERE private = 1;
+CREATE INDEX mutual_aid_posts_expiry ON mutual_aid_posts(expires_at) WHERE state = 'open';
 CREATE TABLE mutual_aid_requesters (
     post_id INTEGER PRIMARY KEY REFERENCES mutual_aid_posts(id) ON DELETE CASCADE,
     sealed BLOB NOT NULL

@@ -32,10 +32,15 @@ from typing import Any
 from civicbot_plugins.mutual_aid.matching import (
     BM25_WEIGHTS,
     FTS_CANDIDATES,
+    MAX_QUERY_WORDS,
+    WORD_BUDGET,
     Hit,
-    fts_query,
+    drop_common,
+    fts_expression,
     index_terms,
+    query_words,
     rank,
+    word_expression,
 )
 from civicbot_plugins.mutual_aid.models import (
     LIVE_MATCH_STATES,
@@ -293,8 +298,10 @@ class AidStore:
         self, room_id: str, kind: str, now: datetime, limit: int = 20, offset: int = 0
     ) -> list[Post]:
         """``!needs`` / ``!offers``: open, unexpired posts here, most urgent first, then newest."""
+        # ``+expires_at``: walk the list index in its order and skip the few expired rows,
+        # rather than let the planner fetch every unexpired post by expiry and sort them.
         return await self._many(
-            "room_id = ? AND kind = ? AND state = 'open' AND expires_at > ?"
+            "room_id = ? AND kind = ? AND state = 'open' AND +expires_at > ?"
             " ORDER BY urgency_rank, id DESC LIMIT ? OFFSET ?",
             (room_id, kind, to_iso(now), limit, offset),
         )
@@ -312,9 +319,10 @@ class AidStore:
     ) -> list[Candidate]:
         """Open posts here that fit ``text`` best (only ``kind``, if given), favouring
         ``category``. ``!find`` and matching both use it."""
-        query = fts_query(text)
-        if query is None:
+        chosen = await self._search_words(text)
+        if not chosen:
             return []
+        query = fts_expression(chosen)
         rows = await self.db.fetchall(
             f"SELECT p.id, p.category, bm25(mutual_aid_fts, {_W}) AS score"
             " FROM mutual_aid_fts JOIN mutual_aid_posts p ON p.id = mutual_aid_fts.rowid"
@@ -329,6 +337,19 @@ class AidStore:
         marks = ", ".join("?" * len(ranked))
         posts = {p.id: p for p in await self._many(f"id IN ({marks})", tuple(i for i, _ in ranked))}
         return [Candidate(posts[i], score) for i, score in ranked if i in posts]
+
+    async def _search_words(self, text: str) -> list[str]:
+        """The words of ``text`` to search by, after counting (up to a limit) the open posts
+        that have each, so that the very common ones can be left out."""
+        frequencies = []
+        for word in query_words(text)[:MAX_QUERY_WORDS]:
+            count = await self.db.fetchval(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM mutual_aid_fts WHERE mutual_aid_fts"
+                " MATCH ? LIMIT ?)",
+                (word_expression(word), WORD_BUDGET + 1),
+            )
+            frequencies.append((word, int(count)))
+        return drop_common(frequencies)
 
     async def matches_for(self, post: Post, now: datetime, limit: int = 3) -> list[Candidate]:
         """For a new need, the open offers that fit it best; for a new offer, the open needs.
