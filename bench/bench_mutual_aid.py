@@ -57,45 +57,148 @@ KEY = b"b" * 32
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 OPENERS = [
-    "I can", "happy to", "can help with", "I have a", "got a", "offering", "free to lend",
-    "willing to", "I do", "available for", "spare", "can give you",
+    "I can",
+    "happy to",
+    "can help with",
+    "I have a",
+    "got a",
+    "offering",
+    "free to lend",
+    "willing to",
+    "I do",
+    "available for",
+    "spare",
+    "can give you",
 ]
 THINGS = [
-    "lifts to the hospital", "drive to the station", "airport runs", "ladder to lend",
-    "power drill", "flat pack furniture assembly", "gardening", "mowing lawns", "hedge trimming",
-    "weekly shopping", "pick up groceries", "collect prescriptions", "dog walking", "cat sitting",
-    "maths tutoring", "english conversation", "phone and tablet help", "laptop repairs",
-    "hot meals", "soup for anyone unwell", "birthday cakes", "sewing repairs", "bike repairs",
-    "leaking taps", "light fittings", "painting and decorating", "babysitting", "school run",
-    "benefit forms", "letters translated", "a cuppa and a chat", "baby clothes", "a pram",
-    "childrens books", "food parcels", "CV writing", "haircuts at home", "a wheelchair",
-    "a lawnmower", "trips to the tip", "knitting lessons", "guitar lessons", "bins out",
-    "snow clearing", "camping gear", "tenancy advice", "reading glasses", "TV setup",
-    "walking buddy", "moving furniture with my van", "ironing", "window cleaning",
-    "piano lessons", "tax returns", "a sewing machine", "a pressure washer", "carpet cleaner",
-    "wallpaper stripping", "fence repairs", "plastering", "tiling", "curtain hanging",
-    "a hedge cutter", "a wheelbarrow", "a car seat", "a cot", "a high chair", "a microwave",
-    "a spare bed", "blankets", "winter coats", "school uniform", "a kettle", "jump leads",
+    "lifts to the hospital",
+    "drive to the station",
+    "airport runs",
+    "ladder to lend",
+    "power drill",
+    "flat pack furniture assembly",
+    "gardening",
+    "mowing lawns",
+    "hedge trimming",
+    "weekly shopping",
+    "pick up groceries",
+    "collect prescriptions",
+    "dog walking",
+    "cat sitting",
+    "maths tutoring",
+    "english conversation",
+    "phone and tablet help",
+    "laptop repairs",
+    "hot meals",
+    "soup for anyone unwell",
+    "birthday cakes",
+    "sewing repairs",
+    "bike repairs",
+    "leaking taps",
+    "light fittings",
+    "painting and decorating",
+    "babysitting",
+    "school run",
+    "benefit forms",
+    "letters translated",
+    "a cuppa and a chat",
+    "baby clothes",
+    "a pram",
+    "childrens books",
+    "food parcels",
+    "CV writing",
+    "haircuts at home",
+    "a wheelchair",
+    "a lawnmower",
+    "trips to the tip",
+    "knitting lessons",
+    "guitar lessons",
+    "bins out",
+    "snow clearing",
+    "camping gear",
+    "tenancy advice",
+    "reading glasses",
+    "TV setup",
+    "walking buddy",
+    "moving furniture with my van",
+    "ironing",
+    "window cleaning",
+    "piano lessons",
+    "tax returns",
+    "a sewing machine",
+    "a pressure washer",
+    "carpet cleaner",
+    "wallpaper stripping",
+    "fence repairs",
+    "plastering",
+    "tiling",
+    "curtain hanging",
+    "a hedge cutter",
+    "a wheelbarrow",
+    "a car seat",
+    "a cot",
+    "a high chair",
+    "a microwave",
+    "a spare bed",
+    "blankets",
+    "winter coats",
+    "school uniform",
+    "a kettle",
+    "jump leads",
 ]
 WHEN = [
-    "at weekends", "on weekdays", "in the evenings", "mornings before work", "most days",
-    "on fridays", "during school hours", "anytime, just ask", "on sundays", "after 6pm", "",
+    "at weekends",
+    "on weekdays",
+    "in the evenings",
+    "mornings before work",
+    "most days",
+    "on fridays",
+    "during school hours",
+    "anytime, just ask",
+    "on sundays",
+    "after 6pm",
+    "",
 ]
 WHERE = [
-    "round Elm Road", "near the park", "on the Hillside estate", "in the town centre",
-    "by the station", "near St Marys", "anywhere local", "",
+    "round Elm Road",
+    "near the park",
+    "on the Hillside estate",
+    "in the town centre",
+    "by the station",
+    "near St Marys",
+    "anywhere local",
+    "",
 ]
 NEEDS = [
-    "help moving a sofa on saturday", "need a lift to the hosptial tuesday",
-    "anyone got a ladder i could borrow", "can someone do my shoping this week",
-    "need my perscription picking up", "someone to walk my dog", "cat feeding while away",
-    "help with maths homework", "laptop is really slow", "hot meal, just out of hospital",
-    "zip broke on my coat", "puncture on my bike", "kitchen tap leaking",
-    "need a babysitter friday", "help with a universal credit form", "would like someone to talk to",
-    "need a buggy for my grandson", "we have run out of food", "borrow a tent for the weekend",
-    "old mattress to the dump", "my printer wont connect to the wifi", "need a car seat",
-    "blocked sink", "learn guitar", "painting my living room", "a cot for a newborn",
-    "jump start my car", "fix my fence after the storm", "iron some shirts for an interview",
+    "help moving a sofa on saturday",
+    "need a lift to the hosptial tuesday",
+    "anyone got a ladder i could borrow",
+    "can someone do my shoping this week",
+    "need my perscription picking up",
+    "someone to walk my dog",
+    "cat feeding while away",
+    "help with maths homework",
+    "laptop is really slow",
+    "hot meal, just out of hospital",
+    "zip broke on my coat",
+    "puncture on my bike",
+    "kitchen tap leaking",
+    "need a babysitter friday",
+    "help with a universal credit form",
+    "would like someone to talk to",
+    "need a buggy for my grandson",
+    "we have run out of food",
+    "borrow a tent for the weekend",
+    "old mattress to the dump",
+    "my printer wont connect to the wifi",
+    "need a car seat",
+    "blocked sink",
+    "learn guitar",
+    "painting my living room",
+    "a cot for a newborn",
+    "jump start my car",
+    "fix my fence after the storm",
+    "iron some shirts for an interview",
     "clean my windows",
 ]
 
@@ -120,11 +223,19 @@ async def fill(db: Database, rng: random.Random, offers: int, needs: int) -> Non
             urgency = rng.choice(["today", "this week", "anytime", "anytime"])
             rows.append(
                 (
-                    kind, number, ROOM, keyed_hash(f"{kind}{number}"),
-                    f"@resident{rng.randrange(5000)}:example.org", text, index_terms(text),
-                    suggest_category(text) or "", urgency,
+                    kind,
+                    number,
+                    ROOM,
+                    keyed_hash(f"{kind}{number}"),
+                    f"@resident{rng.randrange(5000)}:example.org",
+                    text,
+                    index_terms(text),
+                    suggest_category(text) or "",
+                    urgency,
                     {"today": 0, "this week": 1, "anytime": 2}[urgency],
-                    to_iso(created), to_iso(created), to_iso(created + timedelta(days=14)),
+                    to_iso(created),
+                    to_iso(created),
+                    to_iso(created + timedelta(days=14)),
                 )
             )
     for start in range(0, len(rows), 10_000):
@@ -143,9 +254,7 @@ async def fill(db: Database, rng: random.Random, offers: int, needs: int) -> Non
     await db.execute("INSERT INTO mutual_aid_fts (mutual_aid_fts) VALUES ('optimize')")
 
 
-async def timed(
-    runs: int, call: Callable[[int], Awaitable[Any]]
-) -> tuple[list[float], list[Any]]:
+async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> tuple[list[float], list[Any]]:
     out, results = [], []
     for i in range(runs):
         start = time.perf_counter()
@@ -192,8 +301,12 @@ async def main() -> int:
     async def match(i: int) -> Any:
         spec = parse_post(NEED, NEEDS[i % len(NEEDS)])
         need, _ = await store.create(
-            spec, room_id=ROOM, source_event_id=f"$bench{i}", author="@asker:example.org",
-            private=bool(i % 2), now=NOW,
+            spec,
+            room_id=ROOM,
+            source_event_id=f"$bench{i}",
+            author="@asker:example.org",
+            private=bool(i % 2),
+            now=NOW,
         )
         return await store.matches_for(need, NOW, limit=3)
 
@@ -202,8 +315,20 @@ async def main() -> int:
         assert need is not None
         return await store.matches_for(need, NOW, limit=3)
 
-    finds = ["ladder", "lift hospital", "pram", "drill", "cakes", "guitar lessons", "van",
-             "shopping", "wheelchair", "tent camping", "dog", "laptop"]
+    finds = [
+        "ladder",
+        "lift hospital",
+        "pram",
+        "drill",
+        "cakes",
+        "guitar lessons",
+        "van",
+        "shopping",
+        "wheelchair",
+        "tent camping",
+        "dog",
+        "laptop",
+    ]
 
     async def find(i: int) -> Any:
         return await store.search(ROOM, finds[i % len(finds)], NOW, limit=10)
@@ -229,8 +354,10 @@ async def main() -> int:
     await db.close()
 
     empty = sum(1 for f in found if not f)
-    print(f"{args.offers:,} open offers + {args.needs:,} needs, one room; filled in "
-          f"{fill_s:.1f} s, database {size_mb:.0f} MB on disk ({workdir})")
+    print(
+        f"{args.offers:,} open offers + {args.needs:,} needs, one room; filled in "
+        f"{fill_s:.1f} s, database {size_mb:.0f} MB on disk ({workdir})"
+    )
     print(f"matching found no offer for {empty} of {len(found)} new needs\n")
     print("| query | median ms | p99 ms | target p99 | ok |")
     print("|---|---|---|---|---|")
@@ -239,10 +366,13 @@ async def main() -> int:
         target = MATCH_TARGET_MS if "match" in name else LIST_TARGET_MS
         ok = p99(values) < target
         failed |= not ok
-        print(f"| {name} | {statistics.median(values):.2f} | {p99(values):.2f} | "
-              f"< {target:.0f} | {'yes' if ok else 'NO'} |")
-    print(json.dumps({k: {"median": statistics.median(v), "p99": p99(v)}
-                      for k, v in results.items()}))
+        print(
+            f"| {name} | {statistics.median(values):.2f} | {p99(values):.2f} | "
+            f"< {target:.0f} | {'yes' if ok else 'NO'} |"
+        )
+    print(
+        json.dumps({k: {"median": statistics.median(v), "p99": p99(v)} for k, v in results.items()})
+    )
     return 1 if failed else 0
 
 

@@ -129,17 +129,15 @@ _TRIGGERS = (
         INSERT INTO mutual_aid_fts (mutual_aid_fts, rowid, body, terms, category)
         VALUES ('delete', old.id, old.body, old.terms, old.category);
     END""",
-    """CREATE TRIGGER mutual_aid_fts_unindex AFTER UPDATE ON mutual_aid_posts
-    WHEN old.state = 'open' AND (new.state != 'open' OR new.body != old.body
-        OR new.terms != old.terms OR new.category != old.category) BEGIN
+    # One trigger for updates, so the old entry is always taken out before the new one goes in
+    # (SQLite does not promise an order between two triggers on the same event).
+    """CREATE TRIGGER mutual_aid_fts_update AFTER UPDATE ON mutual_aid_posts
+    WHEN new.state != old.state OR new.body != old.body OR new.terms != old.terms
+        OR new.category != old.category BEGIN
         INSERT INTO mutual_aid_fts (mutual_aid_fts, rowid, body, terms, category)
-        VALUES ('delete', old.id, old.body, old.terms, old.category);
-    END""",
-    """CREATE TRIGGER mutual_aid_fts_reindex AFTER UPDATE ON mutual_aid_posts
-    WHEN new.state = 'open' AND (old.state != 'open' OR new.body != old.body
-        OR new.terms != old.terms OR new.category != old.category) BEGIN
+        SELECT 'delete', old.id, old.body, old.terms, old.category WHERE old.state = 'open';
         INSERT INTO mutual_aid_fts (rowid, body, terms, category)
-        VALUES (new.id, new.body, new.terms, new.category);
+        SELECT new.id, new.body, new.terms, new.category WHERE new.state = 'open';
     END""",
 )
 

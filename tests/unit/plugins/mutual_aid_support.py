@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
+import pytest
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.models import MIGRATIONS
 from civicbot_plugins.mutual_aid.parsing import parse_post
@@ -29,6 +30,17 @@ async def open_store(path) -> tuple[Database, AidStore, AidLedger]:
     await db.migrate("mutual_aid", MIGRATIONS)
     store = AidStore(db, Sealer(KEY), keyed_hash)
     return db, store, AidLedger(store)
+
+
+@pytest.fixture
+async def aid(tmp_path):
+    """(db, store, ledger) on a fresh file, closed afterwards even when the test fails (an open
+    aiosqlite connection would keep pytest from exiting)."""
+    db, store, ledger = await open_store(tmp_path / "aid.sqlite3")
+    try:
+        yield db, store, ledger
+    finally:
+        await db.close()
 
 
 _counter = iter(range(1, 10**9))

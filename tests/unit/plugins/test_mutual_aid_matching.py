@@ -9,13 +9,14 @@ from pathlib import Path
 
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 
-from tests.unit.plugins.mutual_aid_support import NOW, open_store, post
+from tests.unit.plugins.mutual_aid_support import NOW, post
+
+pytest_plugins = ["tests.unit.plugins.mutual_aid_support"]
 
 DATASET = json.loads((Path(__file__).parent / "mutual_aid_matching.json").read_text())
 
 
-async def rank_all(tmp_path):
-    db, store, _ = await open_store(tmp_path / "match.sqlite3")
+async def rank_all(store):
     ids = {}
     for n, offer in enumerate(DATASET["offers"]):
         created = await post(store, OFFER, offer["text"], author=f"@offerer{n}:example.org")
@@ -25,12 +26,11 @@ async def rank_all(tmp_path):
         created = await post(store, NEED, need["text"], author="@asker:example.org")
         found = await store.matches_for(created, NOW, limit=3)
         results.append((need, [ids[c.post.id] for c in found]))
-    await db.close()
     return results
 
 
-async def test_the_right_offer_is_usually_first_and_almost_always_in_the_top_three(tmp_path):
-    results = await rank_all(tmp_path)
+async def test_the_right_offer_is_usually_first_and_almost_always_in_the_top_three(aid):
+    results = await rank_all(aid[1])
     assert len(DATASET["offers"]) >= 40 and len(results) >= 40
     top1 = sum(found[:1] == [need["offer"]] for need, found in results) / len(results)
     top3 = sum(need["offer"] in found[:3] for need, found in results) / len(results)
