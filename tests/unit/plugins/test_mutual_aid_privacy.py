@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from civicbot_plugins.mutual_aid.jobs import AidJobs
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.service import accept, mark_done
@@ -40,11 +41,11 @@ async def private_need_helped(store, ledger):
 
 
 async def test_who_asked_is_nowhere_on_disk_and_nowhere_in_lists(aid, tmp_path):
-    db, store, ledger = aid
+    _, store, ledger = aid
     need = await post(store, NEED, "help moving a sofa | this week", author=ASKER, private=True)
     assert need.poster is None and need.private
     assert (await store.open_posts(ROOM, NEED, NOW))[0].poster is None
-    assert (await store.waiting_needs(ROOM, NOW))[0].poster is None
+    assert (await AidJobs(store).waiting_needs(ROOM, NOW))[0].poster is None
     assert (await store.search(ROOM, "sofa", NOW))[0].post.poster is None
     await post(store, OFFER, "van for moving furniture", author=SAM)
     await private_need_helped(store, ledger)
@@ -55,7 +56,7 @@ async def test_who_asked_is_nowhere_on_disk_and_nowhere_in_lists(aid, tmp_path):
 
 
 async def test_only_the_bot_with_its_key_can_tell_who_asked(aid):
-    db, store, ledger = aid
+    db, store, _ = aid
     need = await post(store, NEED, "a lift to the hospital", author=ASKER, private=True)
     assert await store.requester_of(need) == ASKER
     assert await store.is_owner(need, ASKER) and not await store.is_owner(need, SAM)

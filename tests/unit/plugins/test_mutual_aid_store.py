@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from civicbot_plugins.mutual_aid.jobs import AidJobs
 from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, OPEN, SUPERSEDED
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, parse_post
-from civicbot_plugins.mutual_aid.service import accept, offer_help, withdraw
+from civicbot_plugins.mutual_aid.service import accept, mark_done, offer_help, withdraw
 
 from tests.unit.plugins.mutual_aid_support import NOW, ROOM, post
 
@@ -132,12 +133,13 @@ async def test_can_accept_and_backing_out_through_the_store(aid):
 
 async def test_expiry_and_reminders(aid):
     _, store, _ = aid
+    jobs = AidJobs(store)
     short = await post(store, NEED, "bins out | expires in 1 day")
     await post(store, NEED, "a long one")
-    assert [p.id for p in await store.expiring_between(NOW, NOW + timedelta(days=2))] == [short.id]
-    assert await store.mark_reminded(short.id) and not await store.mark_reminded(short.id)
-    assert await store.expiring_between(NOW, NOW + timedelta(days=2)) == []
-    assert [p.id for p in await store.past_expiry(NOW + timedelta(days=1))] == [short.id]
+    assert [p.id for p in await jobs.expiring_between(NOW, NOW + timedelta(days=2))] == [short.id]
+    assert await jobs.mark_reminded(short.id) and not await jobs.mark_reminded(short.id)
+    assert await jobs.expiring_between(NOW, NOW + timedelta(days=2)) == []
+    assert [p.id for p in await jobs.past_expiry(NOW + timedelta(days=1))] == [short.id]
 
 
 async def test_hours_reports_and_notification_limits(aid):
@@ -156,3 +158,25 @@ async def test_hours_reports_and_notification_limits(aid):
     ]
     assert await ledger.take_notification(SAM, "2026-12-02", 2)
     assert await ledger.prune_notifications("2026-12-02") == 1
+
+
+async def test_digest_sections(aid):
+    _, store, _ = aid
+    jobs = AidJobs(store)
+    offer = await post(store, OFFER, "gardening at weekends")
+    waiting = await post(store, NEED, "a lift to the station")
+    thanked, _ = await store.create(
+        parse_post(NEED, "help with a form"),
+        room_id=ROOM,
+        source_event_id="$thanks",
+        author=SAM,
+        private=False,
+        now=NOW,
+        thanks=True,
+    )
+    done = mark_done(thanked, is_owner=True, accepted=None)
+    assert await store.apply(thanked, done, now=NOW + timedelta(hours=1))
+    week = (NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert [p.id for p in await jobs.created_between(ROOM, OFFER, *week)] == [offer.id]
+    assert [p.id for p in await jobs.waiting_needs(ROOM, NOW)] == [waiting.id]
+    assert [p.id for p in await jobs.thanks_between(ROOM, *week)] == [thanked.id]
