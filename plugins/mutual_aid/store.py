@@ -135,8 +135,9 @@ class AidStore:
         return post, True
 
     async def edit(self, post: Post, spec: PostSpec, now: datetime) -> Post:
-        """Re-posting with the id: new text and options, same id, same state; the expiry only
-        moves if the re-post named one (``spec.expires_in`` from now)."""
+        """Re-posting with the id: new text and options, same id, same state. The expiry becomes
+        the later of the current one and ``spec.expires_in`` from now (14 days unless the re-post
+        named one), and the reminder is re-armed. Check ownership before calling."""
         await self.db.execute(
             "UPDATE mutual_aid_posts SET body = ?, terms = ?, category = ?, urgency = ?,"
             " urgency_rank = ?, area = ?, ongoing = ?, updated_at = ?, expires_at = ?,"
