@@ -9,9 +9,10 @@ from pathlib import Path
 
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 
+from tests.unit.plugins import mutual_aid_support
 from tests.unit.plugins.mutual_aid_support import NOW, post
 
-pytest_plugins = ["tests.unit.plugins.mutual_aid_support"]
+aid = mutual_aid_support.aid  # the fixture, under the name the tests ask for
 
 DATASET = json.loads((Path(__file__).parent / "mutual_aid_matching.json").read_text())
 

@@ -11,9 +11,10 @@ from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.service import accept, mark_done
 from civicbot_plugins.mutual_aid.store import AidStore
 
+from tests.unit.plugins import mutual_aid_support
 from tests.unit.plugins.mutual_aid_support import NOW, ROOM, keyed_hash, post
 
-pytest_plugins = ["tests.unit.plugins.mutual_aid_support"]
+aid = mutual_aid_support.aid  # the fixture, under the name the tests ask for
 
 ASKER = "@vulnerable.asker:example.org"
 SAM = "@sam:example.org"

@@ -10,9 +10,10 @@ from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, OPEN,
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, parse_post
 from civicbot_plugins.mutual_aid.service import accept, mark_done, offer_help, withdraw
 
+from tests.unit.plugins import mutual_aid_support
 from tests.unit.plugins.mutual_aid_support import NOW, ROOM, post
 
-pytest_plugins = ["tests.unit.plugins.mutual_aid_support"]
+aid = mutual_aid_support.aid  # the fixture, under the name the tests ask for
 
 SAM = "@sam:example.org"
 
