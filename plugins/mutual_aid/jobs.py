@@ -1,0 +1,69 @@
+"""SQL the scheduled jobs run: expiry, the reminder before it, and the digest's sections.
+
+Private needs come back with ``poster`` None here as everywhere (see :mod:`store`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from civicbot_plugins.mutual_aid.models import OPEN, Post, to_iso
+from civicbot_plugins.mutual_aid.store import AidStore
+
+
+class AidJobs:
+    """Queries for the expiry job, expiry reminders and the weekly digest."""
+
+    def __init__(self, store: AidStore):
+        self.store = store
+        self.db = store.db
+
+    # -- expiry --------------------------------------------------------------------------------
+    async def past_expiry(self, now: datetime, limit: int = 500) -> list[Post]:
+        """Open posts whose expiry has passed (for the expiry job)."""
+        return await self.store._many(
+            "state = 'open' AND expires_at <= ? ORDER BY expires_at LIMIT ?", (to_iso(now), limit)
+        )
+
+    async def expiring_between(self, now: datetime, until: datetime) -> list[Post]:
+        """Open posts expiring in (now, until] whose poster has not been reminded yet."""
+        return await self.store._many(
+            "state = 'open' AND reminded = 0 AND expires_at > ? AND expires_at <= ?"
+            " ORDER BY expires_at",
+            (to_iso(now), to_iso(until)),
+        )
+
+    async def mark_reminded(self, post_id: int) -> bool:
+        """True for the first caller only, so a reminder is sent once."""
+        return (
+            await self.db.execute_rowcount(
+                "UPDATE mutual_aid_posts SET reminded = 1 WHERE id = ? AND reminded = 0",
+                (post_id,),
+            )
+            > 0
+        )
+
+    # -- digest --------------------------------------------------------------------------------
+    async def created_between(
+        self, room_id: str, kind: str, since: datetime, until: datetime
+    ) -> list[Post]:
+        return await self.store._many(
+            "room_id = ? AND kind = ? AND created_at >= ? AND created_at < ? ORDER BY id",
+            (room_id, kind, to_iso(since), to_iso(until)),
+        )
+
+    async def waiting_needs(self, room_id: str, now: datetime, limit: int = 20) -> list[Post]:
+        """Needs still open (no helper accepted), oldest first, for the digest. Private ones
+        come back with ``poster`` None, like everywhere else."""
+        return await self.store._many(
+            "room_id = ? AND kind = 'need' AND state = ? AND expires_at > ? ORDER BY id LIMIT ?",
+            (room_id, OPEN, to_iso(now), limit),
+        )
+
+    async def thanks_between(self, room_id: str, since: datetime, until: datetime) -> list[Post]:
+        """Needs marked done in the period whose requester opted in to a public thank-you."""
+        return await self.store._many(
+            "room_id = ? AND kind = 'need' AND state = 'done' AND thanks = 1"
+            " AND updated_at >= ? AND updated_at < ? ORDER BY updated_at",
+            (room_id, to_iso(since), to_iso(until)),
+        )
