@@ -17,7 +17,7 @@ integration tests lift Synapse's: the per-person and per-room command limits (th
 flood by design, 5,000 commands from five people in a second) and the per-room send pacing
 (a few replies per second per room, which makes replies wait without costing any work, so the
 bench would measure ``asyncio.sleep``). They are switched off through every plugin setting
-named in ``LIFTED_LIMITS`` and, for the pacer, ``Bot.pacer``.
+named in ``LIFTED_LIMITS`` (the core's ``[limits]``, the pacer included).
 
 Exits 1 when a measured median is short of its target, 2 when the bot answered wrongly.
 """
@@ -205,29 +205,15 @@ class Bench:
             raise WrongAnswer(f"{workload.name}: " + "; ".join(problems))
 
 
-# Operator settings that switch civicbot's rate limits off (0 = off), wherever a plugin has them.
+# Operator settings that switch civicbot's rate limits off (0 = off): the core's [limits].
 LIFTED_LIMITS = {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0, "sends_per_second": 0}
 
 
-def lifted_limits(classes: dict[str, type[Plugin]]) -> dict[str, dict[str, Any]]:
-    """``[plugins.<name>]`` tables that switch off the rate limits these plugins declare."""
-    tables = {}
-    for name, cls in classes.items():
-        lifted = {k: v for k, v in LIFTED_LIMITS.items() if k in cls.Config.model_fields}
-        if lifted:
-            tables[name] = lifted
-    return tables
-
-
-def lift_limits(bot: Any, mode: str, lifted: dict[str, dict[str, Any]]) -> str:
-    """Switch the send pacer off too (``per_second <= 0``): without a plugin that configures
-    it, it runs at its defaults. Returns a note for the report."""
+def limits_note(mode: str, lifted: dict[str, Any]) -> str:
+    """For the report: which limits were lifted (the pacer too: ``sends_per_second = 0``)."""
     if mode == "default":
         return "civicbot rate limits at their defaults"
-    names = [f"{plugin}.{key}" for plugin, table in lifted.items() for key in table]
-    bot.pacer.configure(bot.pacer.burst, 0)
-    names.append("send pacer")
-    return f"civicbot rate limits off ({', '.join(names) or 'none found'})"
+    return f"civicbot rate limits off ({', '.join(f'limits.{key}' for key in lifted)})"
 
 
 def pin_to_one_core(cpu: int | None) -> str:
@@ -244,12 +230,12 @@ async def main_async(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addHandler(errors)
     plugins = {**discover(builtin_only=True), BenchWritePlugin.name: BenchWritePlugin}
-    lifted = lifted_limits(plugins) if args.rate_limits == "off" else {}
+    lifted: dict[str, Any] = dict(LIFTED_LIMITS) if args.rate_limits == "off" else {}
     counts = {"plain": args.messages, "benchwrite": args.commands, "ping": args.commands}
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="civicbot-bench-") as tmp:
-        async with BotHarness.create(Path(tmp), plugins, plugins=lifted) as harness:
-            args.limits_note = lift_limits(harness.bot, args.rate_limits, lifted)
+        async with BotHarness.create(Path(tmp), plugins, limits=lifted) as harness:
+            args.limits_note = limits_note(args.rate_limits, lifted)
             bench = Bench(harness, args.rooms, args.batch)
             try:
                 for key, workload in WORKLOADS.items():

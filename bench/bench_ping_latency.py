@@ -182,20 +182,14 @@ class Child:
             self.process.wait()
 
 
-# Operator settings that switch civicbot's rate limits off (0 = off), wherever a plugin has them:
+# Operator settings that switch civicbot's rate limits off (0 = off), in the core's [limits]:
 # one resident sending a !ping every few hundred milliseconds is a flood by those limits.
 LIFTED_LIMITS = {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0, "sends_per_second": 0}
 
 
 def lifted_limits() -> dict[str, dict[str, Any]]:
-    from civicbot.loader import discover
-
-    tables = {}
-    for name, cls in discover(builtin_only=True).items():
-        lifted = {k: v for k, v in LIFTED_LIMITS.items() if k in cls.Config.model_fields}
-        if lifted:
-            tables[name] = lifted
-    return tables
+    """The config tables that switch the core's flood limits and send pacing off."""
+    return {"limits": dict(LIFTED_LIMITS)}
 
 
 def civicbot_child(
@@ -217,8 +211,8 @@ def civicbot_child(
         f"data_dir = {json.dumps(str(directory / 'data'))}",
         'log_level = "INFO"',
     ]
-    for plugin, table in plugin_tables.items():
-        lines += ["", f"[plugins.{plugin}]"]
+    for section, table in plugin_tables.items():
+        lines += ["", f"[{section}]"]
         lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
     config.write_text("\n".join(lines) + "\n")
     runner = ["-m", "cProfile", "-o", str(profile)] if profile else []
@@ -351,7 +345,7 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
         (base / "civicbot").mkdir()
         (base / "echo").mkdir()
         tables = lifted_limits() if args.rate_limits == "off" else {}
-        lifted = [f"{plugin}.{key}" for plugin, table in tables.items() for key in table]
+        lifted = [f"{section}.{key}" for section, table in tables.items() for key in table]
         args.limits_note = (
             f"civicbot rate limits off ({', '.join(lifted) or 'none configurable'})"
             if args.rate_limits == "off"
