@@ -92,7 +92,8 @@ class RemindersPlugin(Plugin[RemindersConfig]):
                     reminder=reminder,
                     late=late > timedelta(minutes=1) and config.late_notice,
                 ),
-                thread_root=reminder.thread_root,
+                thread_root=reminder.thread_root,  # the thread it was set in, if any
+                reply_to=reminder.source_event,
                 on_behalf_of=reminder.author,  # may ping the room only if its author may
             )
         await self.store.mark_sent(reminder.id, job.now)
@@ -122,7 +123,7 @@ class RemindersPlugin(Plugin[RemindersConfig]):
                 f"have. Cancel one with {ctx.prefix}remind cancel R-<number>."
             )
         reminder = await self.store.add(
-            ctx.event.event_id, ctx.room_id, ctx.sender, text, due, ctx.event.event_id
+            ctx.event.event_id, ctx.room_id, ctx.sender, text, due, ctx.event.thread_root
         )
         self._arm(reminder)
         zone = await ctx.timezone()

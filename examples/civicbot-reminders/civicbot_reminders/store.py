@@ -32,6 +32,7 @@ MIGRATIONS = [
 class Reminder:
     id: int
     room_id: str
+    source_event: str  # the !remind message: the reminder replies to it
     author: str
     text: str
     due_at: datetime
@@ -52,7 +53,13 @@ class ReminderStore:
         self.db = db
 
     async def add(
-        self, source_event: str, room_id: str, author: str, text: str, due: datetime, thread: str
+        self,
+        source_event: str,
+        room_id: str,
+        author: str,
+        text: str,
+        due: datetime,
+        thread: str | None,
     ) -> Reminder:
         await self.db.execute(
             "INSERT OR IGNORE INTO reminders_reminders"
@@ -102,7 +109,7 @@ class ReminderStore:
 
     async def _all(self, where: str, *params: object) -> list[Reminder]:
         rows = await self.db.fetchall(
-            "SELECT id, room_id, author, text, due_at, thread_root, sent_at"
+            "SELECT id, room_id, source_event, author, text, due_at, thread_root, sent_at"
             f" FROM reminders_reminders WHERE {where}",
             params,
         )
@@ -110,6 +117,7 @@ class ReminderStore:
             Reminder(
                 r["id"],
                 r["room_id"],
+                r["source_event"],
                 r["author"],
                 r["text"],
                 datetime.fromtimestamp(r["due_at"], UTC),

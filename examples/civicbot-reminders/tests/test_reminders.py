@@ -34,6 +34,13 @@ async def test_a_reminder_is_echoed_then_posted_when_due(tmp_path):
         assert "⏰ R-1: Tea urn off" not in h.texts(room)
         await h.advance(timedelta(hours=1))
         assert h.last_text(room) == "⏰ R-1: Tea urn off"
+        # In the room's timeline (not hidden in a thread), replying to the !remind message.
+        relation = h.transport.sent[-1].content["m.relates_to"]
+        assert "rel_type" not in relation
+        assert (
+            relation["m.in_reply_to"]["event_id"]
+            == h.transport.sent[-2].content["m.relates_to"]["m.in_reply_to"]["event_id"]
+        )
 
 
 async def test_two_reminders_with_the_same_text_both_arrive(tmp_path):
