@@ -14,7 +14,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -24,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from civicbot.settings import LimitsConfig
+from civicbot.settings import LimitsConfig, check_zone
 
 
 class ConfigError(Exception):
@@ -40,16 +39,6 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-@functools.cache
-def _place_zones() -> frozenset[str]:
-    odd = ("posix/", "right/")
-    return frozenset(
-        zone
-        for zone in available_timezones()
-        if not zone.startswith(odd) and zone not in ("Factory", "localtime", "posixrules")
-    )
 
 
 class MatrixSettings(_Section):
@@ -123,14 +112,7 @@ class BotSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        # Only real place names: the tz database also holds "Factory", "localtime", "posix/…"
-        # and "right/…" entries that load but break date parsing or mean the server's zone.
-        if value not in _place_zones():
-            raise ValueError(
-                "expected an IANA time zone name like 'Europe/London' or 'America/New_York'"
-            )
-        ZoneInfo(value)
-        return value
+        return check_zone(value)
 
     @field_validator("languages")
     @classmethod

@@ -8,8 +8,10 @@ overridden per room by moderators with ``!config``, unless its field is marked
 
 from __future__ import annotations
 
+import functools
 import types
 from typing import Any, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
     BaseModel,
@@ -41,6 +43,29 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     enabled: bool = True
+
+
+@functools.cache
+def _place_zones() -> frozenset[str]:
+    odd = ("posix/", "right/")
+    return frozenset(
+        zone
+        for zone in available_timezones()
+        if not zone.startswith(odd) and zone not in ("Factory", "localtime", "posixrules")
+    )
+
+
+def check_zone(value: str) -> str:
+    """``value`` if it is a real place's IANA time zone, else a ValueError saying what to write.
+
+    The tz database also holds "Factory", "localtime", "posix/…" and "right/…" entries that
+    load but break date parsing or mean the server's own zone."""
+    if value not in _place_zones():
+        raise ValueError(
+            "expected an IANA time zone name like 'Europe/London' or 'America/New_York'"
+        )
+    ZoneInfo(value)
+    return value
 
 
 def members_of(annotation: Any) -> tuple[Any, ...]:
@@ -79,11 +104,7 @@ class RoomConfig(PluginConfig):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from civicbot.config import BotSettings
-
-        return BotSettings._zone(value)
+        return None if value is None else check_zone(value)
 
     @field_validator("role_levels")
     @classmethod

@@ -41,6 +41,7 @@ from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
 MIN_DURATION = timedelta(minutes=5)
 PollId = Annotated[int, ItemId("P")]  # accepts P-12, p12 or 12
 EXAMPLE = "!poll Which day for the litter pick? | Saturday | Sunday | closes friday 18:00"
+PROPOSAL_EXAMPLE = "!poll Adopt the new bin rota? | proposal | secret"
 SUBCOMMANDS = ("close", "show", "edit", "cancel")
 
 
@@ -70,11 +71,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         self.runner.stop()
 
     # -- creating and changing -----------------------------------------------------------------
-    @command(
-        "poll",
-        open_text=True,
-        examples=(EXAMPLE, "!poll Adopt the new bin rota? | proposal | secret"),
-    )
+    @command("poll", open_text=True, examples=(EXAMPLE, PROPOSAL_EXAMPLE))
     async def poll(self, ctx: Context[PollsConfig], question_and_options: Rest) -> None:
         """Start a poll: a question, then options, separated by | or on new lines.
 
