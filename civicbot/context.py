@@ -20,7 +20,7 @@ from civicbot.roomsettings import ROOM, RoomConfig, RoomSettings
 from civicbot.scheduler import Scheduler
 from civicbot.storage import Database
 from civicbot.templates import Rendered, Templates
-from civicbot.transport import Transport
+from civicbot.transport import Transport, TransportError
 
 if TYPE_CHECKING:
     from civicbot.commands import Command
@@ -291,9 +291,9 @@ class Context:
         return await self.plugin.permissions.has(self.room_id, user_id or self.sender, role)
 
     async def is_direct(self) -> bool:
-        """True in a one-to-one room with the bot (where secret ballots may be cast)."""
-        members = await self.plugin.transport.joined_members(self.room_id)
-        return len(members) <= 2
+        """True only in the sender's direct chat with the bot (the DM rule of
+        :mod:`civicbot.transport.direct`), where private output and secret ballots may go."""
+        return await self.plugin.transport.is_direct_with(self.room_id, self.sender)
 
     async def reply(
         self,
@@ -368,7 +368,7 @@ class Context:
             return ""
         text, html = _text_html(content)
         text, html, _, _ = restrict_mentions(text, html, (), False, may_ping_room=False)
-        room_id = await self.plugin.transport.direct_room(user_id)
+        room_id = await self._private_room(user_id)
         return await self.out.message(room_id, Message(text, html))
 
     async def dm_file(
@@ -377,5 +377,13 @@ class Context:
         """Send someone a file privately (e.g. their data export), in a direct room."""
         if not await self._cleared():
             return ""
-        room_id = await self.plugin.transport.direct_room(user_id)
+        room_id = await self._private_room(user_id)
         return await self.out.file(room_id, data, filename, content_type)
+
+    async def _private_room(self, user_id: str) -> str:
+        """The person's DM, checked against the DM rule once more just before the send."""
+        transport = self.plugin.transport
+        room_id = await transport.direct_room(user_id)
+        if not await transport.is_direct_with(room_id, user_id):
+            raise TransportError("the direct chat failed the DM rule just before a private send")
+        return room_id

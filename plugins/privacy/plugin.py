@@ -101,6 +101,8 @@ class PrivacyPlugin(Plugin):
         Totals stay (a poll's count does not change) but nothing says it was you. I confirm what
         was removed, privately."""
         user = ctx.sender
+        # Asked first: forgetting drops the record that makes this room the person's DM.
+        direct = await ctx.is_direct()
         results, unconfirmed = await self._each_plugin("forget_user", user)
         reports = [(n, r) for n, r in results if isinstance(r, ForgetReport)]
         # The flood guard's buckets stay: they live in memory only, are dropped when idle, and
@@ -123,7 +125,7 @@ class PrivacyPlugin(Plugin):
             unconfirmed=unconfirmed,
             prefix=ctx.prefix,
         )
-        if await ctx.is_direct():
+        if direct:
             await ctx.reply(details)
         else:
             try:
@@ -145,13 +147,11 @@ class PrivacyPlugin(Plugin):
         await self.ctx.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def _forget_direct_chat(self, user_id: str) -> int:
-        return await self.ctx.db.execute_rowcount(
-            "DELETE FROM core_kv WHERE key = ?", (f"dm:{user_id}",)
-        )
+        return await self.ctx.transport.forget_direct_room(user_id)
 
     # -- hooks ---------------------------------------------------------------------------------
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
-        room = await self.ctx.db.kv_get(f"dm:{user_id}")
+        room = await self.ctx.transport.known_direct_room(user_id)
         return {"direct_chat_room": room} if room else None
 
     async def forget_user(self, user_id: str) -> ForgetReport | None:

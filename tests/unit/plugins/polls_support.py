@@ -67,5 +67,5 @@ async def tap(h: BotHarness, room: str, who: str, start_id: str, *answers: Any):
 
 def dm_room(h: BotHarness, user: str) -> str:
     room_id = f"!dm-{user.strip('@').replace(':', '-')}:test"
-    h.transport.add_room(room_id, [user])
+    h.transport.add_room(room_id, [user], direct_for=user)
     return room_id
