@@ -61,6 +61,12 @@ class PollsConfig(PluginConfig):
         le=100,
         description="power level needed to start a poll, 0 (everyone) to 100; moderators may",
     )
+    min_secret_voters: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="fewer secret voters than this and only the turnout is published: 1 to 1000",
+    )
 
 
 class PollsPlugin(Plugin):
@@ -85,6 +91,7 @@ class PollsPlugin(Plugin):
 
     async def teardown(self) -> None:
         self.runner.stop()
+        await self.store.secret.close()
 
     # -- creating ------------------------------------------------------------------------------
     @command("poll", examples=(EXAMPLE, "!poll Adopt the new bin rota? | proposal | secret"))
