@@ -167,7 +167,7 @@ async def test_forget_without_me_says_what_to_type(tmp_path):
 
 async def test_when_the_details_cannot_be_sent_privately_the_room_is_told_so(tmp_path):
     async with BotHarness.create(tmp_path, plugin_classes()) as h:
-        room = room_with_me(h)
+        room = h.room(members=[ME, SHY])  # roles go only to members
         await ask(h, room, MODERATOR, f"!role grant {SHY} councillor")
         h.transport.fail_sends = 1  # the direct message fails
         reply = await ask(h, room, SHY, "!forget me")

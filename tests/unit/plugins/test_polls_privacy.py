@@ -7,13 +7,13 @@ from datetime import timedelta
 
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.polls_support import (
-    secret_file,
     ANN,
     BOB,
     CAT,
     START,
     dm_room,
     polls_harness,
+    secret_file,
     sent_of,
     start_event,
     tap,

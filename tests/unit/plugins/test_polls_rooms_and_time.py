@@ -8,7 +8,6 @@ from datetime import timedelta
 from civicbot.clock import ms
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.polls_support import (
-    secret_file,
     ANN,
     BOB,
     CAT,
@@ -17,6 +16,7 @@ from tests.unit.plugins.polls_support import (
     dm_room,
     polls_harness,
     restart,
+    secret_file,
     sent_of,
     start_event,
     tap,
