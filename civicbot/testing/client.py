@@ -321,6 +321,48 @@ class Resident:
             await self._sync(min(remaining, _MAX_POLL_S))
         return next(iter(self._invites))
 
+    async def wait_for_invite_from(
+        self,
+        inviter: str,
+        exclude: Iterable[str] = (),
+        timeout: float = 20,  # noqa: ASYNC109
+    ) -> str:
+        """The id of a pending invite sent by ``inviter`` (not one of ``exclude``)."""
+        skip = set(exclude)
+        deadline = time.monotonic() + timeout
+        while True:
+            for room_id, state in self._invites.items():
+                if room_id in skip:
+                    continue
+                for event in state.get("events", []) if isinstance(state, dict) else []:
+                    if (
+                        event.get("type") == "m.room.member"
+                        and event.get("state_key") == self.user_id
+                        and event.get("sender") == inviter
+                    ):
+                        return room_id
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.user_id}: no invite from {inviter} within {timeout}s")
+            await self._sync(min(remaining, _MAX_POLL_S))
+
+    async def room_state(self, room_id: str) -> list[Event]:
+        """The room's whole current state, as ``GET /rooms/{id}/state`` returns it."""
+        resp = await self._request_any("GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/state")
+        return list(resp) if isinstance(resp, list) else []
+
+    async def account_data(self, event_type: str) -> dict[str, Any]:
+        """This user's global account data of ``event_type`` ({} when unset)."""
+        try:
+            return await self._request(
+                "GET",
+                f"/_matrix/client/v3/user/{_q(self.user_id)}/account_data/{_q(event_type)}",
+            )
+        except MatrixHTTPError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+
     def _since_mark(self, room_id: str) -> list[Event]:
         events = self._timeline.get(room_id, [])
         start = self._mark_index.get(room_id, 0)
@@ -365,6 +407,19 @@ class Resident:
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Call the homeserver; return the JSON body or raise MatrixHTTPError."""
+        data = await self._request_any(method, path, body, params)
+        if not isinstance(data, dict):
+            raise MatrixHTTPError(200, None, f"expected a JSON object, got {type(data).__name__}")
+        return data
+
+    async def _request_any(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """Call the homeserver; return the JSON body (object or list) or raise."""
         if self._session is None:
             # Created lazily: aiohttp wants a running event loop.
             self._session = aiohttp.ClientSession(
@@ -382,7 +437,7 @@ class Resident:
                 data = await resp.json(content_type=None)
             except (json.JSONDecodeError, aiohttp.ContentTypeError):
                 data = None
-            if resp.status >= 300 or not isinstance(data, dict):
+            if resp.status >= 300 or not isinstance(data, dict | list):
                 err = data if isinstance(data, dict) else {}
                 raise MatrixHTTPError(
                     resp.status,

@@ -191,17 +191,28 @@ class DirectChats:
 
     # -- invites and membership ----------------------------------------------------------------
     def note_invite(self, invite: Invite) -> None:
-        """Remember an ``is_direct`` invite from the room's own creator until we join."""
-        if invite.is_direct and invite.inviter and invite.inviter == invite.creator:
+        """Remember an ``is_direct`` invite until we join (nio drops the invite's stripped
+        ``m.room.create``, and it is the inviting server's word anyway: checked at the join)."""
+        if invite.is_direct and invite.inviter and invite.inviter != self.user_id:
             self._invited[invite.room_id] = invite
         else:
             self._invited.pop(invite.room_id, None)
 
     async def joined(self, room_id: str) -> None:
-        """After joining: a room its creator invited us to as a DM is recorded as theirs."""
+        """After joining: a room whose creator invited us to it as a DM is recorded as
+        theirs. An ``is_direct`` invite from anyone else records nothing."""
         invite = self._invited.pop(room_id, None)
-        if invite is not None and invite.inviter != self.user_id:
-            await self._record(invite.inviter, room_id)
+        if invite is None:
+            return
+        state = await self._api.request_list(f"/_matrix/client/v3/rooms/{quote(room_id)}/state")
+        for raw in state:
+            if raw.get("type") == "m.room.create" and raw.get("state_key") == "":
+                content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
+                extra = (content or {}).get("additional_creators") or []
+                # trusted_private_chat in room version 12 makes the invitees creators too
+                others = [c for c in extra if c not in (invite.inviter, self.user_id)]
+                if raw.get("sender") == invite.inviter and not others:
+                    await self._record(invite.inviter, room_id)
 
     async def left(self, room_id: str) -> None:
         await self._unrecord(room_id)

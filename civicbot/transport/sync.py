@@ -44,11 +44,10 @@ FIRST_SYNC_FILTER: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class Invite:
-    """What an invite's stripped state says about the room (for the direct-chat rule)."""
+    """An invite for the bot: who sent it and whether it asks for a direct chat."""
 
     room_id: str
     inviter: str
-    creator: str  # the m.room.create sender, as the inviting server reports it
     is_direct: bool
 
 
@@ -91,13 +90,11 @@ class SyncReader:
         """Invites addressed to the bot itself (state_key is our id), with their content."""
         found = []
         for room_id, info in response.rooms.invite.items():
-            creator, mine = "", None
+            mine = None
             for state in info.invite_state:
                 raw = getattr(state, "source", None) or {}
                 # nio keeps invite_state content on the parsed event, not in .source
                 content = raw.get("content") or getattr(state, "content", None) or {}
-                if raw.get("type") == "m.room.create":
-                    creator = str(raw.get("sender") or getattr(state, "sender", "") or "")
                 if (
                     raw.get("type") == "m.room.member"
                     and raw.get("state_key") == self.user_id
@@ -107,7 +104,7 @@ class SyncReader:
             if mine is not None:
                 raw, content = mine
                 invite = Invite(
-                    room_id, str(raw.get("sender", "")), creator, content.get("is_direct") is True
+                    room_id, str(raw.get("sender", "")), content.get("is_direct") is True
                 )
                 found.append((invite, {**content, "_ts": raw.get("origin_server_ts")}))
         return found
