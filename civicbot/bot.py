@@ -381,7 +381,8 @@ class Bot:
             log.error("%s could not reach the homeserver: %s", what, exc)
         except Exception:
             log.exception("%s failed on %s in %s", what, ctx.event.event_id, ctx.room_id)
-            await _quietly(ctx.reply(APOLOGY))
+            if ctx.command is not None:  # nobody asked anything of an event hook: no apology
+                await _quietly(ctx.reply(APOLOGY))
 
     async def _on_invite(self, event: Event) -> None:
         inviter = event.sender
