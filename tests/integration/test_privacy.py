@@ -7,6 +7,7 @@ person joined or invited, and made as a DM by one of the two.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from civicbot.testing.client import Resident
@@ -69,6 +70,17 @@ async def settle(resident: Resident, room: str, bot: BotProcess) -> list[Event]:
     ]
 
 
+def bot_left(bot: BotProcess):
+    def check(event: Event) -> bool:
+        return (
+            event["type"] == "m.room.member"
+            and event["state_key"] == bot.user_id
+            and event["content"].get("membership") == "leave"
+        )
+
+    return check
+
+
 async def bot_m_direct(bot: BotProcess) -> dict[str, list[str]]:
     """The bot's own record of its DMs, read as a second session of its account."""
     session = await Resident.login(bot.synapse.url, bot.user_id, PASSWORD)
@@ -76,6 +88,16 @@ async def bot_m_direct(bot: BotProcess) -> dict[str, list[str]]:
         return await session.account_data("m.direct")
     finally:
         await session.close()
+
+
+async def unrecorded(bot: BotProcess, person: Resident, room: str) -> bool:
+    """Whether the bot drops ``room`` from its DM record within a few seconds (it does so
+    right after leaving)."""
+    for _ in range(50):
+        if room not in (await bot_m_direct(bot)).get(person.user_id, []):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def passes_dm_rule(person: Resident, room: str, bot: BotProcess) -> bool:
@@ -189,15 +211,8 @@ async def test_a_third_person_ends_a_dm_and_the_bot_leaves(residents, bots):
     ann.mark()
     await ann.invite(own, cat.user_id)
     await ann.wait_for(own, is_notice_from(bot.user_id, NO_LONGER_PRIVATE[:40]))
-    await ann.wait_for(
-        own,
-        lambda e: (
-            e["type"] == "m.room.member"
-            and e["state_key"] == bot.user_id
-            and e["content"].get("membership") == "leave"
-        ),
-    )
-    assert own not in (await bot_m_direct(bot)).get(ann.user_id, [])
+    await ann.wait_for(own, bot_left(bot))
+    assert await unrecorded(bot, ann, own)
 
     reply = await ask(bob, street, "!mydata", bot)
     assert reply["content"]["body"].startswith("I've sent you a direct message")
@@ -212,6 +227,12 @@ async def test_a_third_person_ends_a_dm_and_the_bot_leaves(residents, bots):
     fresh = await export_room(bob, bot, known=set())
     assert fresh != made
     assert await passes_dm_rule(bob, fresh, bot)
+    # Made public: no longer private either.
+    bob.mark()
+    await bob.send_state(fresh, "m.room.join_rules", {"join_rule": "public"})
+    await bob.wait_for(fresh, is_notice_from(bot.user_id, NO_LONGER_PRIVATE[:40]))
+    await bob.wait_for(fresh, bot_left(bot))
+    assert await unrecorded(bot, bob, fresh)
 
 
 # -- the property: every private output path, every way a room can fail the rule --------------
