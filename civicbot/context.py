@@ -20,7 +20,7 @@ from civicbot.roomsettings import ROOM, RoomConfig, RoomSettings
 from civicbot.scheduler import Scheduler
 from civicbot.storage import Database
 from civicbot.templates import Rendered, Templates
-from civicbot.transport import Transport, TransportError
+from civicbot.transport import Transport
 
 if TYPE_CHECKING:
     from civicbot.commands import Command
@@ -368,7 +368,7 @@ class Context:
             return ""
         text, html = _text_html(content)
         text, html, _, _ = restrict_mentions(text, html, (), False, may_ping_room=False)
-        room_id = await self._private_room(user_id)
+        room_id = await self.plugin.transport.direct_room(user_id)
         return await self.out.message(room_id, Message(text, html))
 
     async def dm_file(
@@ -377,13 +377,5 @@ class Context:
         """Send someone a file privately (e.g. their data export), in a direct room."""
         if not await self._cleared():
             return ""
-        room_id = await self._private_room(user_id)
+        room_id = await self.plugin.transport.direct_room(user_id)
         return await self.out.file(room_id, data, filename, content_type)
-
-    async def _private_room(self, user_id: str) -> str:
-        """The person's DM, checked against the DM rule once more just before the send."""
-        transport = self.plugin.transport
-        room_id = await transport.direct_room(user_id)
-        if not await transport.is_direct_with(room_id, user_id):
-            raise TransportError("the direct chat failed the DM rule just before a private send")
-        return room_id

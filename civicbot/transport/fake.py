@@ -54,6 +54,7 @@ class FakeTransport:
         self._ids = itertools.count(1)
         self._stopped = asyncio.Event()
         self.fail_sends = 0  # make the next N sends raise, to test error paths
+        self._made: set[str] = set()  # direct chats this fake created
 
     # -- set-up helpers for tests -------------------------------------------------------------
     def add_room(
@@ -192,15 +193,14 @@ class FakeTransport:
         base = f"!dm-{user_id.strip('@').replace(':', '-')}"
         room_id, n = f"{base}:test", 1
         while room_id in self.rooms and not await self.is_direct_with(room_id, user_id):
-            if self.rooms[room_id].direct_for is None and set(self.rooms[room_id].members) == {
-                user_id,
-                self.user_id,
-            }:
-                break  # forgotten earlier: made again as a DM below
+            room = self.rooms[room_id]
+            if room_id in self._made and set(room.members) == {user_id, self.user_id}:
+                break  # one this fake made for them and forgot: a test may look there again
             n += 1
             room_id = f"{base}-{n}:test"
         if room_id not in self.rooms:
             self.add_room(room_id, [user_id], creator=self.user_id)
+            self._made.add(room_id)
         self.rooms[room_id].direct_for = user_id
         return room_id
 
