@@ -8,7 +8,8 @@ The rule (DESIGN.md §3): a room is a person's DM with the bot only when all of 
   other ``additional_creators``) is the bot or the person, and the room is recorded for that
   person in the bot's ``m.direct`` account data. The bot records a room there when it creates one
   for the person (``is_direct``), or when it joins a room the person created and invited it to
-  with ``is_direct`` (as Element starts a DM). Nothing else is ever recorded.
+  with ``is_direct`` (as Element starts a DM), or when a room's own history shows one of those
+  (a DM from before the bot kept ``m.direct``). Nothing else is ever recorded.
 
 So a room someone else made is never adopted as another person's DM, however its membership
 changes, and a room that merely has two members is not a DM. The rule is checked against the
@@ -34,6 +35,7 @@ from civicbot.transport.sync import Invite
 
 log = logging.getLogger("civicbot.transport.matrix")
 
+MEMBER_HISTORY_STEPS = 5  # how far back to look for the invite that made a room a DM
 NO_LONGER_PRIVATE = (
     "Someone else has been let into this chat, so it is no longer private and I'm leaving it. "
     "Ask me for anything private in a room we share and I'll start a new direct chat with you."
@@ -136,16 +138,48 @@ class DirectChats:
     async def is_direct_with(self, room_id: str, person: str) -> bool:
         """True only when ``room_id`` passes the DM rule for ``person`` right now."""
         recorded = room_id in (await self.recorded()).get(person, [])
-        if not recorded:
-            return False  # the cheap answer first: most rooms asked about are group rooms
         try:
             state = await self._api.request_list(f"/_matrix/client/v3/rooms/{quote(room_id)}/state")
         except TransportError:
             return False
-        problem = dm_problem(state, self.user_id, person, recorded)
+        problem = dm_problem(state, self.user_id, person, True)
+        if problem is None and not recorded:
+            # Made before the bot kept m.direct (or its record was lost): the room's own
+            # history must show it was made as a DM by one of the two, then it is recorded.
+            if await self._made_as_dm(room_id, state, person):
+                await self._record(person, room_id)
+            else:
+                problem = "the room was not made as a direct chat"
         if problem:
             log.info("%s is not a direct chat: %s", room_id, problem)
         return problem is None
+
+    async def _made_as_dm(self, room_id: str, state: list[dict[str, Any]], person: str) -> bool:
+        """Whether the creator (the bot or the person) invited the other with ``is_direct``:
+        the other's latest invite, found back through ``unsigned.replaces_state``."""
+        creator = next((e.get("sender") for e in state if e.get("type") == "m.room.create"), None)
+        other = self.user_id if creator == person else person
+        event = next(
+            (e for e in state if e.get("type") == "m.room.member" and e.get("state_key") == other),
+            None,
+        )
+        for _ in range(MEMBER_HISTORY_STEPS):
+            if event is None:
+                return False
+            content = event.get("content") if isinstance(event.get("content"), dict) else {}
+            if content and content.get("membership") == "invite":
+                return content.get("is_direct") is True and event.get("sender") == creator
+            previous = (event.get("unsigned") or {}).get("replaces_state")
+            if not isinstance(previous, str):
+                return False
+            try:
+                event = await self._api.request(
+                    "GET",
+                    f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(previous)}",
+                )
+            except TransportError:
+                return False
+        return False
 
     async def direct_room(self, person: str) -> str:
         """``person``'s DM with the bot: the last one used, another recorded one, or a new one.
@@ -153,9 +187,9 @@ class DirectChats:
         key = f"dm:{person}"
         saved = await self._db.kv_get(key)
         recorded = list((await self.recorded()).get(person, []))
-        candidates = ([saved] if saved in recorded else []) + [
-            r for r in reversed(recorded) if r != saved
-        ]
+        # A saved room not in the record (from before m.direct was kept) is checked like any
+        # other: only its own history can make it a DM.
+        candidates = ([saved] if saved else []) + [r for r in reversed(recorded) if r != saved]
         for candidate in candidates:
             if await self.is_direct_with(candidate, person):
                 if candidate != saved:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from civicbot.testing.client import Resident
 from civicbot.transport.direct import NO_LONGER_PRIVATE, dm_problem
@@ -233,6 +234,37 @@ async def test_a_third_person_ends_a_dm_and_the_bot_leaves(residents, bots):
     await bob.wait_for(fresh, is_notice_from(bot.user_id, NO_LONGER_PRIVATE[:40]))
     await bob.wait_for(fresh, bot_left(bot))
     assert await unrecorded(bot, bob, fresh)
+
+
+async def test_a_dm_from_before_the_record_counts_by_its_own_history(residents, bots):
+    """A DM the bot joined or made before it kept m.direct (its record empty): the room's
+    history (the creator's is_direct invite) makes it a DM again; a look-alike does not."""
+    ann, eve = await residents("ann"), await residents("eve")
+    bot = await bots()
+    street = await room_with_bot(ann, bot, eve)
+    ann.mark()
+    await ann.send_text(street, "!poll Spend the grant on? | Benches | Planters | secret")
+    await ann.wait_for(street, is_notice_from(bot.user_id, "Secret ballot"))
+    own = await ann.create_room(invite=[bot.user_id], is_direct=True)
+    ann.mark()
+    await ann.wait_for(own, is_notice_from(bot.user_id, "Hello"), timeout=30)
+    look_alike = await room_with_bot(ann, bot)  # two members, but not made as a DM
+    await bot.stop()
+    session = await Resident.login(bot.synapse.url, bot.user_id, PASSWORD)
+    try:  # as an older civicbot left it: nothing recorded
+        await session._request(
+            "PUT",
+            f"/_matrix/client/v3/user/{quote(bot.user_id, safe='')}/account_data/m.direct",
+            {},
+        )
+    finally:
+        await session.close()
+    await bot.start()
+    refusal = await ask(ann, look_alike, "!vote P-1 1", bot)
+    assert "please don't vote here" in refusal["content"]["body"]
+    assert "has been counted" in (await ask(ann, own, "!vote P-1 1", bot))["content"]["body"]
+    assert own in (await bot_m_direct(bot)).get(ann.user_id, [])
+    assert look_alike not in (await bot_m_direct(bot)).get(ann.user_id, [])
 
 
 # -- the property: every private output path, every way a room can fail the rule --------------
