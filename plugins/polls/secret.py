@@ -221,7 +221,18 @@ class SecretBallots:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 log.warning("the secret-ballot file stayed locked by another reader: %s", exc)
+                await self._abandon(db)
                 raise CommandError(BUSY_REPLY) from None
+
+    @staticmethod
+    async def _abandon(db: Database) -> None:
+        """Roll back a transaction whose COMMIT was refused: ``Database.transaction`` rolls back
+        only errors raised inside it, and a connection left mid-transaction would keep its
+        lock and shut every other reader out."""
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction was open
 
     async def _store_ballot(self, poll_id: int, mark: str, answers: list[str], reason: str) -> None:
         """The first transaction: the ballot and its receipt, nothing about the voter."""

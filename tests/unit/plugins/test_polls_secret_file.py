@@ -114,3 +114,26 @@ async def test_a_crash_between_the_two_commits_counts_the_ballot_once(tmp_path, 
         assert "You have already voted in P-1" in h.last_text(dm)
         await h.say(room, ANN, "!poll close P-1")
         assert "2. Planters: ██████████ 1 (100%)" in h.last_text(room)
+
+
+async def test_a_reader_that_never_lets_go_gets_the_vote_asked_again(tmp_path, monkeypatch):
+    """A backup tool holding the secret file open blocks the commit: after the wait the voter
+    is asked to send the vote again, and nothing of the attempt stays behind."""
+    monkeypatch.setattr(secret_module, "BUSY_TIMEOUT_MS", 200)
+    async with polls_harness(tmp_path, plugins={"polls": {"min_secret_voters": 1}}) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Spend the grant on? | Benches | Planters | secret")
+        dm = dm_room(h, BOB)
+        await h.say(dm_room(h, ANN), ANN, "!vote P-1 1")  # opens the file
+        reader = sqlite3.connect(tmp_path / secret_module.FILE_NAME, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM polls_secret_ballots").fetchone()
+        await h.say(dm, BOB, "!vote P-1 2")
+        assert h.last_text(dm) == secret_module.BUSY_REPLY
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT COUNT(*) FROM polls_secret_ballots").fetchone() == (1,)
+        reader.close()
+        await h.say(dm, BOB, "!vote P-1 2")
+        assert "has been counted" in h.last_text(dm)
+        await h.say(room, ANN, "!poll close P-1")
+        assert "2 people voted" in h.last_text(room)
