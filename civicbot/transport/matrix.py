@@ -235,12 +235,12 @@ class MatrixTransport:
 
     async def _invite_events(self, response: SyncResponse) -> list[Event]:
         found = self._sync.invites(response)
-        for invite, _ in found:
+        for invite, _, _ in found:
             self.direct.note_invite(invite)
-        return [self._sync.invite_event(invite, content) for invite, content in found]
+        return [self._sync.invite_event(*each) for each in found]
 
     async def _collect(self, response: SyncResponse) -> list[Event]:
-        for invite, _ in self._sync.invites(response):
+        for invite, _, _ in self._sync.invites(response):
             self.direct.note_invite(invite)
         events = await self._sync.collect(response)
         for event in events:

@@ -61,7 +61,7 @@ class SyncReader:
 
     async def collect(self, response: SyncResponse) -> list[Event]:
         """Every event of the batch to hand to the core, invites first."""
-        events = [self.invite_event(invite, content) for invite, content in self.invites(response)]
+        events = [self.invite_event(*found) for found in self.invites(response)]
         for room_id, info in response.rooms.join.items():
             raws = [e.source for e in info.timeline.events if getattr(e, "source", None)]
             joined_at = self.own_join(raws)
@@ -86,8 +86,9 @@ class SyncReader:
                     return index
         return None
 
-    def invites(self, response: SyncResponse) -> list[tuple[Invite, dict[str, Any]]]:
-        """Invites addressed to the bot itself (state_key is our id), with their content."""
+    def invites(self, response: SyncResponse) -> list[tuple[Invite, dict[str, Any], int]]:
+        """Invites addressed to the bot itself (state_key is our id): each with its content
+        and timestamp."""
         found = []
         for room_id, info in response.rooms.invite.items():
             mine = None
@@ -106,18 +107,19 @@ class SyncReader:
                 invite = Invite(
                     room_id, str(raw.get("sender", "")), content.get("is_direct") is True
                 )
-                found.append((invite, {**content, "_ts": raw.get("origin_server_ts")}))
+                ts = raw.get("origin_server_ts")
+                found.append((invite, dict(content), ts if isinstance(ts, int) else 0))
         return found
 
-    def invite_event(self, invite: Invite, content: dict[str, Any]) -> Event:
-        ts = content.pop("_ts", 0)
+    def invite_event(self, invite: Invite, content: dict[str, Any], ts: int) -> Event:
+        """The INVITE event the core handles for one invite."""
         return Event(
             event_id="",
             room_id=invite.room_id,
             sender=invite.inviter,
             kind=EventKind.INVITE,
             type="m.room.member",
-            ts=int(ts) if isinstance(ts, int) else 0,
+            ts=ts,
             content=content,
             state_key=self.user_id,
         )
