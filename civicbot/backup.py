@@ -57,6 +57,15 @@ STATE: tuple[StateItem, ...] = (
 )
 
 
+def state_of(data_dir: Path) -> tuple[StateItem, ...]:
+    """STATE, plus every other SQLite database a plugin keeps in ``data_dir`` beside the main
+    one (the polls plugin's ``secret-ballots.sqlite3``: kept apart so that no copy of the files
+    links a voter to a ballot). Each is copied with the online backup API, never as a file."""
+    known = {item.name for item in STATE}
+    extra = sorted(p.name for p in data_dir.glob("*.sqlite3") if p.name not in known)
+    return STATE + tuple(StateItem(n, "sqlite", False, f"a plugin's database ({n})") for n in extra)
+
+
 def backup(data_dir: Path, target: Path) -> list[str]:
     """Copy ``data_dir``'s state into the new directory ``target``; returns what was copied."""
     if not (data_dir / DATABASE_FILE).is_file():
@@ -66,7 +75,7 @@ def backup(data_dir: Path, target: Path) -> list[str]:
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(target, 0o700)  # the session token and secret.key are inside
     copied: dict[str, dict[str, str]] = {}
-    for item in STATE:
+    for item in state_of(data_dir):
         source = data_dir / item.name
         if not source.exists():
             if item.required:
@@ -151,15 +160,21 @@ def _checked_manifest(source: Path) -> dict:
         if item.required and item.name not in items:
             raise BackupError(f"{source} lacks {item.name} ({item.about})")
     for name, entry in items.items():
-        if name not in known:
+        if name not in known and not _plugin_database(name):
             raise BackupError(f"{source} holds {name!r}, which this civicbot does not restore")
         if _digest(source / name) != entry.get("sha256"):
             raise BackupError(f"{source / name} has changed since the backup was made")
     return manifest
 
 
+def _plugin_database(name: str) -> bool:
+    return name.endswith(".sqlite3") and "/" not in name and not name.startswith(".")
+
+
 def _move_aside(data_dir: Path) -> Path | None:
-    names = [item.name for item in STATE] + [f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"]
+    databases = [item.name for item in state_of(data_dir) if item.kind == "sqlite"]
+    names = [item.name for item in state_of(data_dir)]
+    names += [f"{db}{suffix}" for db in databases for suffix in ("-wal", "-shm", "-journal")]
     present = [name for name in names if (data_dir / name).exists()]
     if not present:
         return None

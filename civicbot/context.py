@@ -133,6 +133,19 @@ class PluginContext(Generic[ConfigT]):
         """The private room the bot uses to talk to ``user_id`` alone, created when needed."""
         return await self._core.transport.direct_room(user_id)
 
+    async def is_direct(self, room_id: str, user_id: str) -> bool:
+        """Whether ``room_id`` is ``user_id``'s direct chat with the bot by the DM rule of
+        :mod:`civicbot.transport.direct`: only there may private input be taken."""
+        return await self._core.transport.is_direct_with(room_id, user_id)
+
+    async def known_direct_room(self, user_id: str) -> str | None:
+        """The direct chat last used with ``user_id``, without checking or creating one."""
+        return await self._core.transport.known_direct_room(user_id)
+
+    async def forget_direct_room(self, user_id: str) -> int:
+        """Drop the bot's records of its direct chats with ``user_id`` (``!forget me``)."""
+        return await self._core.transport.forget_direct_room(user_id)
+
     def _job_context(self, key: str, due: datetime, attempt: int) -> JobContext[ConfigT]:
         out = Outgoing(
             self._core.transport, txn_key(self.name, "job", key, due.isoformat()), self._core.pacer
@@ -268,9 +281,9 @@ class Context(Generic[ConfigT]):
         return await self.plugin.permissions.has(self.room_id, user_id or self.sender, role)
 
     async def is_direct(self) -> bool:
-        """True in a one-to-one room with the bot (where secret ballots may be cast)."""
-        members = await self.plugin.rooms.joined_members(self.room_id)
-        return len(members) <= 2
+        """True only in the sender's direct chat with the bot (the DM rule of
+        :mod:`civicbot.transport.direct`), where private output and secret ballots may go."""
+        return await self.plugin.is_direct(self.room_id, self.sender)
 
     async def reply(
         self,

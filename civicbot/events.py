@@ -22,6 +22,7 @@ class EventKind(StrEnum):
     MEMBERSHIP = "membership"
     POWER_LEVELS = "power_levels"
     INVITE = "invite"
+    EDIT = "edit"  # an m.replace edit of a message: never read as a new command
     OTHER = "other"
 
 
@@ -63,44 +64,84 @@ class Event:
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], room_id: str) -> Event:
-        """Build an event from the JSON a homeserver sends (client-server API format)."""
+        """Build an event from the JSON a homeserver sends (client-server API format).
+
+        Anyone in a room can send any JSON, so every field a plugin reads is checked for its
+        type here: a wrongly typed one is dropped (a relation whose ``event_id`` is a list is
+        no relation), and an event that means nothing without it (a poll response or end, a
+        reaction) becomes ``OTHER``, which no plugin handles."""
         content = raw.get("content") or {}
         if not isinstance(content, dict):
             content = {}
-        event_type = str(raw.get("type", ""))
+        event_type = _text(raw.get("type"))
         kind = _KIND_BY_TYPE.get(event_type, EventKind.OTHER)
         body = ""
+        relates_to = _relation(content.get("m.relates_to"))
         if event_type == "m.room.message":
-            kind = EventKind.NOTICE if content.get("msgtype") == "m.notice" else EventKind.MESSAGE
-            body = _strip_reply_fallback(str(content.get("body", "")))
-        relates_to = content.get("m.relates_to")
-        if not isinstance(relates_to, dict):
-            relates_to = None
+            msgtype = content.get("msgtype")
+            kind = EventKind.NOTICE if msgtype == "m.notice" else EventKind.MESSAGE
+            body = _strip_reply_fallback(_text(content.get("body")))
+            if relates_to and relates_to.get("rel_type") == "m.replace":
+                kind = EventKind.EDIT  # an edit changes an old message; it asks nothing new
+        if kind in _NEEDS_RELATION and not (relates_to and relates_to.get("event_id")):
+            kind = EventKind.OTHER
         thread_root = None
         if relates_to and relates_to.get("rel_type") == "m.thread":
             thread_root = relates_to.get("event_id")
-        redacts = raw.get("redacts") or content.get("redacts")
+        redacts = _text(raw.get("redacts")) or _text(content.get("redacts")) or None
+        state_key = raw.get("state_key")
+        ts = raw.get("origin_server_ts")
         return cls(
-            event_id=str(raw.get("event_id", "")),
+            event_id=_text(raw.get("event_id")),
             room_id=room_id,
-            sender=str(raw.get("sender", "")),
+            sender=_text(raw.get("sender")),
             kind=kind,
             type=event_type,
-            ts=int(raw.get("origin_server_ts") or 0),
+            ts=ts if isinstance(ts, int) and not isinstance(ts, bool) and ts >= 0 else 0,
             content=content,
             body=body,
-            state_key=raw.get("state_key"),
+            state_key=state_key if isinstance(state_key, str) else None,
             relates_to=relates_to,
             thread_root=thread_root,
             redacts=redacts,
         )
 
 
+_NEEDS_RELATION = (EventKind.POLL_RESPONSE, EventKind.POLL_END, EventKind.REACTION)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _relation(value: Any) -> dict[str, Any] | None:
+    """``m.relates_to`` if every field the core and plugins read has the right type, else
+    None. The other keys are kept as sent."""
+    if not isinstance(value, dict):
+        return None
+    for key in ("rel_type", "event_id", "key"):
+        if key in value and not isinstance(value[key], str):
+            return None
+    reply = value.get("m.in_reply_to")
+    if reply is not None and not (
+        isinstance(reply, dict) and isinstance(reply.get("event_id", ""), str)
+    ):
+        return None
+    if "is_falling_back" in value and not isinstance(value["is_falling_back"], bool):
+        return None
+    return value
+
+
 def _strip_reply_fallback(body: str) -> str:
-    """Drop the '> <@user> quoted text' lines older clients prepend to replies."""
+    """Drop the quoted '> <@user> text' lines older clients prepend to replies.
+
+    As the spec describes it: clients put ``> `` before every line of the quoted message, and
+    lines end only at ``\n``. ``str.splitlines`` also splits on ``\r``, ``\x0c``, U+0085,
+    U+2028 …, so a quoted message hiding a command after one of those would have its command
+    surface as if the replier had typed it."""
     if not body.startswith("> "):
         return body
-    lines = body.splitlines()
+    lines = body.split("\n")
     while lines and lines[0].startswith(">"):
         lines.pop(0)
     if lines and not lines[0].strip():

@@ -20,11 +20,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
-from yarl import URL
-
+from civicbot.testing.matrix_user import MAX_POLL_S, MatrixUser, _q
 from civicbot.testing.synapse import MatrixHTTPError
 
 __all__ = ["MatrixHTTPError", "Resident"]
@@ -39,20 +36,14 @@ _SYNC_FILTER = json.dumps(
         "presence": {"types": []},
     }
 )
-# Upper bound for one long-poll, so wait_for notices its deadline promptly.
-_MAX_POLL_S = 10.0
-
-
-def _q(part: str) -> str:
-    """Quote one path segment: room ids, event ids and state keys hold ! $ : @ /."""
-    return quote(part, safe="")
+_MAX_POLL_S = MAX_POLL_S
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Resident:
+class Resident(MatrixUser):
     """One Matrix user speaking raw client-server HTTP.
 
     Keeps one aiohttp session and its own incremental /sync position. Every
@@ -61,10 +52,7 @@ class Resident:
     """
 
     def __init__(self, homeserver: str, user_id: str, access_token: str) -> None:
-        self.homeserver = homeserver.rstrip("/")
-        self.user_id = user_id
-        self.access_token = access_token
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(homeserver, user_id, access_token)
         self._since: str | None = None
         self._sync_lock = asyncio.Lock()
         self._timeline: dict[str, list[Event]] = defaultdict(list)
@@ -72,40 +60,6 @@ class Resident:
         self._mark_ms = 0
         self._mark_index: dict[str, int] = {}
         self.mark()
-
-    @classmethod
-    async def login(cls, homeserver: str, user_id: str, password: str) -> Resident:
-        """Log in with a password and return a Resident using the new token."""
-        resident = cls(homeserver, user_id, access_token="")
-        try:
-            resp = await resident._request(
-                "POST",
-                "/_matrix/client/v3/login",
-                {
-                    "type": "m.login.password",
-                    "identifier": {"type": "m.id.user", "user": user_id},
-                    "password": password,
-                    "initial_device_display_name": "civicbot test resident",
-                },
-            )
-        except BaseException:
-            await resident.close()
-            raise
-        resident.access_token = resp["access_token"]
-        resident.user_id = resp["user_id"]
-        return resident
-
-    async def close(self) -> None:
-        """Close the HTTP session. The access token stays valid."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> Resident:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------- rooms
 
@@ -321,6 +275,31 @@ class Resident:
             await self._sync(min(remaining, _MAX_POLL_S))
         return next(iter(self._invites))
 
+    async def wait_for_invite_from(
+        self,
+        inviter: str,
+        exclude: Iterable[str] = (),
+        timeout: float = 20,  # noqa: ASYNC109
+    ) -> str:
+        """The id of a pending invite sent by ``inviter`` (not one of ``exclude``)."""
+        skip = set(exclude)
+        deadline = time.monotonic() + timeout
+        while True:
+            for room_id, state in self._invites.items():
+                if room_id in skip:
+                    continue
+                for event in state.get("events", []) if isinstance(state, dict) else []:
+                    if (
+                        event.get("type") == "m.room.member"
+                        and event.get("state_key") == self.user_id
+                        and event.get("sender") == inviter
+                    ):
+                        return room_id
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.user_id}: no invite from {inviter} within {timeout}s")
+            await self._sync(min(remaining, _MAX_POLL_S))
+
     def _since_mark(self, room_id: str) -> list[Event]:
         events = self._timeline.get(room_id, [])
         start = self._mark_index.get(room_id, 0)
@@ -354,39 +333,3 @@ class Resident:
                         # /sync omits room_id; /messages has it. Make them alike.
                         event.setdefault("room_id", room_id)
                         self._timeline[room_id].append(event)
-
-    # -------------------------------------------------------------------- HTTP
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Call the homeserver; return the JSON body or raise MatrixHTTPError."""
-        if self._session is None:
-            # Created lazily: aiohttp wants a running event loop.
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=_MAX_POLL_S + 30)
-            )
-        headers = {}
-        if self.access_token:
-            headers["Authorization"] = f"Bearer {self.access_token}"
-        # encoded=True: keep our %-escapes of ! $ : @ exactly as quoted.
-        url = URL(self.homeserver + path, encoded=True)
-        async with self._session.request(
-            method, url, json=body, params=params, headers=headers
-        ) as resp:
-            try:
-                data = await resp.json(content_type=None)
-            except (json.JSONDecodeError, aiohttp.ContentTypeError):
-                data = None
-            if resp.status >= 300 or not isinstance(data, dict):
-                err = data if isinstance(data, dict) else {}
-                raise MatrixHTTPError(
-                    resp.status,
-                    err.get("errcode"),
-                    err.get("error") or (await resp.text())[:200],
-                )
-            return data

@@ -60,7 +60,20 @@ class Transport(Protocol):
     async def joined_members(self, room_id: str) -> list[str]: ...
 
     async def direct_room(self, user_id: str) -> str:
-        """A room for talking to ``user_id`` alone, created if needed."""
+        """``user_id``'s direct chat with the bot, created if needed. It always passes the DM
+        rule (:mod:`civicbot.transport.direct`): invite-only, exactly the bot and that person
+        joined or invited, and made as a DM by one of the two."""
+
+    async def is_direct_with(self, room_id: str, user_id: str) -> bool:
+        """Whether ``room_id`` passes the DM rule for ``user_id`` now; the only test of where
+        private output may go."""
+
+    async def known_direct_room(self, user_id: str) -> str | None:
+        """The direct chat last used with ``user_id``, without checking or creating one."""
+
+    async def forget_direct_room(self, user_id: str) -> int:
+        """Drop every record of ``user_id``'s direct chats (``!forget me``); returns how many
+        records went."""
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

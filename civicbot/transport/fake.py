@@ -32,6 +32,8 @@ class FakeRoom:
     power_levels: dict[str, Any] = field(default_factory=dict)
     create: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    join_rule: str = "invite"
+    direct_for: str | None = None  # made as a DM with this person (the bot's m.direct)
 
 
 class FakeTransport:
@@ -52,6 +54,7 @@ class FakeTransport:
         self._ids = itertools.count(1)
         self._stopped = asyncio.Event()
         self.fail_sends = 0  # make the next N sends raise, to test error paths
+        self._made: set[str] = set()  # direct chats this fake created
 
     # -- set-up helpers for tests -------------------------------------------------------------
     def add_room(
@@ -61,7 +64,10 @@ class FakeTransport:
         power_levels: dict[str, Any] | None = None,
         creator: str | None = None,
         room_version: str = "10",
+        direct_for: str | None = None,
     ) -> FakeRoom:
+        """A room with ``members`` and the bot; ``direct_for`` makes it that person's DM with
+        the bot (as if they had invited it with ``is_direct``, or the bot had made it)."""
         creator = creator or members[0]
         room = FakeRoom(
             room_id,
@@ -69,6 +75,7 @@ class FakeTransport:
             power_levels if power_levels is not None else {"users": {creator: 100}},
             {"sender": creator, "content": {"room_version": room_version, "creator": creator}},
         )
+        room.direct_for = direct_for
         self.rooms[room_id] = room
         return room
 
@@ -183,10 +190,40 @@ class FakeTransport:
         return list(room.members) if room else []
 
     async def direct_room(self, user_id: str) -> str:
-        room_id = f"!dm-{user_id.strip('@').replace(':', '-')}:test"
+        base = f"!dm-{user_id.strip('@').replace(':', '-')}"
+        room_id, n = f"{base}:test", 1
+        while room_id in self.rooms and not await self.is_direct_with(room_id, user_id):
+            room = self.rooms[room_id]
+            if room_id in self._made and set(room.members) == {user_id, self.user_id}:
+                break  # one this fake made for them and forgot: a test may look there again
+            n += 1
+            room_id = f"{base}-{n}:test"
         if room_id not in self.rooms:
-            self.add_room(room_id, [user_id])
+            self.add_room(room_id, [user_id], creator=self.user_id)
+            self._made.add(room_id)
+        self.rooms[room_id].direct_for = user_id
         return room_id
+
+    async def is_direct_with(self, room_id: str, user_id: str) -> bool:
+        """The DM rule on the fake's own records (see :mod:`civicbot.transport.direct`)."""
+        room = self.rooms.get(room_id)
+        return (
+            room is not None
+            and room.direct_for == user_id
+            and room.join_rule == "invite"
+            and set(room.members) == {self.user_id, user_id}
+        )
+
+    async def known_direct_room(self, user_id: str) -> str | None:
+        return next((r.room_id for r in self.rooms.values() if r.direct_for == user_id), None)
+
+    async def forget_direct_room(self, user_id: str) -> int:
+        forgotten = 0
+        for room in self.rooms.values():
+            if room.direct_for == user_id:
+                room.direct_for = None
+                forgotten += 1
+        return forgotten
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

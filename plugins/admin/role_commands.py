@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from civicbot_plugins.admin.service import (
     ADMIN_ONLY_ROLES,
     AdminConfig,
@@ -17,6 +19,21 @@ from civicbot.roles import Role
 from civicbot.settings import ROOM
 
 AUDIT_DEFAULT, AUDIT_MAX = 10, 50
+MAX_USER_ID_BYTES = 255  # the spec's limit, '@', localpart, ':' and server name together
+# Localparts as the spec allows them (historical ones included: printable ASCII but ':'), and
+# server names: a DNS name, an IPv4 address or a bracketed IPv6 address, with an optional port.
+_LOCALPART = r"[\x21-\x39\x3b-\x7e]+"
+_SERVER = r"(?:[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+_USER_ID = re.compile(rf"@{_LOCALPART}:{_SERVER}")
+
+
+def user_id_problem(user_id: str) -> str | None:
+    """Why ``user_id`` is not a valid Matrix user id, in words for the room; None if it is."""
+    if len(user_id.encode()) > MAX_USER_ID_BYTES:
+        return f"A Matrix id is at most {MAX_USER_ID_BYTES} characters long"
+    if not _USER_ID.fullmatch(user_id):
+        return "That isn't a Matrix id; write it like @sam:example.org"
+    return None
 
 
 class RoleCommands(SettingsCommands):
@@ -41,8 +58,18 @@ class RoleCommands(SettingsCommands):
         examples=("!role grant @sam:example.org moderator",),
     )
     async def grant(self, ctx: Context[AdminConfig], person: UserId, role: str) -> None:
-        """Give someone a role in this room, on top of their power level."""
+        """Give someone a role in this room, on top of their power level.
+
+        Only to someone who has joined the room."""
+        problem = user_id_problem(person)
+        if problem:
+            raise CommandError(f"{problem}, for example {ctx.prefix}role grant @sam:example.org …")
         role = await self._checked_role(ctx, role)
+        if person not in await self.ctx.rooms.joined_members(ctx.room_id):
+            raise CommandError(
+                f"{person} isn't a member of this room, so I can't give them a role here. "
+                "Invite them first; once they have joined, grant it again."
+            )
         at = int(ctx.now.timestamp())
         if not await self.ctx.roles.grant(ctx.room_id, person, role, ctx.sender, at):
             await ctx.reply(f"{person} already has the {role} role here.")
@@ -62,6 +89,9 @@ class RoleCommands(SettingsCommands):
     )
     async def revoke(self, ctx: Context[AdminConfig], person: UserId, role: str) -> None:
         """Take a role back from someone in this room."""
+        problem = user_id_problem(person)
+        if problem:
+            raise CommandError(f"{problem}, for example {ctx.prefix}role revoke @sam:example.org …")
         role = await self._checked_role(ctx, role)
         at = int(ctx.now.timestamp())
         if not await self.ctx.roles.revoke(ctx.room_id, person, role, ctx.sender, at):

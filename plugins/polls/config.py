@@ -30,3 +30,9 @@ class PollsConfig(PluginConfig):
             "power level needed to start a poll, 0 (everyone) to 100; moderators always may"
         ),
     )
+    min_secret_voters: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="fewer secret voters than this and only the turnout is published: 1 to 1000",
+    )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from civicbot_plugins.polls import render
 from civicbot_plugins.polls.models import CANCELLED, CLOSED, CLOSING, OPEN, Poll, anonymous_voter
+from civicbot_plugins.polls.secret import withhold_small_result
 from civicbot_plugins.polls.service import (
     PollKind,
     Response,
@@ -240,6 +241,9 @@ class PollRunner:
                 tally, runoff, cutoff, end_id = await self._final_count(poll, end)
                 members = await self.member_count(poll.room_id)
                 result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
+                if poll.secret:
+                    config = await self.ctx.config(poll.room_id)
+                    result = withhold_small_result(result, config.min_secret_voters)
                 zone = await self.ctx.timezone(poll.room_id)
                 values = render.result_values(poll, result, self.prefix, now, zone)
                 results_id = await self.ctx.send(

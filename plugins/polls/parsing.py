@@ -123,7 +123,8 @@ def split_input(raw: str) -> list[str]:
     so it can be reported (a trailing ``|`` is forgiven)."""
     raw = clean_text(raw).strip()
     if "\n" in raw:
-        return [line.strip() for line in raw.splitlines() if line.strip()]
+        # Lines end only at \n (as clients send them); \r, U+2028 and the like stay characters.
+        return [line.strip() for line in raw.split("\n") if line.strip()]
     parts = [part.strip() for part in raw.split("|")]
     while parts and not parts[-1]:
         parts.pop()

@@ -69,6 +69,7 @@ class PollsPlugin(Plugin[PollsConfig]):
 
     async def teardown(self) -> None:
         self.runner.stop()
+        await self.store.secret.close()
 
     # -- creating and changing -----------------------------------------------------------------
     @command("poll", open_text=True, examples=(EXAMPLE, PROPOSAL_EXAMPLE))

@@ -176,6 +176,11 @@ def headline(poll: Poll, result: dict[str, Any]) -> str:
     winners = result["winners"]
     if not result["voters"]:
         return "Nobody voted."
+    if result.get("withheld"):  # see secret.withhold_small_result
+        return (
+            f"Fewer than {result['withheld']} people voted, so only the turnout is published: "
+            "the counts would show how each of them voted."
+        )
     if poll.kind is PollKind.PROPOSAL:
         return proposal_headline(result)
     if poll.kind is PollKind.RANKED:

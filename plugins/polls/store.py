@@ -181,12 +181,12 @@ class PollStore:
                 " results_event_id = ?, result = ? WHERE id = ?",
                 (cutoff_ts, end_event_id, results_event_id, json.dumps(result), poll_id),
             )
-            for table in ("polls_responses", "polls_secret_voters"):
-                await self.db.execute(
-                    f"DELETE FROM {table} WHERE poll_id = ? AND voter LIKE ?",
-                    (poll_id, ANONYMOUS + "%"),
-                )
+            await self.db.execute(
+                "DELETE FROM polls_responses WHERE poll_id = ? AND voter LIKE ?",
+                (poll_id, ANONYMOUS + "%"),
+            )
             await self.db.execute("DELETE FROM polls_forgotten WHERE poll_id = ?", (poll_id,))
+        await self.secret.drop_stand_ins(poll_id)
 
     async def set_flag(self, poll_id: int, column: str) -> None:
         assert column in ("reminder_sent", "review_sent")
@@ -311,25 +311,30 @@ class PollStore:
     async def forget(self, user_id: str) -> tuple[int, int]:
         """Remove who ``user_id`` voted for, keeping every total. Returns (removed, anonymised)."""
         removed = anonymised = 0
+        secret_polls = await self.secret.polls_of(user_id)
         async with self.db.transaction():
-            secret = await self.db.fetchval(
-                "SELECT 1 FROM polls_secret_voters WHERE voter = ? LIMIT 1", (user_id,)
-            )
-            for poll in await self._many(
+            marks = ", ".join("?" * len(secret_polls))
+            polls = await self._many(
                 "id IN (SELECT poll_id FROM polls_responses WHERE voter = ?"
-                " UNION SELECT poll_id FROM polls_secret_voters WHERE voter = ?"
                 " UNION SELECT id FROM polls_polls"
-                " WHERE creator = ? OR closed_by = ? OR outcome_by = ?)",
-                (user_id,) * 5,
-            ):
+                " WHERE creator = ? OR closed_by = ? OR outcome_by = ?)"
+                + (f" OR id IN ({marks})" if secret_polls else ""),
+                (user_id,) * 4 + tuple(secret_polls),
+            )
+            for poll in polls:
                 removed_here, anonymised_here = await self._forget_in(poll, user_id)
                 removed += removed_here
                 anonymised += anonymised_here
-            if secret:  # a renamed voter row sits where it was renamed: back to key order
-                await self.secret.rewrite_in_key_order()
-        if secret:
-            await self.secret.checkpoint()
-        return removed, anonymised
+        # The secret file has its own lock: written only after the main transaction ends.
+        secret_removed, secret_anonymised = await self.secret.forget(
+            user_id,
+            [
+                (poll.id, poll.state == CLOSED, anonymous_voter(poll.salt, user_id))
+                for poll in polls
+                if poll.id in secret_polls
+            ],
+        )
+        return removed + secret_removed, anonymised + secret_anonymised
 
     async def _forget_in(self, poll: Poll, user_id: str) -> tuple[int, int]:
         anonymised = 0
@@ -348,10 +353,6 @@ class PollStore:
             # rows behind it can go.
             removed = await self.db.execute_rowcount(
                 "DELETE FROM polls_responses WHERE poll_id = ? AND voter = ?", (poll.id, user_id)
-            )
-            removed += await self.db.execute_rowcount(
-                "DELETE FROM polls_secret_voters WHERE poll_id = ? AND voter = ?",
-                (poll.id, user_id),
             )
             if poll.result and any(
                 b.get("voter") == user_id for b in poll.result.get("blocks", [])
@@ -374,10 +375,6 @@ class PollStore:
         )
         anonymised += await self.db.execute_rowcount(
             "UPDATE polls_responses SET voter = ? WHERE poll_id = ? AND voter = ?",
-            (alias, poll.id, user_id),
-        )
-        anonymised += await self.db.execute_rowcount(
-            "UPDATE polls_secret_voters SET voter = ? WHERE poll_id = ? AND voter = ?",
             (alias, poll.id, user_id),
         )
         return 0, anonymised

@@ -99,6 +99,8 @@ class PrivacyPlugin(Plugin[PrivacyConfig]):
         Totals stay (a poll's count does not change) but nothing says it was you. I confirm what
         was removed, privately."""
         user = ctx.sender
+        # Asked first: forgetting drops the record that makes this room the person's DM.
+        direct = await ctx.is_direct()
         results, unconfirmed = await self._each_plugin("forget_user", user)
         reports = [(n, r) for n, r in results if isinstance(r, ForgetReport)]
         # The flood guard's buckets stay: they live in memory only, are dropped when idle, and
@@ -120,7 +122,7 @@ class PrivacyPlugin(Plugin[PrivacyConfig]):
             reports=[(n, r) for n, r in reports if r.removed or r.anonymised or r.notes],
             unconfirmed=unconfirmed,
         )
-        if await ctx.is_direct():
+        if direct:
             await ctx.reply(details)
         else:
             try:
@@ -141,15 +143,15 @@ class PrivacyPlugin(Plugin[PrivacyConfig]):
         await self.ctx.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def _forget_direct_chat(self, user_id: str) -> int:
-        return await self.ctx.db.execute_rowcount(
-            "DELETE FROM core_kv WHERE key = ?", (f"dm:{user_id}",)
-        )
+        return await self.ctx.forget_direct_room(user_id)
 
     # -- hooks ---------------------------------------------------------------------------------
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
-        room = await self.ctx.db.kv_get(f"dm:{user_id}")
+        room = await self.ctx.known_direct_room(user_id)
         return {"direct_chat_room": room} if room else None
 
     async def forget_user(self, user_id: str) -> ForgetReport | None:
-        removed = await self._forget_direct_chat(user_id)
-        return ForgetReport(removed=removed)
+        # Counted now, dropped by forget_me once the details have gone out: dropped here, the
+        # details would open a new direct chat instead of arriving in the one the person knows.
+        known = await self.ctx.known_direct_room(user_id)
+        return ForgetReport(removed=1 if known else 0)

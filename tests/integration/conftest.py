@@ -90,6 +90,7 @@ class BotProcess:
         bot: dict[str, Any] | None = None,
         plugins: dict[str, dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
+        limits: dict[str, Any] | None = None,
     ):
         self.synapse = synapse
         self.directory = directory
@@ -107,6 +108,8 @@ class BotProcess:
                 **(bot or {}),
             },
         }
+        if limits:
+            tables["limits"] = limits
         for name, values in (plugins or {}).items():
             tables[f"plugins.{name}"] = values
         write_config(self.config_path, tables)

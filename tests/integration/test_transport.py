@@ -36,7 +36,8 @@ async def test_a_group_room_is_never_taken_for_a_direct_chat(synapse, residents,
 
         direct = await transport.direct_room(ann.user_id)
         assert direct != room
-        assert await transport._only_members(direct, {bot_id, ann.user_id})
+        assert await transport.is_direct_with(direct, ann.user_id)
+        assert not await transport.is_direct_with(room, ann.user_id)
         assert await transport.direct_room(ann.user_id) == direct  # remembered and re-checked
 
         # If the remembered room gains a third member it is no longer private.

@@ -71,3 +71,22 @@ async def test_a_changed_backup_is_refused(tmp_path, capsys):
     assert main(["restore", str(backup), "--data-dir", str(tmp_path / "new")]) == 1
     assert "has changed since the backup" in capsys.readouterr().err
     assert not (tmp_path / "new" / "secret.key").exists()
+
+
+async def test_a_plugins_own_database_file_is_backed_up_and_restored(tmp_path, capsys):
+    """The polls plugin keeps secret ballots in secret-ballots.sqlite3 beside the main file:
+    a backup without it would lose every secret vote."""
+    live, backup, restored = tmp_path / "live", tmp_path / "backup", tmp_path / "restored"
+    db, _ = await _running_bot_data(live)
+    ballots = sqlite3.connect(live / "secret-ballots.sqlite3")
+    ballots.execute("CREATE TABLE polls_x (id INTEGER)")
+    ballots.executemany("INSERT INTO polls_x VALUES (?)", [(n,) for n in range(7)])
+    ballots.commit()
+    try:
+        assert main(["backup", str(backup), "--data-dir", str(live)]) == 0
+    finally:
+        ballots.close()
+        await db.close()
+    assert "secret-ballots.sqlite3" in capsys.readouterr().out
+    assert main(["restore", str(backup), "--data-dir", str(restored)]) == 0
+    assert _rows(restored / "secret-ballots.sqlite3") == 7

@@ -90,3 +90,14 @@ async def test_bad_input_is_echoed_back_short():
     with pytest.raises(UsageError) as err:
         await spec(Holder.give).parse("y" * 5000 + " 3", None)
     assert len(err.value.message) < 100
+
+
+def test_only_a_newline_ends_a_line_of_multi_part_input():
+    """Clients end lines with \\n; \\r, U+2028, U+0085 and form feeds inside a part stay
+    characters (str.splitlines would split on them, and a quoted command could hide there)."""
+    from civicbot_plugins.polls.parsing import split_input
+
+    for separator in ("\r", "\u2028", "\u2029", "\x85", "\x0c", "\x1e"):
+        text = f"Which day?{separator}!outcome P-5 hidden\nSaturday\nSunday"
+        assert split_parts(text)[0] == f"Which day?{separator}!outcome P-5 hidden"
+        assert len(split_input(text)) == 3

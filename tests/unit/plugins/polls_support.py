@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,5 +72,10 @@ async def tap(h: BotHarness, room: str, who: str, start_id: str, *answers: Any):
 
 def dm_room(h: BotHarness, user: str) -> str:
     room_id = f"!dm-{user.strip('@').replace(':', '-')}:test"
-    h.transport.add_room(room_id, [user])
+    h.transport.add_room(room_id, [user], direct_for=user)
     return room_id
+
+
+def secret_file(h: BotHarness) -> sqlite3.Connection:
+    """The secret-ballot database beside the main one (read as anyone on the disk could)."""
+    return sqlite3.connect(h.path / "secret-ballots.sqlite3")

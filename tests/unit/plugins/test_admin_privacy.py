@@ -75,15 +75,15 @@ async def test_mydata_in_a_direct_chat_answers_there_only(tmp_path):
         dm = await h.transport.direct_room(BOB)
         await h.say(dm, BOB, "!mydata")
         note, file = h.transport.sent
-        assert "I hold nothing about you" in note.body
-        assert json.loads(file.content["_data"])["plugins"] == {}
+        assert "(from privacy)" in note.body  # only the link to this very chat
+        assert json.loads(file.content["_data"])["plugins"] == {"privacy": {"direct_chat_room": dm}}
 
 
 async def test_forget_me_leaves_no_trace_but_keeps_the_records(tmp_path):
     async with BotHarness.create(tmp_path, plugin_classes()) as h:
         room = room_with_me(h)
         await busy_history(h, room)
-        await h.db.kv_set(f"dm:{ME}", "!dm:test")  # as the Matrix transport records DMs
+        await h.transport.direct_room(ME)  # a direct chat the transport has on record
         audit_rows = await h.db.fetchval("SELECT count(*) FROM core_audit")
         assert await traces(h.db, ME)
 
@@ -118,9 +118,9 @@ async def test_forget_me_in_a_direct_chat_confirms_there(tmp_path):
     async with BotHarness.create(tmp_path, plugin_classes()) as h:
         dm = await h.transport.direct_room(QUIET)
         await h.say(dm, QUIET, "!forget me")
-        assert h.transport.texts() == [
-            "I had nothing stored about you, so there was nothing to remove."
-        ]
+        (details,) = h.transport.texts()  # only there, and only the link to this very chat
+        assert details.startswith("I've forgotten you.")
+        assert "privacy: 1 removed, 0 anonymised" in details
 
 
 class BrokenPlugin(Plugin):
@@ -167,7 +167,7 @@ async def test_forget_without_me_says_what_to_type(tmp_path):
 
 async def test_when_the_details_cannot_be_sent_privately_the_room_is_told_so(tmp_path):
     async with BotHarness.create(tmp_path, plugin_classes()) as h:
-        room = room_with_me(h)
+        room = h.room(members=[ME, SHY])  # roles go only to members
         await ask(h, room, MODERATOR, f"!role grant {SHY} councillor")
         h.transport.fail_sends = 1  # the direct message fails
         reply = await ask(h, room, SHY, "!forget me")

@@ -13,6 +13,7 @@ from tests.unit.plugins.polls_support import (
     START,
     dm_room,
     polls_harness,
+    secret_file,
     sent_of,
     start_event,
     tap,
@@ -55,23 +56,28 @@ async def test_secret_ballot_by_direct_message_leaves_no_voter_choice_link(tmp_p
 
         # The database: who voted, and what was chosen, are in tables that share nothing but
         # the poll number; no timestamps, and no rowid that would keep the order of arrival.
-        voters = await table_columns(h, "polls_secret_voters")
-        ballots = await table_columns(h, "polls_secret_ballots")
-        assert voters == {"poll_id", "voter"}
-        assert ballots == {"ballot_key", "poll_id", "answers", "reason"}
-        for table in ("polls_secret_voters", "polls_secret_ballots"):
-            sql = await h.db.fetchval("SELECT sql FROM sqlite_master WHERE name = ?", (table,))
-            assert "WITHOUT ROWID" in sql
+        # They live in their own file; the main database holds none of it.
+        secret = secret_file(h)
+        columns = {
+            table: {r[1] for r in secret.execute(f"PRAGMA table_info({table})")}
+            for (table,) in secret.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        assert columns["polls_secret_voters"] == {"poll_id", "voter", "receipt"}
+        assert columns["polls_secret_ballots"] == {"ballot_key", "poll_id", "answers", "reason"}
+        for table in ("polls_secret_voters", "polls_secret_ballots", "polls_secret_receipts"):
+            (sql,) = secret.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,))
+            assert "WITHOUT ROWID" in sql[0]
+            assert await h.db.fetchval(f"SELECT COUNT(*) FROM {table}") == 0  # main: empty
+        assert secret.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert await h.db.fetchval("SELECT COUNT(*) FROM polls_responses") == 0
-        for table in await h.db.table_names():
-            if not table.startswith("polls_"):
-                continue
-            for row in await h.db.fetchall(f"SELECT * FROM {table}"):
+        for table, names in columns.items():
+            for row in secret.execute(f"SELECT * FROM {table}"):
                 values = " ".join(str(v) for v in tuple(row))
                 if any(user in values for user in (ANN, BOB, CAT)):
-                    assert "answers" not in await table_columns(h, table), table
-        keys = [r[0] for r in await h.db.fetchall("SELECT ballot_key FROM polls_secret_ballots")]
+                    assert "answers" not in names, table
+        keys = [r[0] for r in secret.execute("SELECT ballot_key FROM polls_secret_ballots")]
         assert len(keys) == 3 and all(len(k) == 32 for k in keys)
+        secret.close()
 
         await h.say(room, ANN, "!poll close P-1")
         results = h.last_text(room)
@@ -86,8 +92,9 @@ async def test_secret_ballot_by_direct_message_leaves_no_voter_choice_link(tmp_p
 
 async def test_secret_proposal_publishes_block_reasons_without_names(tmp_path):
     async with polls_harness(tmp_path) as h:
-        room = h.room(members=[ANN, BOB])
+        room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "!poll Close the road on Sundays? | proposal | secret")
+        await h.say(dm_room(h, CAT), CAT, "!vote P-1 agree")
         await h.say(dm_room(h, BOB), BOB, "!vote P-1 block Carers need to drive in")
         await h.say(dm_room(h, ANN), ANN, "!vote P-1 agree")
         await h.say(room, ANN, "!poll close P-1")
@@ -138,9 +145,10 @@ async def test_export_and_forget_keep_totals_but_not_who_voted(tmp_path):
         assert "1 person voted" in h.last_text(room)
         await h.say(dm_room(h, BOB), BOB, "!vote P-3 2")
         assert "You have already voted in P-3" in h.texts()[-1]
-        rows = await h.db.fetchall(
-            "SELECT voter FROM polls_responses UNION ALL SELECT voter FROM polls_secret_voters"
-        )
+        rows = await h.db.fetchall("SELECT voter FROM polls_responses")
+        secret = secret_file(h)
+        rows += secret.execute("SELECT voter FROM polls_secret_voters").fetchall()
+        secret.close()
         assert BOB not in {row[0] for row in rows}
 
 

@@ -1,0 +1,187 @@
+"""Reading a sync response: invites for the bot, timelines without history, gaps paged back.
+
+The loop itself is :meth:`civicbot.transport.matrix.MatrixTransport.run`; this module turns one
+response into the list of events the core handles and records where the next sync starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from nio import SyncResponse
+
+from civicbot.events import Event, EventKind
+from civicbot.storage import Database
+from civicbot.transport.http import HomeserverApi
+
+log = logging.getLogger("civicbot.transport.matrix")
+
+SYNC_TIMEOUT_MS = 30_000
+GAP_PAGE_LIMIT = 100
+GAP_MAX_EVENTS = 5_000
+LATE_EVENT_ALLOWANCE_MS = 10 * 60 * 1000  # federated events may arrive this much out of order
+
+# A filter that keeps everything a handler may need and drops what the bot never reads; a
+# generous timeline limit makes gaps (limited=True) rare, and paging fills those that remain.
+SYNC_FILTER: dict[str, Any] = {
+    "presence": {"types": []},
+    "account_data": {"types": []},
+    "room": {
+        "timeline": {"limit": 100},
+        "state": {"lazy_load_members": True},
+        "ephemeral": {"types": []},
+        "account_data": {"types": []},
+    },
+}
+FIRST_SYNC_FILTER: dict[str, Any] = {
+    **SYNC_FILTER,
+    "room": {**SYNC_FILTER["room"], "timeline": {"limit": 1}},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """An invite for the bot: who sent it and whether it asks for a direct chat."""
+
+    room_id: str
+    inviter: str
+    is_direct: bool
+
+
+class SyncReader:
+    """Turns sync responses into events, paging back over gaps, for one bot account."""
+
+    def __init__(self, user_id: str, db: Database, api: HomeserverApi):
+        self.user_id = user_id
+        self._db = db
+        self._api = api
+
+    async def collect(self, response: SyncResponse) -> list[Event]:
+        """Every event of the batch to hand to the core, invites first."""
+        events = [self.invite_event(*found) for found in self.invites(response)]
+        for room_id, info in response.rooms.join.items():
+            raws = [e.source for e in info.timeline.events if getattr(e, "source", None)]
+            joined_at = self.own_join(raws)
+            if joined_at is not None:
+                # Just joined: what came before our join is the room's history, not for us.
+                raws = raws[joined_at:]
+            elif info.timeline.limited and info.timeline.prev_batch:
+                raws = await self._fill_gap(room_id, info.timeline.prev_batch) + raws
+            events.extend(Event.from_raw(raw, room_id) for raw in raws)
+        return events
+
+    def own_join(self, raws: list[dict[str, Any]]) -> int | None:
+        """Index of the bot's own join in a timeline, if it joined during this batch."""
+        for index, raw in enumerate(raws):
+            if (
+                raw.get("type") == "m.room.member"
+                and raw.get("state_key") == self.user_id
+                and (raw.get("content") or {}).get("membership") == "join"
+            ):
+                prev = ((raw.get("unsigned") or {}).get("prev_content") or {}).get("membership")
+                if prev != "join":
+                    return index
+        return None
+
+    def invites(self, response: SyncResponse) -> list[tuple[Invite, dict[str, Any], int]]:
+        """Invites addressed to the bot itself (state_key is our id): each with its content
+        and timestamp."""
+        found = []
+        for room_id, info in response.rooms.invite.items():
+            mine = None
+            for state in info.invite_state:
+                raw = getattr(state, "source", None) or {}
+                # nio keeps invite_state content on the parsed event, not in .source
+                content = raw.get("content") or getattr(state, "content", None) or {}
+                if (
+                    raw.get("type") == "m.room.member"
+                    and raw.get("state_key") == self.user_id
+                    and content.get("membership") == "invite"
+                ):
+                    mine = (raw, content)
+            if mine is not None:
+                raw, content = mine
+                invite = Invite(
+                    room_id, str(raw.get("sender", "")), content.get("is_direct") is True
+                )
+                ts = raw.get("origin_server_ts")
+                found.append((invite, dict(content), ts if isinstance(ts, int) else 0))
+        return found
+
+    def invite_event(self, invite: Invite, content: dict[str, Any], ts: int) -> Event:
+        """The INVITE event the core handles for one invite."""
+        return Event(
+            event_id="",
+            room_id=invite.room_id,
+            sender=invite.inviter,
+            kind=EventKind.INVITE,
+            type="m.room.member",
+            ts=ts,
+            content=content,
+            state_key=self.user_id,
+        )
+
+    async def save_position(self, token: str, events: list[Event]) -> None:
+        """Store where to sync from next and, per room, the newest event seen: the mark a
+        later gap pages back to. One statement, as it runs after every sync."""
+        rows = [("sync_token", token)]
+        newest: dict[str, Event] = {}
+        for event in events:
+            if event.event_id:
+                newest[event.room_id] = event
+        rows += [(f"room_last:{room}", f"{e.ts}|{e.event_id}") for room, e in newest.items()]
+        marks = ", ".join("(?, ?)" for _ in rows)
+        await self._db.execute(
+            f"INSERT INTO core_kv (key, value) VALUES {marks} "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [value for row in rows for value in row],
+        )
+
+    async def _fill_gap(self, room_id: str, prev_batch: str) -> list[dict[str, Any]]:
+        """Page back over a gap to the newest event we saw in this room before it (or one we
+        handled, or our own join), so messages sent while we were away are not skipped.
+
+        Federated events can arrive late with older timestamps, so time alone is only a
+        fallback: we stop on time when we pass well below the last event we saw."""
+        mark = await self._db.kv_get(f"room_last:{room_id}") or "0|"
+        last_ts_text, _, last_id = mark.partition("|")
+        floor_ts = int(last_ts_text) - LATE_EVENT_ALLOWANCE_MS
+        older: list[dict[str, Any]] = []
+        token: str | None = prev_batch
+        while token and len(older) < GAP_MAX_EVENTS:
+            path = (
+                f"/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b"
+                f"&limit={GAP_PAGE_LIMIT}&from={quote(token)}"
+            )
+            page = await self._api.request("GET", path)
+            chunk = page.get("chunk") or []
+            reached = False
+            for raw in chunk:
+                if (
+                    raw.get("event_id") == last_id
+                    or int(raw.get("origin_server_ts") or 0) < floor_ts
+                    or self.own_join([raw]) is not None
+                    or await self._known(raw.get("event_id", ""))
+                ):
+                    reached = True
+                    break
+                older.append(raw)
+            if reached or not chunk:
+                break
+            token = page.get("end")
+        if len(older) >= GAP_MAX_EVENTS:
+            log.warning(
+                "a gap in %s is longer than %d events; older messages were not read",
+                room_id,
+                GAP_MAX_EVENTS,
+            )
+        log.info("filled a gap of %d events in %s", len(older), room_id)
+        return list(reversed(older))
+
+    async def _known(self, event_id: str) -> bool:
+        return bool(
+            await self._db.fetchval("SELECT 1 FROM core_handled WHERE event_id = ?", (event_id,))
+        )

@@ -1,0 +1,80 @@
+"""The DM rule (DESIGN.md §3) as a property: a room passes only when every condition holds."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from civicbot.transport.direct import dm_problem
+
+BOT, ME, EVE, SAM = "@civicbot:hs", "@me:hs", "@eve:hs", "@sam:hs"
+PEOPLE = (BOT, ME, EVE, SAM)
+MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
+
+
+def state(join_rule, creator, extra_creators, memberships):
+    events = [
+        {
+            "type": "m.room.create",
+            "state_key": "",
+            "sender": creator,
+            "content": {"room_version": "12", "additional_creators": list(extra_creators)},
+        },
+        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": join_rule}},
+    ]
+    for user, membership in memberships.items():
+        events.append(
+            {
+                "type": "m.room.member",
+                "state_key": user,
+                "sender": user,
+                "content": {"membership": membership},
+            }
+        )
+    return events
+
+
+@given(
+    join_rule=st.sampled_from(("invite", "public", "knock", "restricted", "private")),
+    creator=st.sampled_from(PEOPLE),
+    extra=st.lists(st.sampled_from(PEOPLE), max_size=2),
+    memberships=st.dictionaries(st.sampled_from(PEOPLE), st.sampled_from(MEMBERSHIPS)),
+    recorded=st.booleans(),
+)
+def test_a_room_is_my_dm_exactly_when_every_condition_holds(
+    join_rule, creator, extra, memberships, recorded
+):
+    present = {u for u, m in memberships.items() if m in ("join", "invite")}
+    expected = (
+        join_rule == "invite"
+        and present == {BOT, ME}
+        and creator in (BOT, ME)
+        and set(extra) <= {BOT, ME}
+        and recorded
+    )
+    problem = dm_problem(state(join_rule, creator, extra, memberships), BOT, ME, recorded)
+    assert (problem is None) == expected, problem
+
+
+def test_each_way_of_failing_is_named():
+    good = {BOT: "join", ME: "join"}
+    assert dm_problem(state("invite", BOT, [], good), BOT, ME, True) is None
+    assert (
+        dm_problem(state("invite", ME, [BOT], {BOT: "join", ME: "invite"}), BOT, ME, True) is None
+    )
+    cases = {
+        "the room is not invite-only": state("public", ME, [], good),
+        "someone else created the room": state("invite", EVE, [], good),
+        "someone else is in the room": state("invite", BOT, [], {**good, SAM: "invite"}),
+    }
+    for reason, room in cases.items():
+        assert dm_problem(room, BOT, ME, True) == reason
+    assert dm_problem(state("invite", BOT, [EVE], good), BOT, ME, True) == (
+        "someone else created the room"
+    )
+    # A third person who joined and left again is gone: the room may be a DM once more.
+    assert dm_problem(state("invite", BOT, [], {**good, SAM: "leave"}), BOT, ME, True) is None
+    assert dm_problem(state("invite", BOT, [], good), BOT, ME, False) == (
+        "the room was not made as a direct chat"
+    )
+    assert dm_problem(state("invite", BOT, [], {BOT: "join"}), BOT, BOT, True) == "not a person"
