@@ -155,7 +155,14 @@ class Database:
                 await self._conn.execute("ROLLBACK")
                 raise
             else:
-                await self._conn.execute("COMMIT")
+                try:
+                    await self._conn.execute("COMMIT")
+                except BaseException:
+                    # A COMMIT that fails (SQLITE_BUSY, a full disk) leaves the transaction
+                    # open and its lock held: end it, or every later statement joins it.
+                    if self._conn.in_transaction:
+                        await self._conn.execute("ROLLBACK")
+                    raise
             finally:
                 self._owner = None
 

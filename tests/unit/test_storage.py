@@ -53,3 +53,32 @@ async def test_other_tasks_wait_for_an_open_transaction(tmp_path):
     await asyncio.gather(failing_transaction(), outsider())
     assert [row[0] for row in await db.fetchall("SELECT v FROM demo_t")] == [2]
     await db.close()
+
+
+async def test_a_commit_that_fails_rolls_back_and_frees_the_connection(tmp_path):
+    """A deferred foreign key is checked at COMMIT: the failed commit must not leave the
+    transaction open (the next statement would silently join it, and its lock stay held)."""
+    import sqlite3
+
+    import pytest
+
+    from civicbot.storage import Database
+
+    db = await Database.open(tmp_path / "db.sqlite3")
+    try:
+        await db.migrate(
+            "t",
+            [
+                "CREATE TABLE t_parent (id INTEGER PRIMARY KEY);"
+                "CREATE TABLE t_child (parent INTEGER REFERENCES t_parent(id)"
+                " DEFERRABLE INITIALLY DEFERRED)"
+            ],
+        )
+        with pytest.raises(sqlite3.IntegrityError):
+            async with db.transaction():
+                await db.execute("INSERT INTO t_child VALUES (42)")
+        await db.execute("INSERT INTO t_parent VALUES (1)")
+        assert await db.fetchval("SELECT count(*) FROM t_child") == 0
+        assert await db.fetchval("SELECT count(*) FROM t_parent") == 1
+    finally:
+        await db.close()
