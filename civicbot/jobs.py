@@ -52,9 +52,15 @@ class Jobs(Generic[C]):
         self._clock = clock
         self._make_context = make_context
         self._slots: set[str] = set()
+        self._closed = False
 
     def at(self, key: str, when: datetime, run: Callable[[C], Awaitable[None]]) -> None:
-        """Run ``run`` once at ``when`` (at once if already past); replaces a job of that key."""
+        """Run ``run`` once at ``when`` (at once if already past); replaces a job of that key
+        and any retry of it still waiting.
+
+        ``when`` is part of the key of the job's sends: give the time the work is *due* (kept
+        in your table), not "now", or a run repeated after a restart is not recognised."""
+        self.cancel(key)
         self._arm(key, when, run, attempt=0, then=None)
 
     def every(self, key: str, interval: timedelta, run: Callable[[C], Awaitable[None]]) -> None:
@@ -63,8 +69,13 @@ class Jobs(Generic[C]):
             raise ValueError("a job's interval must be positive")
 
         def following(due: datetime) -> datetime:
-            return due + interval
+            # The first due time after now: runs missed while a run was slow (or the host was
+            # suspended) are skipped, not fired back to back.
+            now = self._clock.now()
+            behind = max(0, int((now - due) / interval))
+            return due + interval * (behind + 1)
 
+        self.cancel(key)
         self._arm(key, self._clock.now() + interval, run, attempt=0, then=following)
 
     def cron(
@@ -74,22 +85,26 @@ class Jobs(Generic[C]):
         trigger = CronTrigger.from_crontab(expression, timezone=timezone)
 
         def following(due: datetime) -> datetime:
-            nxt = trigger.get_next_fire_time(None, due + timedelta(seconds=1))
+            after = max(due, self._clock.now()) + timedelta(seconds=1)
+            nxt = trigger.get_next_fire_time(None, after)
             assert nxt is not None  # a crontab always has a next time
             return nxt
 
         first = trigger.get_next_fire_time(None, self._clock.now())
         assert first is not None
+        self.cancel(key)
         self._arm(key, first, run, attempt=0, then=following)
 
     def cancel(self, key: str) -> None:
         """Cancel the job of ``key`` and any retry of it still waiting."""
-        for slot in [s for s in self._slots if s == key or s.startswith(key + _RETRY)]:
+        for slot in [s for s in self._slots if s == key or s.startswith((key + _RETRY, key + "@"))]:
             self._slots.discard(slot)
             self._scheduler.cancel(slot)
 
     def cancel_all(self) -> None:
-        """Cancel every job of this plugin (the core calls this at teardown)."""
+        """Cancel every job of this plugin (the core calls this at teardown); a run still
+        going then arms no next run and no retry."""
+        self._closed = True
         for slot in list(self._slots):
             self._slots.discard(slot)
             self._scheduler.cancel(slot)
@@ -106,18 +121,28 @@ class Jobs(Generic[C]):
         attempt: int,
         then: Callable[[datetime], datetime] | None,
     ) -> None:
-        # A retry must not replace the job's next run: it waits in a slot of its own.
-        slot = key if attempt == 0 else f"{key}{_RETRY}{attempt}@{due.isoformat()}"
+        if self._closed:
+            return
+        # Each run waits in a slot of its own: a repeating job's next run must not share the
+        # scheduler id of the run still going (apscheduler would skip it as a second
+        # instance), and a retry must not replace the next run.
+        if attempt:
+            slot = f"{key}{_RETRY}{attempt}@{due.isoformat()}"
+        elif then is not None:
+            slot = f"{key}@{due.isoformat()}"
+        else:
+            slot = key
         self._slots.add(slot)
 
         async def fire() -> None:
             self._slots.discard(slot)
-            if then is not None:
-                self._arm(key, then(due), run, attempt=0, then=then)  # the next one, first
             try:
                 await run(self._make_context(key, due, attempt))
             except Exception:
                 self._failed(key, due, run, attempt)
+            finally:
+                if then is not None:
+                    self._arm(key, then(due), run, attempt=0, then=then)
 
         when = due if attempt == 0 else self._clock.now() + RETRY_DELAYS[attempt - 1]
         self._scheduler.at(slot, when, fire)
@@ -125,6 +150,9 @@ class Jobs(Generic[C]):
     def _failed(
         self, key: str, due: datetime, run: Callable[[C], Awaitable[None]], attempt: int
     ) -> None:
+        if self._closed:
+            log.exception("job %s (due %s) failed while stopping", key, due)
+            return
         if attempt >= len(RETRY_DELAYS):
             log.exception("job %s (due %s) failed; giving up after %d tries", key, due, attempt + 1)
             return

@@ -31,8 +31,9 @@ async def run_bot(settings: Settings) -> None:
         loop.add_signal_handler(sig, _request_stop, sig, transport)
     try:
         await transport.login()
-        scheduler.start()
+        # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
         await bot.start()
+        scheduler.start()
         log.info("civicbot %s running as %s", bot.version, transport.user_id)
         await transport.run(bot.handle_batch)
     finally:

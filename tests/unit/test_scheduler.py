@@ -92,3 +92,34 @@ async def test_the_real_scheduler_runs_a_past_deadline_at_once():
         await asyncio.wait_for(fired.wait(), 10)
     finally:
         scheduler.shutdown()
+
+
+async def test_a_repeating_job_slower_than_its_interval_keeps_running():
+    """With apscheduler, a next run armed under the id of the run still going was skipped as
+    a second instance and removed: the job stopped for good. Missed runs are skipped, not
+    fired back to back."""
+    import asyncio
+
+    from civicbot.clock import SystemClock
+    from civicbot.jobs import Jobs
+    from civicbot.scheduler import ApScheduler
+
+    clock = SystemClock()
+    scheduler = ApScheduler(clock)
+    scheduler.start()
+    dues: list[float] = []
+
+    async def slow(due: object) -> None:
+        dues.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.5)
+
+    jobs: Jobs[object] = Jobs(scheduler.scoped("t"), clock, lambda key, due, attempt: due)
+    try:
+        jobs.every("tick", timedelta(seconds=0.2), slow)
+        await asyncio.sleep(2.0)
+    finally:
+        jobs.cancel_all()
+        scheduler.shutdown()
+    assert len(dues) >= 3  # it went on after the first slow run
+    gaps = [b - a for a, b in zip(dues, dues[1:], strict=False)]
+    assert min(gaps) >= 0.45  # one at a time: the missed ones were skipped, not piled up
