@@ -99,6 +99,7 @@ async def test_a_repeating_job_slower_than_its_interval_keeps_running():
     a second instance and removed: the job stopped for good. Missed runs are skipped, not
     fired back to back."""
     import asyncio
+    import itertools
 
     from civicbot.clock import SystemClock
     from civicbot.jobs import Jobs
@@ -121,5 +122,5 @@ async def test_a_repeating_job_slower_than_its_interval_keeps_running():
         jobs.cancel_all()
         scheduler.shutdown()
     assert len(dues) >= 3  # it went on after the first slow run
-    gaps = [b - a for a, b in zip(dues, dues[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(dues)]
     assert min(gaps) >= 0.45  # one at a time: the missed ones were skipped, not piled up
