@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import difflib
 import fnmatch
+import hashlib
+import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from civicbot import __version__, failpoints
-from civicbot.botinfo import HookResults, PluginInfo
+from civicbot.botinfo import BotFacts, HookResults, PluginInfo
 from civicbot.clock import Clock
 from civicbot.commands import (
     Command,
@@ -28,11 +30,11 @@ from civicbot.commands import (
     UsageError,
 )
 from civicbot.config import Settings
-from civicbot.context import Context, CoreServices, PluginContext
+from civicbot.context import Context, CoreServices, PluginContext, RoomManagement
 from civicbot.corestores import AuditLog, RoleStore
 from civicbot.events import Event, EventKind, Message
 from civicbot.floodcontrol import FloodControl
-from civicbot.handling import guarded, quietly, usage_text
+from civicbot.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.loader import PluginLoadError, validate_plugin_config
 from civicbot.outgoing import Outgoing, txn_key
 from civicbot.permissions import Permissions
@@ -82,7 +84,7 @@ class Bot:
         )
         self.plugins: dict[str, Plugin[Any]] = {}
         self.index = CommandIndex({})
-        self._hooks: dict[EventKind, list[tuple[Plugin[Any], Callable[..., Awaitable[None]]]]] = {}
+        self._hooks: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
@@ -92,15 +94,14 @@ class Bot:
             transport=transport,
             room_settings=self.room_settings,
             permissions=self.permissions,
-            roles=RoleStore(db),
-            audit=AuditLog(db),
             clock=clock,
             pacer=self.flood.pacer,
-            bot=self,
+            bot=BotFacts(self),
             prefix=self.prefix,
             default_timezone=settings.bot.timezone,
-            secret_key=installation_key(settings.bot.data_dir),
+            keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
         )
+        self._management = RoomManagement(self.room_settings, RoleStore(db), AuditLog(db))
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,7 +122,9 @@ class Bot:
                 templates = Templates(cls.template_dir())
                 templates.check(cls.templates)
                 await self.db.migrate(name, cls.migrations)
-                plugin = cls(PluginContext(name, templates, self._core))
+                manager = cls.manages_rooms and cls.__module__.startswith("civicbot_plugins.")
+                management = self._management if manager else None
+                plugin = cls(PluginContext(name, templates, self._core, management))
                 started.append(plugin)
                 await plugin.setup()
                 self.plugins[name] = plugin
@@ -134,7 +137,7 @@ class Bot:
             raise PluginLoadError(f"plugin '{name}' failed to load: {why}") from exc
         for plugin in self.plugins.values():
             for kind, attr in type(plugin).declared_event_hooks():
-                self._hooks.setdefault(kind, []).append((plugin, getattr(plugin, attr)))
+                self._hooks.setdefault(kind, []).append((plugin, attr))
         cutoff = int(time.time()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         log.info("loaded plugins: %s", ", ".join(self.plugins))
@@ -279,12 +282,14 @@ class Bot:
         acted = False
         if event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix):
             acted = await self._on_command(event)
-        for plugin, hook in self._hooks.get(event.kind, []):
+        for plugin, attr in self._hooks.get(event.kind, []):
             config = await self.room_settings.get(event.room_id, plugin.ctx.name)
             if not config.enabled:
                 continue
             acted = True
-            ctx = self._context(event, plugin, config, key_suffix=plugin.ctx.name)
+            # Each hook method its own transaction ids: two hooks of one plugin both speak.
+            ctx = self._context(event, plugin, config, key_suffix=f"{plugin.ctx.name}:{attr}")
+            hook = getattr(plugin, attr)
             await guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook", apologise=False)
         return acted
 
@@ -308,34 +313,45 @@ class Bot:
             if verdict:
                 await quietly(first_ctx.reply(verdict))
             return True
+        if not first_ctx.config.enabled:  # every candidate is of one plugin
+            await quietly(
+                first_ctx.reply(
+                    f"The {first.plugin} plugin is switched off in this room. "
+                    f"A moderator can switch it on with {self.prefix}plugins enable "
+                    f"{first.plugin}."
+                )
+            )
+            return True
         # A subcommand of an open-text parent falls back to the parent when its own arguments
-        # do not parse ("!poll Close the park early?" is a poll, not "!poll close").
-        first_error: UsageError | None = None
+        # do not parse ("!poll Close the park early?" is a poll, not "!poll close"). Who may
+        # use a command is checked before its arguments are converted: a converter may look
+        # items up, and nobody should learn what exists through a command they can't use.
+        first_error: UsageError | CommandError | None = None
         for command, rest in candidates:
+            if not await self.permissions.has(event.room_id, event.sender, command.requires):
+                # Named, but not theirs to use: refused (no fallback to the parent's text).
+                who = await self.permissions.describe(event.room_id, command.requires)
+                await quietly(
+                    first_ctx.reply(f"Sorry, only {who} can use {self.prefix}{command.name}.")
+                )
+                return True
             ctx = await self._command_context(event, command)
             try:
                 args, kwargs = await command.parse(rest, ctx)
-            except UsageError as error:
+            except (UsageError, CommandError) as error:
                 first_error = first_error or error
                 continue
-            except CommandError as error:
-                await quietly(ctx.reply(error.message))
+            except Exception:
+                log.exception("reading the arguments of %s failed", command.name)
+                await quietly(first_ctx.reply(APOLOGY))
                 return True
             break
         else:
-            assert first_error is not None
-            await quietly(first_ctx.reply(usage_text(first, first_error, self.prefix)))
-            return True
-        if not ctx.config.enabled:
-            await ctx.reply(
-                f"The {command.plugin} plugin is switched off in this room. "
-                f"A moderator can switch it on with {self.prefix}plugins enable "
-                f"{command.plugin}."
-            )
-            return True
-        if not await self.permissions.has(event.room_id, event.sender, command.requires):
-            who = await self.permissions.describe(event.room_id, command.requires)
-            await ctx.reply(f"Sorry, only {who} can use {self.prefix}{command.name}.")
+            if isinstance(first_error, CommandError):
+                await quietly(first_ctx.reply(first_error.message))
+            else:
+                assert first_error is not None
+                await quietly(first_ctx.reply(usage_text(first, first_error, self.prefix)))
             return True
         plugin = self.plugins[command.plugin]
         await guarded(
@@ -389,3 +405,12 @@ class Bot:
         )
         out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
         await quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
+
+
+def _keyed_hasher(secret: bytes) -> Callable[[str], str]:
+    """HMAC-SHA256 with the installation secret, which stays inside this closure."""
+
+    def keyed_hash(text: str) -> str:
+        return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
+
+    return keyed_hash

@@ -55,7 +55,8 @@ class PluginInfo:
 class BotInfo(Protocol):
     """Read-only facts about the running bot."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def uptime_seconds(self) -> float: ...
 
@@ -99,3 +100,36 @@ class Rooms:
     ) -> list[Event]:
         """Every event relating to ``event_id`` (all pages), e.g. to recount a poll."""
         return await self._transport.relations(room_id, event_id, rel_type)
+
+
+class BotFacts:
+    """The :class:`BotInfo` plugins get: these facts and nothing else of the running bot (not
+    its settings, which hold the Matrix password, nor its flood control)."""
+
+    def __init__(self, bot: BotInfo):
+        self.__bot = bot
+
+    @property
+    def version(self) -> str:
+        return self.__bot.version
+
+    def uptime_seconds(self) -> float:
+        return self.__bot.uptime_seconds()
+
+    def commands(self) -> Sequence[CommandInfo]:
+        return self.__bot.commands()
+
+    def plugin_infos(self) -> dict[str, PluginInfo]:
+        return self.__bot.plugin_infos()
+
+    def plugin_names(self) -> list[str]:
+        return self.__bot.plugin_names()
+
+    async def enabled_plugins(self, room_id: str) -> list[str]:
+        return await self.__bot.enabled_plugins(room_id)
+
+    async def call_hook(self, hook: str, room_id: str | None, *args: Any) -> HookResults:
+        return await self.__bot.call_hook(hook, room_id, *args)
+
+    async def collect_hook(self, hook: str, room_id: str | None, *args: Any) -> list[Any]:
+        return await self.__bot.collect_hook(hook, room_id, *args)

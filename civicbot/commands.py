@@ -132,7 +132,11 @@ class Command:
         rest = text.translate(CURLY_QUOTES).strip()
         for param in self.params:
             if param.variadic:
-                return [await _convert(param, word, ctx) for word in tokenize(rest)], kwargs
+                # Everything goes positionally once there are *words: the parameters before
+                # them can't also be passed by name.
+                before = [kwargs[p.name] for p in self.params if p.name in kwargs]
+                words = [await _convert(param, word, ctx) for word in tokenize(rest)]
+                return [*before, *words], {}
             if param.greedy:
                 if not rest and param.optional:
                     kwargs[param.name] = param.default
@@ -154,22 +158,30 @@ class Command:
 
 async def _convert(param: Parameter, raw: str, ctx: Context[Any]) -> Any:
     conv = param.converter
+    if _is_converter(conv):
+        # A converter says what was wrong itself (UsageError, CommandError); anything else it
+        # raises is a bug, and goes to the log and the apology rather than being read as bad
+        # input.
+        value = cast(Any, conv).convert(raw, ctx)
+        return await value if inspect.isawaitable(value) else value
     try:
-        if isinstance(conv, Converter) or (isinstance(conv, type) and issubclass(conv, Converter)):
-            value = cast(Any, conv).convert(raw, ctx)
-            return await value if inspect.isawaitable(value) else value
         if conv is int:
             return int(raw)
         if conv is float:
             return float(raw.replace(",", "."))
         if conv is bool:
             return _to_bool(raw)
-        return conv(raw) if conv not in (str, Any, inspect.Parameter.empty) else raw
-    except (UsageError, CommandError):
-        raise
+        return raw
     except (TypeError, ValueError):
         kind = {int: "a whole number", float: "a number"}.get(conv, f"a {param.metavar}")
         raise UsageError(f"'{short(raw)}' should be {kind}") from None
+
+
+def _is_converter(conv: Any) -> bool:
+    return isinstance(conv, Converter) or (isinstance(conv, type) and issubclass(conv, Converter))
+
+
+BUILT_IN_TYPES = (str, int, float, bool, Any, inspect.Parameter.empty)
 
 
 def _to_bool(raw: str) -> bool:
@@ -207,13 +219,14 @@ def command(
     *,
     parent: Callable[..., Any] | None = None,
     open_text: bool = False,
-    requires: str = Role.EVERYONE,
+    requires: str | None = None,
     aliases: tuple[str, ...] = (),
     hidden: bool = False,
     examples: tuple[str, ...] = (),
 ) -> Callable[[Any], Any]:
     """Declare a command on a plugin method.
 
+    ``requires`` is the role needed (a subcommand's default: its parent's; else everyone).
     ``parent`` is the parent command's method when this one is a subcommand; ``name`` is the
     full name (``"poll close"``) and aliases may be the last word alone (``"give"`` for
     ``"role grant"``). ``open_text`` marks a parent whose free text may begin with a
@@ -237,7 +250,7 @@ def command(
         func.__civicbot_command__ = Command(  # type: ignore[attr-defined]
             name=full,
             func=func,
-            requires=requires,
+            requires=requires or (parent_spec.requires if parent_spec else Role.EVERYONE),
             aliases=words,
             alias_words=words,
             hidden=hidden,
@@ -265,13 +278,28 @@ def _parameters(func: Callable[..., Any]) -> list[Parameter]:
     # TYPE_CHECKING, which does not exist when the command is declared.
     raw = getattr(func, "__annotations__", {})
     subset = _Annotations({p.name: raw[p.name] for p in wanted if p.name in raw})
-    hints = get_type_hints(subset, globalns=getattr(func, "__globals__", {}), include_extras=True)
+    try:
+        hints = get_type_hints(
+            subset, globalns=getattr(func, "__globals__", {}), include_extras=True
+        )
+    except NameError as exc:
+        raise CommandDeclarationError(
+            f"{func.__qualname__}: can't read its argument types ({exc}); converters and types "
+            "an argument names must be importable at module level"
+        ) from None
     params = []
     for param in wanted:
+        converter = _converter_of(hints.get(param.name, str))
+        if not (_is_converter(converter) or converter in BUILT_IN_TYPES):
+            raise CommandDeclarationError(
+                f"{func.__qualname__}: argument '{param.name}' has type {converter!r}, which no "
+                "converter reads; use str, int, float, bool, Rest, Lines, UserId, "
+                "Annotated[int, ItemId('X')] or Annotated[T, YourConverter()]"
+            )
         params.append(
             Parameter(
                 name=param.name,
-                converter=_converter_of(hints.get(param.name, str)),
+                converter=converter,
                 optional=param.default is not inspect.Parameter.empty,
                 default=None if param.default is inspect.Parameter.empty else param.default,
                 variadic=param.kind is inspect.Parameter.VAR_POSITIONAL,

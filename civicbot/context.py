@@ -8,9 +8,8 @@ settings (they hold the Matrix password), the installation secret, or the core's
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
@@ -24,7 +23,7 @@ from civicbot.jobs import Jobs
 from civicbot.outgoing import Outgoing, txn_key
 from civicbot.permissions import Permissions
 from civicbot.ratelimit import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
-from civicbot.roomsettings import RoomSettings
+from civicbot.roomsettings import RoomSettings, RoomSettingsView
 from civicbot.scheduler import Scheduler
 from civicbot.settings import ROOM, PluginConfig, RoomConfig
 from civicbot.storage import Database
@@ -43,28 +42,42 @@ class CoreServices:
     transport: Transport
     room_settings: RoomSettings
     permissions: Permissions
-    roles: RoleStore
-    audit: AuditLog
     clock: Clock
     pacer: SendPacer
     bot: BotInfo
     prefix: str
     default_timezone: str
-    secret_key: bytes
+    keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
+
+
+@dataclass(frozen=True)
+class RoomManagement:
+    """The write side of the core's room stores: settings, granted roles, the audit log. Handed
+    only to the built-in plugin that runs rooms (``manages_rooms = True``, the admin plugin);
+    every other plugin reads settings through :class:`~civicbot.roomsettings.RoomSettingsView`."""
+
+    settings: RoomSettings
+    roles: RoleStore
+    audit: AuditLog
 
 
 class PluginContext(Generic[ConfigT]):
     """Everything a plugin may use. One per loaded plugin."""
 
-    def __init__(self, name: str, templates: Templates, core: CoreServices):
+    def __init__(
+        self,
+        name: str,
+        templates: Templates,
+        core: CoreServices,
+        management: RoomManagement | None = None,
+    ):
         self.name = name
         self.templates = templates
         self.db = core.db
         self.clock = core.clock
-        self.room_settings = core.room_settings
+        self.room_settings = RoomSettingsView(core.room_settings)
         self.permissions = core.permissions
-        self.roles = core.roles
-        self.audit = core.audit
+        self.management = management
         self.bot = core.bot
         self.prefix = core.prefix
         self.rooms = Rooms(core.transport)
@@ -90,7 +103,7 @@ class PluginContext(Generic[ConfigT]):
     def keyed_hash(self, text: str) -> str:
         """A stable stand-in for ``text`` that nobody holding only the database can recompute:
         keyed with this installation's secret (``data_dir/secret.key``, never in the database)."""
-        return hmac.new(self._core.secret_key, text.encode(), hashlib.sha256).hexdigest()
+        return self._core.keyed_hash(text)
 
     def render(self, name: str, **values: Any) -> Rendered:
         """One of this plugin's templates, with ``prefix`` filled in."""

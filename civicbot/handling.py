@@ -19,7 +19,9 @@ from civicbot.transport import TransportError
 log = logging.getLogger("civicbot.bot")
 
 APOLOGY = "Sorry, something went wrong while handling that. It has been logged; please try again."
-HANDLER_TIMEOUT = 300.0
+# Longer than the transport's deadline for one send through an outage (SEND_DEADLINE_S, 600 s):
+# a handler is never cancelled half-way while its send is still being retried.
+HANDLER_TIMEOUT = 900.0
 
 
 def usage_text(command: Command, error: UsageError, prefix: str) -> str:

@@ -32,36 +32,48 @@ class Outgoing:
     def __init__(self, transport: Transport, key: str, pacer: SendPacer):
         self._transport = transport
         self._key = key
-        self._count = 0
+        self._counts: dict[str, int] = {}
         self._pacer = pacer
 
-    def _txn(self) -> str:
-        self._count += 1
-        return f"{self._key}.{self._count}"
+    def _txn(self, room_id: str) -> str:
+        # Counted per room: a homeserver deduplicates per room, and a retry that reaches the
+        # rooms in another order must still repeat each room's own ids.
+        count = self._counts[room_id] = self._counts.get(room_id, 0) + 1
+        return f"{self._key}.{count}"
 
     async def message(self, room_id: str, message: Message, *, may_ping_room: bool) -> str:
         """Send a message after applying the mention limits: unless ``may_ping_room`` (the
         person it is sent for may notify the room), no ``@room`` and no mass mentions."""
         _fold_raw_mentions(message)
+        clashing = {"body", "formatted_body", "m.mentions"} & set(message.extra)
+        if clashing:
+            raise ValueError(f"set {', '.join(sorted(clashing))} through Message, not extra")
         message.text, message.html, message.mentions, message.mention_room = restrict_mentions(
             message.text, message.html, message.mentions, message.mention_room, may_ping_room
         )
-        txn = self._txn()
+        replacement = message.extra.get("m.new_content")
+        if isinstance(replacement, dict):  # an edit: what clients show is limited the same way
+            message.extra["m.new_content"] = _limited(replacement, may_ping_room)
+        txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.send_message(room_id, message, txn)
 
     async def event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
-        txn = self._txn()
+        """A raw event (a native poll, a reaction). A raw ``m.room.message`` gets the mention
+        limits for nobody in particular: no ``@room``, no mass mentions."""
+        if event_type == "m.room.message":
+            content = _limited(content, may_ping_room=False)
+        txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.send_event(room_id, event_type, content, txn)
 
     async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
-        txn = self._txn()
+        txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.send_file(room_id, data, filename, content_type, txn)
 
     async def redact(self, room_id: str, event_id: str, reason: str) -> str:
-        txn = self._txn()
+        txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.redact(room_id, event_id, reason, txn)
 
@@ -74,3 +86,33 @@ def _fold_raw_mentions(message: Message) -> None:
         if isinstance(users, list):
             message.mentions = (*message.mentions, *(str(u) for u in users))
         message.mention_room = message.mention_room or bool(raw.get("room"))
+
+
+def _limited(content: dict[str, Any], may_ping_room: bool) -> dict[str, Any]:
+    """Message-like content (a raw message, an edit's m.new_content) with the mention limits
+    applied to its text and an ``m.mentions`` that says exactly what may ping."""
+    raw = content.get("m.mentions")
+    raw = raw if isinstance(raw, dict) else {}
+    users = raw.get("user_ids")
+    mentions = tuple(str(u) for u in users) if isinstance(users, list) else ()
+    body = content.get("body")
+    html = content.get("formatted_body")
+    text, html, mentions, room = restrict_mentions(
+        body if isinstance(body, str) else "",
+        html if isinstance(html, str) else None,
+        mentions,
+        bool(raw.get("room")),
+        may_ping_room,
+    )
+    limited = dict(content)
+    if isinstance(body, str):
+        limited["body"] = text
+    if html is not None:
+        limited["formatted_body"] = html
+    new_mentions: dict[str, Any] = {}
+    if mentions:
+        new_mentions["user_ids"] = sorted(set(mentions))
+    if room:
+        new_mentions["room"] = True
+    limited["m.mentions"] = new_mentions
+    return limited

@@ -70,6 +70,9 @@ class Plugin(Generic[ConfigT]):
     # The templates this plugin renders (``"pong"`` for templates/pong.txt): checked at load,
     # so a package built without its templates refuses to load instead of failing later.
     templates: ClassVar[Sequence[str]] = ()
+    # The one built-in plugin that runs rooms (admin) gets ctx.management: the write side of
+    # room settings, roles and the audit log. A plugin outside civicbot_plugins never does.
+    manages_rooms: ClassVar[bool] = False
 
     def __init__(self, ctx: PluginContext[ConfigT]):
         self.ctx = ctx

@@ -10,9 +10,8 @@ Two separate problems, two separate mechanisms:
   *delays* a send until a token is free, so nothing the bot means to say is ever dropped, yet it
   never floods a room either.
 
-Both are keyed by the transport the bot speaks through (see :func:`pacer_for` and
-:func:`guard_for`), because :class:`~civicbot.context.Outgoing` and
-:class:`~civicbot.context.Context` are built by the core with nothing else in hand.
+Both belong to the core (:mod:`civicbot.floodcontrol`), which builds them from the ``[limits]``
+settings and hands the pacer to every :class:`~civicbot.outgoing.Outgoing`.
 """
 
 from __future__ import annotations

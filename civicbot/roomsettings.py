@@ -383,3 +383,27 @@ def format_value(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, default=str, sort_keys=True)
     return str(value)
+
+
+class RoomSettingsView:
+    """What every plugin may read of the room settings (its own and other plugins'); changing
+    them is for the plugin that runs rooms (see :class:`civicbot.context.RoomManagement`)."""
+
+    def __init__(self, settings: RoomSettings):
+        self._settings = settings
+
+    @property
+    def models(self) -> dict[str, type[PluginConfig]]:
+        return dict(self._settings.models)
+
+    def default(self, plugin: str) -> PluginConfig:
+        return self._settings.default(plugin)
+
+    async def get(self, room_id: str, plugin: str) -> PluginConfig:
+        return await self._settings.get(room_id, plugin)
+
+    async def overrides(self, room_id: str, plugin: str) -> dict[str, Any]:
+        return await self._settings.overrides(room_id, plugin)
+
+    def field(self, plugin: str, key: str) -> FieldInfo:
+        return self._settings.field(plugin, key)

@@ -50,7 +50,7 @@ class FakeTransport:
         self.rooms: dict[str, FakeRoom] = {}
         self.joined: set[str] = set()
         self.left: set[str] = set()
-        self._by_txn: dict[str, str] = {}
+        self._by_txn: dict[tuple[str, str], str] = {}  # per room, as a homeserver keeps them
         self._ids = itertools.count(1)
         self._stopped = asyncio.Event()
         self.fail_sends = 0  # make the next N sends raise, to test error paths
@@ -125,13 +125,13 @@ class FakeTransport:
     async def send_event(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
-        if txn_id in self._by_txn:
-            return self._by_txn[txn_id]
+        if (room_id, txn_id) in self._by_txn:
+            return self._by_txn[(room_id, txn_id)]
         if self.fail_sends > 0:
             self.fail_sends -= 1
             raise TransportError("simulated failure", "M_UNKNOWN")
         event_id = self.new_event_id()
-        self._by_txn[txn_id] = event_id
+        self._by_txn[(room_id, txn_id)] = event_id
         self.sent.append(Sent(room_id, event_type, content, txn_id, event_id))
         raw = {
             "event_id": event_id,

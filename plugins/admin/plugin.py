@@ -20,6 +20,7 @@ class AdminPlugin(RoleCommands):
     description = "Moderators choose this room's plugins, settings and roles."
     Config = AdminConfig
     templates = ("audit", "config", "plugins", "roles", "setting")
+    manages_rooms = True
 
     async def setup(self) -> None:
         self.records = PersonRecords(self.ctx.db)
@@ -30,5 +31,5 @@ class AdminPlugin(RoleCommands):
 
     async def forget_user(self, user_id: str) -> ForgetReport | None:
         report = await self.records.forget(user_id)
-        self.ctx.room_settings.invalidate()
+        self.manage.settings.invalidate()
         return report

@@ -71,7 +71,7 @@ class RoleCommands(SettingsCommands):
                 "Invite them first; once they have joined, grant it again."
             )
         at = int(ctx.now.timestamp())
-        if not await self.ctx.roles.grant(ctx.room_id, person, role, ctx.sender, at):
+        if not await self.manage.roles.grant(ctx.room_id, person, role, ctx.sender, at):
             await ctx.reply(f"{person} already has the {role} role here.")
             return
         uses = sorted(
@@ -94,7 +94,7 @@ class RoleCommands(SettingsCommands):
             raise CommandError(f"{problem}, for example {ctx.prefix}role revoke @sam:example.org …")
         role = await self._checked_role(ctx, role)
         at = int(ctx.now.timestamp())
-        if not await self.ctx.roles.revoke(ctx.room_id, person, role, ctx.sender, at):
+        if not await self.manage.roles.revoke(ctx.room_id, person, role, ctx.sender, at):
             raise CommandError(
                 f"{person} doesn't have a granted {role} role here ({ctx.prefix}roles lists them)."
             )
@@ -138,7 +138,7 @@ class RoleCommands(SettingsCommands):
                 "by": g.granted_by,
                 "when": format_utc(g.granted_at),
             }
-            for g in await self.ctx.roles.grants(ctx.room_id)
+            for g in await self.manage.roles.grants(ctx.room_id)
         ]
         await ctx.reply_template("roles", roles=rows, grants=grants)
 
@@ -146,6 +146,6 @@ class RoleCommands(SettingsCommands):
     async def audit(self, ctx: Context[AdminConfig], count: int = AUDIT_DEFAULT) -> None:
         """Show recent changes to this room's settings and roles: who, what, when."""
         count = min(max(count, 1), AUDIT_MAX)
-        entries = await self.ctx.audit.recent(ctx.room_id, count)
+        entries = await self.manage.audit.recent(ctx.room_id, count)
         lines = [audit_line(entry) for entry in entries]
         await ctx.reply_template("audit", lines=lines, count=len(lines), most=AUDIT_MAX)

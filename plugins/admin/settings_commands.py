@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from civicbot.botinfo import PluginInfo
 from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context
+from civicbot.context import Context, RoomManagement
 from civicbot.permissions import Role, role_satisfied
 from civicbot.plugin import Plugin
 from civicbot.roomsettings import SettingError, describe_type, format_value, parse_setting_value
@@ -27,6 +27,12 @@ from civicbot.settings import LIMITS, ROOM, RoomConfig, is_operator_only
 
 class SettingsCommands(Plugin[AdminConfig]):
     """Mixed into :class:`~civicbot_plugins.admin.plugin.AdminPlugin`."""
+
+    @property
+    def manage(self) -> RoomManagement:
+        """The write side of room settings, roles and audit (this plugin runs rooms)."""
+        assert self.ctx.management is not None, "the admin plugin must declare manages_rooms"
+        return self.ctx.management
 
     def plugin_infos(self) -> dict[str, PluginInfo]:
         return self.ctx.bot.plugin_infos()
@@ -104,7 +110,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         if (await self.ctx.room_settings.get(ctx.room_id, name)).enabled == on:
             await ctx.reply(f"{name} is already switched {state} here.")
             return
-        await self.ctx.room_settings.set(ctx.room_id, name, "enabled", on, ctx.sender, ctx.now)
+        await self.manage.settings.set(ctx.room_id, name, "enabled", on, ctx.sender, ctx.now)
         if on:
             await ctx.reply(
                 f"Switched {name} on here. Type {ctx.prefix}help to see what it adds; "
@@ -161,7 +167,7 @@ class SettingsCommands(Plugin[AdminConfig]):
                 f"{ctx.prefix}config reset polls.reminder_hours, or {ctx.prefix}config reset "
                 "polls for all of one plugin's settings."
             )
-        settings = self.ctx.room_settings
+        settings = self.manage.settings
         path = _path(setting, settings.models, ctx.prefix)
         if path.needs_admin or (path.plugin == ROOM and path.key is None):
             await self.require_admin(ctx, "change who counts as a moderator or admin here")
@@ -220,7 +226,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         await ctx.reply_template("setting", path=str(path), r=row)
 
     async def _rows(self, ctx: Context[AdminConfig], plugin: str) -> list[Any]:
-        settings = self.ctx.room_settings
+        settings = self.manage.settings
         overrides = await settings.overrides(ctx.room_id, plugin)
         rows = setting_rows(
             settings.models[plugin],
@@ -232,7 +238,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         return [row for row in rows if not (plugin == ROOM and row.key == "enabled")]
 
     async def _change(self, ctx: Context[AdminConfig], path: SettingPath, raw: str) -> None:
-        settings = self.ctx.room_settings
+        settings = self.manage.settings
         assert path.key is not None
         if path.needs_admin:
             await self.require_admin(ctx, "change who counts as a moderator or admin here")
@@ -261,7 +267,7 @@ class SettingsCommands(Plugin[AdminConfig]):
             if path.plugin == ROOM:
                 overrides = await self.ctx.room_settings.overrides(ctx.room_id, ROOM)
                 await self._keep_own_admin(ctx, {**overrides, path.key: value})
-            return await self.ctx.room_settings.set(
+            return await self.manage.settings.set(
                 ctx.room_id, path.plugin, path.key, value, ctx.sender, ctx.now
             )
         except SettingError as exc:

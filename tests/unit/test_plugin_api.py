@@ -8,15 +8,16 @@ from __future__ import annotations
 import textwrap
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 
 from civicbot.commands import CommandError, ItemId, command
 from civicbot.context import Context, JobContext, PluginContext
 from civicbot.converters import Converter, UsageError
+from civicbot.events import EventKind
 from civicbot.loader import PluginLoadError, discover
-from civicbot.plugin import Plugin, PluginConfig
+from civicbot.plugin import Plugin, PluginConfig, on
 from civicbot.storage import Database, MigrationError
 from civicbot.testing.harness import BotHarness
 
@@ -334,3 +335,169 @@ def test_civicbot_ships_type_information():
     import civicbot
 
     assert (Path(civicbot.__file__).parent / "py.typed").exists()
+
+
+class Tagger(Plugin[PluginConfig]):
+    name = "tagger"
+
+    @command("tag")
+    async def tag(self, ctx: Context[PluginConfig], item: str, *tags: str) -> None:
+        """Tag an item."""
+        await ctx.reply(f"{item}: {', '.join(tags)}")
+
+    @command("tag wipe", parent=tag)
+    async def wipe(self, ctx: Context[PluginConfig]) -> None:
+        """Inherits the parent's role (everyone here); declared without requires."""
+        await ctx.reply("wiped")
+
+
+async def test_words_after_other_arguments_reach_the_handler(tmp_path):
+    """``item: str, *tags: str`` was called with item twice (by name and by position) and
+    answered with the apology."""
+    async with BotHarness.create(tmp_path, {"tagger": Tagger}) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "!tag bike red fast")
+        assert h.last_text(room) == "bike: red, fast"
+
+
+def test_a_subcommand_inherits_its_parents_role():
+    from civicbot.roles import Role
+
+    class Guarded(Plugin[PluginConfig]):
+        name = "guarded"
+
+        @command("vault", requires=Role.MODERATOR)
+        async def vault(self, ctx: Context[PluginConfig]) -> None:
+            """Moderators."""
+
+        @command("vault wipe", parent=vault)
+        async def wipe(self, ctx: Context[PluginConfig]) -> None:
+            """Also moderators, without saying so again."""
+
+    roles = {c.name: c.requires for c in Guarded.declared_commands()}
+    assert roles == {"vault": Role.MODERATOR, "vault wipe": Role.MODERATOR}
+
+
+def test_an_argument_type_no_converter_reads_is_refused_when_declared():
+    from civicbot.commands import CommandDeclarationError
+
+    with pytest.raises(CommandDeclarationError, match="which no converter reads"):
+
+        @command("colour")
+        async def colour(self: Any, ctx: Any, which: Literal["red", "blue"]) -> None:
+            """Pick."""
+
+
+class Buggy(Converter):
+    def convert(self, raw: str, ctx: Context[Any]) -> int:
+        raise ValueError("a bug, not bad input")
+
+
+class WithBuggy(Plugin[PluginConfig]):
+    name = "withbuggy"
+
+    @command("bug")
+    async def bug(self, ctx: Context[PluginConfig], n: Annotated[int, Buggy()]) -> None:
+        """Never runs."""
+
+
+async def test_a_bug_in_a_converter_is_an_apology_not_a_usage_hint(tmp_path, caplog):
+    async with BotHarness.create(tmp_path, {"withbuggy": WithBuggy}) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "!bug 3")
+        assert h.last_text(room).startswith("Sorry, something went wrong")
+        assert "a bug, not bad input" in caplog.text
+
+
+class TwoHooks(Plugin[PluginConfig]):
+    name = "twohooks"
+
+    @on(EventKind.MESSAGE)
+    async def first(self, ctx: Context[PluginConfig]) -> None:
+        if ctx.event.body == "hooks?":
+            await ctx.reply("first hook")
+
+    @on(EventKind.MESSAGE)
+    async def second(self, ctx: Context[PluginConfig]) -> None:
+        if ctx.event.body == "hooks?":
+            await ctx.reply("second hook")
+
+
+async def test_two_hooks_of_one_plugin_both_speak(tmp_path):
+    """Both hook contexts derived the same transaction ids, so the homeserver kept one."""
+    async with BotHarness.create(tmp_path, {"twohooks": TwoHooks}) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "hooks?")
+        assert sorted(h.texts(room)) == ["first hook", "second hook"]
+
+
+async def test_a_command_of_a_switched_off_plugin_converts_nothing(tmp_path):
+    """The converter (which may look items up) never runs: the reply says the plugin is off."""
+    async with BotHarness.create(
+        tmp_path, {"notes": NotesWithCommands, **discover(builtin_only=True)}
+    ) as h:
+        room = h.room()
+        h.clock.advance(timedelta(seconds=10))
+        await h.say(room, "@mod:test", "!plugins disable notes")
+        h.clock.advance(timedelta(seconds=10))
+        await h.say(room, "@ann:test", "!note T-9")
+        assert "switched off in this room" in h.last_text(room)
+
+
+class RawSender(Plugin[PluginConfig]):
+    name = "rawsender"
+
+    @command("raw")
+    async def raw(self, ctx: Context[PluginConfig]) -> None:
+        """Send a raw message event."""
+        await ctx.send_event(ctx.room_id, "m.room.message", {"msgtype": "m.text", "body": "@room!"})
+
+
+async def test_a_raw_message_event_gets_the_mention_limits_too(tmp_path):
+    async with BotHarness.create(tmp_path, {"rawsender": RawSender}) as h:
+        room = h.room()
+        await h.say(room, "@mod:test", "!raw")  # even a moderator's raw event pings nobody
+        sent = h.transport.sent[-1].content
+        assert sent["m.mentions"] == {}
+        assert "@room" not in sent["body"]
+
+
+def test_message_text_cannot_be_smuggled_in_extra():
+    import asyncio
+
+    from civicbot.events import Message
+    from civicbot.outgoing import Outgoing
+    from civicbot.ratelimit import SendPacer
+    from civicbot.transport.fake import FakeTransport
+
+    out = Outgoing(FakeTransport(), "k", SendPacer())
+    message = Message("hello", extra={"body": "@room hello"})
+    with pytest.raises(ValueError, match="set body through Message"):
+        asyncio.run(out.message("!r:test", message, may_ping_room=False))
+
+
+async def test_a_plugin_context_holds_no_password_secret_or_write_stores(tmp_path):
+    """A plugin reads room settings but can't change them (or grant roles): that is the admin
+    plugin's, the one built-in that declares manages_rooms. The bot facts are facts only."""
+    settings = {"matrix": {"password": "hunter2-never-for-plugins"}}
+    async with BotHarness.create(
+        tmp_path, {"notes": NotesWithCommands, **discover(builtin_only=True)}, **settings
+    ) as h:
+        notes = h.bot.plugins["notes"].ctx
+        assert notes.management is None
+        assert not hasattr(notes.room_settings, "set")
+        assert not hasattr(notes.bot, "settings") and not hasattr(notes.bot, "flood")
+        assert "hunter2" not in repr(vars(notes)) and "hunter2" not in repr(vars(notes.bot))
+        secret = (tmp_path / "secret.key").read_text().strip()
+        assert secret not in repr(vars(notes)) + repr(vars(notes._core))
+        assert h.bot.plugins["admin"].ctx.management is not None
+
+
+class Pretender(Plugin[PluginConfig]):
+    name = "pretender"
+    manages_rooms = True  # a third-party plugin can say so; it is not believed
+
+
+async def test_only_a_built_in_plugin_gets_to_manage_rooms(tmp_path):
+    async with BotHarness.create(tmp_path, {"pretender": Pretender}) as h:
+        assert h.bot.plugins["pretender"].ctx.management is None

@@ -83,8 +83,8 @@ class RemindersPlugin(Plugin[RemindersConfig]):
         if reminder is None or reminder.sent_at is not None:
             return  # cancelled, or already sent before a restart
         late = job.now - reminder.due_at
-        if late <= LATE_LIMIT:
-            config = await job.config(reminder.room_id)
+        config = await job.config(reminder.room_id)
+        if late <= LATE_LIMIT and config.enabled:  # moderators may have switched it off since
             await job.send(
                 reminder.room_id,
                 job.render(
