@@ -356,7 +356,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         fresh = await self.store.get(c.id)
         assert fresh is not None
         sent = await self.runner.publish(fresh, kind, status, text, ctx.sender, HandlerSpeaker(ctx))
-        await ctx.reply(f"Posted in the thread of {c.label} and sent by direct message to {sent} {"person" if sent == 1 else "people"} who asked for it.")
+        people = "person" if sent == 1 else "people"
+        await ctx.reply(
+            f"Posted in the thread of {c.label} and sent by direct message to {sent} {people} "
+            "who asked for it."
+        )
 
     # -- hooks ---------------------------------------------------------------------------------
     async def digest_section(
