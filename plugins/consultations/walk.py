@@ -33,7 +33,9 @@ class WalkThrough:
 
     async def start(self, ctx: Context[Any], c: Consultation, user: str) -> None:
         questions = await self.store.questions(c.id)
-        room = await ctx.plugin.direct_room(user)
+        # Asked in their DM with the bot: carry on right there.
+        direct = ctx.sender == user and await ctx.is_direct()
+        room = ctx.room_id if direct else await ctx.plugin.direct_room(user)
         await self.store.set_walk(user, c.id, room, questions[0].number)
         if c.visibility == ANONYMOUS:
             self._drafts[(user, c.id)] = {}
@@ -48,7 +50,8 @@ class WalkThrough:
                 "Just type your answer; 'skip' skips a question, 'stop' stops. You can change an "
                 "answer until the consultation closes."
             )
-        await ctx.dm(user, f"{intro}\n\n{ask(questions[0], len(questions))}")
+        text = f"{intro}\n\n{ask(questions[0], len(questions))}"
+        await (ctx.reply(text) if direct else ctx.dm(user, text))
 
     async def handle(self, ctx: Context[Any]) -> None:
         """A message in someone's DM with the bot: the next answer of their walk-through."""
