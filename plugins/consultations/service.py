@@ -19,6 +19,7 @@ STATUSES = ("in progress", "done", "not going ahead")
 VOTES = ("agree", "disagree", "pass")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MAX_QUESTIONS, MAX_OPTIONS, MAX_TEXT = 30, 12, 2000
+TEXTS_SHOWN, TEXT_SHOWN_LENGTH = 60, 160  # free-text answers quoted in a summary, in all
 # The rule the summary states: among those who voted on a statement (pass included), at least
 # CONSENSUS_SHARE on one side and MIN_VOTES votes make it common ground; agree and disagree each
 # holding at least DIVISIVE_SHARE of the agree-or-disagree votes make it one that splits the room.
@@ -228,6 +229,7 @@ class QuestionResult:
     answered: int
     counts: list[int] = field(default_factory=list)  # per choice
     texts: list[tuple[str, str]] = field(default_factory=list)  # (who, text), public only
+    more_texts: int = 0  # free-text answers left out of the message (all are in the CSV)
     statement: StatementResult | None = None
 
 
@@ -247,6 +249,11 @@ class Summary:
         return [
             r.statement for r in self.results if r.statement and r.statement.verdict == "divisive"
         ]
+
+
+def _cut(text: str, limit: int = TEXT_SHOWN_LENGTH) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def statement_verdict(agree: int, disagree: int, passed: int) -> str:
@@ -297,14 +304,20 @@ def summarise(
                     if 0 <= index < len(question.options):
                         counts[number][index] += 1
         people += counted
+    # One Matrix event holds at most 64 KiB: show a share of a fixed budget of free-text answers
+    # per question, each cut short; the CSV has them all.
+    text_questions = sum(1 for q in questions if q.kind == TEXT) or 1
+    shown = max(2, TEXTS_SHOWN // text_questions)
     results = []
     for q in questions:
         statement = None
         if q.kind == STATEMENT:
             a, d, p = votes[q.number]
             statement = StatementResult(q.number, q.prompt, a, d, p, statement_verdict(a, d, p))
+        kept = [(who, _cut(text)) for who, text in texts[q.number][:shown]]
+        more = len(texts[q.number]) - len(kept)
         results.append(
-            QuestionResult(q, answered[q.number], counts[q.number], texts[q.number], statement)
+            QuestionResult(q, answered[q.number], counts[q.number], kept, more, statement)
         )
     return Summary(people, answers, results, show_texts)
 

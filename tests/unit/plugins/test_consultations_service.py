@@ -144,3 +144,14 @@ def test_update_statuses():
     )
     with pytest.raises(AnswerError, match="in progress, done or not going ahead"):
         service.parse_status("finished")
+
+
+def test_a_summary_quotes_a_bounded_share_of_free_text_so_it_fits_one_message():
+    questions = [Question(1, TEXT, "Why?"), Question(2, TEXT, "What else?")]
+    bundles = [(f"@p{n}:x", {1: "word " * 100, 2: "short"}) for n in range(500)]
+    s = summarise(questions, bundles, show_texts=True)
+    first, second = s.results
+    assert len(first.texts) == service.TEXTS_SHOWN // 2 and first.more_texts == 500 - 30
+    assert all(len(text) <= service.TEXT_SHOWN_LENGTH for _, text in first.texts)
+    assert first.texts[0][1].endswith("…") and second.texts[0][1] == "short"
+    assert first.answered == 500
