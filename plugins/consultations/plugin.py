@@ -249,7 +249,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
     @on(EventKind.MESSAGE)
     async def dm_message(self, ctx: Ctx) -> None:
         """Plain text in someone's DM with the bot carries their walk-through on."""
-        if ctx.event.body.startswith(ctx.prefix) or not await ctx.is_direct():
+        if ctx.event.body.startswith(ctx.prefix):
+            return
+        # Cheap check first: most messages are from people with no walk-through going.
+        walk = await self.store.walk(ctx.sender)
+        if walk is None or walk[1] != ctx.room_id or not await ctx.is_direct():
             return
         await self.walks.handle(ctx)
 
