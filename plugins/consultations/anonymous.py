@@ -41,6 +41,7 @@ from civicbot.storage import Database, Migration
 log = logging.getLogger(__name__)
 
 FILE_NAME = "consultations-anonymous.sqlite3"
+FORGOTTEN = "forgotten:"
 STORED, ALREADY = "stored", "already"
 
 ANON_MIGRATIONS: list[Migration] = [
@@ -212,16 +213,18 @@ class AnonymousAnswers:
         return [r[0] for r in rows]
 
     async def forget(self, voter: str) -> int:
-        """Drop the person from the voters (their answers were never linked to them)."""
+        """Replace the person among the voters by a random stand-in, so the turnout stays; their
+        answers were never linked to them. (Nothing then stops them answering again while it is
+        open: knowing they answered is exactly what they asked us to forget.)"""
         async with self._lock:
             db = await self._open()
-            count = int(
-                await db.fetchval(
-                    "SELECT COUNT(*) FROM consultations_anon_voters WHERE voter = ?", (voter,)
-                )
-                or 0
+            rows = await db.fetchall(
+                "SELECT consultation_id FROM consultations_anon_voters WHERE voter = ?", (voter,)
             )
-            if count:
+            stand_ins = [(r[0], FORGOTTEN + secrets.token_hex(8), 0) for r in rows]
+            if stand_ins:
                 async with db.transaction():
-                    await self._rewrite("consultations_anon_voters", drop=lambda r: r[1] == voter)
-        return count
+                    await self._rewrite(
+                        "consultations_anon_voters", stand_ins, drop=lambda r: r[1] == voter
+                    )
+        return len(stand_ins)

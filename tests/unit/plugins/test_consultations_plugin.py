@@ -229,3 +229,26 @@ async def test_hooks_digest_export_and_forget(tmp_path):
         assert await p.export_user_data(ANN) is None
         rows = await h.db.fetchall("SELECT respondent, value FROM consultations_answers")
         assert [r[1] for r in rows] == ["More benches"] and ANN not in str(rows[0][0])
+
+
+async def test_forgetting_an_anonymous_respondent_keeps_the_turnout_without_the_name(tmp_path):
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park("anonymous"))
+        await h.say(room, ANN, "!answer C-1")
+        dm = await h.transport.direct_room(ANN)
+        for text in ("Benches", "a", "a", "agree", "yes"):
+            await h.say(dm, ANN, text)
+        p = plugin(h)
+        assert await p.export_user_data(ANN) == {
+            "answers": [],
+            "answered_anonymously": ["C-1"],
+            "note": "Anonymous answers are not linked to you, so they can't be listed here.",
+        }
+        report = await p.forget_user(ANN)
+        assert report is not None and report.anonymised == 1
+        assert await p.export_user_data(ANN) is None
+        assert await p.anon.voter_count(1) == 1
+        assert await p.anon.followers(1) == []
+        db = await p.anon._open()
+        assert ANN not in str(await db.fetchall("SELECT * FROM consultations_anon_voters"))
