@@ -19,11 +19,12 @@ class ConsultationsConfig(PluginConfig):
             "response: 0 (at the close) to 365"
         ),
     )
-    anonymous_minimum: int = Field(
+    counts_minimum: int = Field(
         3,
         ge=1,
         le=100,
         description=(
-            "fewer anonymous respondents than this and the summary gives the turnout only: 1 to 100"
+            "a private or anonymous consultation with fewer respondents gets a summary "
+            "with the turnout only: 1 to 100"
         ),
     )

@@ -177,8 +177,11 @@ class ConsultationRunner:
         questions = await self.store.questions(c.id)
         bundles = await self.bundles(c)
         summary = service.summarise(questions, bundles, show_texts=c.visibility == PUBLIC)
-        minimum = (await self.ctx.config(c.room_id)).anonymous_minimum
-        withheld = minimum if c.visibility == ANONYMOUS and 0 < summary.people < minimum else 0
+        minimum = (await self.ctx.config(c.room_id)).counts_minimum
+        # In the room everyone knows who said they answered: with one or two respondents, the counts
+        # of a private or anonymous consultation would tell how each of them answered.
+        hidden = c.visibility != PUBLIC
+        withheld = minimum if hidden and 0 < summary.people < minimum else 0
         return summary, withheld
 
     async def csv(self, c: Consultation) -> bytes:

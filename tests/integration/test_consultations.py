@@ -34,10 +34,10 @@ async def test_post_answer_three_ways_close_respond_and_overdue_once(residents, 
     mod, cllr = await residents("mod"), await residents("cllr")
     bob, cat, dan = await residents("bob"), await residents("cat"), await residents("dan")
     # respond_within_days = 0: the accountability notice is due at the close itself, so a
-    # restart right after shows it is not sent twice; anonymous_minimum = 1 lets one anonymous
+    # restart right after shows it is not sent twice; counts_minimum = 1 lets one anonymous
     # answer be counted.
     bot = await bots(
-        plugins={"consultations": {"respond_within_days": 0, "anonymous_minimum": 1}},
+        plugins={"consultations": {"respond_within_days": 0, "counts_minimum": 1}},
         bot={"timezone": "Europe/London"},
     )
     room = await room_with_bot(mod, bot, cllr, bob, cat, dan)

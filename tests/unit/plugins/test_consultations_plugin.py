@@ -157,7 +157,7 @@ async def test_the_overdue_notice_goes_out_once_also_across_a_restart(tmp_path):
 async def test_anonymous_answers_go_by_dm_only_and_survive_a_restart_mid_walk(tmp_path):
     async with consult_harness(tmp_path) as h:
         room = await council_room(h)
-        await h.say(room, MODERATOR, "!config consultations.anonymous_minimum 2")
+        await h.say(room, MODERATOR, "!config consultations.counts_minimum 2")
         await h.say(room, CLLR, park("anonymous"))
         reply = await ask(h, room, ANN, "!answer C-1 2 b")
         assert "C-1 is anonymous, so please don't answer here" in reply
@@ -252,3 +252,24 @@ async def test_forgetting_an_anonymous_respondent_keeps_the_turnout_without_the_
         assert await p.anon.followers(1) == []
         db = await p.anon._open()
         assert ANN not in str(await db.fetchall("SELECT * FROM consultations_anon_voters"))
+
+
+async def test_a_private_consultation_shows_counts_but_no_texts_and_hides_a_tiny_turnout(tmp_path):
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park("private"))
+        await h.say(room, CLLR, park("private"))  # C-2: one person will answer it
+        for who, choice in ((ANN, "a"), (BOB, "a"), (CAT, "b")):
+            await h.say(room, who, f"!answer C-1 1 Text from {who}")
+            await h.say(room, who, f"!answer C-1 2 {choice}")
+        await h.say(room, ANN, "!answer C-2 2 a")
+        await h.say(room, CLLR, "!consult close C-1")
+        await h.say(room, CLLR, "!consult close C-2")
+        texts = h.texts(room)
+        first = next(t for t in texts if t.startswith("📊 Summary of C-1"))
+        assert "   a) Benches: 2\n   b) Lights: 1" in first and "Text from" not in first
+        assert "Free-text answers go to the councillor only." in first
+        second = next(t for t in texts if t.startswith("📊 Summary of C-2"))
+        assert "1 person answered" in second and "Benches: 1" not in second
+        export = sent_to(h, await h.transport.direct_room(CLLR))[-2].content["_data"].decode()
+        assert "Text from @bob:test" in export
