@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.anonymous import AnonymousAnswers
+from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import ANONYMOUS, CLOSED, OPEN, PUBLIC
-from civicbot_plugins.consultations.store import Consultation, ConsultationStore
+from civicbot_plugins.consultations.store import ConsultationStore
 
 from civicbot.context import Context, JobContext, PluginContext
 from civicbot.dates import format_when

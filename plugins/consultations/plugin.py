@@ -15,6 +15,7 @@ from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.anonymous import AnonymousAnswers
 from civicbot_plugins.consultations.config import ConsultationsConfig
 from civicbot_plugins.consultations.lifecycle import ConsultationRunner, HandlerSpeaker, values
+from civicbot_plugins.consultations.models import MIGRATIONS, Consultation
 from civicbot_plugins.consultations.service import (
     ANONYMOUS,
     CLOSED,
@@ -22,7 +23,7 @@ from civicbot_plugins.consultations.service import (
     AnswerError,
     ConsultationInputError,
 )
-from civicbot_plugins.consultations.store import MIGRATIONS, Consultation, ConsultationStore
+from civicbot_plugins.consultations.store import ConsultationStore
 from civicbot_plugins.consultations.walk import WalkThrough
 
 from civicbot.commands import CommandError, Converter, ItemId, Lines, Rest, command

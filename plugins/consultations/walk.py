@@ -13,8 +13,9 @@ from typing import Any
 
 from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.anonymous import ALREADY, AnonymousAnswers
+from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import ANONYMOUS, OPEN, AnswerError, Question
-from civicbot_plugins.consultations.store import Consultation, ConsultationStore
+from civicbot_plugins.consultations.store import ConsultationStore
 
 from civicbot.context import Context
 from civicbot.text import clean_text
