@@ -150,6 +150,7 @@ async def test_the_overdue_notice_goes_out_once_also_across_a_restart(tmp_path):
         )
         assert section is not None and "Waiting for a response: C-1" in section.text
         h = await restart(h)
+        await h.bot.handle_batch([])  # caught_up(): overdue work is looked at again
         await h.advance(timedelta(days=30))
         assert len(notices()) == 1
 
@@ -273,3 +274,21 @@ async def test_a_private_consultation_shows_counts_but_no_texts_and_hides_a_tiny
         assert "1 person answered" in second and "Benches: 1" not in second
         export = sent_to(h, await h.transport.direct_room(CLLR))[-2].content["_data"].decode()
         assert "Text from @bob:test" in export
+
+
+async def test_a_deadline_that_passed_while_the_bot_was_down_closes_at_the_next_start(tmp_path):
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park())
+        await h.say(room, ANN, "!answer C-1 4 agree")
+        await h.bot.stop()
+        h.clock.advance(timedelta(days=6))  # Friday 18:00 passes with nobody listening
+        h = await restart(h)
+        await h.bot.handle_batch([])  # the first sync after the start: the backlog is read
+        await h.advance(timedelta(seconds=1))
+        summaries = [t for t in h.texts(room) if t.startswith("📊 Summary of C-1")]
+        assert len(summaries) == 1 and "1 person answered, 1 answer in all." in summaries[0]
+        h = await restart(h)
+        await h.bot.handle_batch([])
+        await h.advance(timedelta(days=1))
+        assert len([t for t in h.texts(room) if t.startswith("📊 Summary of C-1")]) == 1
