@@ -149,6 +149,9 @@ async def test_the_overdue_notice_goes_out_once_also_across_a_restart(tmp_path):
             room, h.clock.now() - timedelta(days=7), h.clock.now()
         )
         assert section is not None and "Waiting for a response: C-1" in section.text
+        # A new setting gives a new due time (so new transaction ids): only the stored fact
+        # that the notice went out keeps it from going out again.
+        await h.say(room, MODERATOR, "!config consultations.respond_within_days 5")
         h = await restart(h)
         await h.bot.handle_batch([])  # caught_up(): overdue work is looked at again
         await h.advance(timedelta(days=30))
