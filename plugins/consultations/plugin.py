@@ -142,7 +142,8 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         """Close a consultation now and post its summary (its councillor or a moderator)."""
         if not await self._may_act(ctx, c):
             raise CommandError(
-                f"Only {c.author} (who posted {c.label}) or a moderator can close it."
+                f"Only {c.author} (who posted {c.label}), another councillor or a moderator "
+                "can close it."
             )
         if c.state not in (OPEN, CLOSED) or (c.state == CLOSED and c.summary_posted):
             raise CommandError(f"{c.label} is closed already ({ctx.prefix}consult show {c.label}).")
@@ -166,11 +167,19 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
 
     @command("consultations")
     async def consultations(self, ctx: Ctx) -> None:
-        """List this room's open and recent consultations with their state."""
+        """List this room's open and recent consultations with their state (in a DM with me:
+        the open ones in all your rooms)."""
         zone = await ctx.timezone()
+        found = await self.store.in_room(ctx.room_id)
+        if not found and await ctx.is_direct():
+            found = [
+                c
+                for c in await self.store.in_state(OPEN)
+                if ctx.sender in await self.ctx.rooms.joined_members(c.room_id)
+            ]
         items = [
             {"c": c, "closes": format_when(datetime.fromtimestamp(c.closes_at, UTC), zone, ctx.now)}
-            for c in await self.store.in_room(ctx.room_id)
+            for c in found
         ]
         await ctx.reply_template("list", items=items)
 
@@ -342,20 +351,9 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
                 f"a councillor, ask a moderator to type {ctx.prefix}role grant {ctx.sender} "
                 "councillor."
             )
-        if c.state == OPEN:
-            raise CommandError(
-                f"{c.label} is still open: close it first with {ctx.prefix}consult close {c.label}."
-            )
-        if kind == "response" and c.state != CLOSED:
-            raise CommandError(
-                f"{c.label} has a response already: add an update with {ctx.prefix}update "
-                f"{c.label} in progress|done|not going ahead <text>."
-            )
-        if kind == "update" and c.state == CLOSED:
-            raise CommandError(f"Post the response first: {ctx.prefix}respond {c.label} <text>.")
-        if not text:
-            word = "respond" if kind == "response" else "update"
-            raise CommandError(f"Type the text after the id: {ctx.prefix}{word} {c.label} …")
+        refusal = service.publish_refusal(c.state, kind, c.label, text, ctx.prefix)
+        if refusal:
+            raise CommandError(refusal)
         now = int(ctx.now.timestamp())
         await self.store.add_update(c, ctx.event.event_id, kind, status, text, ctx.sender, now)
         fresh = await self.store.get(c.id)

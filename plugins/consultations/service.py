@@ -363,3 +363,20 @@ def parse_status(text: str) -> tuple[str, str]:
 
 def days_waiting(closed_at: int, now: int) -> int:
     return max(0, (now - closed_at) // 86400)
+
+
+def publish_refusal(state: str, kind: str, label: str, text: str, prefix: str) -> str:
+    """Why a response (``kind`` "response") or an update can't be posted now, or ""."""
+    if state == OPEN:
+        return f"{label} is still open: close it first with {prefix}consult close {label}."
+    if kind == "response" and state != CLOSED:
+        return (
+            f"{label} has a response already: add an update with {prefix}update {label} "
+            "in progress|done|not going ahead <text>."
+        )
+    if kind == "update" and state == CLOSED:
+        return f"Post the response first: {prefix}respond {label} <text>."
+    if not text:
+        word = "respond" if kind == "response" else "update"
+        return f"Type the text after the id: {prefix}{word} {label} …"
+    return ""

@@ -295,3 +295,17 @@ async def test_a_deadline_that_passed_while_the_bot_was_down_closes_at_the_next_
         await h.bot.handle_batch([])
         await h.advance(timedelta(days=1))
         assert len([t for t in h.texts(room) if t.startswith("📊 Summary of C-1")]) == 1
+
+
+async def test_in_a_dm_consultations_lists_the_open_ones_of_the_persons_rooms(tmp_path):
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        other = h.room(members=[CLLR, BOB])
+        await h.say(other, MODERATOR, f"!role grant {CLLR} councillor")
+        await h.say(room, CLLR, park())
+        await h.say(other, CLLR, "!consult Bins | closes in 3 days | text: Where?")
+        dm = await h.transport.direct_room(ANN)
+        listed = await ask(h, dm, ANN, "!consultations")
+        assert "C-1 Park improvements — open" in listed and "Bins" not in listed
+        assert "C-1 has questions 1 to 4" in await ask(h, dm, ANN, "!answer C-1 9 x")
+        assert "There's no consultation C-2 here" in await ask(h, dm, ANN, "!answer C-2 1 x")

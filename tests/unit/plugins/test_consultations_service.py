@@ -155,3 +155,13 @@ def test_a_summary_quotes_a_bounded_share_of_free_text_so_it_fits_one_message():
     assert all(len(text) <= service.TEXT_SHOWN_LENGTH for _, text in first.texts)
     assert first.texts[0][1].endswith("…") and second.texts[0][1] == "short"
     assert first.answered == 500
+
+
+def test_what_stops_a_response_or_an_update_says_what_to_type():
+    refuse = service.publish_refusal
+    assert "close it first with !consult close C-2" in refuse("open", "response", "C-2", "x", "!")
+    assert "!update C-2 in progress|done" in refuse("responded", "response", "C-2", "x", "!")
+    assert "!respond C-2 <text>" in refuse("closed", "update", "C-2", "x", "!")
+    assert "!respond C-2 …" in refuse("closed", "response", "C-2", "", "!")
+    assert refuse("closed", "response", "C-2", "x", "!") == ""
+    assert refuse("updated", "update", "C-2", "x", "!") == ""
