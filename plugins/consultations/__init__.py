@@ -1,0 +1,1 @@
+"""Consultations that close the loop: questions, answers, a summary, and the council's reply."""

@@ -1,0 +1,71 @@
+"""The consultations part of a room's digest and of a person's own digest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from civicbot_plugins.consultations import service
+from civicbot_plugins.consultations.service import CLOSED, OPEN
+
+from civicbot.dates import format_when
+from civicbot.plugin import DigestSection
+
+if TYPE_CHECKING:
+    from civicbot_plugins.consultations.plugin import ConsultationsPlugin
+
+
+async def room_digest(
+    plugin: ConsultationsPlugin, room_id: str, since: datetime, until: datetime
+) -> DigestSection | None:
+    """Open consultations with their closing dates, responses and updates posted in the
+    window, and closed ones waiting too long for a response (with how long)."""
+    zone = await plugin.ctx.timezone(room_id)
+    config = await plugin.ctx.config(room_id)
+    now = int(until.timestamp())
+    lines: list[str] = []
+    consultations = await plugin.store.in_room(room_id, limit=200)
+    for c in consultations:
+        if c.state == OPEN:
+            closes = format_when(datetime.fromtimestamp(c.closes_at, UTC), zone, until)
+            lines.append(f"• Open: {c.label} {c.title} (closes {closes})")
+    for cid, title, u in await plugin.store.updates_between(
+        room_id, int(since.timestamp()), int(until.timestamp())
+    ):
+        what = "Response" if u.kind == "response" else f"Update ({u.status})"
+        lines.append(f"• {what} to C-{cid} {title}: {u.text}")
+    for c in consultations:
+        if c.state == CLOSED and c.closed_at is not None:
+            days = service.days_waiting(c.closed_at, now)
+            if days >= config.respond_within_days:
+                lines.append(
+                    f"• Waiting for a response: {c.label} {c.title}, {days} days since it closed "
+                    f"({c.author})"
+                )
+    if not lines:
+        return None
+    return DigestSection("Consultations", "\n".join(lines))
+
+
+async def personal_digest(
+    plugin: ConsultationsPlugin, user_id: str, since: datetime, until: datetime
+) -> DigestSection | None:
+    """Consultations this person answered that got a response or update in the window."""
+    answered = set(await plugin.store.answered_by(user_id))
+    answered |= set(await plugin.anon.answered_by(user_id))
+    lines = []
+    for cid in sorted(answered):
+        c = await plugin.store.get(cid)
+        if c is None:
+            continue
+        for u in await plugin.store.updates(cid):
+            if since.timestamp() <= u.posted_at < until.timestamp():
+                what = (
+                    "The council responded to"
+                    if u.kind == "response"
+                    else f"Update ({u.status}) on"
+                )
+                lines.append(f"• {what} {c.label} {c.title}, which you answered: {u.text}")
+    if not lines:
+        return None
+    return DigestSection("Consultations you answered", "\n".join(lines))

@@ -1,0 +1,212 @@
+"""What happens to a consultation over time: closing (by its deadline or by hand), the summary
+and the councillor's CSV, the response fanned out to those who asked for it, and the
+accountability notice when no response comes. Used by the handlers and by the jobs alike, through
+a small :class:`Speaker` so that a replayed close or job repeats its sends with the same
+transaction ids (and the homeserver drops the copies)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from civicbot_plugins.consultations import service
+from civicbot_plugins.consultations.anonymous import AnonymousAnswers
+from civicbot_plugins.consultations.models import Consultation
+from civicbot_plugins.consultations.service import ANONYMOUS, CLOSED, OPEN, PUBLIC
+from civicbot_plugins.consultations.store import ConsultationStore
+
+from civicbot.context import Context, JobContext, PluginContext
+from civicbot.dates import format_when
+from civicbot.events import Message
+from civicbot.templates import Rendered
+
+VISIBILITY_TEXT = {
+    PUBLIC: "public (shown with names at the close)",
+    "private": "private (only the councillor sees them)",
+    ANONYMOUS: "anonymous (I keep no link between an answer and who gave it)",
+}
+
+
+class Speaker(Protocol):
+    async def post(self, room_id: str, content: Rendered | str, thread_root: str | None) -> str: ...
+
+    async def dm(self, user_id: str, content: Rendered | str) -> str: ...
+
+    async def dm_file(self, user_id: str, data: bytes, name: str) -> str: ...
+
+
+@dataclass
+class HandlerSpeaker:
+    ctx: Context[Any]
+
+    async def post(self, room_id: str, content: Rendered | str, thread_root: str | None) -> str:
+        text, html = (
+            (content.text, content.html) if isinstance(content, Rendered) else (content, None)
+        )
+        return await self.ctx.send_message(room_id, Message(text, html, thread_root=thread_root))
+
+    async def dm(self, user_id: str, content: Rendered | str) -> str:
+        return await self.ctx.dm(user_id, content)
+
+    async def dm_file(self, user_id: str, data: bytes, name: str) -> str:
+        return await self.ctx.dm_file(user_id, data, name, "text/csv")
+
+
+@dataclass
+class JobSpeaker:
+    job: JobContext[Any]
+
+    async def post(self, room_id: str, content: Rendered | str, thread_root: str | None) -> str:
+        return await self.job.send(room_id, content, thread_root=thread_root)
+
+    async def dm(self, user_id: str, content: Rendered | str) -> str:
+        return await self.job.dm(user_id, content)
+
+    async def dm_file(self, user_id: str, data: bytes, name: str) -> str:
+        # JobContext has no dm_file; its own idempotent sender does the same in the DM room.
+        room_id = await self.job.plugin.direct_room(user_id)
+        return await self.job.out.file(room_id, data, name, "text/csv")
+
+
+def values(
+    c: Consultation, questions: list[service.Question], zone: ZoneInfo, now: datetime
+) -> dict[str, Any]:
+    """What every template about one consultation is given."""
+    shown = c.closed_at if c.closed_at and c.state != OPEN else c.closes_at
+    return {
+        "c": c,
+        "questions": questions,
+        "letters": service.LETTERS,
+        "closes": format_when(datetime.fromtimestamp(shown, UTC), zone, now),
+        "visibility_text": VISIBILITY_TEXT[c.visibility],
+    }
+
+
+class ConsultationRunner:
+    """Closing, summaries, responses and the overdue notice for every consultation."""
+
+    def __init__(self, ctx: PluginContext[Any], store: ConsultationStore, anon: AnonymousAnswers):
+        self.ctx, self.store, self.anon = ctx, store, anon
+
+    # -- timers --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        now = self.ctx.clock.now().timestamp()
+        for c in await self.store.in_state(OPEN, CLOSED):
+            if c.state == OPEN and c.closes_at > now:
+                self.arm_close(c)
+            elif c.state == CLOSED and c.summary_posted:
+                await self.arm_overdue(c, only_future=True)
+
+    async def caught_up(self) -> None:
+        """Closes and notices that came due while the bot was down (past times run at once)."""
+        now = self.ctx.clock.now().timestamp()
+        for c in await self.store.in_state(OPEN, CLOSED):
+            if c.state == OPEN and c.closes_at <= now:
+                self.arm_close(c)
+            elif c.state == CLOSED and not c.summary_posted:
+                self.arm_close(c)  # closed by hand but stopped before the summary went out
+            elif c.state == CLOSED:
+                await self.arm_overdue(c, only_future=False)
+
+    def arm_close(self, c: Consultation) -> None:
+        when = datetime.fromtimestamp(c.closes_at, UTC)
+        self.ctx.jobs.at(f"close:{c.id}", when, functools.partial(self._close_job, c.id))
+
+    async def arm_overdue(self, c: Consultation, only_future: bool) -> None:
+        if c.overdue_noticed_at is not None or c.closed_at is None:
+            return
+        config = await self.ctx.config(c.room_id)
+        due = datetime.fromtimestamp(c.closed_at, UTC) + timedelta(days=config.respond_within_days)
+        if only_future and due <= self.ctx.clock.now():
+            return  # caught_up() runs it, after the backlog (a response may be in it)
+        self.ctx.jobs.at(f"overdue:{c.id}", due, functools.partial(self._overdue_job, c.id))
+
+    async def _close_job(self, consultation_id: int, job: JobContext[Any]) -> None:
+        c = await self.store.get(consultation_id)
+        if c is not None:
+            await self.close(c, JobSpeaker(job))
+
+    async def _overdue_job(self, consultation_id: int, job: JobContext[Any]) -> None:
+        c = await self.store.get(consultation_id)
+        if c is None or c.state != CLOSED or c.overdue_noticed_at is not None:
+            return  # answered meanwhile, or the notice went out already (before a restart)
+        days = service.days_waiting(c.closed_at or 0, int(job.now.timestamp()))
+        notice = job.render("overdue", c=c, days=days, author=c.author)
+        await job.send(c.room_id, notice, mentions=(c.author,))
+        await self.store.mark_overdue_noticed(c.id, int(job.now.timestamp()))
+
+    # -- closing -------------------------------------------------------------------------------
+    async def close(self, c: Consultation, speaker: Speaker) -> None:
+        """Close (once), post the summary in the thread and DM the councillor the CSV. Safe to
+        repeat: a repeat after a crash sends with the same transaction ids."""
+        now = int(self.ctx.clock.now().timestamp())
+        if c.state == OPEN:
+            await self.store.close(c.id, now)
+        fresh = await self.store.get(c.id)
+        assert fresh is not None
+        if fresh.summary_posted:
+            return
+        self.ctx.jobs.cancel(f"close:{c.id}")
+        summary, withheld = await self.summary(fresh)
+        zone = await self.ctx.timezone(fresh.room_id)
+        questions = await self.store.questions(fresh.id)
+        text = self.ctx.render(
+            "summary",
+            **values(fresh, questions, zone, self.ctx.clock.now()),
+            s=summary,
+            withheld=withheld,
+            rule=service.RULE,
+            author=fresh.author,
+        )
+        await speaker.post(fresh.room_id, text, fresh.root_event)
+        await speaker.dm_file(
+            fresh.author, await self.csv(fresh), f"consultation-{fresh.label}.csv"
+        )
+        await self.store.mark_summary_posted(fresh.id)
+        await self.arm_overdue(fresh, only_future=False)
+
+    async def bundles(self, c: Consultation) -> list[tuple[str, dict[int, str]]]:
+        if c.visibility == ANONYMOUS:
+            return await self.anon.bundles(c.id)
+        return await self.store.bundles(c.id)
+
+    async def summary(self, c: Consultation) -> tuple[service.Summary, int]:
+        """The summary, and the minimum withheld under (0: nothing withheld)."""
+        questions = await self.store.questions(c.id)
+        bundles = await self.bundles(c)
+        summary = service.summarise(questions, bundles, show_texts=c.visibility == PUBLIC)
+        minimum = (await self.ctx.config(c.room_id)).counts_minimum
+        # In the room everyone knows who said they answered: with one or two respondents, the counts
+        # of a private or anonymous consultation would tell how each of them answered.
+        hidden = c.visibility != PUBLIC
+        withheld = minimum if hidden and 0 < summary.people < minimum else 0
+        return summary, withheld
+
+    async def csv(self, c: Consultation) -> bytes:
+        return service.csv_export(await self.store.questions(c.id), await self.bundles(c))
+
+    async def people(self, c: Consultation) -> int:
+        if c.visibility == ANONYMOUS:
+            return await self.anon.voter_count(c.id)
+        return await self.store.respondent_count(c.id)
+
+    async def followers(self, c: Consultation) -> list[str]:
+        if c.visibility == ANONYMOUS:
+            return await self.anon.followers(c.id)
+        return await self.store.followers(c.id)
+
+    # -- "you said, we did" --------------------------------------------------------------------
+    async def publish(
+        self, c: Consultation, kind: str, status: str, text: str, author: str, speaker: Speaker
+    ) -> int:
+        """Post a response or update in the thread and DM it to every follower; returns how
+        many were sent it."""
+        message = self.ctx.render("update", c=c, kind=kind, status=status, text=text, author=author)
+        await speaker.post(c.room_id, message, c.root_event)
+        followers = await self.followers(c)
+        for person in followers:
+            await speaker.dm(person, message)
+        return len(followers)
