@@ -310,6 +310,9 @@ class MeetingRunner:
                 return
             config = await self.ctx.config(meeting.room_id)
             now = self.ctx.clock.now()
+            # A send that failed last time (this run is the job's retry) goes first.
+            for key, _, delivery in await self.records.unfinished_reminders(meeting_id):
+                await self._resend(key, meeting_id, Delivery(delivery), now)
             sent = await self.records.reminder_keys([meeting_id])
             pending = pending_reminders(
                 meeting_id, schedule, config.offsets, now, sent, meeting.changed_at
