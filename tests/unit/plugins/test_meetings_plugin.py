@@ -192,3 +192,26 @@ async def test_minutes_tz_and_listing(tmp_path):
         now = h.clock.now() + timedelta(minutes=1)
         section = await plugin.digest_section(room, now - timedelta(days=7), now)
         assert section is not None and "Bags from the hall." in section.text
+
+
+async def test_export_personal_digest_and_listing_in_a_dm(tmp_path):
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, PROPOSE)
+        await ask(h, room, BOB, "!avail M-1 1y 2n")
+        await ask(h, room, ANN, "!meet fix M-1 1")
+        await ask(h, room, BOB, "!rsvp M-1 going")
+        plugin = h.bot.plugins["meetings"]
+        data = await plugin.export_user_data(BOB)
+        assert data is not None
+        assert [a["answer"] for a in data["availability"]] == ["yes", "no"]
+        assert data["rsvps"][0]["status"] == "going" and data["rsvps"][0]["meeting"] == "M-1"
+        now = h.clock.now() + timedelta(days=10)
+        section = await plugin.personal_digest_section(BOB, now - timedelta(days=7), now)
+        assert section is not None
+        assert "M-1: Litter pick planning, Tue 8 Dec 18:00–19:30 Europe/London" in section.text
+        assert await plugin.personal_digest_section(ANN, now - timedelta(days=7), now) is None
+        dm = "!dm-bob-test:test"
+        await h.transport.direct_room(BOB)
+        listing = await ask(h, dm, BOB, "!meetings")
+        assert "M-1: Litter pick planning" in listing and room in listing
