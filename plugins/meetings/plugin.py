@@ -245,7 +245,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         "meet cancel", parent=meet, examples=("!meet cancel M-3", "!meet cancel M-3 2026-12-08")
     )
     async def cancel(
-        self, ctx: Context[MeetingsConfig], meeting: MeetingId, date_of_one: Rest = ""
+        self, ctx: Context[MeetingsConfig], meeting: MeetingId, date_of_one: Rest | None = None
     ) -> None:
         """Cancel a meeting (its organiser or a moderator); give a date to cancel only that one
         of a repeating meeting."""
@@ -254,7 +254,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             raise CommandError(f"{found.label} is already cancelled.")
         zone = await self.ctx.timezone(found.room_id)
         schedule = found.schedule()
-        if date_of_one.strip():
+        if date_of_one and date_of_one.strip():
             if schedule is None or schedule.recurrence is None:
                 raise CommandError(
                     f"{found.label} happens once: cancel it with {ctx.prefix}meet cancel "
@@ -336,9 +336,9 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             await ctx.reply(f"Recorded the minutes of {found.label} in its thread.")
 
     @command("tz", examples=("!tz Europe/Warsaw", "!tz", "!tz clear"))
-    async def tz(self, ctx: Context[MeetingsConfig], zone: Rest = "") -> None:
+    async def tz(self, ctx: Context[MeetingsConfig], zone: Rest | None = None) -> None:
         """Set your own time zone, used when I write to you directly (`!tz clear` to unset)."""
-        wanted = clean_text(zone).strip()
+        wanted = clean_text(zone or "").strip()
         room_zone = await ctx.timezone()
         if not wanted:
             mine = await self.records.user_zone(ctx.sender)
