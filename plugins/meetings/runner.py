@@ -118,6 +118,9 @@ class MeetingRunner:
         now = self.ctx.clock.now()
         for key, meeting_id, delivery in await self.records.unfinished_reminders():
             await self._resend(key, meeting_id, Delivery(delivery), now)
+        for meeting in await self.store.active(now):
+            if meeting.announce_event_id is None and not meeting.fixed_by:
+                await self._finish_auto_fix(meeting)
         await self.rearm_all(now)
         for meeting in await self.store.decisions_due(now):
             self.arm_decision(meeting)
@@ -218,6 +221,12 @@ class MeetingRunner:
             fixed = await self.store.get(meeting.id)
         assert fixed is not None
         await self.announce_fixed(fixed, self.ctx.outgoing("fixed", str(meeting.id)), best=best)
+
+    async def _finish_auto_fix(self, meeting: Meeting) -> None:
+        """Fixed at its deadline just before a crash, not yet announced: announce it now with
+        the deadline's transaction ids (shown once if it did go out)."""
+        best = best_slot(tally(meeting.slots, await self.store.ballots(meeting.id)))
+        await self.announce_fixed(meeting, self.ctx.outgoing("fixed", str(meeting.id)), best=best)
 
     async def announce_fixed(
         self,

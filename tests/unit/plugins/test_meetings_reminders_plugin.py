@@ -169,3 +169,20 @@ async def test_a_repeating_meeting_keeps_its_wall_clock_time_across_dst(
         times = [t.astimezone(LONDON) for t in sent_times(h, room, "⏰ M-1: Residents starts in 1")]
         assert [t.strftime("%H:%M") for t in times] == ["18:00"] * 6
         assert any(t.day < change for t in times if t.month == start.month)
+
+
+async def test_a_crash_after_the_deadline_fixed_a_meeting_still_announces_it_once(tmp_path):
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, PROPOSE + " | decide by fri 27 nov 12:00")
+        await ask(h, room, BOB, "!avail M-1 2")
+        # The deadline's fix is stored, then the bot dies before announcing it.
+        await h.db.execute(
+            "UPDATE meetings_meetings SET state = 'fixed', fixed_slot = 2, fixed_by = '',"
+            " start = (SELECT start FROM meetings_slots WHERE meeting_id = 1 AND number = 2)"
+        )
+        h = await stop_for(h, timedelta(days=5))
+        announced = [t for t in h.texts(room) if t.startswith("✅ M-1 is fixed")]
+        assert len(announced) == 1 and "Sat 12 Dec 10:00" in announced[0]
+        h = await stop_for(h, timedelta(hours=1))
+        assert len([t for t in h.texts(room) if t.startswith("✅ M-1 is fixed")]) == 1
