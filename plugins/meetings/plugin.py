@@ -271,7 +271,9 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         self.ctx.jobs.cancel(f"decide:{found.id}")
         if found.poll_event_id and found.state == PROPOSED:
             await ctx.out.event(
-                found.room_id, render.END_TYPE, render.end_content(found, found.poll_event_id)
+                found.room_id,
+                render.END_TYPE,
+                render.end_content(found, found.poll_event_id, "is cancelled"),
             )
         await self._changed(ctx, found.id, {"whole_cancelled": True}, cancelled=True)
 

@@ -51,8 +51,9 @@ def start_content(meeting: Meeting, zone: ZoneInfo, now: datetime) -> dict[str, 
     }
 
 
-def end_content(meeting: Meeting, poll_event_id: str) -> dict[str, Any]:
-    text = f"{meeting.label} is fixed; this poll is closed."
+def end_content(meeting: Meeting, poll_event_id: str, why: str = "is fixed") -> dict[str, Any]:
+    """``org.matrix.msc3381.poll.end`` of the availability poll, once it takes no answers."""
+    text = f"{meeting.label} {why}; this poll is closed."
     return {
         "m.relates_to": {"rel_type": "m.reference", "event_id": poll_event_id},
         END_TYPE: {},

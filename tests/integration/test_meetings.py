@@ -97,6 +97,8 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-2"))
     await ann.send_text(room, "!meet fix M-2 1")
     await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-2 is fixed"))
+    await bob.send_text(room, "!rsvp M-2 going")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-2"))
     assert await bot.stop() == 0  # restart between fixing and reminding
     await bot.start()
     reminder = await ann.wait_for(
@@ -106,3 +108,8 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await asyncio.sleep(3)
     bodies = [e["content"].get("body", "") for e in await ann.messages(room, limit=100)]
     assert sum(b.startswith("⏰ M-2") for b in bodies) == 1
+    # Bob said he is going: the reminder reaches him privately too, in a DM the bot made.
+    dm = await bob.wait_for_invite()
+    await bob.join(dm)
+    await bob.wait_for(dm, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"))
+    assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])

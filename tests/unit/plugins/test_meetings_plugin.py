@@ -215,3 +215,22 @@ async def test_export_personal_digest_and_listing_in_a_dm(tmp_path):
         await h.transport.direct_room(BOB)
         listing = await ask(h, dm, BOB, "!meetings")
         assert "M-1: Litter pick planning" in listing and room in listing
+
+
+async def test_cancelling_a_proposal_ends_its_poll_and_takes_no_more_answers(tmp_path):
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, PROPOSE)
+        start = sent_of(h, START, room)[-1]
+        assert (
+            await ask(h, room, ANN, "!meet cancel M-1")
+            == "❌ M-1 is cancelled: Litter pick planning."
+        )
+        end = sent_of(h, END, room)[-1]
+        assert end.content["m.relates_to"]["event_id"] == start.event_id
+        assert end.content["body"] == "M-1 is cancelled; this poll is closed."
+        assert not files(h, room), "a meeting that never had a time has no calendar entry"
+        before = len(h.transport.sent)
+        await h.send(room, BOB, RESPONSE, element_tap(start.event_id, "1"))
+        assert len(h.transport.sent) == before
+        assert (await ask(h, room, BOB, "!avail M-1 1")).startswith("M-1 was cancelled.")
