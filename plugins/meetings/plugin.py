@@ -12,7 +12,6 @@ import asyncio
 import re
 from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from civicbot_plugins.meetings import lookups, render, views
 from civicbot_plugins.meetings.config import MeetingsConfig
@@ -381,12 +380,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
     async def personal_digest_section(
         self, user_id: str, since: datetime, until: datetime
     ) -> DigestSection | None:
-        going = await self.store.going_to(user_id, until)
-        if not going:
-            return None
-        zone_name = await self.records.user_zone(user_id)
-        zone = ZoneInfo(zone_name) if zone_name else await self.ctx.timezone(going[0].room_id)
-        rows = views.upcoming(going, zone, until, until + views.WEEK)
+        rows = await views.personal_rows(self.store, self.records, self.ctx, user_id, until)
         if not rows:
             return None
         rendered = self.ctx.render("personal", rows=rows)

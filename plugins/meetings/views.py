@@ -70,3 +70,16 @@ async def digest_values(
     if not (coming or open_rows or minutes):
         return None
     return {"upcoming": coming, "open": open_rows, "minutes": minutes}
+
+
+async def personal_rows(
+    store: MeetingStore, records: RecordStore, ctx: Any, user_id: str, until: datetime
+) -> list[dict[str, Any]]:
+    """Next week's meetings ``user_id`` said they are going to, in their zone (``!tz``, else
+    the first meeting's room's)."""
+    going = await store.going_to(user_id, until)
+    if not going:
+        return []
+    name = await records.user_zone(user_id)
+    zone = ZoneInfo(name) if name else await ctx.timezone(going[0].room_id)
+    return upcoming(going, zone, until, until + WEEK)
