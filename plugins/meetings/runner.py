@@ -18,6 +18,7 @@ import functools
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from civicbot_plugins.meetings import render
 from civicbot_plugins.meetings.models import FIXED, PROPOSED, Meeting
@@ -90,10 +91,8 @@ class MeetingRunner:
         alias = self.stand_in(meeting_id, user_id)
         return alias if await has_person(self.ctx.db, meeting_id, alias) else user_id
 
-    async def zone_of(self, user_id: str, room_id: str) -> Any:
+    async def zone_of(self, user_id: str, room_id: str) -> ZoneInfo:
         """A person's own zone (``!tz``) if set, else the room's."""
-        from zoneinfo import ZoneInfo
-
         name = await self.records.user_zone(user_id)
         return ZoneInfo(name) if name else await self.ctx.timezone(room_id)
 
