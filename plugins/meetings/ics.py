@@ -8,8 +8,13 @@ What calendar apps need to import and later *update* the same entry:
   so a repeating 19:00 meeting stays at 19:00 across DST; a meeting in UTC is written in UTC;
 - one RRULE for a repeating meeting, EXDATE for a cancelled occurrence, and an extra VEVENT with
   RECURRENCE-ID for a moved one (same UID and SEQUENCE);
-- METHOD:REQUEST for a new or changed meeting, METHOD:CANCEL with STATUS:CANCELLED when the
-  whole meeting is called off (RFC 5546 §3.2.2 and §3.2.5).
+- METHOD:PUBLISH, with STATUS:CONFIRMED, or STATUS:CANCELLED when the whole meeting is called
+  off. iTIP (RFC 5546 §3.2.2, §3.2.5) requires an ORGANIZER with a calendar address in
+  METHOD:REQUEST and METHOD:CANCEL, and the apps answer a REQUEST by mailing that organiser an
+  accept/decline the bot would never read. A Matrix room has no such address, so the file is
+  a plain published calendar entry (§3.2.1): Google, Apple and Outlook import it, and a later
+  file with the same UID and a higher SEQUENCE updates or cancels the same entry. RSVPs stay
+  in the room (``!rsvp``).
 """
 
 from __future__ import annotations
@@ -23,8 +28,7 @@ from civicbot_plugins.meetings.recurrence import Schedule
 from icalendar import Calendar, Event, vRecur
 
 PRODID = "-//civicbot//meetings//EN"
-REQUEST = "REQUEST"
-CANCEL = "CANCEL"
+PUBLISH = "PUBLISH"
 _YEAR = timedelta(days=366)
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Zulu", "Zulu", "GMT", "Etc/GMT"})
 
@@ -99,14 +103,14 @@ def _event(entry: CalendarEntry, zone: tzinfo, start: datetime, end: datetime) -
 
 
 def build_calendar(entry: CalendarEntry) -> bytes:
-    """The .ics file for ``entry``: METHOD:CANCEL when cancelled, else METHOD:REQUEST."""
+    """The .ics file for ``entry`` (METHOD:PUBLISH; STATUS:CANCELLED when cancelled)."""
     schedule = entry.schedule
     zone = _zone(schedule.zone)
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", CANCEL if entry.cancelled else REQUEST)
+    calendar.add("method", PUBLISH)
     master = _event(entry, zone, schedule.start, schedule.start + schedule.duration)
     if schedule.recurrence is not None:
         master.add("rrule", vRecur(schedule.recurrence.ical_rule()))

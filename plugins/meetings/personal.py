@@ -25,6 +25,16 @@ def random_stand_in(meeting_id: int, person: str) -> str:
     return ANONYMOUS + secrets.token_hex(8)
 
 
+async def has_person(db: Database, meeting_id: int, person: str) -> bool:
+    """Whether ``person`` (a name or a stand-in) has answered in this meeting."""
+    found = await db.fetchval(
+        "SELECT 1 FROM meetings_availability WHERE meeting_id = ? AND person = ?"
+        " UNION ALL SELECT 1 FROM meetings_rsvps WHERE meeting_id = ? AND person = ? LIMIT 1",
+        (meeting_id, person, meeting_id, person),
+    )
+    return found is not None
+
+
 async def export_person(db: Database, person: str) -> dict[str, Any]:
     """Everything the meetings tables hold about ``person``, as JSON-ready data."""
     availability = await db.fetchall(

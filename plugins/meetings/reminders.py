@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from civicbot_plugins.meetings.recurrence import Occurrence, Schedule
@@ -50,11 +50,27 @@ class Reminder:
 def reminder_key(meeting_id: int, occurrence: Occurrence, offset: timedelta) -> str:
     """``M3/20261208T190000Z/20261208T190000Z/-1440m``: stable for as long as the occurrence
     keeps its time; changes when it moves (so the new time is reminded of too)."""
-    minutes = int(offset.total_seconds() // 60)
+    seconds = int(offset.total_seconds())
+    # Minutes when they are whole (the usual 24 h and 1 h), seconds for short test offsets.
+    amount = f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
     return (
         f"M{meeting_id}/{occurrence.original:%Y%m%dT%H%M%SZ}/"
-        f"{occurrence.start:%Y%m%dT%H%M%SZ}/-{minutes}m"
+        f"{occurrence.start:%Y%m%dT%H%M%SZ}/-{amount}"
     )
+
+
+def parse_reminder_key(key: str, duration: timedelta) -> tuple[Occurrence, timedelta] | None:
+    """The occurrence and offset a :func:`reminder_key` names (to resend one claimed before a
+    crash), or None for a key in another shape."""
+    try:
+        _, original, start, amount = key.split("/")
+        value = int(amount[1:-1])
+        offset = timedelta(minutes=value) if amount.endswith("m") else timedelta(seconds=value)
+        begin = datetime.strptime(start, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        first = datetime.strptime(original, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return Occurrence(first, begin, begin + duration), offset
 
 
 def reminders_between(

@@ -101,6 +101,18 @@ class MeetingStore:
     async def proposed_in(self, room_id: str) -> list[Meeting]:
         return await self._many("room_id = ? AND state = ? ORDER BY id", (room_id, PROPOSED))
 
+    async def proposed_all(self) -> list[Meeting]:
+        """Every meeting still collecting availability (to recount its poll after a start)."""
+        return await self._many("state = ? ORDER BY id", (PROPOSED,))
+
+    async def going_to(self, person: str, now: datetime) -> list[Meeting]:
+        """Fixed meetings not yet ended that ``person`` said they are going to."""
+        return await self._many(
+            "state = ? AND (ends_at IS NULL OR ends_at > ?) AND id IN (SELECT meeting_id FROM"
+            " meetings_rsvps WHERE person = ? AND status = ?) ORDER BY id",
+            (FIXED, to_iso(now), person, Rsvp.GOING.value),
+        )
+
     async def fixed_in(self, room_id: str, now: datetime) -> list[Meeting]:
         """Fixed meetings here that have not ended (ordered by first start)."""
         return await self._many(

@@ -30,7 +30,7 @@ async def test_ping_reports_version_and_plugins(residents, bots):
     await ann.send_text(room, "!ping")
     reply = await ann.wait_for(room, is_notice_from(bot.user_id, "Pong"))
     assert "civicbot 0." in reply["content"]["body"]
-    assert "help, ping" in reply["content"]["body"]
+    assert "help, meetings, ping" in reply["content"]["body"]
 
 
 async def test_invite_from_someone_not_allowed_is_declined(residents, bots):

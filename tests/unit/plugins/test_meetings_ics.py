@@ -43,7 +43,7 @@ def test_one_off_meeting_parses_back_to_its_utc_start_with_tzid_and_vtimezone():
     cal = parse(
         build_calendar(entry(Schedule(utc(2026, 12, 8, 18), timedelta(minutes=90), LONDON)))
     )
-    assert cal["METHOD"] == "REQUEST" and cal["VERSION"] == "2.0" and "PRODID" in cal
+    assert cal["METHOD"] == "PUBLISH" and cal["VERSION"] == "2.0" and "PRODID" in cal
     (event,) = cal.walk("VEVENT")
     assert event["UID"] == "m3-a1b2c3d4@civicbot.invalid"
     assert event.decoded("DTSTART") == utc(2026, 12, 8, 18)
@@ -124,7 +124,7 @@ def test_cancelling_the_whole_meeting():
         entry(Schedule(utc(2026, 12, 8, 18), HOUR, LONDON), sequence=2, cancelled=True)
     )
     cal = parse(data)
-    assert cal["METHOD"] == "CANCEL"
+    assert cal["METHOD"] == "PUBLISH"
     (event,) = cal.walk("VEVENT")
     assert event["STATUS"] == "CANCELLED" and event["SEQUENCE"] == 2
     assert event["UID"] == "m3-a1b2c3d4@civicbot.invalid"

@@ -1,0 +1,156 @@
+"""What the meetings plugin sends: native poll contents, the table, calendar files. Pure.
+
+The availability poll is the unstable MSC3381 multi-select poll that Element Web/X and NeoChat
+render (the same events as the polls plugin): one answer per slot, id ``"<slot number>"``,
+``max_selections`` = every slot, so a tap means "yes" for that time and people pick as many
+as they can make.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from civicbot_plugins.meetings.ics import CalendarEntry, build_calendar, ics_filename, make_uid
+from civicbot_plugins.meetings.models import Meeting, is_anonymous
+from civicbot_plugins.meetings.service import Best, Table, format_slot
+
+START_TYPE = "org.matrix.msc3381.poll.start"
+END_TYPE = "org.matrix.msc3381.poll.end"
+TEXT_KEY = "org.matrix.msc1767.text"
+DISCLOSED = "org.matrix.msc3381.poll.disclosed"
+
+
+def answer_ids(meeting: Meeting) -> list[str]:
+    """The poll answer id of slot n is ``str(n)``."""
+    return [str(n) for n in range(1, len(meeting.slots) + 1)]
+
+
+def short_slot(meeting: Meeting, start: datetime, zone: ZoneInfo, now: datetime) -> str:
+    return format_slot(start, meeting.duration, zone, now)
+
+
+def start_content(meeting: Meeting, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
+    """``org.matrix.msc3381.poll.start`` for the meeting's slots (multi-select)."""
+    question = f"When can you come to {meeting.title}? ({meeting.label})"
+    answers = [
+        {"id": str(n), TEXT_KEY: short_slot(meeting, start, zone, now)}
+        for n, start in enumerate(meeting.slots, start=1)
+    ]
+    lines = [question, *(f"{a['id']}. {a[TEXT_KEY]}" for a in answers)]
+    return {
+        TEXT_KEY: "\n".join(lines),
+        "body": "\n".join(lines),
+        START_TYPE: {
+            "kind": DISCLOSED,
+            "max_selections": len(answers),
+            "question": {TEXT_KEY: question},
+            "answers": answers,
+        },
+    }
+
+
+def end_content(meeting: Meeting, poll_event_id: str, why: str = "is fixed") -> dict[str, Any]:
+    """``org.matrix.msc3381.poll.end`` of the availability poll, once it takes no answers."""
+    text = f"{meeting.label} {why}; this poll is closed."
+    return {
+        "m.relates_to": {"rel_type": "m.reference", "event_id": poll_event_id},
+        END_TYPE: {},
+        TEXT_KEY: text,
+        "body": text,
+    }
+
+
+def text_replacement(event_id: str, text: str, html: str | None) -> dict[str, Any]:
+    """``m.replace`` of one of the bot's notices (the availability table)."""
+    new_content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
+    if html is not None:
+        new_content.update(format="org.matrix.custom.html", formatted_body=html)
+    return {
+        "m.new_content": new_content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }
+
+
+def person_name(person: str) -> str:
+    """``@ann:example.org`` → ``ann``; a forgotten person shows as "someone"."""
+    if is_anonymous(person):
+        return "someone"
+    return person.split(":", 1)[0].lstrip("@") or person
+
+
+def _names(people: tuple[str, ...], limit: int) -> str:
+    if not people or limit <= 0:
+        return ""
+    shown = [person_name(p) for p in people[:limit]]
+    more = len(people) - len(shown)
+    return ", ".join(shown) + (f" +{more}" if more > 0 else "")
+
+
+def table_values(
+    meeting: Meeting, table: Table, zone: ZoneInfo, now: datetime, names: int
+) -> dict[str, Any]:
+    """Values of the ``table`` template: ranked rows with counts and (some) names."""
+    rows = [
+        {
+            "rank": rank,
+            "number": row.number,
+            "when": short_slot(meeting, row.start, zone, now),
+            "yes": len(row.yes),
+            "maybe": len(row.maybe),
+            "yes_names": _names(row.yes, names),
+            "maybe_names": _names(row.maybe, names),
+        }
+        for rank, row in enumerate(table.ranked, start=1)
+    ]
+    return {"meeting": meeting, "label": meeting.label, "rows": rows, "people": table.respondents}
+
+
+def best_values(meeting: Meeting, best: Best, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
+    return {
+        "number": best.slot.number,
+        "yes": len(best.slot.yes),
+        "maybe": len(best.slot.maybe),
+        "tied_with": ", ".join(str(n) for n in best.tied_with),
+        "when": short_slot(meeting, best.slot.start, zone, now),
+    }
+
+
+def calendar_file(
+    meeting: Meeting, server: str, now: datetime, cancelled: bool = False
+) -> tuple[bytes, str]:
+    """The .ics bytes and file name for a fixed (or cancelled) meeting."""
+    schedule = meeting.schedule()
+    assert schedule is not None, "only a fixed meeting has a calendar file"
+    entry = CalendarEntry(
+        uid=make_uid(meeting.id, meeting.uid_token, server or "civicbot.invalid"),
+        sequence=meeting.sequence,
+        title=meeting.title,
+        schedule=schedule,
+        dtstamp=now,
+        location=meeting.location,
+        url=meeting.url,
+        room_link=f"https://matrix.to/#/{meeting.room_id}",
+        description=f"{meeting.label}, arranged in the Matrix room with civicbot.",
+        cancelled=cancelled,
+    )
+    return build_calendar(entry), ics_filename(meeting.label, meeting.title)
+
+
+def when_text(meeting: Meeting, zone: ZoneInfo, now: datetime) -> str:
+    """A fixed meeting's time in ``zone``: its rule if it repeats, else its slot."""
+    schedule = meeting.schedule()
+    if schedule is None:
+        return ""
+    if schedule.recurrence is not None:
+        nxt = schedule.next_occurrence(now)
+        head = schedule.describe()
+        if nxt is not None:
+            head += f"; next {short_slot(meeting, nxt.start, zone, now)}"
+        return head
+    return short_slot(meeting, schedule.start, zone, now)
+
+
+def place_text(meeting: Meeting) -> str:
+    return meeting.location or meeting.url or ""

@@ -1,0 +1,85 @@
+"""Values for the list, digest and personal-digest templates. No Matrix; reads the store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from civicbot_plugins.meetings import render
+from civicbot_plugins.meetings.models import Meeting
+from civicbot_plugins.meetings.records import RecordStore
+from civicbot_plugins.meetings.service import tally
+from civicbot_plugins.meetings.store import MeetingStore
+
+from civicbot.dates import format_when
+
+WEEK = timedelta(days=7)
+
+
+def list_row(meeting: Meeting, zone: ZoneInfo, now: datetime, room: str = "") -> dict[str, Any]:
+    """One line of ``!meetings``."""
+    return {
+        "label": meeting.label,
+        "title": meeting.title,
+        "when": render.when_text(meeting, zone, now),
+        "slots": len(meeting.slots),
+        "first": format_when(meeting.slots[0], zone, now) if meeting.slots else "",
+        "decide_by": format_when(meeting.decide_by, zone, now) if meeting.decide_by else "",
+        "room": room,
+    }
+
+
+def upcoming(
+    meetings: list[Meeting], zone: ZoneInfo, after: datetime, before: datetime
+) -> list[dict[str, Any]]:
+    """Occurrences of fixed meetings between ``after`` and ``before``, soonest first."""
+    rows: list[tuple[datetime, dict[str, Any]]] = []
+    for meeting in meetings:
+        schedule = meeting.schedule()
+        if schedule is None:
+            continue
+        for occurrence in schedule.occurrences(after=after, before=before, limit=20):
+            when = render.short_slot(meeting, occurrence.start, zone, after)
+            rows.append(
+                (occurrence.start, {"label": meeting.label, "title": meeting.title, "when": when})
+            )
+    rows.sort(key=lambda pair: pair[0])
+    return [row for _, row in rows]
+
+
+async def digest_values(
+    store: MeetingStore,
+    records: RecordStore,
+    room_id: str,
+    since: datetime,
+    until: datetime,
+    zone: ZoneInfo,
+) -> dict[str, Any] | None:
+    """Next week's meetings, open scheduling questions and minutes posted in the period."""
+    coming = upcoming(await store.fixed_in(room_id, until), zone, until, until + WEEK)
+    open_rows = []
+    for meeting in await store.proposed_in(room_id):
+        people = tally(meeting.slots, await store.ballots(meeting.id)).respondents
+        open_rows.append({"label": meeting.label, "title": meeting.title, "people": people})
+    minutes = []
+    for item in await records.minutes_in_room_between(room_id, since, until):
+        meeting = await store.get(item.meeting_id)
+        title = meeting.title if meeting else ""
+        minutes.append({"label": f"M-{item.meeting_id}", "title": title, "text": item.text})
+    if not (coming or open_rows or minutes):
+        return None
+    return {"upcoming": coming, "open": open_rows, "minutes": minutes}
+
+
+async def personal_rows(
+    store: MeetingStore, records: RecordStore, ctx: Any, user_id: str, until: datetime
+) -> list[dict[str, Any]]:
+    """Next week's meetings ``user_id`` said they are going to, in their zone (``!tz``, else
+    the first meeting's room's)."""
+    going = await store.going_to(user_id, until)
+    if not going:
+        return []
+    name = await records.user_zone(user_id)
+    zone = ZoneInfo(name) if name else await ctx.timezone(going[0].room_id)
+    return upcoming(going, zone, until, until + WEEK)

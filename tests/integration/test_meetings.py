@@ -1,0 +1,115 @@
+"""Meetings against a real Synapse: residents answer by command and with exactly the poll
+events Element sends, the .ics is downloaded from the homeserver and parsed, and a reminder
+fires in real time exactly once across a restart of ``civicbot run``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import icalendar
+
+from tests.integration.conftest import is_notice_from, room_with_bot
+
+START = "org.matrix.msc3381.poll.start"
+RESPONSE = "org.matrix.msc3381.poll.response"
+END = "org.matrix.msc3381.poll.end"
+
+
+def of_type(sender: str, event_type: str):
+    return lambda e: e.get("type") == event_type and e.get("sender") == sender
+
+
+def table_edit(sender: str, contains: str):
+    def check(event: dict) -> bool:
+        content = event.get("content") or {}
+        relation = content.get("m.relates_to") or {}
+        return (
+            event.get("sender") == sender
+            and relation.get("rel_type") == "m.replace"
+            and contains in (content.get("m.new_content") or {}).get("body", "")
+        )
+
+    return check
+
+
+def is_file(sender: str):
+    return lambda e: (
+        e.get("sender") == sender and (e.get("content") or {}).get("msgtype") == "m.file"
+    )
+
+
+async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(residents, bots):
+    ann, bob = await residents("ann"), await residents("bob")
+    # Warsaw is UTC+1 in January: the .ics must say 18:30 UTC for 19:30 typed. Reminders come
+    # 100 s before a meeting so that one fires while the test waits.
+    bot = await bots(
+        bot={"timezone": "Europe/Warsaw"}, plugins={"meetings": {"reminders": ["100s"]}}
+    )
+    room = await room_with_bot(ann, bot, bob)
+
+    ann.mark()
+    await ann.send_text(room, "!meet Litter pick planning | 2027-01-14 19:30 | 2027-01-16 10:00")
+    echo = await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-1: Litter pick planning"))
+    assert "1. Thu 14 Jan 2027 19:30–20:30 Europe/Warsaw" in echo["content"]["body"]
+    assert "2. Sat 16 Jan 2027 10:00–11:00 Europe/Warsaw" in echo["content"]["body"]
+    start = await ann.wait_for(room, of_type(bot.user_id, START))
+    assert start["content"][START]["max_selections"] == 2
+    table = await ann.wait_for(room, is_notice_from(bot.user_id, "M-1 availability"))
+
+    await bob.send_text(room, "!avail M-1 1y 2?")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "Thanks, noted for M-1: yes 1"))
+    # What Element Web sends when Ann taps the second time in the poll.
+    await ann.send_event(
+        room,
+        RESPONSE,
+        {
+            "m.relates_to": {"rel_type": "m.reference", "event_id": start["event_id"]},
+            RESPONSE: {"answers": ["2"]},
+        },
+    )
+    edit = await ann.wait_for(room, table_edit(bot.user_id, "(2 people have answered)"))
+    assert edit["content"]["m.relates_to"]["event_id"] == table["event_id"]
+    rows = edit["content"]["m.new_content"]["body"].splitlines()
+    assert rows[1].startswith("2. Sat 16 Jan 2027 10:00–11:00 Europe/Warsaw: 1 yes (ann")
+    assert "1 if need be (bob" in rows[1]
+
+    bob.mark()
+    await bob.send_text(room, "!meet fix M-1 1")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "Only the organiser of M-1"))
+    await bob.send_text(room, "!rsvp M-1 going")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "M-1 has no time yet"))
+
+    ann.mark()
+    await ann.send_text(room, "!meet fix M-1 1")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-1 is fixed: Litter pick planning"))
+    attached = await ann.wait_for(room, is_file(bot.user_id))
+    assert attached["content"]["info"]["mimetype"] == "text/calendar"
+    data = await bob.download(attached["content"]["url"])
+    event = icalendar.Calendar.from_ical(data).walk("VEVENT")[0]
+    assert event["DTSTART"].dt.astimezone(UTC) == datetime(2027, 1, 14, 18, 30, tzinfo=UTC)
+    assert str(event["DTSTART"].params["TZID"]) == "Europe/Warsaw"
+    await ann.wait_for(room, of_type(bot.user_id, END))
+
+    # A meeting two minutes from now: its reminder is due about 20 s from now.
+    ann.mark()
+    await ann.send_text(room, "!meet Quick check-in | in 2 minutes | in 3 hours")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-2"))
+    await ann.send_text(room, "!meet fix M-2 1")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-2 is fixed"))
+    await bob.send_text(room, "!rsvp M-2 going")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-2"))
+    assert await bot.stop() == 0  # restart between fixing and reminding
+    await bot.start()
+    reminder = await ann.wait_for(
+        room, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"), timeout=60
+    )
+    assert "Sorry" not in reminder["content"]["body"]
+    await asyncio.sleep(3)
+    bodies = [e["content"].get("body", "") for e in await ann.messages(room, limit=100)]
+    assert sum(b.startswith("⏰ M-2") for b in bodies) == 1
+    # Bob said he is going: the reminder reaches him privately too, in a DM the bot made.
+    dm = await bob.wait_for_invite()
+    await bob.join(dm)
+    await bob.wait_for(dm, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"))
+    assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])
