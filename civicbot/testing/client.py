@@ -228,27 +228,6 @@ class Resident(MatrixUser):
                 return events
             params = {"limit": "100", "from": next_batch}
 
-    async def download(self, mxc_url: str) -> bytes:
-        """The bytes of an uploaded file (``mxc://server/id``), as a client downloads it:
-        authenticated media first (Synapse's default since 1.111), else the legacy path."""
-        if not mxc_url.startswith("mxc://"):
-            raise ValueError(f"not an mxc:// URL: {mxc_url!r}")
-        server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=_MAX_POLL_S + 30)
-            )
-        headers = {"Authorization": f"Bearer {self.access_token}"}
-        tail = f"{_q(server)}/{_q(media_id)}"
-        status, text = 0, ""
-        for prefix in ("/_matrix/client/v1/media/download/", "/_matrix/media/v3/download/"):
-            url = URL(self.homeserver + prefix + tail, encoded=True)
-            async with self._session.get(url, headers=headers) as resp:
-                if resp.status == 200:
-                    return await resp.read()
-                status, text = resp.status, (await resp.text())[:200]
-        raise MatrixHTTPError(status, None, text)
-
     # -------------------------------------------------------------------- sync
 
     def mark(self) -> None:
