@@ -52,6 +52,7 @@ class FakeTransport:
         self._ids = itertools.count(1)
         self._stopped = asyncio.Event()
         self.fail_sends = 0  # make the next N sends raise, to test error paths
+        self.created_rooms: list[tuple[str, str, list[str]]] = []  # (room, name, invited)
 
     # -- set-up helpers for tests -------------------------------------------------------------
     def add_room(
@@ -186,6 +187,13 @@ class FakeTransport:
         room_id = f"!dm-{user_id.strip('@').replace(':', '-')}:test"
         if room_id not in self.rooms:
             self.add_room(room_id, [user_id])
+        return room_id
+
+    async def create_private_room(self, name: str, invite: list[str]) -> str:
+        room_id = f"!private{next(self._ids)}:test"
+        room = self.add_room(room_id, [self.user_id, *invite], creator=self.user_id)
+        room.create["content"]["name"] = name
+        self.created_rooms.append((room_id, name, list(invite)))
         return room_id
 
     async def relations(

@@ -150,7 +150,12 @@ async def _create(db: Database) -> None:
         await db.execute(trigger)
 
 
-MIGRATIONS: list[Migration] = [_create]
+# The rooms where mutual aid is in use (see :mod:`rooms`).
+ROOMS_MIGRATION = """
+CREATE TABLE mutual_aid_rooms (room_id TEXT PRIMARY KEY, seen_at TEXT NOT NULL)
+"""
+
+MIGRATIONS: list[Migration] = [_create, ROOMS_MIGRATION]
 
 
 def to_iso(when: datetime) -> str:

@@ -351,10 +351,12 @@ class AidStore:
             frequencies.append((word, int(count)))
         return drop_common(frequencies)
 
-    async def matches_for(self, post: Post, now: datetime, limit: int = 3) -> list[Candidate]:
+    async def matches_for(
+        self, post: Post, now: datetime, limit: int = 3, author: str | None = None
+    ) -> list[Candidate]:
         """For a new need, the open offers that fit it best; for a new offer, the open needs.
-        The poster's own posts are left out (a private need's author is not known here, so a
-        requester may see an offer of their own suggested)."""
+        The poster's own posts are left out: ``author`` is who posted (needed for a private
+        need, whose ``poster`` is not stored; the caller has it from the command)."""
         wanted = OFFER if post.kind == NEED else NEED
         found = await self.search(
             post.room_id,
@@ -365,8 +367,9 @@ class AidStore:
             limit=limit + 5,
             exclude=(post.id,),
         )
-        if post.poster is not None:
-            found = [c for c in found if c.post.poster != post.poster]
+        author = author or post.poster
+        if author is not None:
+            found = [c for c in found if c.post.poster != author]
         return found[:limit]
 
     async def mine(self, user_id: str) -> list[Post]:

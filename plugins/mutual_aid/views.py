@@ -1,0 +1,53 @@
+"""How posts read in messages: one line per post, ages, the de-identified room announcement.
+Pure: no Matrix, no database. Nothing here can name a private need's requester: posts read
+from the store have ``poster`` None for them, and no line shows a poster anyway."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from civicbot_plugins.mutual_aid.models import Candidate, Post
+from civicbot_plugins.mutual_aid.parsing import ANYTIME, NEED
+
+HAND = "✋"
+
+
+def age(post: Post, now: datetime) -> str:
+    """``"today"``, ``"1 day"``, ``"5 days"``: how long the post has been up."""
+    days = max(0, (now - post.created_at).days)
+    if days == 0:
+        return "today"
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def line(post: Post, now: datetime) -> str:
+    """``N-42 · this week · moving · Elm Road — help moving a sofa (up 2 days)``."""
+    parts = [post.short_id]
+    if post.urgency != ANYTIME:
+        parts.append(post.urgency)
+    if post.category:
+        parts.append(post.category)
+    if post.area:
+        parts.append(post.area)
+    if post.kind != NEED:
+        parts.append("ongoing" if post.ongoing else "one-off")
+    return f"{' · '.join(parts)} — {post.body} (up {age(post, now)})"
+
+
+def lines(posts: list[Post], now: datetime) -> list[str]:
+    return [line(post, now) for post in posts]
+
+
+def match_lines(found: list[Candidate], now: datetime) -> list[str]:
+    return [line(candidate.post, now) for candidate in found]
+
+
+def announce_values(post: Post, prefix: str) -> dict[str, object]:
+    """What the room announcement of a post shows: never who posted a private need."""
+    return {
+        "post": post,
+        "private": post.private,
+        "urgency": "" if post.urgency == ANYTIME else post.urgency,
+        "hand": HAND,
+        "prefix": prefix,
+    }
