@@ -187,6 +187,12 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         """Offer to help with a need: the person who asked decides whether to accept."""
         await ctx.reply(await self.handoff.can(ctx, await self._arg(need_id, NEED)))
 
+    @on(EventKind.MEMBERSHIP)
+    async def room_in_use(self, ctx: Ctx) -> None:
+        """Someone joined a room with mutual aid on: a need sent by DM may be posted there."""
+        if ctx.event.membership == "join" and not await ctx.is_direct():
+            await self.rooms.seen(ctx.room_id, ctx.now)
+
     @on(EventKind.REACTION)
     async def hand_raised(self, ctx: Ctx) -> None:
         """✋ on a need's post is `!can` for it."""
