@@ -251,7 +251,10 @@ async def fill(db: Database, rng: random.Random, offers: int, needs: int) -> Non
             await db.execute(
                 "INSERT INTO mutual_aid_sequences (kind, last) VALUES (?, ?)", (kind, count)
             )
-    await db.execute("INSERT INTO mutual_aid_fts (mutual_aid_fts) VALUES ('optimize')")
+    for kind in (NEED, OFFER):
+        await db.execute(
+            f"INSERT INTO mutual_aid_fts_{kind} (mutual_aid_fts_{kind}) VALUES ('optimize')"
+        )
 
 
 async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> tuple[list[float], list[Any]]:

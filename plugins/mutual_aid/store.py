@@ -31,7 +31,9 @@ from typing import Any
 
 from civicbot_plugins.mutual_aid.matching import (
     BM25_WEIGHTS,
+    DEEPER,
     FTS_CANDIDATES,
+    MAX_DEPTH,
     MAX_QUERY_WORDS,
     WORD_BUDGET,
     Hit,
@@ -319,33 +321,49 @@ class AidStore:
     ) -> list[Candidate]:
         """Open posts here that fit ``text`` best (only ``kind``, if given), favouring
         ``category``. ``!find`` and matching both use it."""
-        chosen = await self._search_words(text)
-        if not chosen:
-            return []
-        query = fts_expression(chosen)
-        rows = await self.db.fetchall(
-            f"SELECT p.id, p.category, bm25(mutual_aid_fts, {_W}) AS score"
-            " FROM mutual_aid_fts JOIN mutual_aid_posts p ON p.id = mutual_aid_fts.rowid"
-            " WHERE mutual_aid_fts MATCH ? AND p.room_id = ? AND p.expires_at > ?"
-            + (" AND p.kind = ?" if kind else "")
-            + " ORDER BY score LIMIT ?",
-            (query, room_id, to_iso(now), *((kind,) if kind else ()), FTS_CANDIDATES),
-        )
-        ranked = rank((Hit(r[0], r[1], r[2]) for r in rows), category, limit, exclude)
+        kinds = (kind,) if kind else (NEED, OFFER)
+        hits: list[Hit] = []
+        for each in kinds:
+            hits.extend(await self._hits(each, room_id, text, now))
+        ranked = rank(hits, category, limit, exclude)
         if not ranked:
             return []
         marks = ", ".join("?" * len(ranked))
         posts = {p.id: p for p in await self._many(f"id IN ({marks})", tuple(i for i, _ in ranked))}
         return [Candidate(posts[i], score) for i, score in ranked if i in posts]
 
-    async def _search_words(self, text: str) -> list[str]:
+    async def _hits(self, kind: str, room_id: str, text: str, now: datetime) -> list[Hit]:
+        """The best BM25 hits in one kind's index that are in ``room_id`` and unexpired.
+
+        The index is ranked alone and only the best hits are looked up in the posts table
+        (scoring every hit through a join is what made matching slow); when other rooms' posts
+        take most of those places, it looks deeper."""
+        table = f"mutual_aid_fts_{kind}"
+        chosen = await self._search_words(table, text)
+        if not chosen:
+            return []
+        expression, cutoff = fts_expression(chosen), to_iso(now)
+        depth = FTS_CANDIDATES
+        while True:
+            rows = await self.db.fetchall(
+                "SELECT h.id, p.category, h.score, p.room_id, p.expires_at FROM"
+                f" (SELECT rowid AS id, bm25({table}, {_W}) AS score FROM {table}"
+                f" WHERE {table} MATCH ? ORDER BY score LIMIT ?) h"
+                " JOIN mutual_aid_posts p ON p.id = h.id ORDER BY h.score",
+                (expression, depth),
+            )
+            hits = [Hit(r[0], r[1], r[2]) for r in rows if r[3] == room_id and r[4] > cutoff]
+            if len(hits) >= FTS_CANDIDATES // 4 or len(rows) < depth or depth >= MAX_DEPTH:
+                return hits[:FTS_CANDIDATES]
+            depth = min(depth * DEEPER, MAX_DEPTH)
+
+    async def _search_words(self, table: str, text: str) -> list[str]:
         """The words of ``text`` to search by, after counting (up to a limit) the open posts
-        that have each, so that the very common ones can be left out."""
+        of one kind that have each, so that the very common ones can be left out."""
         frequencies = []
         for word in query_words(text)[:MAX_QUERY_WORDS]:
             count = await self.db.fetchval(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM mutual_aid_fts WHERE mutual_aid_fts"
-                " MATCH ? LIMIT ?)",
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
                 (word_expression(word), WORD_BUDGET + 1),
             )
             frequencies.append((word, int(count)))
