@@ -48,7 +48,9 @@ class AidHandoff:
         told a neighbour needs something they offered (within their daily limit)."""
         found = await self.store.matches_for(post, ctx.now, author=author)
         if post.kind == NEED:
-            await self._notify_offerers(ctx, post, [c.post for c in found])
+            # Only offers that share words with the need: a category-only suggestion is too
+            # loose to message someone about.
+            await self._notify_offerers(ctx, post, [c.post for c in found if c.score > 0])
         return views.match_lines(found, ctx.now)
 
     async def _notify_offerers(self, ctx: Context[Any], need: Post, offers: list[Post]) -> None:

@@ -386,6 +386,17 @@ class AidStore:
             exclude=(post.id,),
         )
         author = author or post.poster
+        if len(found) < limit + 5 and post.category:
+            # Few posts share a word with it: the newest open ones in its category may still
+            # fit ("my boiler is off" / "I'm a retired plumber"), below every word match.
+            seen = {c.post.id for c in found} | {post.id}
+            for other in await self._many(
+                "room_id = ? AND kind = ? AND state = 'open' AND category = ?"
+                " AND +expires_at > ? ORDER BY urgency_rank, id DESC LIMIT ?",
+                (post.room_id, wanted, post.category, to_iso(now), limit + 5),
+            ):
+                if other.id not in seen:
+                    found.append(Candidate(other, 0.0))
         if author is not None:
             found = [c for c in found if c.post.poster != author]
         return found[:limit]
