@@ -74,6 +74,38 @@ class AidHandoff:
                 f"`{ctx.prefix}can {need.short_id}`.",
             )
 
+    async def choose_room(self, ctx: Context[Any], known: list[str], named: str | None) -> str:
+        """Where a need sent by DM goes: the one room with mutual aid the sender is in, or the
+        one they named with ``room: …``; several and none named, ask."""
+        rooms = []
+        for room_id in known:
+            members = await self.plugin.rooms.joined_members(room_id)
+            if ctx.sender in members and len(members) > 2:
+                if (await self.plugin.config(room_id)).enabled:
+                    rooms.append((room_id, await self._room_name(room_id)))
+        if not rooms:
+            raise CommandError(
+                "I don't know a room of yours that uses mutual aid yet. Type `!needs` once in "
+                "your neighbourhood room, then send me the need again."
+            )
+        if named is not None:
+            picked = [r for i, r in enumerate(rooms, 1) if named in (str(i), r[1]) or named == r[0]]
+            picked = picked or [r for r in rooms if r[1].lower().startswith(named.lower())]
+            if len(picked) == 1:
+                return picked[0][0]
+        elif len(rooms) == 1:
+            return rooms[0][0]
+        listed = "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(rooms, 1))
+        raise CommandError(
+            f"Which room should I post it in?\n{listed}\nSend it again ending with "
+            f"`| room: 1` (or the room's name)."
+        )
+
+    async def _room_name(self, room_id: str) -> str:
+        state = await self.plugin.rooms.state_event(room_id, "m.room.name")
+        name = (state or {}).get("name")
+        return str(name) if name else room_id
+
     # -- "I can do that for you" ---------------------------------------------------------------
     async def can(self, ctx: Context[Any], post: Post) -> str:
         """``!can N-42`` (or ✋): record the offer of help and ask the requester by DM."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.config import MutualAidConfig
+from civicbot_plugins.mutual_aid.errors import read_post
 from civicbot_plugins.mutual_aid.handoff import AidHandoff
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.models import LIVE_MATCH_STATES, MIGRATIONS, Post
@@ -25,8 +26,7 @@ from civicbot_plugins.mutual_aid.parsing import (
     OFFER,
     AidInputError,
     format_minutes,
-    parse_hours,
-    parse_post,
+    parse_done,
     parse_post_id,
 )
 from civicbot_plugins.mutual_aid.rooms import AidRooms
@@ -45,12 +45,14 @@ from civicbot.text import clean_text
 
 _ROOM_PART = re.compile(r"(?:^|\s*\|\s*|\n)\s*room\s*:?\s*(?P<room>[^|\n]+?)\s*$", re.I)
 Ctx = Context[MutualAidConfig]
+
 Handler = Callable[..., Awaitable[None]]
 
 
 def friendly(handler: Handler) -> Handler:
     """The rules in :mod:`service` and :mod:`parsing` refuse with a message that says what to
-    type instead: answer with it, as the core answers a :class:`CommandError`."""
+    type instead: answer with it, as the core answers a :class:`CommandError`. (Defined here:
+    the command parser resolves annotations in the globals of the function it is given.)"""
 
     @functools.wraps(handler)
     async def run(*args: Any, **kwargs: Any) -> None:
@@ -117,13 +119,13 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         named = None
         if direct and (found := _ROOM_PART.search(text)):
             named, text = found["room"].strip(), text[: found.start()]
-        spec = _read(kind, text)
+        spec = read_post(kind, text)
         if spec.edit_of is not None:
             await self._edit(ctx, kind, spec)
             return
         room_id = ctx.room_id
         if direct:
-            room_id = await self._chosen_room(ctx, named)
+            room_id = await self.handoff.choose_room(ctx, await self.rooms.all(), named)
         else:
             await self.rooms.seen(ctx.room_id, ctx.now)
         config = await self.ctx.config(room_id)
@@ -142,34 +144,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         if post.event_id is None:
             await self.handoff.announce(ctx, post)
         matches = await self.handoff.suggest(ctx, post, ctx.sender) if new else []
-        await ctx.reply(_posted(post, spec.category_suggested, direct, matches, ctx.prefix))
-
-    async def _chosen_room(self, ctx: Ctx, named: str | None) -> str:
-        """Where a need sent by DM goes: the one room with mutual aid the sender is in, or the
-        one they named with ``room: …``; several and none named, ask."""
-        rooms = []
-        for room_id in await self.rooms.all():
-            members = await self.ctx.rooms.joined_members(room_id)
-            if ctx.sender in members and len(members) > 2:
-                if (await self.ctx.config(room_id)).enabled:
-                    rooms.append((room_id, await _room_name(self, room_id)))
-        if not rooms:
-            raise CommandError(
-                "I don't know a room of yours that uses mutual aid yet. Type `!needs` once in "
-                "your neighbourhood room, then send me the need again."
-            )
-        if named is not None:
-            picked = [r for i, r in enumerate(rooms, 1) if named in (str(i), r[1]) or named == r[0]]
-            picked = picked or [r for r in rooms if r[1].lower().startswith(named.lower())]
-            if len(picked) == 1:
-                return picked[0][0]
-        elif len(rooms) == 1:
-            return rooms[0][0]
-        listed = "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(rooms, 1))
-        raise CommandError(
-            f"Which room should I post it in?\n{listed}\nSend it again ending with "
-            f"`| room: 1` (or the room's name)."
-        )
+        await ctx.reply(views.posted(post, spec.category_suggested, direct, matches, ctx.prefix))
 
     async def _edit(self, ctx: Ctx, kind: str, spec: Any) -> None:
         post = await self._find(kind, spec.edit_of)
@@ -233,12 +208,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         `quietly` leaves out the thank-you."""
         post_id, *extra = id_and_more.split()
         post = await self._arg(post_id)
-        words = [w.lower() for w in extra]
-        thanks = post.thanks
-        thanks = True if "thanks" in words else thanks
-        thanks = False if "quietly" in words or "no" in words else thanks
-        times = [w for w in words if w not in ("thanks", "quietly", "no")]
-        minutes = parse_hours(" ".join(times)) if times else 0
+        thanks, minutes = parse_done(extra, post.thanks)
         accepted = await self.handoff.accepted_match(post)
         config = await self.ctx.config(post.room_id)
         change = service.mark_done(
@@ -266,7 +236,11 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         post = await self._arg(post_id)
         is_owner = await self.store.is_owner(post, ctx.sender)
         helper_match = await self.store.live_match(post.id, ctx.sender)
-        moderator = not is_owner and helper_match is None and await self._moderator(ctx, post)
+        moderator = (
+            not is_owner
+            and helper_match is None
+            and await self.ctx.permissions.has(post.room_id, ctx.sender, Role.MODERATOR)
+        )
         if moderator:
             change = service.remove(post, is_moderator=True)
         else:
@@ -422,39 +396,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             raise CommandError("Type this in your neighbourhood room: it lists that room's posts.")
         await self.rooms.seen(ctx.room_id, ctx.now)
 
-    async def _moderator(self, ctx: Ctx, post: Post) -> bool:
-        return await self.ctx.permissions.has(post.room_id, ctx.sender, Role.MODERATOR)
-
     async def _privately(self, ctx: Ctx, content: Any) -> None:
         await ctx.dm(ctx.sender, content)
         if not await ctx.is_direct():
             await ctx.reply("I've sent it to you in a direct message.")
-
-
-def _read(kind: str, text: str) -> Any:
-    try:
-        return parse_post(kind, text)
-    except AidInputError as error:
-        raise CommandError(str(error)) from None
-
-
-def _posted(post: Post, suggested: bool, direct: bool, matches: list[str], prefix: str) -> str:
-    where = " in the room, without your name" if direct else ""
-    text = f"{post.short_id} is posted{where}: {post.body}"
-    if post.category:
-        text += f"\nCategory: {post.category}" + (
-            f" (my guess: add `| category: …` to `{prefix}{post.kind} {post.short_id} | …` "
-            "to change it)"
-            if suggested
-            else ""
-        )
-    if matches:
-        label = "Offers that may fit" if post.kind == NEED else "Needs you may be able to help"
-        text += f"\n{label}:\n" + "\n".join(f"• {m}" for m in matches)
-    return text + f"\nIt stays up until {post.expires_at:%a %-d %b}; `{prefix}withdraw` ends it."
-
-
-async def _room_name(plugin: MutualAidPlugin, room_id: str) -> str:
-    state = await plugin.ctx.rooms.state_event(room_id, "m.room.name")
-    name = (state or {}).get("name")
-    return str(name) if name else room_id

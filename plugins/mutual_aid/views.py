@@ -51,3 +51,23 @@ def announce_values(post: Post, prefix: str) -> dict[str, object]:
         "hand": HAND,
         "prefix": prefix,
     }
+
+
+def posted(post: Post, suggested: bool, direct: bool, matches: list[str], prefix: str) -> str:
+    """The reply to a new post: its id, its category (and how to change it), the best matches."""
+    where = " in the room, without your name" if direct else ""
+    text = f"{post.short_id} is posted{where}: {post.body}"
+    if post.category:
+        text += f"\nCategory: {post.category}" + (
+            f" (my guess: add `| category: …` to `{prefix}{post.kind} {post.short_id} | …` "
+            "to change it)"
+            if suggested
+            else ""
+        )
+    if matches:
+        label = "Offers that may fit" if post.kind == NEED else "Needs you may be able to help"
+        text += f"\n{label}:\n" + "\n".join(f"• {m}" for m in matches)
+    return text + (
+        f"\nIt stays up until {post.expires_at:%a %-d %b}; "
+        f"`{prefix}withdraw {post.short_id}` takes it down."
+    )
