@@ -218,8 +218,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             minutes=minutes,
             timebank=config.timebank,
         )
-        if not await self.store.apply(post, change, now=ctx.now, match=accepted):
-            raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
+        await self._apply(post, change, now=ctx.now, match=accepted)
         if minutes and accepted is not None and accepted.helper is not None:
             await self.ledger.record_hours(post, accepted.helper, ctx.sender, minutes, ctx.now)
         if thanks and post.kind == NEED:
@@ -246,8 +245,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         else:
             change = service.withdraw(post, is_owner=is_owner, helper_match=helper_match)
         live = await self.store.matches_of(post.id, LIVE_MATCH_STATES)
-        if not await self.store.apply(post, change, now=ctx.now, match=helper_match):
-            raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
+        await self._apply(post, change, now=ctx.now, match=helper_match)
         if moderator:
             await self.handoff.removed(ctx, post)
             await ctx.reply(f"{post.short_id} is removed; its poster has been told.")
@@ -271,8 +269,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             now=ctx.now,
             extend_by=timedelta(days=days),
         )
-        if not await self.store.apply(post, change, now=ctx.now, expires_at=until):
-            raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
+        await self._apply(post, change, now=ctx.now, expires_at=until)
         await ctx.reply(f"{post.short_id} stays up until {until:%a %-d %b}.")
 
     # -- looking -------------------------------------------------------------------------------
@@ -321,15 +318,11 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     @friendly
     async def mine(self, ctx: Ctx) -> None:
         """Your posts and the needs you are helping with (sent to you privately)."""
-        own = views.lines(await self.store.mine(ctx.sender), ctx.now)
-        helping = [
-            f"{views.line(post, ctx.now)} [{match.state}]"
-            for post, match in await self.store.helping(ctx.sender)
-        ]
+        own, helping = await self.store.mine(ctx.sender), await self.store.helping(ctx.sender)
         body = self.ctx.render(
             "list",
             title="Your posts:",
-            lines=own + [f"helping: {line}" for line in helping],
+            lines=views.lines(own, ctx.now) + views.helping_lines(helping, ctx.now),
             empty="You have no open posts, and you're not helping with any need just now.",
             hint="",
         )
@@ -390,6 +383,10 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
                 f"There's no {label}. `!needs` and `!offers` list the open posts here."
             )
         return post
+
+    async def _apply(self, post: Post, change: Any, **values: Any) -> None:
+        if not await self.store.apply(post, change, **values):  # a concurrent change won
+            raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
 
     async def _in_room(self, ctx: Ctx) -> None:
         if await ctx.is_direct():

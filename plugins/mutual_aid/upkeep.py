@@ -89,7 +89,7 @@ class AidUpkeep:
         if not helping:
             return None
         now = self.plugin.clock.now()
-        text = "\n".join(f"• {views.line(p, now)} [{m.state}]" for p, m in helping)
+        text = "\n".join(f"• {line}" for line in views.helping_lines(helping, now))
         return DigestSection("Needs you offered to help with", text, order=40)
 
     # -- forgetting ----------------------------------------------------------------------------

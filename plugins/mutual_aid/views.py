@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from civicbot_plugins.mutual_aid.models import Candidate, Post
+from civicbot_plugins.mutual_aid.models import Candidate, Match, Post
 from civicbot_plugins.mutual_aid.parsing import ANYTIME, NEED
 
 HAND = "✋"
@@ -36,6 +36,11 @@ def line(post: Post, now: datetime) -> str:
 
 def lines(posts: list[Post], now: datetime) -> list[str]:
     return [line(post, now) for post in posts]
+
+
+def helping_lines(helping: list[tuple[Post, Match]], now: datetime) -> list[str]:
+    """The needs someone offered to help with, and where each stands."""
+    return [f"helping: {line(post, now)} [{match.state}]" for post, match in helping]
 
 
 def match_lines(found: list[Candidate], now: datetime) -> list[str]:
