@@ -29,43 +29,27 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from civicbot_plugins.mutual_aid.matching import (
-    BM25_WEIGHTS,
-    DEEPER,
-    FTS_CANDIDATES,
-    MAX_DEPTH,
-    MAX_QUERY_WORDS,
-    WORD_BUDGET,
-    Hit,
-    drop_common,
-    fts_expression,
-    index_terms,
-    query_words,
-    rank,
-    word_expression,
-)
+from civicbot_plugins.mutual_aid.matching import index_terms
 from civicbot_plugins.mutual_aid.models import (
     LIVE_MATCH_STATES,
     OFFERED,
-    Candidate,
     Match,
     Post,
     to_iso,
 )
-from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, URGENCY_ORDER, PostSpec
+from civicbot_plugins.mutual_aid.parsing import NEED, URGENCY_ORDER, PostSpec
 from civicbot_plugins.mutual_aid.sealing import Sealer
+from civicbot_plugins.mutual_aid.search import SearchQueries
 from civicbot_plugins.mutual_aid.service import Transition
 
 from civicbot.storage import Database
-
-_W = ", ".join(str(w) for w in BM25_WEIGHTS)
 
 
 def requester_context(post_id: int) -> str:
     return f"requester:{post_id}"
 
 
-class AidStore:
+class AidStore(SearchQueries):
     """Repository over the ``mutual_aid_`` posts, matches and search index."""
 
     def __init__(self, db: Database, sealer: Sealer, keyed_hash: Callable[[str], str]):
@@ -307,99 +291,6 @@ class AidStore:
             " ORDER BY urgency_rank, id DESC LIMIT ? OFFSET ?",
             (room_id, kind, to_iso(now), limit, offset),
         )
-
-    async def search(
-        self,
-        room_id: str,
-        text: str,
-        now: datetime,
-        *,
-        kind: str | None = None,
-        category: str | None = None,
-        limit: int = 10,
-        exclude: tuple[int, ...] = (),
-    ) -> list[Candidate]:
-        """Open posts here that fit ``text`` best (only ``kind``, if given), favouring
-        ``category``. ``!find`` and matching both use it."""
-        kinds = (kind,) if kind else (NEED, OFFER)
-        hits: list[Hit] = []
-        for each in kinds:
-            hits.extend(await self._hits(each, room_id, text, now))
-        ranked = rank(hits, category, limit, exclude)
-        if not ranked:
-            return []
-        marks = ", ".join("?" * len(ranked))
-        posts = {p.id: p for p in await self._many(f"id IN ({marks})", tuple(i for i, _ in ranked))}
-        return [Candidate(posts[i], score) for i, score in ranked if i in posts]
-
-    async def _hits(self, kind: str, room_id: str, text: str, now: datetime) -> list[Hit]:
-        """The best BM25 hits in one kind's index that are in ``room_id`` and unexpired.
-
-        The index is ranked alone and only the best hits are looked up in the posts table
-        (scoring every hit through a join is what made matching slow); when other rooms' posts
-        take most of those places, it looks deeper."""
-        table = f"mutual_aid_fts_{kind}"
-        chosen = await self._search_words(table, text)
-        if not chosen:
-            return []
-        expression, cutoff = fts_expression(chosen), to_iso(now)
-        depth = FTS_CANDIDATES
-        while True:
-            rows = await self.db.fetchall(
-                "SELECT h.id, p.category, h.score, p.room_id, p.expires_at FROM"
-                f" (SELECT rowid AS id, bm25({table}, {_W}) AS score FROM {table}"
-                f" WHERE {table} MATCH ? ORDER BY score LIMIT ?) h"
-                " JOIN mutual_aid_posts p ON p.id = h.id ORDER BY h.score",
-                (expression, depth),
-            )
-            hits = [Hit(r[0], r[1], r[2]) for r in rows if r[3] == room_id and r[4] > cutoff]
-            if len(hits) >= FTS_CANDIDATES // 4 or len(rows) < depth or depth >= MAX_DEPTH:
-                return hits[:FTS_CANDIDATES]
-            depth = min(depth * DEEPER, MAX_DEPTH)
-
-    async def _search_words(self, table: str, text: str) -> list[str]:
-        """The words of ``text`` to search by, after counting (up to a limit) the open posts
-        of one kind that have each, so that the very common ones can be left out."""
-        frequencies = []
-        for word in query_words(text)[:MAX_QUERY_WORDS]:
-            count = await self.db.fetchval(
-                f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
-                (word_expression(word), WORD_BUDGET + 1),
-            )
-            frequencies.append((word, int(count)))
-        return drop_common(frequencies)
-
-    async def matches_for(
-        self, post: Post, now: datetime, limit: int = 3, author: str | None = None
-    ) -> list[Candidate]:
-        """For a new need, the open offers that fit it best; for a new offer, the open needs.
-        The poster's own posts are left out: ``author`` is who posted (needed for a private
-        need, whose ``poster`` is not stored; the caller has it from the command)."""
-        wanted = OFFER if post.kind == NEED else NEED
-        found = await self.search(
-            post.room_id,
-            post.body,
-            now,
-            kind=wanted,
-            category=post.category or None,
-            limit=limit + 5,
-            exclude=(post.id,),
-        )
-        author = author or post.poster
-        if len(found) < limit + 5 and post.category:
-            # Few posts share a word with it: the newest open ones in its category may still
-            # fit ("my boiler is off" / "I'm a retired plumber"), below every word match.
-            seen = {c.post.id for c in found} | {post.id}
-            for other in await self._many(
-                "room_id = ? AND kind = ? AND state = 'open' AND category = ?"
-                " AND +expires_at > ? ORDER BY urgency_rank, id DESC LIMIT ?",
-                (post.room_id, wanted, post.category, to_iso(now), limit + 5),
-            ):
-                if other.id not in seen:
-                    found.append(Candidate(other, 0.0))
-        if author is not None:
-            found = [c for c in found if c.post.poster != author]
-        return found[:limit]
 
     async def mine(self, user_id: str) -> list[Post]:
         """``!mine``: posts ``user_id`` made that are not closed, in every room, newest first;
