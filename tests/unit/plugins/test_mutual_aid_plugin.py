@@ -165,3 +165,22 @@ async def test_reports_reach_moderators_who_can_remove(tmp_path):
         assert "removed" in await ask(h, room, MODERATOR, "!withdraw O-1")
         assert "took down your post O-1" in h.last_text(await dm(h, ANN))
         assert "No open offers" in await ask(h, room, BOB, "!offers")
+
+
+async def test_a_need_by_dm_asks_which_room_when_there_are_several(tmp_path):
+    async with harness(tmp_path) as h:
+        elm, oak = h.room(members=[ANN, BOB]), h.room(members=[ANN, CAT])
+        ann_dm = await dm(h, ANN)
+        alone = await ask(h, ann_dm, ANN, "!need a lift to the station")
+        assert "I don't know a room of yours" in alone  # the bot has seen neither room in use
+        await ask(h, elm, BOB, "!needs")
+        await ask(h, oak, CAT, "!offers")
+        question = await ask(h, ann_dm, ANN, "!need a lift to the station")
+        assert question.startswith("Which room should I post it in?")
+        assert f"1. {elm}" in question and f"2. {oak}" in question and "| room: 1" in question
+        posted = await ask(h, ann_dm, ANN, "!need a lift to the station | room: 2")
+        assert posted.startswith("N-1 is posted in the room, without your name")
+        assert "A neighbour needs: a lift to the station" in h.last_text(oak)
+        assert not any("N-1" in text for text in h.texts(elm))
+        offer = await ask(h, ann_dm, ANN, "!offer my old bike")
+        assert "Offers are posted in the room" in offer
