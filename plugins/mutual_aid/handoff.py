@@ -23,6 +23,10 @@ from civicbot.logs import private
 from civicbot.permissions import Role
 
 MAX_MODERATORS_TOLD = 10
+_ASKED = (
+    "Thank you! I've asked the person who needs {id} whether they'd like your help; if they "
+    "accept, I'll introduce you both in a private chat."
+)
 
 
 class AidHandoff:
@@ -106,10 +110,30 @@ class AidHandoff:
         name = (state or {}).get("name")
         return str(name) if name else room_id
 
+    async def requester_only(self, ctx: Context[Any], post: Post) -> Post:
+        """A private need is answered for only in a DM: in a room, anyone asking gets the same
+        refusal, so the reply can't tell the room who asked."""
+        if post.private and not await ctx.is_direct():
+            raise CommandError(
+                f"{post.short_id} was asked privately: the person who asked answers me in a "
+                "direct message, so nobody here learns who it was."
+            )
+        return post
+
+    async def privately(self, ctx: Context[Any], content: Any) -> None:
+        """Answer by DM (``!mine`` lists private needs), saying so where it was asked."""
+        await ctx.dm(ctx.sender, content)
+        if not await ctx.is_direct():
+            await ctx.reply("I've sent it to you in a direct message.")
+
     # -- "I can do that for you" ---------------------------------------------------------------
     async def can(self, ctx: Context[Any], post: Post) -> str:
         """``!can N-42`` (or ✋): record the offer of help and ask the requester by DM."""
         helper = ctx.sender
+        if post.private and not await ctx.is_direct() and await self.store.is_owner(post, helper):
+            # The room must not learn it was theirs: the usual answer here, the real one by DM.
+            await ctx.dm(helper, f"{post.short_id} is your own need, so I've done nothing.")
+            return _ASKED.format(id=post.short_id)
         transition = service.offer_help(
             post,
             is_owner=await self.store.is_owner(post, helper),
@@ -127,10 +151,7 @@ class AidHandoff:
                 f"`{ctx.prefix}decline {post.short_id}`.",
             )
         self.log.info("offer of help %s on %s by %s", match.id, post.short_id, private(helper))
-        return (
-            f"Thank you! I've asked the person who needs {post.short_id} whether they'd like "
-            "your help; if they accept, I'll introduce you both in a private chat."
-        )
+        return _ASKED.format(id=post.short_id)
 
     async def pending(self, post: Post, helper: str | None) -> Match | None:
         """The offer of help the requester answers: ``helper``'s, else the oldest waiting."""

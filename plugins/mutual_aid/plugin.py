@@ -189,14 +189,14 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     @friendly
     async def accept(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
         """Accept the neighbour who offered to help with your need (name them if several)."""
-        post = await self._arg(need_id, NEED)
+        post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
         await ctx.reply(await self.handoff.accept(ctx, post, helper or None))
 
     @command("decline", examples=("!decline N-42",))
     @friendly
     async def decline(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
         """Say no thanks to an offer of help with your need; it stays open."""
-        post = await self._arg(need_id, NEED)
+        post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
         await ctx.reply(await self.handoff.decline(ctx, post, helper or None))
 
     @command("done", examples=("!done N-42", "!done N-42 2h thanks"))
@@ -207,7 +207,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         In a timebank room add the time, like `2h`, to record hours given by your helper;
         `quietly` leaves out the thank-you."""
         post_id, *extra = id_and_more.split()
-        post = await self._arg(post_id)
+        post = await self.handoff.requester_only(ctx, await self._arg(post_id))
         thanks, minutes = parse_done(extra, post.thanks)
         accepted = await self.handoff.accepted_match(post)
         config = await self.ctx.config(post.room_id)
@@ -235,11 +235,13 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         post = await self._arg(post_id)
         is_owner = await self.store.is_owner(post, ctx.sender)
         helper_match = await self.store.live_match(post.id, ctx.sender)
-        moderator = (
-            not is_owner
-            and helper_match is None
-            and await self.ctx.permissions.has(post.room_id, ctx.sender, Role.MODERATOR)
-        )
+        may_remove = await self.ctx.permissions.has(post.room_id, ctx.sender, Role.MODERATOR)
+        if helper_match is None and not may_remove:
+            post = await self.handoff.requester_only(ctx, post)  # in a room, the same for anyone
+        # In a room, a moderator removes even their own private need: "withdrawn" would say
+        # whose it was.
+        in_room = post.private and not await ctx.is_direct()
+        moderator = helper_match is None and may_remove and (in_room or not is_owner)
         if moderator:
             change = service.remove(post, is_moderator=True)
         else:
@@ -261,7 +263,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     @friendly
     async def renew(self, ctx: Ctx, post_id: str) -> None:
         """Keep your post up for longer (or bring back one that expired)."""
-        post = await self._arg(post_id)
+        post = await self.handoff.requester_only(ctx, await self._arg(post_id))
         days = (await self.ctx.config(post.room_id)).expiry_days
         change, until = service.renew(
             post,
@@ -326,14 +328,14 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             empty="You have no open posts, and you're not helping with any need just now.",
             hint="",
         )
-        await self._privately(ctx, body)
+        await self.handoff.privately(ctx, body)
 
     @command("hours")
     @friendly
     async def hours(self, ctx: Ctx) -> None:
         """Your timebank hours, given and received (sent to you privately)."""
         balance = await self.ledger.balance(ctx.sender)
-        await self._privately(
+        await self.handoff.privately(
             ctx,
             f"Timebank: you gave {format_minutes(balance.given)} and received "
             f"{format_minutes(balance.received)}.",
@@ -392,8 +394,3 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         if await ctx.is_direct():
             raise CommandError("Type this in your neighbourhood room: it lists that room's posts.")
         await self.rooms.seen(ctx.room_id, ctx.now)
-
-    async def _privately(self, ctx: Ctx, content: Any) -> None:
-        await ctx.dm(ctx.sender, content)
-        if not await ctx.is_direct():
-            await ctx.reply("I've sent it to you in a direct message.")

@@ -14,6 +14,10 @@ can tell who asked, and the database file alone (WAL included) can't either:
   public posts by comparing ciphertexts.
 * The ``!need`` event is kept only as a keyed hash (``source_key``), to recognise a replay: a DM
   event id would lead to the DM room, and so to the person, on the homeserver.
+* The core's own replay guard (``core_handled``) does keep the DM's event id, with the time it
+  was handled, for its dedup window. That id leads to the requester only through the
+  homeserver (as the bot, or as its admin), which can read the DM itself anyway; keeping keyed
+  hashes there instead would be a change to the core, not to this plugin.
 * Timebank hours received on a private need are sealed the same way (``receiver_sealed``), so
   the ledger doesn't name the requester either.
 

@@ -75,7 +75,8 @@ async def test_a_private_need_goes_by_dm_and_reaches_the_helper_without_the_name
         assert asked.startswith(f"{CAT} offers to help with N-1") and "!accept N-1" in asked
 
         # Only Ann may accept; she does, and a room with exactly the two of them is made.
-        refused = await ask(h, room, BOB, "!accept N-1")
+        assert "asked privately" in await ask(h, room, BOB, "!accept N-1")
+        refused = await ask(h, await dm(h, BOB), BOB, "!accept N-1")
         assert "Only the person who asked for N-1 can accept" in refused
         assert "!can N-1" in refused
         done = await ask(h, ann_dm, ANN, "!accept N-1")
@@ -184,3 +185,19 @@ async def test_a_need_by_dm_asks_which_room_when_there_are_several(tmp_path):
         assert not any("N-1" in text for text in h.texts(elm))
         offer = await ask(h, ann_dm, ANN, "!offer my old bike")
         assert "Offers are posted in the room" in offer
+
+
+async def test_in_the_room_the_requester_gets_the_answer_anyone_would(tmp_path):
+    """Typed in the room about a private need, a command must not tell onlookers whose it is:
+    the requester and a stranger get word-for-word the same reply, and nothing happens."""
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await ask(h, room, BOB, "!needs")
+        await ask(h, await dm(h, ANN), ANN, "!need someone to fix my bike puncture")
+        for command in ("!accept N-1", "!decline N-1", "!done N-1", "!renew N-1", "!withdraw N-1"):
+            hers, his = await ask(h, room, ANN, command), await ask(h, room, CAT, command)
+            assert hers == his and "asked privately" in hers, command
+        assert await ask(h, room, ANN, "!can N-1") == await ask(h, room, CAT, "!can N-1")
+        assert any("your own need" in t for t in h.texts(await dm(h, ANN)))
+        assert "N-1" in await ask(h, room, BOB, "!needs")  # still open: nothing was done
+        assert "asked privately" not in await ask(h, await dm(h, ANN), ANN, "!renew N-1")
