@@ -127,10 +127,12 @@ class AidHandoff:
             await ctx.reply("I've sent it to you in a direct message.")
 
     # -- "I can do that for you" ---------------------------------------------------------------
-    async def can(self, ctx: Context[Any], post: Post) -> str:
-        """``!can N-42`` (or ✋): record the offer of help and ask the requester by DM."""
+    async def can(self, ctx: Context[Any], post: Post, answer_in_room: bool = True) -> str:
+        """``!can N-42`` (or ✋, answered by DM): record the offer of help and ask the requester
+        by DM. Returns the answer for the helper."""
         helper = ctx.sender
-        if post.private and not await ctx.is_direct() and await self.store.is_owner(post, helper):
+        in_room = answer_in_room and not await ctx.is_direct()
+        if post.private and in_room and await self.store.is_owner(post, helper):
             # The room must not learn it was theirs: the usual answer here, the real one by DM.
             await ctx.dm(helper, f"{post.short_id} is your own need, so I've done nothing.")
             return _ASKED.format(id=post.short_id)

@@ -180,7 +180,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         if post is None or post.kind != NEED:
             return
         try:
-            answer = await self.handoff.can(ctx, post)
+            answer = await self.handoff.can(ctx, post, answer_in_room=False)
         except AidError as error:
             answer = str(error)
         await ctx.dm(ctx.sender, answer)  # a reaction has no thread to answer in
