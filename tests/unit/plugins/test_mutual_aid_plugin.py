@@ -201,3 +201,26 @@ async def test_in_the_room_the_requester_gets_the_answer_anyone_would(tmp_path):
         assert any("your own need" in t for t in h.texts(await dm(h, ANN)))
         assert "N-1" in await ask(h, room, BOB, "!needs")  # still open: nothing was done
         assert "asked privately" not in await ask(h, await dm(h, ANN), ANN, "!renew N-1")
+
+
+async def test_digest_export_and_personal_digest_show_only_what_each_may_see(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await ask(h, room, BOB, "!offer a spare pram to give away | one-off")
+        await ask(h, room, BOB, "!needs")
+        await ask(h, await dm(h, ANN), ANN, "!need a buggy for my grandson")
+        await ask(h, room, CAT, "!need help with a council tax form")
+        await ask(h, room, BOB, "!can N-1")
+        await h.advance(timedelta(days=3))
+        plugin = h.bot.plugins["mutual_aid"]
+        since, until = h.clock.now() - timedelta(days=7), h.clock.now()
+        section = await plugin.digest_section(room, since, until)
+        assert "New offers:" in section.text and "O-1" in section.text
+        assert "N-1 — a buggy for my grandson (waiting 3 days)" in section.text
+        assert "N-2" in section.text and ANN not in section.text and CAT not in section.text
+        mine = await plugin.personal_digest_section(BOB, since, until)
+        assert "N-1" in mine.text and "[offered]" in mine.text
+        assert await plugin.personal_digest_section(CAT, since, until) is None
+        ann_data = await plugin.export_user_data(ANN)
+        assert [p["id"] for p in ann_data["posts"]] == ["N-1"] and ann_data["posts"][0]["private"]
+        assert [p["id"] for p in (await plugin.export_user_data(CAT))["posts"]] == ["N-2"]
