@@ -12,7 +12,7 @@ from typing import Any
 
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.ledger import AidLedger
-from civicbot_plugins.mutual_aid.models import ACCEPTED, OFFERED, Match, Post
+from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match, Post
 from civicbot_plugins.mutual_aid.parsing import NEED
 from civicbot_plugins.mutual_aid.store import AidStore
 
@@ -165,6 +165,12 @@ class AidHandoff:
     async def accept(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
         match = await self.pending(post, helper)
         is_owner = await self.store.is_owner(post, ctx.sender)
+        accepted = await self.accepted_match(post) if is_owner and post.state == MATCHED else None
+        if accepted is not None and accepted.intro_room_id is None:
+            # Accepted, but the room was never made (the homeserver refused, or a crash): the
+            # requester typing !accept again makes it now.
+            await self.introduce(ctx, post, accepted, ctx.sender)
+            return f"Done: I've started a private chat for {post.short_id}."
         transition = service.accept(post, match, is_owner=is_owner, now=ctx.now)
         assert match is not None and match.helper is not None
         if not await self.store.apply(post, transition, now=ctx.now, match=match):

@@ -10,6 +10,7 @@ from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
 
 from civicbot.loader import discover
 from civicbot.testing.harness import MODERATOR, BotHarness
+from civicbot.transport import TransportError
 
 ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"
 
@@ -224,3 +225,23 @@ async def test_digest_export_and_personal_digest_show_only_what_each_may_see(tmp
         ann_data = await plugin.export_user_data(ANN)
         assert [p["id"] for p in ann_data["posts"]] == ["N-1"] and ann_data["posts"][0]["private"]
         assert [p["id"] for p in (await plugin.export_user_data(CAT))["posts"]] == ["N-2"]
+
+
+async def test_accepting_again_makes_the_room_if_the_homeserver_refused_it(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, "!need help with my boiler")
+        await ask(h, room, BOB, "!can N-1")
+        made = h.transport.create_private_room
+
+        async def refuse(name, invite):
+            raise TransportError("no rooms today")
+
+        h.transport.create_private_room = refuse
+        await h.say(room, ANN, "!accept N-1")  # accepted, but no room could be made
+        assert h.transport.created_rooms == []
+        h.transport.create_private_room = made
+        assert "private chat" in await ask(h, room, ANN, "!accept N-1")
+        (intro, _, invited) = h.transport.created_rooms[-1]
+        assert sorted(invited) == [ANN, BOB] and "N-1" in h.last_text(intro)
+        assert "already accepted" in await ask(h, room, ANN, "!accept N-1")
