@@ -251,15 +251,26 @@ async def fill(db: Database, rng: random.Random, offers: int, needs: int) -> Non
             await db.execute(
                 "INSERT INTO mutual_aid_sequences (kind, last) VALUES (?, ?)", (kind, count)
             )
-    await db.execute("INSERT INTO mutual_aid_fts (mutual_aid_fts) VALUES ('optimize')")
+    for kind in (NEED, OFFER):
+        await db.execute(
+            f"INSERT INTO mutual_aid_fts_{kind} (mutual_aid_fts_{kind}) VALUES ('optimize')"
+        )
+
+
+CPU: dict[int, list[float]] = {}  # id(wall-clock list) -> CPU ms of the same queries
 
 
 async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> tuple[list[float], list[Any]]:
-    out, results = [], []
+    """Wall-clock ms per call (what the target is about), and the process's CPU ms for each in
+    ``CPU``: on a shared machine the wall clock includes waiting for the core, the CPU time is
+    the work itself."""
+    out, cpu, results = [], [], []
     for i in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         results.append(await call(i))
         out.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    CPU[id(out)] = cpu
     return out, results
 
 
@@ -359,8 +370,9 @@ async def main() -> int:
         f"{fill_s:.1f} s, database {size_mb:.0f} MB on disk ({workdir})"
     )
     print(f"matching found no offer for {empty} of {len(found)} new needs\n")
-    print("| query | median ms | p99 ms | target p99 | ok |")
-    print("|---|---|---|---|---|")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
+    print("| query | median ms | p99 ms | target p99 | ok | p99 CPU ms |")
+    print("|---|---|---|---|---|---|")
     failed = False
     for name, values in results.items():
         target = MATCH_TARGET_MS if "match" in name else LIST_TARGET_MS
@@ -368,7 +380,7 @@ async def main() -> int:
         failed |= not ok
         print(
             f"| {name} | {statistics.median(values):.2f} | {p99(values):.2f} | "
-            f"< {target:.0f} | {'yes' if ok else 'NO'} |"
+            f"< {target:.0f} | {'yes' if ok else 'NO'} | {p99(CPU[id(values)]):.2f} |"
         )
     print(
         json.dumps({k: {"median": statistics.median(v), "p99": p99(v)} for k, v in results.items()})

@@ -159,6 +159,12 @@ class PluginContext(Generic[ConfigT]):
         """Drop the bot's records of its direct chats with ``user_id`` (``!forget me``)."""
         return await self._core.transport.forget_direct_room(user_id)
 
+    async def create_private_room(self, name: str, invite: list[str]) -> str:
+        """Create a new invite-only room with exactly the bot and the people in ``invite``
+        (e.g. to introduce a helper to the neighbour they help) and return its id. Every call
+        makes a new room, so keep the id and check it before calling again."""
+        return await self._core.transport.create_private_room(name, invite)
+
     def _job_context(self, key: str, due: datetime, attempt: int) -> JobContext[ConfigT]:
         out = Outgoing(
             self._core.transport, txn_key(self.name, "job", key, due.isoformat()), self._core.pacer

@@ -109,6 +109,25 @@ class Resident(MatrixUser):
         resp = await self._request("GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/joined_members")
         return sorted(resp.get("joined", {}))
 
+    async def members_present(self, room_id: str) -> list[str]:
+        """User ids joined to or invited into the room (who can read what is said there)."""
+        resp = await self._request(
+            "GET",
+            f"/_matrix/client/v3/rooms/{_q(room_id)}/members",
+            params={"not_membership": "leave"},
+        )
+        return sorted(
+            e["state_key"]
+            for e in resp.get("chunk", [])
+            if (e.get("content") or {}).get("membership") in ("join", "invite")
+        )
+
+    async def room_state(self, room_id: str) -> list[Event]:
+        """Every current state event of the room."""
+        # /state answers with a bare list; room initialSync wraps the same events in an object.
+        resp = await self._request("GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/initialSync")
+        return list(resp.get("state", []))
+
     # ------------------------------------------------------------------ events
 
     async def send_text(

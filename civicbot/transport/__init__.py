@@ -75,6 +75,11 @@ class Transport(Protocol):
         """Drop every record of ``user_id``'s direct chats (``!forget me``); returns how many
         records went."""
 
+    async def create_private_room(self, name: str, invite: list[str]) -> str:
+        """Create a new invite-only, unpublished room called ``name`` with exactly the bot and
+        ``invite`` in it (invited, not yet joined); returns its id. Each call makes a new room:
+        callers remember the id to avoid making a second one."""
+
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None
     ) -> list[Event]:

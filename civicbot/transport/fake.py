@@ -55,6 +55,7 @@ class FakeTransport:
         self._stopped = asyncio.Event()
         self.fail_sends = 0  # make the next N sends raise, to test error paths
         self._made: set[str] = set()  # direct chats this fake created
+        self.created_rooms: list[tuple[str, str, list[str]]] = []  # (room, name, invited)
 
     # -- set-up helpers for tests -------------------------------------------------------------
     def add_room(
@@ -224,6 +225,13 @@ class FakeTransport:
                 room.direct_for = None
                 forgotten += 1
         return forgotten
+
+    async def create_private_room(self, name: str, invite: list[str]) -> str:
+        room_id = f"!private{next(self._ids)}:test"
+        room = self.add_room(room_id, [self.user_id, *invite], creator=self.user_id)
+        room.create["content"]["name"] = name
+        self.created_rooms.append((room_id, name, list(invite)))
+        return room_id
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

@@ -391,3 +391,26 @@ class MatrixTransport:
             token = data.get("next_batch")
             if not token:
                 return found
+
+    async def create_private_room(self, name: str, invite: list[str]) -> str:
+        """An invite-only room for the bot and ``invite`` (e.g. two people it introduces):
+        not a DM (no ``is_direct``), not in the room directory, history visible to members
+        only from their invite."""
+        body = {
+            "name": name,
+            "preset": "private_chat",
+            "visibility": "private",
+            "invite": list(invite),
+            "initial_state": [
+                {
+                    "type": "m.room.history_visibility",
+                    "state_key": "",
+                    "content": {"history_visibility": "invited"},
+                }
+            ],
+        }
+        data = await self.api.request("POST", "/_matrix/client/v3/createRoom", body)
+        room_id = data.get("room_id")
+        if not isinstance(room_id, str):
+            raise TransportError("could not create a private room")  # no ids: it is logged
+        return room_id

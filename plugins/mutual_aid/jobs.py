@@ -67,3 +67,33 @@ class AidJobs:
             " AND updated_at >= ? AND updated_at < ? ORDER BY updated_at",
             (room_id, to_iso(since), to_iso(until)),
         )
+
+    async def set_thanks(self, post_id: int) -> None:
+        """The requester asked for a thank-you when marking the need done."""
+        await self.db.execute("UPDATE mutual_aid_posts SET thanks = 1 WHERE id = ?", (post_id,))
+
+    async def reopen_helped_by(self, helper: str, now: datetime) -> list[Post]:
+        """Matched needs ``helper`` was accepted for, reopened (before ``helper`` is forgotten,
+        so no need is left matched to nobody)."""
+        rows = await self.db.fetchall(
+            "SELECT m.id AS match_id, p.id AS post_id FROM mutual_aid_matches m"
+            " JOIN mutual_aid_posts p ON p.id = m.post_id"
+            " WHERE m.helper = ? AND m.state = 'accepted' AND p.state = 'matched'",
+            (helper,),
+        )
+        reopened = []
+        for row in rows:
+            async with self.db.transaction():
+                await self.db.execute(
+                    "UPDATE mutual_aid_matches SET state = 'backed_out', updated_at = ?"
+                    " WHERE id = ?",
+                    (to_iso(now), row["match_id"]),
+                )
+                await self.db.execute(
+                    "UPDATE mutual_aid_posts SET state = 'open', updated_at = ? WHERE id = ?",
+                    (to_iso(now), row["post_id"]),
+                )
+            post = await self.store.by_id(row["post_id"])
+            if post is not None:
+                reopened.append(post)
+        return reopened

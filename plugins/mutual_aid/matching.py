@@ -27,6 +27,10 @@ from civicbot_plugins.mutual_aid.categories import expand, normalise, words
 BM25_WEIGHTS = (1.0, 0.5, 0.0)
 CATEGORY_BONUS = 0.35  # added to a relevance in 0..1, for the same category
 FTS_CANDIDATES = 40  # how many BM25 hits are re-ranked
+# The index holds every room's posts: when too few of the best hits are in the room searched,
+# the search looks this many times deeper, up to MAX_DEPTH hits.
+DEEPER = 10
+MAX_DEPTH = 4000
 MAX_QUERY_WORDS = 12
 # The most posts a query's words may be in together before the commonest are left out (see
 # drop_common). Far above what a neighbourhood room holds: it matters at benchmark scale.

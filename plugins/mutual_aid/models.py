@@ -150,7 +150,63 @@ async def _create(db: Database) -> None:
         await db.execute(trigger)
 
 
-MIGRATIONS: list[Migration] = [_create]
+# The rooms where mutual aid is in use (see :mod:`rooms`).
+ROOMS_MIGRATION = """
+CREATE TABLE mutual_aid_rooms (room_id TEXT PRIMARY KEY, seen_at TEXT NOT NULL)
+"""
+
+# One full-text index per kind (see :func:`_split_index`), kept by triggers like the first one.
+KINDS = ("need", "offer")
+_KIND_TRIGGERS = (
+    """CREATE TRIGGER mutual_aid_fts_{kind}_insert AFTER INSERT ON mutual_aid_posts
+    WHEN new.state = 'open' AND new.kind = '{kind}' BEGIN
+        INSERT INTO mutual_aid_fts_{kind} (rowid, body, terms, category)
+        VALUES (new.id, new.body, new.terms, new.category);
+    END""",
+    """CREATE TRIGGER mutual_aid_fts_{kind}_delete AFTER DELETE ON mutual_aid_posts
+    WHEN old.state = 'open' AND old.kind = '{kind}' BEGIN
+        INSERT INTO mutual_aid_fts_{kind} (mutual_aid_fts_{kind}, rowid, body, terms, category)
+        VALUES ('delete', old.id, old.body, old.terms, old.category);
+    END""",
+    """CREATE TRIGGER mutual_aid_fts_{kind}_update AFTER UPDATE ON mutual_aid_posts
+    WHEN new.kind = '{kind}' AND (new.state != old.state OR new.body != old.body
+        OR new.terms != old.terms OR new.category != old.category) BEGIN
+        INSERT INTO mutual_aid_fts_{kind} (mutual_aid_fts_{kind}, rowid, body, terms, category)
+        SELECT 'delete', old.id, old.body, old.terms, old.category WHERE old.state = 'open';
+        INSERT INTO mutual_aid_fts_{kind} (rowid, body, terms, category)
+        SELECT new.id, new.body, new.terms, new.category WHERE new.state = 'open';
+    END""",
+)
+
+
+async def _split_index(db: Database) -> None:
+    """One index per kind instead of one for both. Matching a new need searches only the
+    offers' index: BM25 is scored over offers alone (no needs to skip), the posts table is read
+    only for the few best hits instead of every hit (kind and room were in the table, not the
+    index), and a new need is written into the small needs index, whose merges stay small.
+    (Indexing the room as well was tried: an AND with a term every post has made matching
+    several times slower, see ``bench/README.md``.)"""
+    for name in ("insert", "delete", "update"):
+        await db.execute(f"DROP TRIGGER IF EXISTS mutual_aid_fts_{name}")
+    await db.execute("DROP TABLE IF EXISTS mutual_aid_fts")
+    for kind in KINDS:
+        await db.execute(
+            f"CREATE VIRTUAL TABLE mutual_aid_fts_{kind} USING fts5("
+            "body, terms, category,"
+            " content='mutual_aid_posts', content_rowid='id',"
+            " tokenize='porter unicode61 remove_diacritics 2')"
+        )
+        for trigger in _KIND_TRIGGERS:
+            await db.execute(trigger.format(kind=kind))
+        await db.execute(
+            f"INSERT INTO mutual_aid_fts_{kind} (rowid, body, terms, category)"
+            " SELECT id, body, terms, category FROM mutual_aid_posts"
+            " WHERE state = 'open' AND kind = ?",
+            (kind,),
+        )
+
+
+MIGRATIONS: list[Migration] = [_create, ROOMS_MIGRATION, _split_index]
 
 
 def to_iso(when: datetime) -> str:

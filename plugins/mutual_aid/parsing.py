@@ -192,6 +192,16 @@ def parse_hours(text: str) -> int:
     return max(1, round(duration.total_seconds() / 60))
 
 
+def parse_done(words: list[str], thanks: bool) -> tuple[bool, int]:
+    """What follows ``!done N-42``: ``thanks`` (a thank-you in the room) or ``quietly`` (none;
+    otherwise ``thanks`` as given), and an amount of time, like ``2h`` → (thanks, minutes)."""
+    lowered = [w.lower() for w in words]
+    thanks = True if "thanks" in lowered else thanks
+    thanks = False if "quietly" in lowered else thanks
+    times = [w for w in lowered if w not in ("thanks", "quietly")]
+    return thanks, parse_hours(" ".join(times)) if times else 0
+
+
 def format_minutes(minutes: int) -> str:
     """90 → ``"1h 30m"``; 120 → ``"2h"``; 45 → ``"45m"``."""
     hours, rest = divmod(abs(minutes), 60)

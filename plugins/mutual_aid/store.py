@@ -14,6 +14,10 @@ can tell who asked, and the database file alone (WAL included) can't either:
   public posts by comparing ciphertexts.
 * The ``!need`` event is kept only as a keyed hash (``source_key``), to recognise a replay: a DM
   event id would lead to the DM room, and so to the person, on the homeserver.
+* The core's own replay guard (``core_handled``) does keep the DM's event id, with the time it
+  was handled, for its dedup window. That id leads to the requester only through the
+  homeserver (as the bot, or as its admin), which can read the DM itself anyway; keeping keyed
+  hashes there instead would be a change to the core, not to this plugin.
 * Timebank hours received on a private need are sealed the same way (``receiver_sealed``), so
   the ledger doesn't name the requester either.
 
@@ -29,41 +33,27 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from civicbot_plugins.mutual_aid.matching import (
-    BM25_WEIGHTS,
-    FTS_CANDIDATES,
-    MAX_QUERY_WORDS,
-    WORD_BUDGET,
-    Hit,
-    drop_common,
-    fts_expression,
-    index_terms,
-    query_words,
-    rank,
-    word_expression,
-)
+from civicbot_plugins.mutual_aid.matching import index_terms
 from civicbot_plugins.mutual_aid.models import (
     LIVE_MATCH_STATES,
     OFFERED,
-    Candidate,
     Match,
     Post,
     to_iso,
 )
-from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, URGENCY_ORDER, PostSpec
+from civicbot_plugins.mutual_aid.parsing import NEED, URGENCY_ORDER, PostSpec
 from civicbot_plugins.mutual_aid.sealing import Sealer
+from civicbot_plugins.mutual_aid.search import SearchQueries
 from civicbot_plugins.mutual_aid.service import Transition
 
 from civicbot.storage import Database
-
-_W = ", ".join(str(w) for w in BM25_WEIGHTS)
 
 
 def requester_context(post_id: int) -> str:
     return f"requester:{post_id}"
 
 
-class AidStore:
+class AidStore(SearchQueries):
     """Repository over the ``mutual_aid_`` posts, matches and search index."""
 
     def __init__(self, db: Database, sealer: Sealer, keyed_hash: Callable[[str], str]):
@@ -305,69 +295,6 @@ class AidStore:
             " ORDER BY urgency_rank, id DESC LIMIT ? OFFSET ?",
             (room_id, kind, to_iso(now), limit, offset),
         )
-
-    async def search(
-        self,
-        room_id: str,
-        text: str,
-        now: datetime,
-        *,
-        kind: str | None = None,
-        category: str | None = None,
-        limit: int = 10,
-        exclude: tuple[int, ...] = (),
-    ) -> list[Candidate]:
-        """Open posts here that fit ``text`` best (only ``kind``, if given), favouring
-        ``category``. ``!find`` and matching both use it."""
-        chosen = await self._search_words(text)
-        if not chosen:
-            return []
-        query = fts_expression(chosen)
-        rows = await self.db.fetchall(
-            f"SELECT p.id, p.category, bm25(mutual_aid_fts, {_W}) AS score"
-            " FROM mutual_aid_fts JOIN mutual_aid_posts p ON p.id = mutual_aid_fts.rowid"
-            " WHERE mutual_aid_fts MATCH ? AND p.room_id = ? AND p.expires_at > ?"
-            + (" AND p.kind = ?" if kind else "")
-            + " ORDER BY score LIMIT ?",
-            (query, room_id, to_iso(now), *((kind,) if kind else ()), FTS_CANDIDATES),
-        )
-        ranked = rank((Hit(r[0], r[1], r[2]) for r in rows), category, limit, exclude)
-        if not ranked:
-            return []
-        marks = ", ".join("?" * len(ranked))
-        posts = {p.id: p for p in await self._many(f"id IN ({marks})", tuple(i for i, _ in ranked))}
-        return [Candidate(posts[i], score) for i, score in ranked if i in posts]
-
-    async def _search_words(self, text: str) -> list[str]:
-        """The words of ``text`` to search by, after counting (up to a limit) the open posts
-        that have each, so that the very common ones can be left out."""
-        frequencies = []
-        for word in query_words(text)[:MAX_QUERY_WORDS]:
-            count = await self.db.fetchval(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM mutual_aid_fts WHERE mutual_aid_fts"
-                " MATCH ? LIMIT ?)",
-                (word_expression(word), WORD_BUDGET + 1),
-            )
-            frequencies.append((word, int(count)))
-        return drop_common(frequencies)
-
-    async def matches_for(self, post: Post, now: datetime, limit: int = 3) -> list[Candidate]:
-        """For a new need, the open offers that fit it best; for a new offer, the open needs.
-        The poster's own posts are left out (a private need's author is not known here, so a
-        requester may see an offer of their own suggested)."""
-        wanted = OFFER if post.kind == NEED else NEED
-        found = await self.search(
-            post.room_id,
-            post.body,
-            now,
-            kind=wanted,
-            category=post.category or None,
-            limit=limit + 5,
-            exclude=(post.id,),
-        )
-        if post.poster is not None:
-            found = [c for c in found if c.post.poster != post.poster]
-        return found[:limit]
 
     async def mine(self, user_id: str) -> list[Post]:
         """``!mine``: posts ``user_id`` made that are not closed, in every room, newest first;

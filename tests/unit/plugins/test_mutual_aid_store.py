@@ -6,12 +6,24 @@ from __future__ import annotations
 from datetime import timedelta
 
 from civicbot_plugins.mutual_aid.jobs import AidJobs
-from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, OPEN, SUPERSEDED
+from civicbot_plugins.mutual_aid.models import (
+    ACCEPTED,
+    MATCHED,
+    MIGRATIONS,
+    OFFERED,
+    OPEN,
+    SUPERSEDED,
+)
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, parse_post
+from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.service import accept, mark_done, offer_help, withdraw
+from civicbot_plugins.mutual_aid.store import AidStore
 
+from civicbot.storage import Database
 from tests.unit.plugins import mutual_aid_support
-from tests.unit.plugins.mutual_aid_support import NOW, ROOM, post
+from tests.unit.plugins.mutual_aid_support import KEY, NOW, ROOM, keyed_hash, post
+
+ANN = "@ann:example.org"
 
 aid = mutual_aid_support.aid  # the fixture, under the name the tests ask for
 
@@ -78,10 +90,11 @@ async def test_the_index_follows_the_posts_state_and_text(aid):
     # rank 0: the index's own consistency (1 would also demand every post be indexed, and only
     # open ones are, on purpose); a broken index raises "database disk image is malformed"
     await db.execute(
-        "INSERT INTO mutual_aid_fts (mutual_aid_fts, rank) VALUES ('integrity-check', 0)"
+        "INSERT INTO mutual_aid_fts_offer (mutual_aid_fts_offer, rank)"
+        " VALUES ('integrity-check', 0)"
     )
     indexed = await db.fetchall(
-        "SELECT rowid FROM mutual_aid_fts WHERE mutual_aid_fts MATCH 'borrow'"
+        "SELECT rowid FROM mutual_aid_fts_offer WHERE mutual_aid_fts_offer MATCH 'borrow'"
     )
     assert [row[0] for row in indexed] == [drill.id]
 
@@ -181,3 +194,33 @@ async def test_digest_sections(aid):
     assert [p.id for p in await jobs.created_between(ROOM, OFFER, *week)] == [offer.id]
     assert [p.id for p in await jobs.waiting_needs(ROOM, NOW)] == [waiting.id]
     assert [p.id for p in await jobs.thanks_between(ROOM, *week)] == [thanked.id]
+
+
+async def test_a_room_finds_its_own_post_when_other_rooms_have_better_ones(aid):
+    """The index is shared by every room: a room's only ladder must not be lost behind the
+    forty better-scoring ladders of another room."""
+    _, store, _ = aid
+    for _ in range(120):
+        await post(store, OFFER, "ladder ladder", room="!other:example.org")
+    ours = await post(store, OFFER, "I could lend you my old aluminium ladder at weekends")
+    assert [c.post.id for c in await store.search(ROOM, "ladder", NOW)] == [ours.id]
+
+
+async def test_the_split_index_is_built_from_the_posts_already_open(tmp_path):
+    """A database written before the index was split per kind keeps its open posts findable."""
+    db = await Database.open(tmp_path / "old.sqlite3")
+    try:
+        await db.migrate("mutual_aid", MIGRATIONS[:2])
+        old = AidStore(db, Sealer(KEY), keyed_hash)
+        created, _ = await old.create(
+            parse_post(OFFER, "a spare pram to give away"),
+            room_id=ROOM,
+            source_event_id="$old",
+            author=ANN,
+            private=False,
+            now=NOW,
+        )
+        await db.migrate("mutual_aid", MIGRATIONS)
+        assert [c.post.id for c in await old.search(ROOM, "buggy", NOW)] == [created.id]
+    finally:
+        await db.close()

@@ -1,0 +1,274 @@
+"""The hand-off between neighbours: announcing posts, suggesting matches, ``!can`` →
+the requester's answer → an introduction room, reports to moderators.
+
+Who asked for a private need is read from the store (:meth:`AidStore.requester_of`) only to
+message them or to introduce them to the helper they accepted; it is never put in a room
+message, a list or a log line (people are logged with :func:`civicbot.logs.private`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from civicbot_plugins.mutual_aid import service, views
+from civicbot_plugins.mutual_aid.ledger import AidLedger
+from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match, Post
+from civicbot_plugins.mutual_aid.parsing import NEED
+from civicbot_plugins.mutual_aid.store import AidStore
+
+from civicbot.context import Context, PluginContext
+from civicbot.converters import CommandError
+from civicbot.events import Message
+from civicbot.logs import private
+from civicbot.permissions import Role
+
+MAX_MODERATORS_TOLD = 10
+_ASKED = (
+    "Thank you! I've asked the person who needs {id} whether they'd like your help; if they "
+    "accept, I'll introduce you both in a private chat."
+)
+
+
+class AidHandoff:
+    """The steps of a post's life that involve more than one person."""
+
+    def __init__(self, plugin: PluginContext[Any], store: AidStore, ledger: AidLedger):
+        self.plugin = plugin
+        self.store = store
+        self.ledger = ledger
+        self.log = plugin.log
+
+    # -- posting -------------------------------------------------------------------------------
+    async def announce(self, ctx: Context[Any], post: Post) -> None:
+        """Post it in its room (a private need de-identified), once: a replay re-sends with the
+        same transaction id and the homeserver drops it."""
+        rendered = self.plugin.render("post", **views.announce_values(post, ctx.prefix))
+        event_id = await ctx.send_message(post.room_id, Message(rendered.text, rendered.html))
+        if event_id:
+            await self.store.set_event(post.id, event_id)
+
+    async def suggest(self, ctx: Context[Any], post: Post, author: str) -> list[str]:
+        """The best matches for a new post, as lines for its poster; offerers who opted in are
+        told a neighbour needs something they offered (within their daily limit)."""
+        found = await self.store.matches_for(post, ctx.now, author=author)
+        if post.kind == NEED:
+            # Only offers that share words with the need: a category-only suggestion is too
+            # loose to message someone about.
+            await self._notify_offerers(ctx, post, [c.post for c in found if c.score > 0])
+        return views.match_lines(found, ctx.now)
+
+    async def _notify_offerers(self, ctx: Context[Any], need: Post, offers: list[Post]) -> None:
+        config = await self.plugin.config(need.room_id)
+        if config.daily_notifications <= 0:
+            return
+        day = ctx.now.astimezone(await self.plugin.timezone(need.room_id)).date().isoformat()
+        told: set[str] = set()
+        for offer in offers:
+            if not offer.notify or offer.poster is None or offer.poster in told:
+                continue
+            if not await self.ledger.take_notification(
+                offer.poster, day, config.daily_notifications
+            ):
+                continue
+            told.add(offer.poster)
+            await ctx.dm(
+                offer.poster,
+                f"A neighbour needs something you offered ({offer.short_id}): "
+                f"{need.body} — {need.short_id}. If you can help, type "
+                f"`{ctx.prefix}can {need.short_id}`.",
+            )
+
+    async def choose_room(self, ctx: Context[Any], known: list[str], named: str | None) -> str:
+        """Where a need sent by DM goes: the one room with mutual aid the sender is in, or the
+        one they named with ``room: …``; several and none named, ask."""
+        rooms = []
+        for room_id in known:
+            members = await self.plugin.rooms.joined_members(room_id)
+            if ctx.sender in members and len(members) > 2:
+                if (await self.plugin.config(room_id)).enabled:
+                    rooms.append((room_id, await self._room_name(room_id)))
+        if not rooms:
+            raise CommandError(
+                "I don't know a room of yours that uses mutual aid yet. Type `!needs` once in "
+                "your neighbourhood room, then send me the need again."
+            )
+        if named is not None:
+            picked = [r for i, r in enumerate(rooms, 1) if named in (str(i), r[1]) or named == r[0]]
+            picked = picked or [r for r in rooms if r[1].lower().startswith(named.lower())]
+            if len(picked) == 1:
+                return picked[0][0]
+        elif len(rooms) == 1:
+            return rooms[0][0]
+        listed = "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(rooms, 1))
+        raise CommandError(
+            f"Which room should I post it in?\n{listed}\nSend it again ending with "
+            f"`| room: 1` (or the room's name)."
+        )
+
+    async def _room_name(self, room_id: str) -> str:
+        state = await self.plugin.rooms.state_event(room_id, "m.room.name")
+        name = (state or {}).get("name")
+        return str(name) if name else room_id
+
+    async def requester_only(self, ctx: Context[Any], post: Post) -> Post:
+        """A private need is answered for only in a DM: in a room, anyone asking gets the same
+        refusal, so the reply can't tell the room who asked."""
+        if post.private and not await ctx.is_direct():
+            raise CommandError(
+                f"{post.short_id} was asked privately: the person who asked answers me in a "
+                "direct message, so nobody here learns who it was."
+            )
+        return post
+
+    async def privately(self, ctx: Context[Any], content: Any) -> None:
+        """Answer by DM (``!mine`` lists private needs), saying so where it was asked."""
+        await ctx.dm(ctx.sender, content)
+        if not await ctx.is_direct():
+            await ctx.reply("I've sent it to you in a direct message.")
+
+    # -- "I can do that for you" ---------------------------------------------------------------
+    async def can(self, ctx: Context[Any], post: Post, answer_in_room: bool = True) -> str:
+        """``!can N-42`` (or ✋, answered by DM): record the offer of help and ask the requester
+        by DM. Returns the answer for the helper."""
+        helper = ctx.sender
+        in_room = answer_in_room and not await ctx.is_direct()
+        if post.private and in_room and await self.store.is_owner(post, helper):
+            # The room must not learn it was theirs: the usual answer here, the real one by DM.
+            await ctx.dm(helper, f"{post.short_id} is your own need, so I've done nothing.")
+            return _ASKED.format(id=post.short_id)
+        transition = service.offer_help(
+            post,
+            is_owner=await self.store.is_owner(post, helper),
+            now=ctx.now,
+            helper_match=await self.store.live_match(post.id, helper),
+        )
+        del transition  # the need stays open; the match is what changes
+        match, new = await self.store.add_match(post, helper, ctx.now)
+        requester = await self.store.requester_of(post)
+        if new and requester is not None:
+            await ctx.dm(
+                requester,
+                f"{helper} offers to help with {post.short_id} (“{post.body}”). Type "
+                f"`{ctx.prefix}accept {post.short_id}` to be introduced in a private chat, or "
+                f"`{ctx.prefix}decline {post.short_id}`.",
+            )
+        self.log.info("offer of help %s on %s by %s", match.id, post.short_id, private(helper))
+        return _ASKED.format(id=post.short_id)
+
+    async def pending(self, post: Post, helper: str | None) -> Match | None:
+        """The offer of help the requester answers: ``helper``'s, else the oldest waiting."""
+        waiting = await self.store.matches_of(post.id, (OFFERED,))
+        if helper is not None:
+            waiting = [m for m in waiting if m.helper == helper]
+        return waiting[0] if waiting else None
+
+    async def accept(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
+        match = await self.pending(post, helper)
+        is_owner = await self.store.is_owner(post, ctx.sender)
+        accepted = await self.accepted_match(post) if is_owner and post.state == MATCHED else None
+        if accepted is not None and accepted.intro_room_id is None:
+            # Accepted, but the room was never made (the homeserver refused, or a crash): the
+            # requester typing !accept again makes it now.
+            await self.introduce(ctx, post, accepted, ctx.sender)
+            return f"Done: I've started a private chat for {post.short_id}."
+        transition = service.accept(post, match, is_owner=is_owner, now=ctx.now)
+        assert match is not None and match.helper is not None
+        if not await self.store.apply(post, transition, now=ctx.now, match=match):
+            raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
+        await self.introduce(ctx, post, match, ctx.sender)
+        return (
+            f"Done: I've started a private chat with you and the helper for {post.short_id}. "
+            "Look for the invitation."
+        )
+
+    async def introduce(self, ctx: Context[Any], post: Post, match: Match, requester: str) -> None:
+        """A small private room with exactly the two of them and the bot, made once per match."""
+        assert match.helper is not None
+        current = await self.store.match(match.id)
+        room_id = current.intro_room_id if current else None
+        if room_id is None:
+            room_id = await self.plugin.create_private_room(
+                f"{post.short_id}: mutual aid", [requester, match.helper]
+            )
+            await self.store.set_intro_room(match.id, room_id)
+        config = await self.plugin.config(post.room_id)
+        intro = self.plugin.render(
+            "intro",
+            post=post,
+            helper=match.helper,
+            requester=requester,
+            timebank=config.timebank,
+        )
+        await ctx.send_message(
+            room_id,
+            Message(intro.text, intro.html, mentions=(match.helper, requester)),
+        )
+        self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)
+
+    async def decline(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
+        match = await self.pending(post, helper)
+        transition = service.decline(
+            post, match, is_owner=await self.store.is_owner(post, ctx.sender)
+        )
+        assert match is not None
+        await self.store.apply(post, transition, now=ctx.now, match=match)
+        if match.helper is not None:
+            await ctx.dm(
+                match.helper,
+                f"Thank you for offering to help with {post.short_id}; this time the neighbour "
+                f"said no thanks. Other needs: `{ctx.prefix}needs` in the room.",
+            )
+        return f"OK, I've told them kindly. {post.short_id} stays open for other offers."
+
+    async def tell_backed_out(self, ctx: Context[Any], post: Post, helpers: list[Match]) -> None:
+        """The requester withdrew: the helpers who had offered or were helping are told."""
+        for match in helpers:
+            if match.helper is not None and match.helper != ctx.sender:
+                await ctx.dm(
+                    match.helper,
+                    f"{post.short_id} was withdrawn by the person who asked. Thank you for "
+                    "offering to help.",
+                )
+
+    async def tell_reopened(self, ctx: Context[Any], post: Post) -> None:
+        requester = await self.store.requester_of(post)
+        if requester is not None:
+            await ctx.dm(
+                requester,
+                f"The helper for {post.short_id} had to back out, so it is open again and "
+                "others can offer to help.",
+            )
+
+    async def accepted_match(self, post: Post) -> Match | None:
+        found = await self.store.matches_of(post.id, (ACCEPTED,))
+        return found[-1] if found else None
+
+    # -- safety --------------------------------------------------------------------------------
+    async def report(self, ctx: Context[Any], post: Post, reason: str) -> str:
+        reason = service.check_report(post, reason)
+        await self.ledger.add_report(post, ctx.sender, reason, ctx.now)
+        told = 0
+        for member in await self.plugin.rooms.joined_members(post.room_id):
+            if member in (self.plugin.rooms.bot_user_id, ctx.sender):
+                continue
+            if told >= MAX_MODERATORS_TOLD:
+                break
+            if await self.plugin.permissions.has(post.room_id, member, Role.MODERATOR):
+                await ctx.dm(
+                    member,
+                    f"{post.short_id} was reported: “{reason}”. The post: {post.body}. To take "
+                    f"it down, type `{ctx.prefix}withdraw {post.short_id}` (the poster is "
+                    "told).",
+                )
+                told += 1
+        self.log.info("report on %s sent to %d moderators", post.short_id, told)
+        return "Thank you. The room's moderators have been told privately."
+
+    async def removed(self, ctx: Context[Any], post: Post) -> None:
+        poster = await self.store.requester_of(post)
+        if poster is not None and poster != ctx.sender:
+            await ctx.dm(
+                poster,
+                f"A moderator took down your post {post.short_id} (“{post.body}”). Ask the "
+                "room's moderators if you'd like to know why.",
+            )

@@ -1,0 +1,106 @@
+"""Timers and hooks: expiry and the reminder before it, the digests, forgetting a person.
+
+The expiry job runs every :data:`SWEEP` (and once at start, for what came due while the bot
+was down). Its DMs are keyed by the job and its due time, so a run repeated after a crash does
+not message anyone twice; each post's reminder is sent once (``mark_reminded``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from civicbot_plugins.mutual_aid import service, views
+from civicbot_plugins.mutual_aid.jobs import AidJobs
+from civicbot_plugins.mutual_aid.ledger import AidLedger
+from civicbot_plugins.mutual_aid.parsing import OFFER
+from civicbot_plugins.mutual_aid.store import AidStore
+
+from civicbot.context import JobContext, PluginContext
+from civicbot.logs import private
+from civicbot.plugin import DigestSection, ForgetReport
+
+SWEEP = timedelta(minutes=15)
+
+
+class AidUpkeep:
+    """The expiry job and the hooks other parts of civicbot call."""
+
+    def __init__(self, plugin: PluginContext[Any], store: AidStore, ledger: AidLedger):
+        self.plugin = plugin
+        self.store = store
+        self.ledger = ledger
+        self.jobs = AidJobs(store)
+
+    def start(self) -> None:
+        self.plugin.jobs.at("expiry-start", self.plugin.clock.now(), self.sweep)
+        self.plugin.jobs.every("expiry", SWEEP, self.sweep)
+
+    async def set_thanks(self, post_id: int) -> None:
+        await self.jobs.set_thanks(post_id)
+
+    async def sweep(self, job: JobContext[Any]) -> None:
+        """Expire what is past its expiry, remind what expires soon; the poster is told by DM."""
+        now = job.now
+        for post in await self.jobs.past_expiry(now):
+            change = service.expire(post, now)
+            if change is None or not await self.store.apply(post, change, now=now):
+                continue
+            poster = await self.store.requester_of(post)
+            if poster is not None:
+                await job.dm(
+                    poster,
+                    f"Your post {post.short_id} (“{post.body}”) has expired. To bring it back, "
+                    f"type `{self.plugin.prefix}renew {post.short_id}`.",
+                )
+        for post in await self.jobs.expiring_between(now, now + service.REMIND_BEFORE):
+            if not await self.jobs.mark_reminded(post.id):
+                continue
+            poster = await self.store.requester_of(post)
+            if poster is not None:
+                await job.dm(
+                    poster,
+                    f"Your post {post.short_id} (“{post.body}”) expires on "
+                    f"{post.expires_at:%a %-d %b}. To keep it up, type "
+                    f"`{self.plugin.prefix}renew {post.short_id}`.",
+                )
+
+    # -- digests -------------------------------------------------------------------------------
+    async def digest_section(
+        self, room_id: str, since: datetime, until: datetime
+    ) -> DigestSection | None:
+        """New offers, needs still waiting (de-identified: no list shows a poster) and thanks."""
+        offers = await self.jobs.created_between(room_id, OFFER, since, until)
+        waiting = await self.jobs.waiting_needs(room_id, until)
+        thanks = await self.jobs.thanks_between(room_id, since, until)
+        if not (offers or waiting or thanks):
+            return None
+        rendered = self.plugin.render(
+            "digest",
+            offers=[views.line(p, until) for p in offers if p.state == "open"],
+            waiting=[f"{p.short_id} — {p.body} (waiting {views.age(p, until)})" for p in waiting],
+            thanks=[p.short_id for p in thanks],
+        )
+        return DigestSection("Mutual aid", rendered.text, rendered.html, order=40)
+
+    async def personal_digest_section(self, user_id: str) -> DigestSection | None:
+        """The needs this person offered help with or is helping with (for their DM only)."""
+        helping = await self.store.helping(user_id)
+        if not helping:
+            return None
+        now = self.plugin.clock.now()
+        text = "\n".join(f"• {line}" for line in views.helping_lines(helping, now))
+        return DigestSection("Needs you offered to help with", text, order=40)
+
+    # -- forgetting ----------------------------------------------------------------------------
+    async def forget(self, user_id: str) -> ForgetReport:
+        """Needs this person was helping with reopen (so nobody waits on a helper who is gone);
+        then their posts go and their name comes off matches, hours and reports."""
+        now = self.plugin.clock.now()
+        reopened = await self.jobs.reopen_helped_by(user_id, now)
+        removed, anonymised = await self.ledger.forget(user_id)
+        self.plugin.log.info(
+            "forgot %s: %d posts removed, %d reopened", private(user_id), removed, len(reopened)
+        )
+        notes = [f"{p.short_id} is open again for other helpers" for p in reopened]
+        return ForgetReport(removed=removed, anonymised=anonymised, notes=notes)

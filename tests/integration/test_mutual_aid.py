@@ -1,0 +1,77 @@
+"""Mutual aid against a real Synapse: a private need sent by DM, the de-identified post, a
+helper's !can, the requester's acceptance by DM and the introduction room — and no trace of
+the requester anywhere else (room timeline, room state, the bot's log)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.conftest import is_notice_from, room_with_bot
+
+
+async def test_a_private_need_reaches_a_helper_without_naming_the_requester(residents, bots):
+    mod, ann, cat = await residents("mod"), await residents("ann"), await residents("cat")
+    bot = await bots()
+    room = await room_with_bot(mod, bot, ann, cat)
+
+    # Ann asks the bot for her list privately; the bot opens a DM with her (as Element would
+    # show it: an invitation from the bot), and she sends her need there.
+    ann.mark()
+    await ann.send_text(room, "!mine")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "direct message"))
+    dm = await ann.wait_for_invite()
+    await ann.join(dm)
+    assert await ann.members_present(dm) == sorted([ann.user_id, bot.user_id])
+    ann.mark()
+    mod.mark()
+    await ann.send_text(dm, "!need help carrying shopping up three flights | this week")
+    posted = await ann.wait_for(dm, is_notice_from(bot.user_id, "N-1 is posted in the room"))
+    assert "without your name" in posted["content"]["body"]
+    announced = await mod.wait_for(room, is_notice_from(bot.user_id, "A neighbour needs"))
+    assert (
+        "help carrying shopping up three flights (this week) — N-1"
+        in (announced["content"]["body"])
+    )
+
+    # Cat offers to help; Ann is asked in her DM and accepts there.
+    cat.mark()
+    await cat.send_text(room, "!can N-1")
+    await cat.wait_for(room, is_notice_from(bot.user_id, "I've asked the person who needs N-1"))
+    asked = await ann.wait_for(dm, is_notice_from(bot.user_id, "offers to help with N-1"))
+    assert asked["content"]["body"].startswith(cat.user_id)
+    await ann.send_text(dm, "!accept N-1")
+    await ann.wait_for(dm, is_notice_from(bot.user_id, "private chat"))
+
+    # The introduction: a new room with exactly the two of them and the bot.
+    intro = await cat.wait_for_invite()
+    await cat.join(intro)
+    await ann.join(intro)
+    assert await cat.members_present(intro) == sorted([ann.user_id, cat.user_id, bot.user_id])
+    cat.mark()
+    hello = await cat.messages(intro)
+    intro_text = " ".join(
+        e["content"].get("body", "") for e in hello if e["type"] == "m.room.message"
+    )
+    assert "offered to help with N-1" in intro_text and ann.user_id in intro_text
+    join_rules = await cat.get_state(intro, "m.room.join_rules")
+    assert join_rules["join_rule"] == "invite"
+
+    # Nobody in the neighbourhood room can tell it was Ann: not in any message, not in any
+    # state event other than her own membership, not in the bot's log.
+    await cat.send_text(room, "!needs")
+    await cat.wait_for(room, is_notice_from(bot.user_id, "Open needs here"))
+    timeline = await mod.messages(room, limit=200)
+    # (Her own events carry her id as their sender: that is her, in the open, not a link.)
+    not_hers = [e for e in timeline if ann.user_id not in (e.get("sender"), e.get("state_key"))]
+    said = json.dumps(not_hers)
+    assert "N-1" in said
+    assert ann.user_id not in said
+    state = await mod.room_state(room)
+    assert any(e["type"] == "m.room.create" for e in state)
+    assert ann.user_id not in json.dumps(
+        [e for e in state if ann.user_id not in (e.get("sender"), e.get("state_key"))]
+    )
+    log = bot.log_text()
+    assert "need N-1 posted by <private:" in log  # logged, under a pseudonym
+    assert ann.user_id not in log
+    assert ann.user_id.split(":")[0] not in log

@@ -1,0 +1,247 @@
+"""The mutual_aid plugin driven through the real bot: fake homeserver, real database and
+templates. Tried the way residents would: a private need by DM, a helper's ✋, the hand-off."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
+
+from civicbot.loader import discover
+from civicbot.testing.harness import MODERATOR, BotHarness
+from civicbot.transport import TransportError
+
+ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"
+
+
+def plugins():
+    return {**discover(builtin_only=True), "mutual_aid": MutualAidPlugin}
+
+
+def harness(tmp_path, **aid):
+    return BotHarness.create(
+        tmp_path,
+        plugins(),
+        plugins={"mutual_aid": aid} if aid else {},
+    )
+
+
+async def ask(h, room, who, text):
+    await h.say(room, who, text)
+    return h.last_text(room)
+
+
+async def dm(h, who):
+    return await h.transport.direct_room(who)
+
+
+def everything_said(h, room):
+    """Every body and formatted body the bot sent to ``room``, and the room's state."""
+    sent = [s for s in h.transport.sent if s.room_id == room]
+    return " ".join(str(s.content) for s in sent)
+
+
+async def test_a_private_need_goes_by_dm_and_reaches_the_helper_without_the_name(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await ask(h, room, BOB, "!offer I have a van and can help move furniture | ongoing")
+        ann_dm = await dm(h, ANN)
+        reply = await ask(h, ann_dm, ANN, "!need help moving a sofa on saturday | this week")
+        assert reply.startswith("N-1 is posted in the room, without your name")
+        assert "O-1" in reply  # Bob's van is suggested to her
+        post = h.texts(room)[-1]
+        assert post.startswith("A neighbour needs: help moving a sofa on saturday (this week)")
+        assert "N-1" in post and "!can N-1" in post
+        # Bob opted in to hear about needs like his offer.
+        assert "A neighbour needs something you offered (O-1)" in h.last_text(await dm(h, BOB))
+
+        # Cat raises a hand on the post; Ann is asked privately.
+        post_event = next(s for s in h.transport.sent if s.room_id == room and "N-1" in s.body)
+        await h.send(
+            room,
+            CAT,
+            "m.reaction",
+            {
+                "m.relates_to": {
+                    "rel_type": "m.annotation",
+                    "event_id": post_event.event_id,
+                    "key": "✋",
+                }
+            },
+        )
+        assert "I've asked the person who needs N-1" in h.last_text(await dm(h, CAT))
+        asked = h.last_text(ann_dm)
+        assert asked.startswith(f"{CAT} offers to help with N-1") and "!accept N-1" in asked
+
+        # Only Ann may accept; she does, and a room with exactly the two of them is made.
+        assert "asked privately" in await ask(h, room, BOB, "!accept N-1")
+        refused = await ask(h, await dm(h, BOB), BOB, "!accept N-1")
+        assert "Only the person who asked for N-1 can accept" in refused
+        assert "!can N-1" in refused
+        done = await ask(h, ann_dm, ANN, "!accept N-1")
+        assert "private chat" in done
+        (intro_room, name, invited) = h.transport.created_rooms[-1]
+        assert sorted(invited) == [ANN, CAT] and "N-1" in name
+        members = await h.transport.joined_members(intro_room)
+        assert sorted(members) == sorted([ANN, CAT, h.transport.user_id])
+        intro = h.last_text(intro_room)
+        assert CAT in intro and ANN in intro and "!done N-1" in intro
+
+        # Nothing in the neighbourhood room, its lists or the logs names Ann.
+        await ask(h, room, BOB, "!needs")
+        await ask(h, room, BOB, "!find sofa")
+        assert ANN not in everything_said(h, room)
+        assert "ann" not in everything_said(h, room).lower()
+        assert ANN not in caplog.text
+
+        # Ann marks it done with a thank-you; the room thanks "the neighbour" (Cat).
+        assert "N-1 is done" in await ask(h, ann_dm, ANN, "!done N-1 thanks")
+        assert h.texts(room)[-1] == "Thank you to the neighbour who helped with N-1!"
+        assert ANN not in everything_said(h, room)
+
+
+async def test_bad_input_gets_a_reply_saying_what_to_type(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        assert "There's no N-99" in await ask(h, room, BOB, "!can N-99")
+        assert "is not a post id" in await ask(h, room, BOB, "!can banana")
+        await ask(h, room, ANN, "!need a lift to the hospital on tuesday")
+        own = await ask(h, room, ANN, "!can N-1")
+        assert "your own need" in own and "!withdraw N-1" in own
+        await ask(h, room, BOB, "!offer a ladder to lend")
+        offer = await ask(h, room, ANN, "!can O-1")
+        assert "offer, not a need" in offer and "!need" in offer
+        assert "Only the person who asked" in await ask(h, room, BOB, "!accept N-1")
+        long = await ask(h, room, ANN, "!need " + "x" * 10_000)
+        assert "too long" in long and "sentence or two" in long
+        ping = await ask(h, room, ANN, "!need help @room now")
+        assert "can't ping the whole room" in ping and "Take out" in ping
+        # A closed need: withdrawn, then someone offers help.
+        assert "withdrawn" in await ask(h, room, ANN, "!withdraw N-1")
+        closed = await ask(h, room, BOB, "!can N-1")
+        assert "N-1 was withdrawn, so it can't be helped with now" in closed
+
+
+async def test_expired_posts_remind_then_expire_and_can_be_renewed(tmp_path):
+    async with harness(tmp_path, expiry_days=3) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, "!need someone to walk my dog")
+        await h.advance(timedelta(days=1, hours=1))
+        assert "expires on" in h.last_text(await dm(h, ANN))
+        await h.advance(timedelta(days=2))
+        assert "has expired" in h.last_text(await dm(h, ANN))
+        late = await ask(h, room, BOB, "!can N-1")
+        assert "has expired" in late and "!renew N-1" in late
+        assert "stays up until" in await ask(h, room, ANN, "!renew N-1")
+        assert "I've asked the person" in await ask(h, room, BOB, "!can N-1")
+
+
+async def test_a_helper_backing_out_or_being_forgotten_reopens_the_need(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await ask(h, room, ANN, "!need help with my laptop")
+        await ask(h, room, BOB, "!can N-1")
+        await ask(h, room, ANN, "!accept N-1")
+        busy = await ask(h, room, CAT, "!can N-1")
+        assert "already helping" in busy
+        assert "no longer down to help" in await ask(h, room, BOB, "!withdraw N-1")
+        assert "open again" in h.last_text(await dm(h, ANN))
+        await ask(h, room, CAT, "!can N-1")
+        await ask(h, room, ANN, "!accept N-1")
+        await ask(h, room, CAT, "!forget me")
+        await ask(h, room, CAT, "!forget me confirm")
+        needs = await ask(h, room, BOB, "!needs")
+        assert "N-1" in needs  # open again, not matched to nobody
+
+
+async def test_reports_reach_moderators_who_can_remove(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, "!offer cheap watches, DM me")
+        empty = await ask(h, room, BOB, "!report O-1")
+        assert "Say what is wrong" in empty
+        assert "moderators have been told" in await ask(h, room, BOB, "!report O-1 spam")
+        assert "O-1 was reported: “spam”" in h.last_text(await dm(h, MODERATOR))
+        assert "removed" in await ask(h, room, MODERATOR, "!withdraw O-1")
+        assert "took down your post O-1" in h.last_text(await dm(h, ANN))
+        assert "No open offers" in await ask(h, room, BOB, "!offers")
+
+
+async def test_a_need_by_dm_asks_which_room_when_there_are_several(tmp_path):
+    async with harness(tmp_path) as h:
+        elm, oak = h.room(members=[ANN, BOB]), h.room(members=[ANN, CAT])
+        ann_dm = await dm(h, ANN)
+        alone = await ask(h, ann_dm, ANN, "!need a lift to the station")
+        assert "I don't know a room of yours" in alone  # the bot has seen neither room in use
+        await ask(h, elm, BOB, "!needs")
+        await ask(h, oak, CAT, "!offers")
+        question = await ask(h, ann_dm, ANN, "!need a lift to the station")
+        assert question.startswith("Which room should I post it in?")
+        assert f"1. {elm}" in question and f"2. {oak}" in question and "| room: 1" in question
+        posted = await ask(h, ann_dm, ANN, "!need a lift to the station | room: 2")
+        assert posted.startswith("N-1 is posted in the room, without your name")
+        assert "A neighbour needs: a lift to the station" in h.last_text(oak)
+        assert not any("N-1" in text for text in h.texts(elm))
+        offer = await ask(h, ann_dm, ANN, "!offer my old bike")
+        assert "Offers are posted in the room" in offer
+
+
+async def test_in_the_room_the_requester_gets_the_answer_anyone_would(tmp_path):
+    """Typed in the room about a private need, a command must not tell onlookers whose it is:
+    the requester and a stranger get word-for-word the same reply, and nothing happens."""
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await ask(h, room, BOB, "!needs")
+        await ask(h, await dm(h, ANN), ANN, "!need someone to fix my bike puncture")
+        for command in ("!accept N-1", "!decline N-1", "!done N-1", "!renew N-1", "!withdraw N-1"):
+            hers, his = await ask(h, room, ANN, command), await ask(h, room, CAT, command)
+            assert hers == his and "asked privately" in hers, command
+        assert await ask(h, room, ANN, "!can N-1") == await ask(h, room, CAT, "!can N-1")
+        assert any("your own need" in t for t in h.texts(await dm(h, ANN)))
+        assert "N-1" in await ask(h, room, BOB, "!needs")  # still open: nothing was done
+        assert "asked privately" not in await ask(h, await dm(h, ANN), ANN, "!renew N-1")
+
+
+async def test_digest_export_and_personal_digest_show_only_what_each_may_see(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await ask(h, room, BOB, "!offer a spare pram to give away | one-off")
+        await ask(h, room, BOB, "!needs")
+        await ask(h, await dm(h, ANN), ANN, "!need a buggy for my grandson")
+        await ask(h, room, CAT, "!need help with a council tax form")
+        await ask(h, room, BOB, "!can N-1")
+        await h.advance(timedelta(days=3))
+        plugin = h.bot.plugins["mutual_aid"]
+        since, until = h.clock.now() - timedelta(days=7), h.clock.now()
+        section = await plugin.digest_section(room, since, until)
+        assert "New offers:" in section.text and "O-1" in section.text
+        assert "N-1 — a buggy for my grandson (waiting 3 days)" in section.text
+        assert "N-2" in section.text and ANN not in section.text and CAT not in section.text
+        mine = await plugin.personal_digest_section(BOB, since, until)
+        assert "N-1" in mine.text and "[offered]" in mine.text
+        assert await plugin.personal_digest_section(CAT, since, until) is None
+        ann_data = await plugin.export_user_data(ANN)
+        assert [p["id"] for p in ann_data["posts"]] == ["N-1"] and ann_data["posts"][0]["private"]
+        assert [p["id"] for p in (await plugin.export_user_data(CAT))["posts"]] == ["N-2"]
+
+
+async def test_accepting_again_makes_the_room_if_the_homeserver_refused_it(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, "!need help with my boiler")
+        await ask(h, room, BOB, "!can N-1")
+        made = h.transport.create_private_room
+
+        async def refuse(name, invite):
+            raise TransportError("no rooms today")
+
+        h.transport.create_private_room = refuse
+        await h.say(room, ANN, "!accept N-1")  # accepted, but no room could be made
+        assert h.transport.created_rooms == []
+        h.transport.create_private_room = made
+        assert "private chat" in await ask(h, room, ANN, "!accept N-1")
+        (intro, _, invited) = h.transport.created_rooms[-1]
+        assert sorted(invited) == [ANN, BOB] and "N-1" in h.last_text(intro)
+        assert "already accepted" in await ask(h, room, ANN, "!accept N-1")
