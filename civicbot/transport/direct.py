@@ -155,10 +155,16 @@ class DirectChats:
         return problem is None
 
     async def _made_as_dm(self, room_id: str, state: list[dict[str, Any]], person: str) -> bool:
-        """Whether the creator (the bot or the person) invited the other with ``is_direct``:
-        the other's latest invite, found back through ``unsigned.replaces_state``."""
+        """Whether the person created the room and invited the bot with ``is_direct`` (as
+        Element does): the bot's latest invite, found back through ``unsigned.replaces_state``.
+
+        A room the bot created counts only while it is recorded: the bot records every DM it
+        makes, so an unrecorded one was dropped on purpose (``!forget me``) and must not be
+        taken up again from its history."""
         creator = next((e.get("sender") for e in state if e.get("type") == "m.room.create"), None)
-        other = self.user_id if creator == person else person
+        if creator != person:
+            return False
+        other = self.user_id
         event = next(
             (e for e in state if e.get("type") == "m.room.member" and e.get("state_key") == other),
             None,
