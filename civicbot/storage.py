@@ -231,3 +231,25 @@ def _check_ownership(owner: str, sql: str) -> None:
 def _split_sql(script: str) -> list[str]:
     """Split a migration script into statements (no semicolons inside strings, by convention)."""
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+async def rewrite_in_key_order(
+    db: Database,
+    table: str,
+    columns: Sequence[str],
+    key_width: int,
+    add: Sequence[tuple[Any, ...]] = (),
+    drop: Callable[[tuple[Any, ...]], bool] | None = None,
+) -> None:
+    """Empty ``table`` and write its rows back sorted by their first ``key_width`` columns, with
+    ``add`` among them and without the rows ``drop(row)`` is true for. Call inside a
+    transaction. For tables whose page layout must not reveal arrival order (secret ballots,
+    anonymous answers): with random keys, a row's place says nothing about when it came."""
+    names = ", ".join(columns)
+    rows = [tuple(r) for r in await db.fetchall(f"SELECT {names} FROM {table}")]
+    rows = [r for r in rows if drop is None or not drop(r)] + list(add)
+    # Python orders str by code point, as SQLite's BINARY collation orders UTF-8 bytes.
+    rows.sort(key=lambda row: row[:key_width])
+    await db.execute(f"DELETE FROM {table}")
+    marks = ", ".join("?" * len(columns))
+    await db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)

@@ -36,7 +36,7 @@ from typing import Any
 
 import aiosqlite
 
-from civicbot.storage import Database, Migration
+from civicbot.storage import Database, Migration, rewrite_in_key_order
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,11 @@ class AnonymousAnswers:
         add: list[tuple[Any, ...]] | None = None,
         drop: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> None:
-        """Empty ``table`` and write its rows back in key order. Call inside a transaction."""
+        """``table`` rewritten in key order (see :func:`civicbot.storage.rewrite_in_key_order`).
+        Call inside a transaction."""
         assert self._db is not None
         columns, width = TABLES[table]
-        names = ", ".join(columns)
-        rows = [tuple(r) for r in await self._db.fetchall(f"SELECT {names} FROM {table}")]
-        rows = [r for r in rows if drop is None or not drop(r)] + (add or [])
-        rows.sort(key=lambda row: row[:width])
-        await self._db.execute(f"DELETE FROM {table}")
-        marks = ", ".join("?" * len(columns))
-        await self._db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        await rewrite_in_key_order(self._db, table, columns, width, add or (), drop)
 
     async def submit(
         self,

@@ -45,7 +45,7 @@ from civicbot_plugins.polls.models import ANONYMOUS, OPEN, Poll, anonymous_voter
 
 from civicbot import failpoints
 from civicbot.commands import CommandError
-from civicbot.storage import Database, Migration
+from civicbot.storage import Database, Migration, rewrite_in_key_order
 
 log = logging.getLogger(__name__)
 
@@ -165,18 +165,11 @@ class SecretBallots:
         add: list[tuple[Any, ...]] | None = None,
         drop: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> None:
-        """Empty ``table`` and write its rows back in key order, with ``add`` among them and
-        without the rows ``drop(row)`` is true for. Call inside a transaction."""
+        """``table`` rewritten in key order (see :func:`civicbot.storage.rewrite_in_key_order`).
+        Call inside a transaction."""
         assert self._db is not None
         columns, width = _TABLES[table]
-        names = ", ".join(columns)
-        rows = [tuple(r) for r in await self._db.fetchall(f"SELECT {names} FROM {table}")]
-        rows = [r for r in rows if drop is None or not drop(r)] + (add or [])
-        # Python orders str by code point, as SQLite's BINARY collation orders UTF-8 bytes.
-        rows.sort(key=lambda row: row[:width])
-        await self._db.execute(f"DELETE FROM {table}")
-        marks = ", ".join("?" * len(columns))
-        await self._db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        await rewrite_in_key_order(self._db, table, columns, width, add or (), drop)
 
     # -- casting -------------------------------------------------------------------------------
     async def cast(
