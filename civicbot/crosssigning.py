@@ -301,16 +301,16 @@ async def _ensure(
     if ours is None:
         ours = CrossSigningKeys.generate(user_id)
         save_keys(key_file, ours)
-    if foreign:
-        log.warning(
-            "replacing %s's cross-signing master key %s with ours, %s (matrix.cross_signing_reset)",
-            user_id,
-            server_master,
-            ours.master.public_key,
-        )
     refusal = await _publish(api, ours, password)
     if refusal:
         return Outcome.UNSIGNED, refusal, ours
+    if foreign:
+        log.warning(
+            "replaced %s's cross-signing master key %s with ours (matrix.cross_signing_reset): "
+            "people who verified the bot will see its identity change",
+            user_id,
+            server_master,
+        )
     await _sign_device(api, ours, device)
     return Outcome.PUBLISHED, f"published master key {ours.master.public_key} and signed", ours
 
