@@ -244,7 +244,7 @@ async def ensure_cross_signed(
         outcome, detail, keys = await _ensure(
             api, user_id, device_id, device_key, password, key_file, replace_server_keys
         )
-    except (CrossSigningError, TransportError) as exc:
+    except (CrossSigningError, TransportError, OSError) as exc:  # OSError: writing key_file
         outcome, detail, keys = Outcome.UNSIGNED, f"cannot cross-sign: {exc}", None
     if outcome is Outcome.UNSIGNED:
         log.warning("device %s stays unsigned: %s", device_id, detail)
@@ -270,7 +270,8 @@ async def _ensure(
             f"the homeserver has no keys for device {device_id}: upload them first"
         )
     _check_own_device(device, user_id, device_id, device_key)
-    server_master = _public_key((listing.get("master_keys") or {}).get(user_id))
+    published_master = (listing.get("master_keys") or {}).get(user_id)
+    server_master = _public_key(published_master)
     server_ssk = _public_key((listing.get("self_signing_keys") or {}).get(user_id))
 
     if ours is not None and (server_master, server_ssk) == (
@@ -287,15 +288,15 @@ async def _ensure(
         await _sign_device(api, ours, device)
         return Outcome.SIGNED, f"signed with the kept keys (master {ours.master.public_key})", ours
 
-    foreign = server_master is not None and (
+    foreign = published_master is not None and (
         ours is None or server_master != ours.master.public_key
     )
     if foreign and not replace:
         where = f"not the ones in {key_file}" if ours else f"and {key_file} is missing"
         detail = (
             f"the homeserver holds other cross-signing keys for {user_id} "
-            f"(master {server_master}), {where}: someone reset them from another client, or the "
-            f"key file was lost. To fix: {RESET_HINT}"
+            f"(master {server_master or 'unreadable'}), {where}: someone reset them from "
+            f"another client, or the key file was lost. To fix: {RESET_HINT}"
         )
         return Outcome.UNSIGNED, detail, ours
     if ours is None:
@@ -320,10 +321,12 @@ def _check_own_device(
 ) -> None:
     """Refuse to vouch for keys the device did not make: a homeserver could hand back others."""
     key_id = f"ed25519:{device_id}"
+    keys = device.get("keys")
     if (
         device.get("user_id") != user_id
         or device.get("device_id") != device_id
-        or (device.get("keys") or {}).get(key_id) != device_key
+        or not isinstance(keys, dict)
+        or keys.get(key_id) != device_key
         or not verify_json(device, user_id, key_id, device_key)
     ):
         raise CrossSigningError(

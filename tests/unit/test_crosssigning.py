@@ -267,3 +267,12 @@ async def test_a_device_the_homeserver_made_up_is_never_signed(tmp_path):
     result = await _ensure(server, tmp_path)  # device_key is still the real device's
     assert result.outcome is Outcome.UNSIGNED and "not what this device" in result.detail
     assert server.calls == [KEYS_QUERY]
+
+
+async def test_a_master_key_the_bot_cannot_read_is_not_overwritten_either(tmp_path):
+    server = FakeKeysServer([["m.login.password"]])
+    _foreign_keys(server)
+    server.cross_signing["master_keys"]["keys"]["ed25519:second"] = "second"
+    result = await _ensure(server, tmp_path)
+    assert result.outcome is Outcome.UNSIGNED and "master unreadable" in result.detail
+    assert server.calls == [KEYS_QUERY]
