@@ -8,8 +8,8 @@ checkpoint, and copying both files while they change can give a torn database). 
 stay gone: the database runs with ``secure_delete``, so free pages copied along are zeroed.
 
 A backup is a directory holding the copied state and ``MANIFEST.json`` (what is in it, with
-SHA-256 sums, checked again by restore). It contains the login session and ``secret.key``:
-keep it as private as the bot's data directory.
+SHA-256 sums, checked again by restore). It contains the login session, ``secret.key`` and the
+cross-signing keys: keep it as private as the bot's data directory.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from civicbot import __version__
+from civicbot.crosssigning import CROSS_SIGNING_FILE
 from civicbot.secretkey import DATABASE_FILE, KEY_FILE, SESSION_FILE, holds_data
 
 MANIFEST = "MANIFEST.json"
@@ -54,7 +55,12 @@ STATE: tuple[StateItem, ...] = (
     StateItem(DATABASE_FILE, "sqlite", True, "the database: polls, settings, sync position"),
     StateItem(KEY_FILE, "file", True, "the installation secret"),
     StateItem(SESSION_FILE, "file", False, "the login session (access token, device id)"),
+    # The bot's identity to people who verified it: lost, it can only be replaced by new keys,
+    # and every client that trusted the bot then warns that its identity changed.
+    StateItem(CROSS_SIGNING_FILE, "file", False, "the account's cross-signing keys"),
 )
+# Private keys: owner-only after a restore too, whatever the backup's copy came to be.
+OWNER_ONLY = (KEY_FILE, CROSS_SIGNING_FILE)
 
 
 def state_of(data_dir: Path) -> tuple[StateItem, ...]:
@@ -124,7 +130,7 @@ def restore(source: Path, data_dir: Path, *, replace: bool = False) -> Path | No
             shutil.copytree(origin, tmp)
         else:
             shutil.copy2(origin, tmp)
-        if name == KEY_FILE:
+        if name in OWNER_ONLY:
             os.chmod(tmp, 0o600)
         os.replace(tmp, destination)
     return aside

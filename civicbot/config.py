@@ -49,6 +49,10 @@ class MatrixSettings(_Section):
     password: SecretStr = SecretStr("")
     access_token: SecretStr = SecretStr("")
     device_name: str = "civicbot"
+    # Replace cross-signing keys on the homeserver that are not the ones in bot.data_dir (made
+    # by another client, or ours lost). Off: the bot warns and stays unsigned, since everyone
+    # who verified it would see its identity change (civicbot.crosssigning).
+    cross_signing_reset: bool = False
 
     @field_validator("homeserver")
     @classmethod

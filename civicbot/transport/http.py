@@ -85,6 +85,15 @@ class HomeserverApi:
 
     async def request_any(self, method: str, path: str, body: Any = None) -> Any:
         """A raw call returning whatever JSON the homeserver answered with."""
+        status, data = await self.request_status(method, path, body)
+        if status >= 400:
+            error = data if isinstance(data, dict) else {}
+            raise TransportError(error.get("error", f"HTTP {status}"), error.get("errcode", ""))
+        return data
+
+    async def request_status(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A raw call whose refusals are answers too: (HTTP status, JSON). For user-interactive
+        auth, where a 401 carries the session and the flows the next request needs."""
 
         async def call() -> Any:
             payload = json.dumps(body) if body is not None else None
@@ -100,10 +109,7 @@ class HomeserverApi:
             return _Raw(response.status, data)
 
         raw = await self.retry(f"{method} {path.split('?')[0]}", call)
-        if raw.status >= 400:
-            error = raw.data if isinstance(raw.data, dict) else {}
-            raise TransportError(error.get("error", f"HTTP {raw.status}"), error.get("errcode", ""))
-        return raw.data
+        return raw.status, raw.data
 
 
 class _Raw:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 
 from civicbot.cli import main
+from civicbot.crosssigning import CrossSigningKeys, load_keys, save_keys
 from civicbot.secretkey import installation_key
 from civicbot.storage import Database
 
@@ -90,3 +92,19 @@ async def test_a_plugins_own_database_file_is_backed_up_and_restored(tmp_path, c
     assert "secret-ballots.sqlite3" in capsys.readouterr().out
     assert main(["restore", str(backup), "--data-dir", str(restored)]) == 0
     assert _rows(restored / "secret-ballots.sqlite3") == 7
+
+
+async def test_the_cross_signing_keys_are_backed_up_and_restored_owner_only(tmp_path, capsys):
+    """Lost, they can only be replaced by new keys, and everyone who verified the bot would be
+    warned that its identity changed."""
+    live, backup, restored = tmp_path / "live", tmp_path / "backup", tmp_path / "restored"
+    db, _ = await _running_bot_data(live)
+    await db.close()
+    keys = CrossSigningKeys.generate("@civicbot:example.org")
+    save_keys(live / "cross-signing.json", keys)
+    assert main(["backup", str(backup), "--data-dir", str(live)]) == 0
+    assert "cross-signing.json" in capsys.readouterr().out
+    assert main(["restore", str(backup), "--data-dir", str(restored)]) == 0
+    assert stat.S_IMODE((restored / "cross-signing.json").stat().st_mode) == 0o600
+    again = load_keys(restored / "cross-signing.json", "@civicbot:example.org")
+    assert again is not None and again.master.seed == keys.master.seed
