@@ -49,6 +49,9 @@ class MatrixSettings(_Section):
     password: SecretStr = SecretStr("")
     access_token: SecretStr = SecretStr("")
     device_name: str = "civicbot"
+    # An encrypted message whose key has not come after this long is given up on and its
+    # sender told once (civicbot.transport.undecryptable). Keys usually come within seconds.
+    undecryptable_timeout: float = Field(60.0, ge=5, le=3600)
 
     @field_validator("homeserver")
     @classmethod
