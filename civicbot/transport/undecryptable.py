@@ -20,8 +20,9 @@ Logs carry counts and room ids only: never a sender, a body or a ciphertext. The
 are bounded per room (:data:`ROOM_CAP`): a flood of garbage drops the oldest, with a count in
 the log. The "told" records are kept :data:`TOLD_KEEP_DAYS` days, then pruned.
 
-The nio side is :class:`NioCrypto`, a thin adapter; everything else works on raw event dicts
-so the tests can drive it with fakes.
+The nio side is :class:`NioCrypto` and :func:`room_keys`, thin adapters; everything else works
+on raw event dicts so the tests can drive it with fakes. What the transport calls, and where, is
+in ``docs/undecryptable.md``.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ from nio import (
     AsyncClient,
     BadEvent,
     EncryptionError,
+    ForwardedRoomKeyEvent,
     LocalProtocolError,
     MegolmEvent,
+    RoomKeyEvent,
     RoomKeyRequestResponse,
+    SyncResponse,
     UnknownBadEvent,
 )
 
@@ -383,6 +387,17 @@ def _thread_root(raw: dict[str, Any]) -> str | None:
         root = relation.get("event_id")
         return root if isinstance(root, str) and root else None
     return None
+
+
+def room_keys(response: SyncResponse) -> list[tuple[str, str]]:
+    """The ``(room_id, session_id)`` of every room key a sync brought, for
+    :meth:`Undecryptable.retry`. nio has put them in its store by the time it returns the
+    response (a forwarded key only if it accepted it)."""
+    return [
+        (event.room_id, event.session_id)
+        for event in response.to_device_events
+        if isinstance(event, (RoomKeyEvent, ForwardedRoomKeyEvent))
+    ]
 
 
 class NioCrypto:

@@ -25,7 +25,6 @@ from nio import (
     LoginResponse,
     MegolmEvent,
     RoomCreateResponse,
-    RoomKeyEvent,
     RoomMessageNotice,
     RoomSendResponse,
     SyncResponse,
@@ -38,7 +37,7 @@ from civicbot.clock import FakeClock
 from civicbot.events import Event, Message
 from civicbot.storage import Database
 from civicbot.testing.synapse import LocalSynapse
-from civicbot.transport.undecryptable import NioCrypto, Released, Undecryptable
+from civicbot.transport.undecryptable import NioCrypto, Released, Undecryptable, room_keys
 
 from .conftest import PASSWORD, unique
 
@@ -156,21 +155,16 @@ class DrivenBot:
     async def batch(self) -> SyncResponse:
         """One sync handled as the transport will: hold, retry, tick, then the sink."""
         response = await self.client.sync()
-        released: list[Released] = []
+        at_once: list[Released] = []
         for room_id, info in response.rooms.join.items():
             for event in info.timeline.events:
                 if isinstance(event, MegolmEvent):
                     now = await self.undecryptable.hold(room_id, event.source)
-                    released += [now] if now else []
-        keys = [
-            (e.room_id, e.session_id)
-            for e in response.to_device_events
-            if isinstance(e, RoomKeyEvent)
-        ]
-        if keys:
-            released += await self.undecryptable.retry(keys)
+                    at_once += [now] if now else []
+        keys = room_keys(response)
+        released = await self.undecryptable.retry(keys) if keys else []
         released += await self.undecryptable.tick()
-        await self.sink(released)
+        await self.sink(released + at_once)
         return response
 
     async def held(self) -> int:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from nio import ForwardedRoomKeyEvent, RoomKeyEvent, UnknownToDeviceEvent
 
 from civicbot.clock import FakeClock
 from civicbot.events import Event, EventKind, Message
 from civicbot.storage import Database
 from civicbot.transport import TransportError
-from civicbot.transport.undecryptable import Undecryptable, notice_txn_id
+from civicbot.transport.undecryptable import Undecryptable, notice_txn_id, room_keys
 
 BOT = "@civicbot:hs"
 ANN = "@ann:hs"
@@ -413,3 +415,15 @@ async def test_forget_drops_what_is_held_and_told_about_a_person(
     await holder.hold(ROOM, encrypted(3, sender=BEN, sender_key="curveB"))
     assert await holder.forget(ANN) == 2  # one held event, one "told"
     assert await held_count(db) == 1
+
+
+def test_room_keys_lists_the_sessions_a_sync_brought() -> None:
+    algorithm = "m.megolm.v1.aes-sha2"
+    response = SimpleNamespace(
+        to_device_events=[
+            RoomKeyEvent({}, ANN, "curveA", ROOM, "S1", algorithm),
+            ForwardedRoomKeyEvent({}, BOT, "curveBot", OTHER_ROOM, "S2", algorithm),
+            UnknownToDeviceEvent({}, ANN, "m.dummy"),
+        ]
+    )
+    assert room_keys(response) == [(ROOM, "S1"), (OTHER_ROOM, "S2")]  # type: ignore[arg-type]
