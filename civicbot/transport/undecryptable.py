@@ -152,6 +152,7 @@ class Undecryptable:
         self._timeout_ms = int(timeout * 1000)
         self._room_cap = room_cap
         self._started_at = ms(clock.now())
+        self._released: set[str] = set()  # handed out, not yet handled: never twice in a run
 
     async def start(self) -> list[Released]:
         """Create the tables, then retry whatever was held when the bot last stopped: keys may
@@ -196,12 +197,7 @@ class Undecryptable:
                     now,
                 ),
             )
-            dropped = await self._db.execute_rowcount(
-                "DELETE FROM core_undecryptable_held WHERE event_id IN (SELECT event_id FROM "
-                "core_undecryptable_held WHERE room_id = ? ORDER BY received_at DESC, "
-                "rowid DESC LIMIT -1 OFFSET ?)",
-                (room_id, self._room_cap),
-            )
+            dropped = await self._drop_over_cap(room_id)
             asked = await self._db.execute_rowcount(
                 "INSERT INTO core_undecryptable_asked (room_id, session_id, asked_at) "
                 "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -217,6 +213,27 @@ class Undecryptable:
         if asked:
             await self._request_key(room_id, raw)
         return None
+
+    async def _drop_over_cap(self, room_id: str) -> int:
+        """Keep at most the room's cap, dropping the oldest of whoever has the most held there:
+        one sender's flood of garbage pushes out only their own."""
+        count = await self._db.fetchval(
+            "SELECT COUNT(*) FROM core_undecryptable_held WHERE room_id = ?", (room_id,)
+        )
+        over = int(count) - self._room_cap
+        if over <= 0:
+            return 0
+        top = await self._db.fetchval(
+            "SELECT sender FROM core_undecryptable_held WHERE room_id = ? GROUP BY sender "
+            "ORDER BY COUNT(*) DESC, MIN(received_at) LIMIT 1",
+            (room_id,),
+        )
+        return await self._db.execute_rowcount(
+            "DELETE FROM core_undecryptable_held WHERE event_id IN (SELECT event_id FROM "
+            "core_undecryptable_held WHERE room_id = ? AND sender = ? "
+            "ORDER BY received_at, rowid LIMIT ?)",
+            (room_id, top, over),
+        )
 
     async def _request_key(self, room_id: str, raw: dict[str, Any]) -> None:
         try:
@@ -247,19 +264,29 @@ class Undecryptable:
         released = []
         for row in rows:
             held = _from_row(row)
-            decrypted = self._crypto.decrypt(held.room_id, held.source)
-            if decrypted is not None:
-                released.append(Released(held.room_id, held.event_id, decrypted))
+            readable = self._try(held)
+            if readable is not None:
+                released.append(readable)
         if released:
             log.info("%d held encrypted events could be read now", len(released))
         return released
 
+    def _try(self, held: _Held) -> Released | None:
+        if held.event_id in self._released:
+            return None
+        decrypted = self._crypto.decrypt(held.room_id, held.source)
+        if decrypted is None:
+            return None
+        self._released.add(held.event_id)
+        return Released(held.room_id, held.event_id, decrypted)
+
     async def handled(self, released: Iterable[Released]) -> None:
         """The core has these events: stop holding them."""
+        ids = [each.event_id for each in released]
         await self._db.executemany(
-            "DELETE FROM core_undecryptable_held WHERE event_id = ?",
-            [(each.event_id,) for each in released],
+            "DELETE FROM core_undecryptable_held WHERE event_id = ?", [(i,) for i in ids]
         )
+        self._released.difference_update(ids)
 
     # -- timeouts ------------------------------------------------------------------------------
     async def tick(self) -> list[Released]:
@@ -288,9 +315,11 @@ class Undecryptable:
         overdue: dict[tuple[str, str], list[_Held]] = {}
         for row in rows:
             held = _from_row(row)
-            decrypted = self._crypto.decrypt(held.room_id, held.source)
-            if decrypted is not None:
-                released.append(Released(held.room_id, held.event_id, decrypted))
+            if held.event_id in self._released:
+                continue  # read already, on its way to the core
+            readable = self._try(held)
+            if readable is not None:
+                released.append(readable)
             else:
                 overdue.setdefault((held.sender, held.sender_key), []).append(held)
         for (sender, sender_key), events in overdue.items():
