@@ -194,7 +194,7 @@ async def encrypted_room(resident: EncryptedClient, bot: EncryptedClient) -> str
 
 
 @pytest.fixture
-async def setup(
+async def ann_and_bot(
     encrypted_clients: Callable[[str], Awaitable[EncryptedClient]], tmp_path: Path
 ) -> AsyncIterator[tuple[EncryptedClient, DrivenBot, str]]:
     ann = await encrypted_clients("ann")
@@ -219,9 +219,9 @@ async def hold_until(bot: DrivenBot, count: int) -> None:
 
 
 async def test_a_late_room_key_releases_the_held_messages_and_no_one_is_told(
-    setup: tuple[EncryptedClient, DrivenBot, str],
+    ann_and_bot: tuple[EncryptedClient, DrivenBot, str],
 ) -> None:
-    ann, bot, room_id = setup
+    ann, bot, room_id = ann_and_bot
     # Ann's app starts a megolm session for the room; the bot's device is left out.
     await ann.nio.share_group_session(room_id, ignore_unverified_devices=True)
     session = ann.nio.olm.outbound_group_sessions[room_id]
@@ -264,9 +264,9 @@ async def test_a_late_room_key_releases_the_held_messages_and_no_one_is_told(
 
 
 async def test_a_key_that_never_comes_brings_one_notice_even_across_a_restart(
-    setup: tuple[EncryptedClient, DrivenBot, str],
+    ann_and_bot: tuple[EncryptedClient, DrivenBot, str],
 ) -> None:
-    ann, bot, room_id = setup
+    ann, bot, room_id = ann_and_bot
     sent = [await ann.send_text(room_id, f"!ping {n}") for n in range(3)]
     await hold_until(bot, 3)
     assert bot.handled == []

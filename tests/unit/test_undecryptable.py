@@ -436,3 +436,28 @@ def test_room_keys_lists_the_sessions_a_sync_brought() -> None:
         ]
     )
     assert room_keys(response) == [(ROOM, "S1"), (OTHER_ROOM, "S2")]  # type: ignore[arg-type]
+
+
+async def test_a_notice_resent_after_a_lost_answer_keeps_its_transaction_id(
+    db: Database, crypto: FakeCrypto, clock: FakeClock
+) -> None:
+    attempts: list[str] = []
+
+    async def answer_lost_once(room_id: str, message: Message, txn_id: str) -> str:
+        attempts.append(txn_id)  # the homeserver got it each time...
+        if len(attempts) == 1:  # ...but the first answer never came back
+            raise TransportError("send to room: gave up after 120s (timeout)")
+        return "$notice"
+
+    holder = Undecryptable(db, BOT, crypto, answer_lost_once, clock)
+    await holder.start()
+    await holder.hold(ROOM, encrypted(1))
+    clock.advance(timedelta(minutes=2))
+    await holder.tick()
+    # A crash here, then the same notice from a fresh start: Synapse drops it by its txn id.
+    restarted = Undecryptable(db, BOT, crypto, answer_lost_once, clock)
+    await restarted.start()
+    clock.advance(timedelta(minutes=2))
+    await restarted.tick()
+    await restarted.tick()
+    assert attempts == [notice_txn_id(ANN, "curveA")] * 2
