@@ -53,6 +53,9 @@ class MatrixSettings(_Section):
     # by another client, or ours lost). Off: the bot warns and stays unsigned, since everyone
     # who verified it would see its identity change (civicbot.crosssigning).
     cross_signing_reset: bool = False
+    # An encrypted message whose key has not come after this long is given up on and its
+    # sender told once (civicbot.transport.undecryptable). Keys usually come within seconds.
+    undecryptable_timeout: float = Field(60.0, ge=5, le=3600)
 
     @field_validator("homeserver")
     @classmethod
