@@ -21,19 +21,33 @@ from urllib.parse import quote
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    ForwardedRoomKeyEvent,
     JoinError,
+    KeysUploadError,
     LoginResponse,
+    MegolmEvent,
+    RoomKeyEvent,
     RoomSendResponse,
     SyncError,
     SyncResponse,
     UploadResponse,
     WhoamiResponse,
 )
+from nio.crypto import encrypt_attachment
 
 from civicbot.config import MatrixSettings
 from civicbot.events import Event, EventKind, Message
+from civicbot.secretkey import installation_key
 from civicbot.storage import Database
 from civicbot.transport import EventSink, TransportError
+from civicbot.transport.crypto import (
+    ENCRYPTION_STATE,
+    STORE_DIR,
+    RoomCrypto,
+    e2e_problem,
+    pickle_key,
+    store_file,
+)
 from civicbot.transport.direct import DirectChats
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
 from civicbot.transport.sync import FIRST_SYNC_FILTER, SYNC_FILTER, SYNC_TIMEOUT_MS, SyncReader
@@ -53,20 +67,29 @@ class MatrixTransport:
         self._data_dir = data_dir
         self._db = db
         self._store_session = store_session
+        # Encryption needs vodozemac; without it login() says so in one line.
+        self.encrypted = settings.encryption and e2e_problem() is None
         config = AsyncClientConfig(
             # nio would sleep through 429s forever; we bound it and retry ourselves, keeping
             # the transaction id so a retried send is never duplicated.
             max_limit_exceeded=3,
             max_timeouts=1,
             request_timeout=SYNC_TIMEOUT_MS / 1000 + 30,
-            encryption_enabled=False,
+            encryption_enabled=self.encrypted,
             store_sync_tokens=False,
+            pickle_key=pickle_key(installation_key(data_dir)) if self.encrypted else "",
         )
-        self.client = AsyncClient(settings.homeserver, settings.user_id, config=config)
+        self.client = AsyncClient(
+            settings.homeserver,
+            settings.user_id,
+            store_path=str(self._store_dir) if self.encrypted else "",
+            config=config,
+        )
         self.api = HomeserverApi(self.client)
+        self.crypto = RoomCrypto(self.client, self.api)
         self._user_id = settings.user_id
-        self._sync = SyncReader(self._user_id, db, self.api)
-        self.direct = DirectChats(self.client, self.api, db, self._user_id)
+        self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
+        self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
         self._stopping = asyncio.Event()
         self._members_cache: dict[str, list[str]] = {}
 
@@ -83,25 +106,70 @@ class MatrixTransport:
     def _session_file(self) -> Path:
         return self._data_dir / "session.json"
 
+    @property
+    def _store_dir(self) -> Path:
+        return self._data_dir / STORE_DIR
+
     async def login(self) -> None:
-        """Use the configured token, a saved session, or log in once with the password."""
+        """Use the configured token, a saved session, or log in once with the password; with
+        encryption, then make sure the device's keys are on the homeserver."""
+        if self._settings.encryption and not self.encrypted:
+            raise TransportError(e2e_problem() or "encryption is not available")
+        if self.encrypted:
+            self._store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._log_in()
+        if self.encrypted:
+            await self._upload_device_keys()
+            await self._after_keys_uploaded()
+
+    async def _log_in(self) -> None:
         token = self._settings.access_token.get_secret_value()
         if token:
             self.client.access_token = token
             who = await self.api.retry("whoami", self.client.whoami)
             if not isinstance(who, WhoamiResponse):
                 raise TransportError(f"the access token was refused: {who}")
-            self.client.restore_login(who.user_id, who.device_id or "", token)
+            device = who.device_id or ""
+            if await self._store_lost(who.user_id, device):
+                # The token fixes the device: we cannot log in as a new one instead.
+                raise TransportError(
+                    f"matrix.access_token is for device {device}, whose encryption keys are "
+                    f"not in {self._store_dir} (a new or restored data_dir?): restore the data "
+                    "directory from a backup, or make a new access token (or use "
+                    "matrix.password) so the bot starts as a new device"
+                )
+            self.client.restore_login(who.user_id, device, token)
             self.user_id = who.user_id
             return
         saved = self._load_session()
         if saved:
-            self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
-            self.user_id = saved["user_id"]
-            return
+            self.client.access_token = saved["access_token"]
+            try:
+                lost = await self._store_lost(saved["user_id"], saved["device_id"])
+            except TransportError as exc:
+                if exc.errcode != "M_UNKNOWN_TOKEN":
+                    raise
+                log.warning("the homeserver logged our saved session out; logging in again")
+                lost, saved = False, None
+            if saved and not lost:
+                self.client.restore_login(
+                    saved["user_id"], saved["device_id"], saved["access_token"]
+                )
+                self.user_id = saved["user_id"]
+                return
+            if saved:
+                log.warning(
+                    "the encryption keys of device %s are missing from %s: logging in as a new "
+                    "device. Encrypted messages sent before now cannot be read by the new "
+                    "device (restore data_dir from a backup to keep them).",
+                    saved["device_id"],
+                    self._store_dir,
+                )
+                await self._log_out_quietly()
         password = self._settings.password.get_secret_value()
         if not password:
             raise TransportError("set matrix.password or matrix.access_token to log in")
+        self.client.access_token = ""
         response = await self.api.retry(
             "login", lambda: self.client.login(password, device_name=self._settings.device_name)
         )
@@ -110,6 +178,48 @@ class MatrixTransport:
         self.user_id = response.user_id
         self._save_session(response.user_id, response.device_id, response.access_token)
         log.info("logged in as %s (device %s)", response.user_id, response.device_id)
+
+    async def _store_lost(self, user_id: str, device_id: str) -> bool:
+        """Whether this device has published encryption keys that our store no longer holds.
+        Such a device can never decrypt again (nor upload new keys): a device without keys
+        yet, such as one from before encryption was switched on, simply gets a new store."""
+        if not self.encrypted or store_file(self._store_dir, user_id, device_id).exists():
+            return False
+        data = await self.api.request(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: [device_id]}}
+        )
+        return device_id in ((data.get("device_keys") or {}).get(user_id) or {})
+
+    async def _log_out_quietly(self) -> None:
+        """End the session whose keys are lost, so people's clients stop encrypting for it."""
+        try:
+            await self.api.request("POST", "/_matrix/client/v3/logout", {})
+        except TransportError as exc:
+            log.info("could not log the old device out: %s", exc)
+        self._session_file.unlink(missing_ok=True)
+
+    async def _upload_device_keys(self) -> None:
+        """Publish the device's identity and one-time keys (at the first start, and whenever
+        the homeserver holds too few one-time keys)."""
+        if not self.client.should_upload_keys:
+            return
+        response = await self.api.retry("upload keys", self.client.keys_upload)
+        if isinstance(response, KeysUploadError):
+            raise TransportError(
+                f"the homeserver refused the encryption keys of device {self.client.device_id} "
+                f"({response.message}): the store in {self._store_dir} is not that device's; "
+                f"move {self._session_file.name} away to start as a new device, or restore "
+                "data_dir from a backup"
+            )
+
+    async def _after_keys_uploaded(self) -> None:
+        """The one place that runs once per start after login, when the device and its keys
+        are on the homeserver: ``self.client`` is logged in and ``self.client.olm.account``
+        holds the device's keys. Cross-signing the device (civicbot.crosssigning) is called
+        from here."""
+        assert self.client.olm is not None
+        keys = self.client.olm.account.identity_keys
+        log.info("encryption on: device %s, ed25519 key %s", self.client.device_id, keys["ed25519"])
 
     def _load_session(self) -> dict[str, str] | None:
         try:
@@ -164,6 +274,7 @@ class MatrixTransport:
                 await self._sleep(delay)
                 continue
             backoff.reset()
+            await self._after_sync(response)
             events = await self._collect(response)
             await sink(events)
             try:
@@ -184,6 +295,10 @@ class MatrixTransport:
             )
         log.warning("the homeserver logged our session out; logging in again")
         self._session_file.unlink(missing_ok=True)
+        if self.encrypted:
+            # nio keeps a loaded store whatever the device: the new device needs its own.
+            log.warning("encrypted messages sent before now cannot be read by the new device")
+            self.client.store, self.client.olm = None, None
         await self.login()
 
     async def _first_sync(self, sink: EventSink) -> str | None:
@@ -203,6 +318,7 @@ class MatrixTransport:
             await self._sleep(delay)
             if self._stopping.is_set():
                 return None
+        await self._after_sync(response)
         await sink(await self._invite_events(response))
         newest = [
             Event.from_raw(info.timeline.events[-1].source, room_id)
@@ -239,10 +355,71 @@ class MatrixTransport:
             self.direct.note_invite(invite)
         return [self._sync.invite_event(*each) for each in found]
 
+    async def _after_sync(self, response: SyncResponse) -> None:
+        """Encryption upkeep after every sync (nio has decrypted the timeline and taken in the
+        room keys sent to us by then), and, with encryption off, the encrypted rooms."""
+        if self.encrypted:
+            room_keys = [
+                e
+                for e in response.to_device_events
+                if isinstance(e, RoomKeyEvent | ForwardedRoomKeyEvent)
+            ]
+            if room_keys:
+                await self.room_keys_received(room_keys)
+            try:
+                await self.crypto.maintain()
+            except TransportError as exc:  # tried again after the next sync
+                log.warning("encryption upkeep failed: %s", exc)
+        else:
+            await self._refuse_encrypted_rooms(response)
+
+    async def room_keys_received(self, events: list[RoomKeyEvent | ForwardedRoomKeyEvent]) -> None:
+        """Room keys that arrived in this sync (nio has stored them already). The hook for
+        retrying events held as undecryptable (civicbot.transport.undecryptable)."""
+        log.debug("received %d room keys", len(events))
+
+    async def skip_undecryptable(self, events: list[MegolmEvent]) -> None:
+        """Encrypted events of this batch we hold no key for (``event.room_id`` is set). For
+        now they are logged and skipped; civicbot.transport.undecryptable holds and retries
+        them from here."""
+        rooms = {event.room_id for event in events}
+        log.warning(
+            "skipped %d encrypted events we have no key for (in %d rooms)",
+            len(events),
+            len(rooms),
+        )
+
+    async def _refuse_encrypted_rooms(self, response: SyncResponse) -> None:
+        """Encryption is off: in an encrypted room the bot would answer nothing anyone said.
+        It says so once (plain text, a stable transaction id, remembered), then leaves or
+        stays quiet as ``matrix.unencrypted_rooms_policy`` says."""
+        for room_id in response.rooms.join:
+            room = self.client.rooms.get(room_id)
+            if room is None or not room.encrypted:
+                continue
+            key = f"e2e_refused:{room_id}"
+            if await self._db.kv_get(key) is None:
+                text = (
+                    "This room is encrypted and my encryption is switched off, so I can't read "
+                    "what is said here. Ask whoever runs me to set matrix.encryption = true."
+                )
+                try:
+                    await self.send_message(room_id, Message(text), f"cbnoe2e.{room_id}")
+                except TransportError as exc:
+                    log.warning("could not explain encryption in %s: %s", room_id, exc)
+                    continue
+                await self._db.kv_set(key, "1")
+                log.warning("%s is encrypted and matrix.encryption is off", room_id)
+                if self._settings.unencrypted_rooms_policy == "leave":
+                    await self.leave(room_id)
+
     async def _collect(self, response: SyncResponse) -> list[Event]:
         for invite, _, _ in self._sync.invites(response):
             self.direct.note_invite(invite)
-        events = await self._sync.collect(response)
+        batch = await self._sync.collect(response)
+        if batch.undecryptable:
+            await self.skip_undecryptable(batch.undecryptable)
+        events = batch.events
         for event in events:
             if event.kind is EventKind.MEMBERSHIP:
                 self._members_cache.pop(event.room_id, None)
@@ -277,6 +454,8 @@ class MatrixTransport:
     async def send_event(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
+        # nio encrypts for an encrypted room it knows; a brand-new room it must learn first.
+        await self.crypto.ensure_room(room_id)
         response = await self.api.retry(
             f"send to {room_id}",
             lambda: self.client.room_send(
@@ -292,23 +471,38 @@ class MatrixTransport:
     async def send_file(
         self, room_id: str, data: bytes, filename: str, content_type: str, txn_id: str
     ) -> str:
+        """Upload and post a file; in an encrypted room the file is encrypted too, and only
+        the message (which carries its key) can open it."""
+        await self.crypto.ensure_room(room_id)
+        encrypted = self.crypto.active and self.crypto.is_encrypted(room_id)
+        keys: dict[str, Any] = {}
+        payload = data
+        if encrypted:
+            payload, keys = encrypt_attachment(data)
+
         async def upload() -> Any:
             response, _ = await self.client.upload(
-                lambda *_: data, content_type=content_type, filename=filename, filesize=len(data)
+                lambda *_: payload,
+                content_type="application/octet-stream" if encrypted else content_type,
+                filename=filename,
+                filesize=len(payload),
             )
             return response
 
         response = await self.api.retry("upload", upload)
         if not isinstance(response, UploadResponse):
             raise TransportError(f"upload failed: {response}")
-        content = {
+        content: dict[str, Any] = {
             "msgtype": "m.file",
             "body": filename,
             "filename": filename,
-            "url": response.content_uri,
             "m.mentions": {},
             "info": {"mimetype": content_type, "size": len(data)},
         }
+        if encrypted:
+            content["file"] = {"url": response.content_uri, "mimetype": content_type, **keys}
+        else:
+            content["url"] = response.content_uri
         return await self.send_event(room_id, "m.room.message", content, txn_id)
 
     async def redact(self, room_id: str, event_id: str, reason: str, txn_id: str) -> str:
@@ -387,7 +581,12 @@ class MatrixTransport:
         while True:
             path = f"{base}?limit=1000&dir=f" + (f"&from={quote(token)}" if token else "")
             data = await self.api.request("GET", path)
-            found.extend(Event.from_raw(raw, room_id) for raw in data.get("chunk") or [])
+            for raw in data.get("chunk") or []:
+                clear = self.crypto.decrypt(raw, room_id)
+                if isinstance(clear, MegolmEvent):
+                    log.warning("a relation of an event in %s could not be decrypted", room_id)
+                else:
+                    found.append(Event.from_raw(clear, room_id))
             token = data.get("next_batch")
             if not token:
                 return found
@@ -396,18 +595,21 @@ class MatrixTransport:
         """An invite-only room for the bot and ``invite`` (e.g. two people it introduces):
         not a DM (no ``is_direct``), not in the room directory, history visible to members
         only from their invite."""
+        initial_state: list[dict[str, Any]] = [
+            {
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": {"history_visibility": "invited"},
+            }
+        ]
+        if invite and all([await self.crypto.can_encrypt_for(person) for person in invite]):
+            initial_state.append(dict(ENCRYPTION_STATE))
         body = {
             "name": name,
             "preset": "private_chat",
             "visibility": "private",
             "invite": list(invite),
-            "initial_state": [
-                {
-                    "type": "m.room.history_visibility",
-                    "state_key": "",
-                    "content": {"history_visibility": "invited"},
-                }
-            ],
+            "initial_state": initial_state,
         }
         data = await self.api.request("POST", "/_matrix/client/v3/createRoom", body)
         room_id = data.get("room_id")
