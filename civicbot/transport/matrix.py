@@ -91,6 +91,9 @@ class MatrixTransport:
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
         self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
         self._stopping = asyncio.Event()
+        # A new store knows no room as encrypted; until a full-state sync has told it, nio
+        # would send in clear to an encrypted room the bot was already in.
+        self._full_state_needed = False
         self._members_cache: dict[str, list[str]] = {}
 
     @property
@@ -117,7 +120,11 @@ class MatrixTransport:
             raise TransportError(e2e_problem() or "encryption is not available")
         if self.encrypted:
             self._store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            stores = set(self._store_dir.glob("*.db"))
         await self._log_in()
+        if self.encrypted:
+            device_store = store_file(self._store_dir, self.user_id, self.client.device_id)
+            self._full_state_needed = device_store not in stores
         if self.encrypted:
             await self._upload_device_keys()
             await self._after_keys_uploaded()
@@ -343,11 +350,17 @@ class MatrixTransport:
 
     async def _sync_once(self, token: str) -> SyncResponse | SyncError:
         try:
-            return await self.client.sync(
-                timeout=SYNC_TIMEOUT_MS, since=token, sync_filter=SYNC_FILTER
+            response = await self.client.sync(
+                timeout=0 if self._full_state_needed else SYNC_TIMEOUT_MS,
+                since=token,
+                sync_filter=SYNC_FILTER,
+                full_state=self._full_state_needed or None,
             )
         except NETWORK_ERRORS as exc:
             return SyncError(f"homeserver unreachable: {exc or type(exc).__name__}")
+        if isinstance(response, SyncResponse):
+            self._full_state_needed = False
+        return response
 
     async def _invite_events(self, response: SyncResponse) -> list[Event]:
         found = self._sync.invites(response)
@@ -390,28 +403,33 @@ class MatrixTransport:
         )
 
     async def _refuse_encrypted_rooms(self, response: SyncResponse) -> None:
-        """Encryption is off: in an encrypted room the bot would answer nothing anyone said.
-        It says so once (plain text, a stable transaction id, remembered), then leaves or
-        stays quiet as ``matrix.unencrypted_rooms_policy`` says."""
+        """Encryption is off: in an encrypted room the bot would answer nothing anyone said
+        (a room may be encrypted after the bot joined)."""
         for room_id in response.rooms.join:
             room = self.client.rooms.get(room_id)
-            if room is None or not room.encrypted:
-                continue
-            key = f"e2e_refused:{room_id}"
-            if await self._db.kv_get(key) is None:
-                text = (
-                    "This room is encrypted and my encryption is switched off, so I can't read "
-                    "what is said here. Ask whoever runs me to set matrix.encryption = true."
-                )
-                try:
-                    await self.send_message(room_id, Message(text), f"cbnoe2e.{room_id}")
-                except TransportError as exc:
-                    log.warning("could not explain encryption in %s: %s", room_id, exc)
-                    continue
-                await self._db.kv_set(key, "1")
-                log.warning("%s is encrypted and matrix.encryption is off", room_id)
-                if self._settings.unencrypted_rooms_policy == "leave":
-                    await self.leave(room_id)
+            if room is not None and room.encrypted:
+                await self._refuse_encrypted_room(room_id)
+
+    async def _refuse_encrypted_room(self, room_id: str) -> None:
+        """Say once (plain text, a stable transaction id, remembered) that the bot can't read
+        this encrypted room, then leave it or stay quiet as
+        ``matrix.unencrypted_rooms_policy`` says."""
+        key = f"e2e_refused:{room_id}"
+        if await self._db.kv_get(key) is not None:
+            return
+        text = (
+            "This room is encrypted and my encryption is switched off, so I can't read what is "
+            "said here. Ask whoever runs me to set matrix.encryption = true in my config."
+        )
+        try:
+            await self.send_message(room_id, Message(text), f"cbnoe2e.{room_id}")
+        except TransportError as exc:
+            log.warning("could not explain encryption in %s: %s", room_id, exc)
+            return
+        await self._db.kv_set(key, "1")
+        log.warning("%s is encrypted and matrix.encryption is off", room_id)
+        if self._settings.unencrypted_rooms_policy == "leave":
+            await self.leave(room_id)
 
     async def _collect(self, response: SyncResponse) -> list[Event]:
         for invite, _, _ in self._sync.invites(response):
@@ -514,6 +532,10 @@ class MatrixTransport:
         response = await self.api.retry(f"join {room_id}", lambda: self.client.join(room_id))
         if isinstance(response, JoinError):
             raise TransportError(f"could not join {room_id}: {response.message}")
+        if not self.encrypted and await self.state_event(room_id, "m.room.encryption"):
+            # No welcome: the bot could not read a single command here.
+            await self._refuse_encrypted_room(room_id)
+            raise TransportError("the room is encrypted and matrix.encryption is off")
         await self.direct.joined(room_id)
 
     async def leave(self, room_id: str) -> None:
