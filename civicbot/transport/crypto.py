@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from nio import AsyncClient, MatrixRoom, MegolmEvent, RoomMemberEvent
+from nio import AsyncClient, AsyncClientConfig, MatrixRoom, MegolmEvent, RoomMemberEvent
 from nio import Event as NioEvent
 from nio.exceptions import EncryptionError
 
+from civicbot.secretkey import CRYPTO_DIR, SESSION_FILE, installation_key
 from civicbot.transport.http import HomeserverApi
 
 log = logging.getLogger("civicbot.transport.matrix")
 
-STORE_DIR = "crypto"  # inside bot.data_dir, beside session.json
+STORE_DIR = CRYPTO_DIR  # inside bot.data_dir, beside session.json
 MEGOLM = "m.megolm.v1.aes-sha2"
 ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
 _PICKLE_LABEL = b"civicbot: matrix-nio crypto store pickle key, v1"
@@ -144,3 +146,60 @@ class RoomCrypto:
         if client.should_claim_keys:
             users = client.get_users_for_key_claiming()
             await self._api.retry("claim keys", lambda: client.keys_claim(users))
+
+
+class KeysError(Exception):
+    """Room keys cannot be exported or imported; the message says why and what to do."""
+
+
+def _device_of(data_dir: Path, user_id: str) -> str:
+    """The bot's device: from session.json, else the one store of this account (a bot
+    logged in with matrix.access_token keeps no session file)."""
+    store_dir = data_dir / STORE_DIR
+    try:
+        session = json.loads((data_dir / SESSION_FILE).read_text())
+    except (OSError, ValueError):
+        session = {}
+    device = session.get("device_id") if session.get("user_id") == user_id else None
+    if isinstance(device, str) and store_file(store_dir, user_id, device).exists():
+        return device
+    prefix = f"{user_id}_"
+    found = [p.stem[len(prefix) :] for p in store_dir.glob(f"{prefix}*.db")]
+    if len(found) != 1:
+        raise KeysError(
+            f"no encryption store of {user_id} in {store_dir}"
+            if not found
+            else f"{store_dir} holds stores of several devices ({', '.join(found)}): "
+            "keep only the current one"
+        )
+    return found[0]
+
+
+async def transfer_room_keys(
+    data_dir: Path, user_id: str, path: Path, passphrase: str, *, export: bool
+) -> None:
+    """Export the bot's room keys to ``path`` (encrypted with ``passphrase``, the format
+    Element reads and writes) or import them from there into the bot's store. Offline: only
+    the store is opened, the homeserver is not asked."""
+    problem = e2e_problem()
+    if problem:
+        raise KeysError(problem)
+    device = _device_of(data_dir, user_id)
+    config = AsyncClientConfig(
+        encryption_enabled=True,
+        store_sync_tokens=False,
+        pickle_key=pickle_key(installation_key(data_dir)),
+    )
+    client = AsyncClient(
+        "http://localhost", user_id, store_path=str(data_dir / STORE_DIR), config=config
+    )
+    try:
+        client.restore_login(user_id, device, "")
+        if export:
+            await client.export_keys(str(path), passphrase)
+        else:
+            await client.import_keys(str(path), passphrase)
+    except EncryptionError as exc:
+        raise KeysError(f"{path}: {exc} (a wrong passphrase?)") from None
+    finally:
+        await client.close()
