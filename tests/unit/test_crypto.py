@@ -33,9 +33,7 @@ def test_encryption_is_on_by_default_and_the_policy_is_checked(tmp_path):
     assert any(p.startswith("matrix.unencrypted_rooms_policy:") for p in caught.value.problems)
 
 
-def test_check_config_says_in_one_line_when_the_e2e_extra_is_missing(
-    tmp_path, monkeypatch, capsys
-):
+def test_check_config_says_in_one_line_when_the_e2e_extra_is_missing(tmp_path, monkeypatch, capsys):
     config = tmp_path / "config.toml"
     config.write_text('[matrix]\nhomeserver = "https://matrix.example.org"\n')
     monkeypatch.setattr(crypto, "e2e_problem", lambda: "vodozemac is not installed")
