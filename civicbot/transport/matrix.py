@@ -11,9 +11,7 @@ message is skipped (:mod:`civicbot.transport.sync`). Requests are retried throug
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,15 +21,12 @@ from nio import (
     AsyncClientConfig,
     ForwardedRoomKeyEvent,
     JoinError,
-    KeysUploadError,
-    LoginResponse,
     MegolmEvent,
     RoomKeyEvent,
     RoomSendResponse,
     SyncError,
     SyncResponse,
     UploadResponse,
-    WhoamiResponse,
 )
 from nio.crypto import encrypt_attachment
 
@@ -50,6 +45,7 @@ from civicbot.transport.crypto import (
 )
 from civicbot.transport.direct import DirectChats
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
+from civicbot.transport.login import DeviceLogin
 from civicbot.transport.sync import FIRST_SYNC_FILTER, SYNC_FILTER, SYNC_TIMEOUT_MS, SyncReader
 
 log = logging.getLogger(__name__)
@@ -82,11 +78,14 @@ class MatrixTransport:
         self.client = AsyncClient(
             settings.homeserver,
             settings.user_id,
-            store_path=str(self._store_dir) if self.encrypted else "",
+            store_path=str(data_dir / STORE_DIR) if self.encrypted else "",
             config=config,
         )
         self.api = HomeserverApi(self.client)
         self.crypto = RoomCrypto(self.client, self.api)
+        self.device = DeviceLogin(
+            settings, data_dir, self.client, self.api, self.encrypted, store_session
+        )
         self._user_id = settings.user_id
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
         self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
@@ -105,119 +104,21 @@ class MatrixTransport:
         self._user_id = self._sync.user_id = self.direct.user_id = value
 
     # -- login ---------------------------------------------------------------------------------
-    @property
-    def _session_file(self) -> Path:
-        return self._data_dir / "session.json"
-
-    @property
-    def _store_dir(self) -> Path:
-        return self._data_dir / STORE_DIR
-
     async def login(self) -> None:
         """Use the configured token, a saved session, or log in once with the password; with
         encryption, then make sure the device's keys are on the homeserver."""
         if self._settings.encryption and not self.encrypted:
             raise TransportError(e2e_problem() or "encryption is not available")
+        store_dir = self.device.store_dir
         if self.encrypted:
-            self._store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            stores = set(self._store_dir.glob("*.db"))
-        await self._log_in()
+            store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            stores = set(store_dir.glob("*.db"))
+        self.user_id = await self.device.log_in()
         if self.encrypted:
-            device_store = store_file(self._store_dir, self.user_id, self.client.device_id)
+            device_store = store_file(store_dir, self.user_id, self.client.device_id)
             self._full_state_needed = device_store not in stores
-        if self.encrypted:
-            await self._upload_device_keys()
+            await self.device.upload_device_keys()
             await self._after_keys_uploaded()
-
-    async def _log_in(self) -> None:
-        token = self._settings.access_token.get_secret_value()
-        if token:
-            self.client.access_token = token
-            who = await self.api.retry("whoami", self.client.whoami)
-            if not isinstance(who, WhoamiResponse):
-                raise TransportError(f"the access token was refused: {who}")
-            device = who.device_id or ""
-            if await self._store_lost(who.user_id, device):
-                # The token fixes the device: we cannot log in as a new one instead.
-                raise TransportError(
-                    f"matrix.access_token is for device {device}, whose encryption keys are "
-                    f"not in {self._store_dir} (a new or restored data_dir?): restore the data "
-                    "directory from a backup, or make a new access token (or use "
-                    "matrix.password) so the bot starts as a new device"
-                )
-            self.client.restore_login(who.user_id, device, token)
-            self.user_id = who.user_id
-            return
-        saved = self._load_session()
-        if saved:
-            self.client.access_token = saved["access_token"]
-            try:
-                lost = await self._store_lost(saved["user_id"], saved["device_id"])
-            except TransportError as exc:
-                if exc.errcode != "M_UNKNOWN_TOKEN":
-                    raise
-                log.warning("the homeserver logged our saved session out; logging in again")
-                lost, saved = False, None
-            if saved and not lost:
-                self.client.restore_login(
-                    saved["user_id"], saved["device_id"], saved["access_token"]
-                )
-                self.user_id = saved["user_id"]
-                return
-            if saved:
-                log.warning(
-                    "the encryption keys of device %s are missing from %s: logging in as a new "
-                    "device. Encrypted messages sent before now cannot be read by the new "
-                    "device (restore data_dir from a backup to keep them).",
-                    saved["device_id"],
-                    self._store_dir,
-                )
-                await self._log_out_quietly()
-        password = self._settings.password.get_secret_value()
-        if not password:
-            raise TransportError("set matrix.password or matrix.access_token to log in")
-        self.client.access_token = ""
-        response = await self.api.retry(
-            "login", lambda: self.client.login(password, device_name=self._settings.device_name)
-        )
-        if not isinstance(response, LoginResponse):
-            raise TransportError(f"login failed: {getattr(response, 'message', response)}")
-        self.user_id = response.user_id
-        self._save_session(response.user_id, response.device_id, response.access_token)
-        log.info("logged in as %s (device %s)", response.user_id, response.device_id)
-
-    async def _store_lost(self, user_id: str, device_id: str) -> bool:
-        """Whether this device has published encryption keys that our store no longer holds.
-        Such a device can never decrypt again (nor upload new keys): a device without keys
-        yet, such as one from before encryption was switched on, simply gets a new store."""
-        if not self.encrypted or store_file(self._store_dir, user_id, device_id).exists():
-            return False
-        data = await self.api.request(
-            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: [device_id]}}
-        )
-        return device_id in ((data.get("device_keys") or {}).get(user_id) or {})
-
-    async def _log_out_quietly(self) -> None:
-        """End the session whose keys are lost, so people's clients stop encrypting for it."""
-        try:
-            await self.api.request("POST", "/_matrix/client/v3/logout", {})
-        except TransportError as exc:
-            log.info("could not log the old device out: %s", exc)
-        self._session_file.unlink(missing_ok=True)
-
-    async def _upload_device_keys(self) -> None:
-        """Publish the device's identity and one-time keys (at the first start, and whenever
-        the homeserver holds too few one-time keys)."""
-        if not self.client.should_upload_keys:
-            return
-        response = await self.api.retry("upload keys", self.client.keys_upload)
-        if isinstance(response, KeysUploadError):
-            raise TransportError(
-                f"the homeserver refused the encryption keys of device {self.client.device_id} "
-                f"({response.message}): the store in {self._store_dir} is not that device's; "
-                f"move {self._session_file.name} away to start as a new device, or restore "
-                "data_dir from a backup"
-            )
 
     async def _after_keys_uploaded(self) -> None:
         """The one place that runs once per start after login, when the device and its keys
@@ -227,36 +128,6 @@ class MatrixTransport:
         assert self.client.olm is not None
         keys = self.client.olm.account.identity_keys
         log.info("encryption on: device %s, ed25519 key %s", self.client.device_id, keys["ed25519"])
-
-    def _load_session(self) -> dict[str, str] | None:
-        try:
-            data = json.loads(self._session_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if (
-            data.get("homeserver") != self._settings.homeserver
-            or data.get("user_id") != self._settings.user_id
-        ):
-            return None
-        return data
-
-    def _save_session(self, user_id: str, device_id: str, token: str) -> None:
-        if not self._store_session:
-            return
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._session_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(
-                {
-                    "homeserver": self._settings.homeserver,
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "access_token": token,
-                },
-                handle,
-            )
-        os.replace(tmp, self._session_file)
 
     # -- sync loop -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
@@ -301,7 +172,7 @@ class MatrixTransport:
                 "the homeserver no longer accepts our access token", "M_UNKNOWN_TOKEN"
             )
         log.warning("the homeserver logged our session out; logging in again")
-        self._session_file.unlink(missing_ok=True)
+        self.device.session_file.unlink(missing_ok=True)
         if self.encrypted:
             # nio keeps a loaded store whatever the device: the new device needs its own.
             log.warning("encrypted messages sent before now cannot be read by the new device")
@@ -396,7 +267,9 @@ class MatrixTransport:
         now they are logged and skipped; civicbot.transport.undecryptable holds and retries
         them from here."""
         rooms = {event.room_id for event in events}
-        log.warning(
+        log.log(
+            # With encryption off, a room that chose to keep the bot says this all day.
+            logging.WARNING if self.encrypted else logging.DEBUG,
             "skipped %d encrypted events we have no key for (in %d rooms)",
             len(events),
             len(rooms),
@@ -535,7 +408,9 @@ class MatrixTransport:
         if not self.encrypted and await self.state_event(room_id, "m.room.encryption"):
             # No welcome: the bot could not read a single command here.
             await self._refuse_encrypted_room(room_id)
-            raise TransportError("the room is encrypted and matrix.encryption is off")
+            raise TransportError(
+                f"joined {room_id}, but it is encrypted and matrix.encryption is off"
+            )
         await self.direct.joined(room_id)
 
     async def leave(self, room_id: str) -> None:
