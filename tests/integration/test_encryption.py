@@ -52,10 +52,12 @@ async def encrypted_room(
     return room
 
 
-async def ask(person: EncryptedResident, room: str, text: str, bot: BotProcess) -> dict:
+async def ask(
+    person: EncryptedResident, room: str, text: str, bot: BotProcess, reply_to: str | None = None
+) -> dict:
     """Send a command; return the bot's (decrypted) reply, checking it came encrypted."""
     person.mark()
-    sent = await person.send_text(room, text)
+    sent = await person.send_text(room, text, reply_to=reply_to)
     reply = await person.wait_for(
         room,
         lambda e: (
@@ -109,6 +111,24 @@ async def test_an_encrypted_room_works_as_a_plain_one(encrypted_residents, bots)
     threaded = await ann.wait_for(room, is_notice_from(bot.user_id, "Pong"))
     assert threaded["content"]["m.relates_to"]["rel_type"] == "m.thread"
     assert threaded["content"]["m.relates_to"]["event_id"] == root
+
+    # A reply is answered; an edit that turns a message into a command is not.
+    said = await ann.send_text(room, "Who is bringing gloves?")
+    assert "Pong" in (await ask(bob, room, "!ping", bot, reply_to=said))["content"]["body"]
+    ann.mark()
+    edit = await ann.send_event(
+        room,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* !ping",
+            "m.new_content": {"msgtype": "m.text", "body": "!ping"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": said},
+        },
+    )
+    after = await ann.send_text(room, "!ping")  # answered after the edit was read
+    await ann.wait_for(room, lambda e: _replies_to(e, after))
+    assert not [e for e in ann.since_mark(room) if _replies_to(e, edit) or _replies_to(e, said)]
 
     # A native poll: encrypted start, encrypted taps, a typed vote, an encrypted end.
     ann.mark()
