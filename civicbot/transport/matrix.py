@@ -60,9 +60,7 @@ class MatrixTransport:
         self, settings: MatrixSettings, data_dir: Path, db: Database, store_session: bool = True
     ):
         self._settings = settings
-        self._data_dir = data_dir
         self._db = db
-        self._store_session = store_session
         # Encryption needs vodozemac; without it login() says so in one line.
         self.encrypted = settings.encryption and e2e_problem() is None
         config = AsyncClientConfig(
@@ -121,10 +119,10 @@ class MatrixTransport:
             await self._after_keys_uploaded()
 
     async def _after_keys_uploaded(self) -> None:
-        """The one place that runs once per start after login, when the device and its keys
-        are on the homeserver: ``self.client`` is logged in and ``self.client.olm.account``
-        holds the device's keys. Cross-signing the device (civicbot.crosssigning) is called
-        from here."""
+        """The one place that runs after every login (once per start, and again if the
+        homeserver logged us out), when the device and its keys are on the homeserver:
+        ``self.client`` is logged in and ``self.client.olm.account`` holds the device's keys.
+        Cross-signing the device (civicbot.crosssigning) is called from here."""
         assert self.client.olm is not None
         keys = self.client.olm.account.identity_keys
         log.info("encryption on: device %s, ed25519 key %s", self.client.device_id, keys["ed25519"])
@@ -196,6 +194,7 @@ class MatrixTransport:
             await self._sleep(delay)
             if self._stopping.is_set():
                 return None
+        self._full_state_needed = False  # this sync was one
         await self._after_sync(response)
         await sink(await self._invite_events(response))
         newest = [
