@@ -17,8 +17,14 @@ Two numbers per bot and round:
 * server: the reply's ``origin_server_ts`` minus the ping's, i.e. the bot's own part (sync
   wake-up, handling, sending) without the resident's sync, in whole milliseconds.
 
+With ``--encryption both`` (the default) this is done twice in the same run: in unencrypted
+rooms against the plain echo client, then in encrypted rooms (the resident on nio with
+encryption, :class:`civicbot.testing.encrypted.EncryptedResident`) against a second echo
+client with encryption on; each has its own ratio and the same target. civicbot runs with its
+default ``matrix.encryption = true`` in both.
+
     python bench/bench_ping_latency.py [--rounds N] [--warmup N] [--gap SECONDS]
-        [--access-log] [--profile FILE]
+        [--encryption off|on|both] [--access-log] [--profile FILE]
 
 ``--access-log`` counts the HTTP requests each bot makes per ``!ping`` from Synapse's access
 log and times each bot's own part (from Synapse answering its sync to its reply arriving).
@@ -51,9 +57,12 @@ READY = "listening for events"
 
 
 # -- the bare matrix-nio echo client (runs in its own process) ---------------------------------
-async def run_echo_client(homeserver: str, user_id: str, password: str) -> None:
+async def run_echo_client(
+    homeserver: str, user_id: str, password: str, store: str | None = None
+) -> None:
     """The smallest honest nio bot: sync_forever, one callback, answer ``!ping`` with a notice
-    replying to it. Joins rooms it is invited to and says hello, as civicbot does."""
+    replying to it. Joins rooms it is invited to and says hello, as civicbot does. With
+    ``store`` it has encryption on (its keys there), as a bot in encrypted rooms must."""
     from nio import (
         AsyncClient,
         AsyncClientConfig,
@@ -64,10 +73,17 @@ async def run_echo_client(homeserver: str, user_id: str, password: str) -> None:
         SyncResponse,
     )
 
+    if store:
+        os.makedirs(store, exist_ok=True)
     client = AsyncClient(
         homeserver,
         user_id,
-        config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False),
+        store_path=store or "",
+        config=AsyncClientConfig(
+            encryption_enabled=store is not None,
+            store_sync_tokens=False,
+            pickle_key="nio echo bench",
+        ),
     )
     login = await client.login(password, device_name="nio-echo")
     if not isinstance(login, LoginResponse):
@@ -85,17 +101,19 @@ async def run_echo_client(homeserver: str, user_id: str, password: str) -> None:
                 "m.mentions": {},
                 "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}},
             },
+            ignore_unverified_devices=True,
         )
 
     async def on_invite(room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != client.user_id or event.membership != "invite":
             return
         await client.join(room.room_id)
-        await client.room_send(
-            room.room_id,
-            "m.room.message",
-            {"msgtype": "m.notice", "body": "Hello from the echo client", "m.mentions": {}},
-        )
+        if client.olm is None:  # (nio can't send to an encrypted room before a sync has it)
+            await client.room_send(
+                room.room_id,
+                "m.room.message",
+                {"msgtype": "m.notice", "body": "Hello from the echo client", "m.mentions": {}},
+            )
 
     ready = False
 
@@ -220,7 +238,8 @@ def civicbot_child(
     return Child("civicbot", argv, directory / "bot.log", directory)
 
 
-def echo_child(directory: Path, homeserver: str, user_id: str) -> Child:
+def echo_child(directory: Path, homeserver: str, user_id: str, encrypted: bool) -> Child:
+    store = ["--store", str(directory / "store")] if encrypted else []
     argv = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -231,8 +250,10 @@ def echo_child(directory: Path, homeserver: str, user_id: str) -> Child:
         user_id,
         "--password",
         PASSWORD,
+        *store,
     ]
-    return Child("nio echo", argv, directory / "echo.log", directory)
+    name = "nio echo (e2e)" if encrypted else "nio echo"
+    return Child(name, argv, directory / "echo.log", directory)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -334,16 +355,15 @@ def access_stats(log_text: str, target: Samples) -> AccessStats:
 
 async def measure(args: argparse.Namespace, base: Path) -> int:
     from civicbot.testing.client import Resident
+    from civicbot.testing.encrypted import EncryptedResident
 
     synapse = make_synapse(base / "synapse", args.access_log)
     synapse.start()
     children: list[Child] = []
+    phases: list[tuple[str, list[Samples]]] = []
     try:
         bot_id = synapse.register("civicbot", PASSWORD)
-        echo_id = synapse.register("echo", PASSWORD)
         resident_id = synapse.register("resident", PASSWORD)
-        (base / "civicbot").mkdir()
-        (base / "echo").mkdir()
         tables = lifted_limits() if args.rate_limits == "off" else {}
         lifted = [f"{section}.{key}" for section, table in tables.items() for key in table]
         args.limits_note = (
@@ -351,49 +371,93 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
             if args.rate_limits == "off"
             else "civicbot rate limits at their defaults"
         )
+        (base / "civicbot").mkdir()
         civicbot = civicbot_child(base / "civicbot", synapse.url, bot_id, args.profile, tables)
-        echo = echo_child(base / "echo", synapse.url, echo_id)
-        children = [civicbot, echo]
-        await asyncio.gather(civicbot.start(), echo.start())
+        children = [civicbot]
+        echoes: dict[bool, tuple[str, Child]] = {}
+        for encrypted in modes(args):
+            name = "echo-e2e" if encrypted else "echo"
+            echo_id = synapse.register(name, PASSWORD)
+            (base / name).mkdir()
+            echoes[encrypted] = (echo_id, echo_child(base / name, synapse.url, echo_id, encrypted))
+            children.append(echoes[encrypted][1])
+        await asyncio.gather(*(child.start() for child in children))
 
-        async with await Resident.login(synapse.url, resident_id, PASSWORD) as resident:
-            targets = []
-            for name, user in (("civicbot", bot_id), ("nio echo", echo_id)):
-                resident.mark()
-                room = await resident.create_room(name=f"bench {name}", invite=[user])
-                await resident.wait_for(
-                    room, lambda e, u=user: e.get("sender") == u and "Hello" in str(e), timeout=30
+        for encrypted in modes(args):
+            echo_id, echo = echoes[encrypted]
+            if encrypted:
+                resident: Any = await EncryptedResident.login(
+                    synapse.url, resident_id, PASSWORD, base / "resident-store"
                 )
-                targets.append(Samples(name, room, user))
-            for i in range(args.warmup + args.rounds):
-                if i == args.warmup:
-                    cpu_before = [child.cpu_seconds() for child in children]
-                order = targets if i % 2 == 0 else targets[::-1]
-                for target in order:
-                    await one_ping(resident, target, record=i >= args.warmup)
-                    await asyncio.sleep(args.gap)
-            for target, child, before in zip(targets, children, cpu_before, strict=True):
-                after = child.cpu_seconds()
-                if before is not None and after is not None:
-                    target.cpu_ms_per_ping = (after - before) * 1000 / args.rounds
+                resident.sync_before_send = False  # not in the measured round trip
+            else:
+                resident = await Resident.login(synapse.url, resident_id, PASSWORD)
+            try:
+                pairs = [("civicbot", bot_id, civicbot), (echo.name, echo_id, echo)]
+                phases.append(("encrypted" if encrypted else "unencrypted", []))
+                await run_rounds(args, resident, pairs, phases[-1][1])
+            finally:
+                await resident.close()
     finally:
         for child in children:
             child.stop()
         synapse.stop()
 
-    access = (
-        {t.name: access_stats(synapse.log_path.read_text(errors="replace"), t) for t in targets}
-        if args.access_log
-        else {}
-    )
-    return report(args, targets, access)
+    log = synapse.log_path.read_text(errors="replace") if args.access_log else ""
+    codes = []
+    for label, targets in phases:
+        access = {t.name: access_stats(log, t) for t in targets} if args.access_log else {}
+        codes.append(report(args, label, targets, access))
+    return max(codes)
 
 
-def report(args: argparse.Namespace, targets: list[Samples], access: dict[str, AccessStats]) -> int:
+def modes(args: argparse.Namespace) -> list[bool]:
+    """Which rooms to measure in: unencrypted, encrypted, or both (each its own ratio)."""
+    return {"off": [False], "on": [True], "both": [False, True]}[args.encryption]
+
+
+async def run_rounds(
+    args: argparse.Namespace,
+    resident: Any,
+    pairs: list[tuple[str, str, Child]],
+    targets: list[Samples],
+) -> None:
+    """A room per bot (encrypted when the resident is), then the alternating pings."""
+    for name, user, _ in pairs:
+        resident.mark()
+        room = await resident.create_room(name=f"bench {name}", invite=[user])
+        await resident.wait_for(
+            room,
+            lambda e, u=user: (
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == u
+                and (e.get("content") or {}).get("membership") == "join"
+            ),
+            timeout=30,
+        )
+        targets.append(Samples(name, room, user))
+    children = [child for _, _, child in pairs]
+    cpu_before: list[float | None] = []
+    for i in range(args.warmup + args.rounds):
+        if i == args.warmup:
+            cpu_before = [child.cpu_seconds() for child in children]
+        order = targets if i % 2 == 0 else targets[::-1]
+        for target in order:
+            await one_ping(resident, target, record=i >= args.warmup)
+            await asyncio.sleep(args.gap)
+    for target, child, before in zip(targets, children, cpu_before, strict=True):
+        after = child.cpu_seconds()
+        if before is not None and after is not None:
+            target.cpu_ms_per_ping = (after - before) * 1000 / args.rounds
+
+
+def report(
+    args: argparse.Namespace, label: str, targets: list[Samples], access: dict[str, AccessStats]
+) -> int:
     civicbot, echo = targets
     print()
     when = time.strftime("%F %R %Z")
-    print(f"civicbot !ping latency against a bare matrix-nio echo client, {when}")
+    print(f"civicbot !ping latency in {label} rooms against a bare matrix-nio echo client, {when}")
     print(
         f"CPython {platform.python_version()}, {os.cpu_count()} CPUs, load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.rounds} rounds each after "
@@ -415,7 +479,7 @@ def report(args: argparse.Namespace, targets: list[Samples], access: dict[str, A
     server_ratio = stats[civicbot.name][1]["median"] / max(stats[echo.name][1]["median"], 1)
     print()
     print(
-        f"ratio civicbot / nio echo (round-trip medians): {ratio:.2f}x "
+        f"{label}: ratio civicbot / {echo.name} (round-trip medians): {ratio:.2f}x "
         f"(target <= {TARGET_RATIO}x); server-side medians: {server_ratio:.2f}x"
     )
     for name, stats in access.items():
@@ -458,6 +522,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     echo.add_argument("--homeserver", required=True)
     echo.add_argument("--user-id", required=True)
     echo.add_argument("--password", required=True)
+    echo.add_argument("--store", help="with encryption: where the echo client keeps its keys")
     parser.add_argument("--rounds", type=int, default=50, help="measured pings per bot")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured pings per bot first")
     parser.add_argument(
@@ -471,6 +536,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("off", "default"),
         default="off",
         help="civicbot's own flood limits and send pacing, where configurable (default: off)",
+    )
+    parser.add_argument(
+        "--encryption",
+        choices=("off", "on", "both"),
+        default="both",
+        help="ping in unencrypted rooms, encrypted rooms (each bot with encryption), or both",
     )
     parser.add_argument("--access-log", action="store_true", help="count requests per !ping")
     parser.add_argument("--profile", metavar="FILE", help="run civicbot under cProfile")
@@ -486,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     args.profile = Path(args.profile).resolve() if args.profile else None
     if args.mode == "echo-client":
         try:
-            asyncio.run(run_echo_client(args.homeserver, args.user_id, args.password))
+            asyncio.run(run_echo_client(args.homeserver, args.user_id, args.password, args.store))
         except KeyboardInterrupt:
             pass
         return 0

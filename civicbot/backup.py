@@ -26,7 +26,7 @@ from typing import Literal
 
 from civicbot import __version__
 from civicbot.crosssigning import CROSS_SIGNING_FILE
-from civicbot.secretkey import DATABASE_FILE, KEY_FILE, SESSION_FILE, holds_data
+from civicbot.secretkey import CRYPTO_DIR, DATABASE_FILE, KEY_FILE, SESSION_FILE, holds_data
 
 MANIFEST = "MANIFEST.json"
 FORMAT = 1
@@ -46,11 +46,9 @@ class StateItem:
     about: str
 
 
-# Everything a restored bot needs, in the order it is copied. The hook for what comes later:
-# when end-to-end encryption lands, its store joins as
-#   StateItem("crypto", "dir", False, "the encryption keys of the bot's device")
-# A crypto store belongs with session.json (the same device id); a bot restored with one but
-# not the other must log in as a new device, so both are taken in the same backup.
+# Everything a restored bot needs, in the order it is copied. The encryption store belongs
+# with session.json (the same device id): a bot restored with one but not the other must log
+# in as a new device and cannot read what was encrypted before, so both are in every backup.
 STATE: tuple[StateItem, ...] = (
     StateItem(DATABASE_FILE, "sqlite", True, "the database: polls, settings, sync position"),
     StateItem(KEY_FILE, "file", True, "the installation secret"),
@@ -58,6 +56,7 @@ STATE: tuple[StateItem, ...] = (
     # The bot's identity to people who verified it: lost, it can only be replaced by new keys,
     # and every client that trusted the bot then warns that its identity changed.
     StateItem(CROSS_SIGNING_FILE, "file", False, "the account's cross-signing keys"),
+    StateItem(CRYPTO_DIR, "dir", False, "the encryption keys of the bot's device"),
 )
 # Private keys: owner-only after a restore too, whatever the backup's copy came to be.
 OWNER_ONLY = (KEY_FILE, CROSS_SIGNING_FILE)
@@ -91,7 +90,7 @@ def backup(data_dir: Path, target: Path) -> list[str]:
         if item.kind == "sqlite":
             _copy_database(source, destination)
         elif item.kind == "dir":
-            shutil.copytree(source, destination)
+            _copy_dir(source, destination)
         else:
             shutil.copy2(source, destination)
         copied[item.name] = {"kind": item.kind, "sha256": _digest(destination)}
@@ -134,6 +133,20 @@ def restore(source: Path, data_dir: Path, *, replace: bool = False) -> Path | No
             os.chmod(tmp, 0o600)
         os.replace(tmp, destination)
     return aside
+
+
+def _copy_dir(source: Path, destination: Path) -> None:
+    """A directory whose SQLite files (``*.db``: the encryption store) are copied with the
+    online backup API, each a snapshot, and its other files as they are."""
+    destination.mkdir(mode=0o700)
+    for path in sorted(source.rglob("*")):
+        target = destination / path.relative_to(source)
+        if path.is_dir():
+            target.mkdir(mode=0o700, exist_ok=True)
+        elif path.suffix == ".db":
+            _copy_database(path, target)
+        elif not path.name.endswith(("-wal", "-shm", "-journal")):
+            shutil.copy2(path, target)
 
 
 def _copy_database(source: Path, destination: Path) -> None:

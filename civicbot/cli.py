@@ -1,9 +1,11 @@
-"""``civicbot run | check-config | backup | restore | demo``."""
+"""``civicbot run | check-config | backup | restore | keys | demo``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
 import os
 import sys
 from pathlib import Path
@@ -42,6 +44,15 @@ def _load(path: str | None) -> Settings:
     return settings
 
 
+def _check_encryption(settings: Settings) -> None:
+    """Encryption on needs matrix-nio's e2e extra installed: said before a start, not after."""
+    from civicbot.transport.crypto import e2e_problem
+
+    problem = e2e_problem() if settings.matrix.encryption else None
+    if problem:
+        raise ConfigError([f"matrix.encryption: {problem}"])
+
+
 def _report(exc: ConfigError, path: str | None) -> int:
     print(
         f"civicbot: the configuration{f' in {path}' if path else ''} is not valid:", file=sys.stderr
@@ -53,7 +64,8 @@ def _report(exc: ConfigError, path: str | None) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        _load(args.config)
+        settings = _load(args.config)
+        _check_encryption(settings)
     except ConfigError as exc:
         return _report(exc, args.config)
     print(f"{args.config}: OK")
@@ -78,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_path = None  # configured entirely from CIVICBOT_* variables (e.g. in a container)
     try:
         settings = _load(config_path)
+        _check_encryption(settings)
     except ConfigError as exc:
         return _report(exc, args.config)
     if not settings.has_homeserver:
@@ -139,6 +152,55 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passphrase(args: argparse.Namespace) -> str:
+    """From --passphrase-file (its first line), else asked twice for an export, once for an
+    import."""
+    if args.passphrase_file:
+        with open(args.passphrase_file, encoding="utf-8") as handle:
+            passphrase = handle.readline().rstrip("\r\n")
+    else:
+        passphrase = getpass.getpass("Passphrase for the key file: ")
+        if args.action == "export" and getpass.getpass("Once more: ") != passphrase:
+            raise ValueError("the two passphrases differ")
+    if not passphrase:
+        raise ValueError("an empty passphrase would leave the keys unprotected")
+    return passphrase
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Export or import the room keys of the bot's device (Element's key file format)."""
+    from civicbot.secretkey import SecretKeyError
+    from civicbot.transport.crypto import KeysError, transfer_room_keys
+
+    try:
+        data_dir = _data_dir(args)
+        path: str | None = args.config if Path(args.config).exists() else None
+        user_id = load_settings(path).matrix.user_id or _session_user(data_dir)
+        passphrase = _passphrase(args)
+        asyncio.run(
+            transfer_room_keys(
+                data_dir, user_id, Path(args.path), passphrase, export=args.action == "export"
+            )
+        )
+    except ConfigError as exc:
+        return _report(exc, args.config)
+    except (KeysError, SecretKeyError, OSError, ValueError) as exc:
+        print(f"civicbot: keys {args.action} failed: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "export":
+        print(f"Exported the bot's room keys to {args.path}, sealed with the passphrase.")
+    else:
+        print(f"Imported the room keys in {args.path}. Start the bot with `civicbot run`.")
+    return 0
+
+
+def _session_user(data_dir: Path) -> str:
+    try:
+        return str(json.loads((data_dir / "session.json").read_text())["user_id"])
+    except (OSError, ValueError, KeyError):
+        raise ValueError("set matrix.user_id (--config) to say whose keys these are") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from civicbot.demo import run_demo
 
@@ -191,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
                 help="replace existing data (moved aside into a replaced-… folder, not deleted)",
             )
         parser_.set_defaults(func=cmd_backup if name == "backup" else cmd_restore)
+    keys = sub.add_parser(
+        "keys", help="export or import the room keys of the bot's device (moving a bot)"
+    )
+    keys.add_argument("action", choices=("export", "import"))
+    keys.add_argument("path", help="the key file (encrypted with a passphrase)")
+    keys.add_argument("--passphrase-file", help="read the passphrase from this file's first line")
+    keys.add_argument("--config", default="config.toml", help="to find bot.data_dir")
+    keys.add_argument("--data-dir", help="the bot's data directory (instead of --config)")
+    keys.set_defaults(func=cmd_keys)
     demo = sub.add_parser("demo", help="run against a private Synapse on this machine")
     demo.add_argument("--dir", default="./demo-data", help="where the demo keeps its state")
     demo.add_argument("--port", type=int, default=8448)

@@ -12,7 +12,7 @@ import functools
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -56,6 +56,12 @@ class MatrixSettings(_Section):
     # An encrypted message whose key has not come after this long is given up on and its
     # sender told once (civicbot.transport.undecryptable). Keys usually come within seconds.
     undecryptable_timeout: float = Field(60.0, ge=5, le=3600)
+    # End-to-end encryption: the bot reads and writes encrypted rooms as a full member. Its
+    # keys live in bot.data_dir/crypto/, with the device id in session.json (kept together).
+    encryption: bool = True
+    # With encryption off, in an encrypted room the bot says once that it can't read it, then
+    # leaves ("leave") or stays quiet there ("stay").
+    unencrypted_rooms_policy: Literal["leave", "stay"] = "leave"
 
     @field_validator("homeserver")
     @classmethod

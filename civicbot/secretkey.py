@@ -18,6 +18,7 @@ from pathlib import Path
 KEY_FILE = "secret.key"
 DATABASE_FILE = "civicbot.sqlite3"  # as civicbot.runtime names it
 SESSION_FILE = "session.json"  # as civicbot.transport.matrix names it
+CRYPTO_DIR = "crypto"  # the encryption store, as civicbot.transport.crypto names it
 KEY_BYTES = 32
 
 

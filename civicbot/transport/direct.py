@@ -30,6 +30,7 @@ from nio import AsyncClient, RoomCreateError, RoomPreset
 from civicbot.events import Event, EventKind, Message
 from civicbot.storage import Database
 from civicbot.transport import TransportError
+from civicbot.transport.crypto import ENCRYPTION_STATE, RoomCrypto
 from civicbot.transport.http import HomeserverApi
 from civicbot.transport.sync import Invite
 
@@ -78,10 +79,18 @@ def dm_problem(state: list[dict[str, Any]], bot_id: str, person: str, recorded: 
 class DirectChats:
     """Finds, creates, records, checks and forgets the bot's direct chats."""
 
-    def __init__(self, client: AsyncClient, api: HomeserverApi, db: Database, user_id: str):
+    def __init__(
+        self,
+        client: AsyncClient,
+        api: HomeserverApi,
+        db: Database,
+        user_id: str,
+        crypto: RoomCrypto | None = None,
+    ):
         self.user_id = user_id
         self._client = client
         self._api = api
+        self._crypto = crypto
         self._db = db
         self._m_direct: dict[str, list[str]] | None = None  # the bot's m.direct, cached
         self._invited: dict[str, Invite] = {}  # is_direct invites from their room's creator
@@ -201,10 +210,14 @@ class DirectChats:
                 if candidate != saved:
                     await self._db.kv_set(key, candidate)
                 return candidate
+        encrypt = self._crypto is not None and await self._crypto.can_encrypt_for(person)
         response = await self._api.retry(
             "create direct room",
             lambda: self._client.room_create(
-                is_direct=True, invite=[person], preset=RoomPreset.trusted_private_chat
+                is_direct=True,
+                invite=[person],
+                preset=RoomPreset.trusted_private_chat,
+                initial_state=[dict(ENCRYPTION_STATE)] if encrypt else (),
             ),
         )
         if isinstance(response, RoomCreateError):

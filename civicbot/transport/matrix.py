@@ -11,9 +11,7 @@ message is skipped (:mod:`civicbot.transport.sync`). Requests are retried throug
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,21 +19,33 @@ from urllib.parse import quote
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    ForwardedRoomKeyEvent,
     JoinError,
-    LoginResponse,
+    MegolmEvent,
+    RoomKeyEvent,
     RoomSendResponse,
     SyncError,
     SyncResponse,
     UploadResponse,
-    WhoamiResponse,
 )
+from nio.crypto import encrypt_attachment
 
 from civicbot.config import MatrixSettings
 from civicbot.events import Event, EventKind, Message
+from civicbot.secretkey import installation_key
 from civicbot.storage import Database
 from civicbot.transport import EventSink, TransportError
+from civicbot.transport.crypto import (
+    ENCRYPTION_STATE,
+    STORE_DIR,
+    RoomCrypto,
+    e2e_problem,
+    pickle_key,
+    store_file,
+)
 from civicbot.transport.direct import DirectChats
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
+from civicbot.transport.login import DeviceLogin
 from civicbot.transport.sync import FIRST_SYNC_FILTER, SYNC_FILTER, SYNC_TIMEOUT_MS, SyncReader
 
 log = logging.getLogger(__name__)
@@ -50,24 +60,37 @@ class MatrixTransport:
         self, settings: MatrixSettings, data_dir: Path, db: Database, store_session: bool = True
     ):
         self._settings = settings
-        self._data_dir = data_dir
         self._db = db
-        self._store_session = store_session
+        # Encryption needs vodozemac; without it login() says so in one line.
+        self.encrypted = settings.encryption and e2e_problem() is None
         config = AsyncClientConfig(
             # nio would sleep through 429s forever; we bound it and retry ourselves, keeping
             # the transaction id so a retried send is never duplicated.
             max_limit_exceeded=3,
             max_timeouts=1,
             request_timeout=SYNC_TIMEOUT_MS / 1000 + 30,
-            encryption_enabled=False,
+            encryption_enabled=self.encrypted,
             store_sync_tokens=False,
+            pickle_key=pickle_key(installation_key(data_dir)) if self.encrypted else "",
         )
-        self.client = AsyncClient(settings.homeserver, settings.user_id, config=config)
+        self.client = AsyncClient(
+            settings.homeserver,
+            settings.user_id,
+            store_path=str(data_dir / STORE_DIR) if self.encrypted else "",
+            config=config,
+        )
         self.api = HomeserverApi(self.client)
+        self.crypto = RoomCrypto(self.client, self.api)
+        self.device = DeviceLogin(
+            settings, data_dir, self.client, self.api, self.encrypted, store_session
+        )
         self._user_id = settings.user_id
-        self._sync = SyncReader(self._user_id, db, self.api)
-        self.direct = DirectChats(self.client, self.api, db, self._user_id)
+        self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
+        self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
         self._stopping = asyncio.Event()
+        # A new store knows no room as encrypted; until a full-state sync has told it, nio
+        # would send in clear to an encrypted room the bot was already in.
+        self._full_state_needed = False
         self._members_cache: dict[str, list[str]] = {}
 
     @property
@@ -79,67 +102,30 @@ class MatrixTransport:
         self._user_id = self._sync.user_id = self.direct.user_id = value
 
     # -- login ---------------------------------------------------------------------------------
-    @property
-    def _session_file(self) -> Path:
-        return self._data_dir / "session.json"
-
     async def login(self) -> None:
-        """Use the configured token, a saved session, or log in once with the password."""
-        token = self._settings.access_token.get_secret_value()
-        if token:
-            self.client.access_token = token
-            who = await self.api.retry("whoami", self.client.whoami)
-            if not isinstance(who, WhoamiResponse):
-                raise TransportError(f"the access token was refused: {who}")
-            self.client.restore_login(who.user_id, who.device_id or "", token)
-            self.user_id = who.user_id
-            return
-        saved = self._load_session()
-        if saved:
-            self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
-            self.user_id = saved["user_id"]
-            return
-        password = self._settings.password.get_secret_value()
-        if not password:
-            raise TransportError("set matrix.password or matrix.access_token to log in")
-        response = await self.api.retry(
-            "login", lambda: self.client.login(password, device_name=self._settings.device_name)
-        )
-        if not isinstance(response, LoginResponse):
-            raise TransportError(f"login failed: {getattr(response, 'message', response)}")
-        self.user_id = response.user_id
-        self._save_session(response.user_id, response.device_id, response.access_token)
-        log.info("logged in as %s (device %s)", response.user_id, response.device_id)
+        """Use the configured token, a saved session, or log in once with the password; with
+        encryption, then make sure the device's keys are on the homeserver."""
+        if self._settings.encryption and not self.encrypted:
+            raise TransportError(e2e_problem() or "encryption is not available")
+        store_dir = self.device.store_dir
+        if self.encrypted:
+            store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            stores = set(store_dir.glob("*.db"))
+        self.user_id = await self.device.log_in()
+        if self.encrypted:
+            device_store = store_file(store_dir, self.user_id, self.client.device_id)
+            self._full_state_needed = device_store not in stores
+            await self.device.upload_device_keys()
+            await self._after_keys_uploaded()
 
-    def _load_session(self) -> dict[str, str] | None:
-        try:
-            data = json.loads(self._session_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if (
-            data.get("homeserver") != self._settings.homeserver
-            or data.get("user_id") != self._settings.user_id
-        ):
-            return None
-        return data
-
-    def _save_session(self, user_id: str, device_id: str, token: str) -> None:
-        if not self._store_session:
-            return
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._session_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(
-                {
-                    "homeserver": self._settings.homeserver,
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "access_token": token,
-                },
-                handle,
-            )
-        os.replace(tmp, self._session_file)
+    async def _after_keys_uploaded(self) -> None:
+        """The one place that runs after every login (once per start, and again if the
+        homeserver logged us out), when the device and its keys are on the homeserver:
+        ``self.client`` is logged in and ``self.client.olm.account`` holds the device's keys.
+        Cross-signing the device (civicbot.crosssigning) is called from here."""
+        assert self.client.olm is not None
+        keys = self.client.olm.account.identity_keys
+        log.info("encryption on: device %s, ed25519 key %s", self.client.device_id, keys["ed25519"])
 
     # -- sync loop -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
@@ -164,6 +150,7 @@ class MatrixTransport:
                 await self._sleep(delay)
                 continue
             backoff.reset()
+            await self._after_sync(response)
             events = await self._collect(response)
             await sink(events)
             try:
@@ -183,7 +170,11 @@ class MatrixTransport:
                 "the homeserver no longer accepts our access token", "M_UNKNOWN_TOKEN"
             )
         log.warning("the homeserver logged our session out; logging in again")
-        self._session_file.unlink(missing_ok=True)
+        self.device.session_file.unlink(missing_ok=True)
+        if self.encrypted:
+            # nio keeps a loaded store whatever the device: the new device needs its own.
+            log.warning("encrypted messages sent before now cannot be read by the new device")
+            self.client.store, self.client.olm = None, None
         await self.login()
 
     async def _first_sync(self, sink: EventSink) -> str | None:
@@ -203,6 +194,8 @@ class MatrixTransport:
             await self._sleep(delay)
             if self._stopping.is_set():
                 return None
+        self._full_state_needed = False  # this sync was one
+        await self._after_sync(response)
         await sink(await self._invite_events(response))
         newest = [
             Event.from_raw(info.timeline.events[-1].source, room_id)
@@ -227,11 +220,17 @@ class MatrixTransport:
 
     async def _sync_once(self, token: str) -> SyncResponse | SyncError:
         try:
-            return await self.client.sync(
-                timeout=SYNC_TIMEOUT_MS, since=token, sync_filter=SYNC_FILTER
+            response = await self.client.sync(
+                timeout=0 if self._full_state_needed else SYNC_TIMEOUT_MS,
+                since=token,
+                sync_filter=SYNC_FILTER,
+                full_state=self._full_state_needed or None,
             )
         except NETWORK_ERRORS as exc:
             return SyncError(f"homeserver unreachable: {exc or type(exc).__name__}")
+        if isinstance(response, SyncResponse):
+            self._full_state_needed = False
+        return response
 
     async def _invite_events(self, response: SyncResponse) -> list[Event]:
         found = self._sync.invites(response)
@@ -239,10 +238,78 @@ class MatrixTransport:
             self.direct.note_invite(invite)
         return [self._sync.invite_event(*each) for each in found]
 
+    async def _after_sync(self, response: SyncResponse) -> None:
+        """Encryption upkeep after every sync (nio has decrypted the timeline and taken in the
+        room keys sent to us by then), and, with encryption off, the encrypted rooms."""
+        if self.encrypted:
+            room_keys = [
+                e
+                for e in response.to_device_events
+                if isinstance(e, RoomKeyEvent | ForwardedRoomKeyEvent)
+            ]
+            if room_keys:
+                await self.room_keys_received(room_keys)
+            try:
+                await self.crypto.maintain()
+            except TransportError as exc:  # tried again after the next sync
+                log.warning("encryption upkeep failed: %s", exc)
+        else:
+            await self._refuse_encrypted_rooms(response)
+
+    async def room_keys_received(self, events: list[RoomKeyEvent | ForwardedRoomKeyEvent]) -> None:
+        """Room keys that arrived in this sync (nio has stored them already). The hook for
+        retrying events held as undecryptable (civicbot.transport.undecryptable)."""
+        log.debug("received %d room keys", len(events))
+
+    async def skip_undecryptable(self, events: list[MegolmEvent]) -> None:
+        """Encrypted events of this batch we hold no key for (``event.room_id`` is set). For
+        now they are logged and skipped; civicbot.transport.undecryptable holds and retries
+        them from here."""
+        rooms = {event.room_id for event in events}
+        log.log(
+            # With encryption off, a room that chose to keep the bot says this all day.
+            logging.WARNING if self.encrypted else logging.DEBUG,
+            "skipped %d encrypted events we have no key for (in %d rooms)",
+            len(events),
+            len(rooms),
+        )
+
+    async def _refuse_encrypted_rooms(self, response: SyncResponse) -> None:
+        """Encryption is off: in an encrypted room the bot would answer nothing anyone said
+        (a room may be encrypted after the bot joined)."""
+        for room_id in response.rooms.join:
+            room = self.client.rooms.get(room_id)
+            if room is not None and room.encrypted:
+                await self._refuse_encrypted_room(room_id)
+
+    async def _refuse_encrypted_room(self, room_id: str) -> None:
+        """Say once (plain text, a stable transaction id, remembered) that the bot can't read
+        this encrypted room, then leave it or stay quiet as
+        ``matrix.unencrypted_rooms_policy`` says."""
+        key = f"e2e_refused:{room_id}"
+        if await self._db.kv_get(key) is not None:
+            return
+        text = (
+            "This room is encrypted and my encryption is switched off, so I can't read what is "
+            "said here. Ask whoever runs me to set matrix.encryption = true in my config."
+        )
+        try:
+            await self.send_message(room_id, Message(text), f"cbnoe2e.{room_id}")
+        except TransportError as exc:
+            log.warning("could not explain encryption in %s: %s", room_id, exc)
+            return
+        await self._db.kv_set(key, "1")
+        log.warning("%s is encrypted and matrix.encryption is off", room_id)
+        if self._settings.unencrypted_rooms_policy == "leave":
+            await self.leave(room_id)
+
     async def _collect(self, response: SyncResponse) -> list[Event]:
         for invite, _, _ in self._sync.invites(response):
             self.direct.note_invite(invite)
-        events = await self._sync.collect(response)
+        batch = await self._sync.collect(response)
+        if batch.undecryptable:
+            await self.skip_undecryptable(batch.undecryptable)
+        events = batch.events
         for event in events:
             if event.kind is EventKind.MEMBERSHIP:
                 self._members_cache.pop(event.room_id, None)
@@ -277,6 +344,8 @@ class MatrixTransport:
     async def send_event(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
+        # nio encrypts for an encrypted room it knows; a brand-new room it must learn first.
+        await self.crypto.ensure_room(room_id)
         response = await self.api.retry(
             f"send to {room_id}",
             lambda: self.client.room_send(
@@ -292,23 +361,38 @@ class MatrixTransport:
     async def send_file(
         self, room_id: str, data: bytes, filename: str, content_type: str, txn_id: str
     ) -> str:
+        """Upload and post a file; in an encrypted room the file is encrypted too, and only
+        the message (which carries its key) can open it."""
+        await self.crypto.ensure_room(room_id)
+        encrypted = self.crypto.active and self.crypto.is_encrypted(room_id)
+        keys: dict[str, Any] = {}
+        payload = data
+        if encrypted:
+            payload, keys = encrypt_attachment(data)
+
         async def upload() -> Any:
             response, _ = await self.client.upload(
-                lambda *_: data, content_type=content_type, filename=filename, filesize=len(data)
+                lambda *_: payload,
+                content_type="application/octet-stream" if encrypted else content_type,
+                filename=filename,
+                filesize=len(payload),
             )
             return response
 
         response = await self.api.retry("upload", upload)
         if not isinstance(response, UploadResponse):
             raise TransportError(f"upload failed: {response}")
-        content = {
+        content: dict[str, Any] = {
             "msgtype": "m.file",
             "body": filename,
             "filename": filename,
-            "url": response.content_uri,
             "m.mentions": {},
             "info": {"mimetype": content_type, "size": len(data)},
         }
+        if encrypted:
+            content["file"] = {"url": response.content_uri, "mimetype": content_type, **keys}
+        else:
+            content["url"] = response.content_uri
         return await self.send_event(room_id, "m.room.message", content, txn_id)
 
     async def redact(self, room_id: str, event_id: str, reason: str, txn_id: str) -> str:
@@ -320,6 +404,12 @@ class MatrixTransport:
         response = await self.api.retry(f"join {room_id}", lambda: self.client.join(room_id))
         if isinstance(response, JoinError):
             raise TransportError(f"could not join {room_id}: {response.message}")
+        if not self.encrypted and await self.state_event(room_id, "m.room.encryption"):
+            # No welcome: the bot could not read a single command here.
+            await self._refuse_encrypted_room(room_id)
+            raise TransportError(
+                f"joined {room_id}, but it is encrypted and matrix.encryption is off"
+            )
         await self.direct.joined(room_id)
 
     async def leave(self, room_id: str) -> None:
@@ -387,7 +477,12 @@ class MatrixTransport:
         while True:
             path = f"{base}?limit=1000&dir=f" + (f"&from={quote(token)}" if token else "")
             data = await self.api.request("GET", path)
-            found.extend(Event.from_raw(raw, room_id) for raw in data.get("chunk") or [])
+            for raw in data.get("chunk") or []:
+                clear = self.crypto.decrypt(raw, room_id)
+                if isinstance(clear, MegolmEvent):
+                    log.warning("a relation of an event in %s could not be decrypted", room_id)
+                else:
+                    found.append(Event.from_raw(clear, room_id))
             token = data.get("next_batch")
             if not token:
                 return found
@@ -396,18 +491,21 @@ class MatrixTransport:
         """An invite-only room for the bot and ``invite`` (e.g. two people it introduces):
         not a DM (no ``is_direct``), not in the room directory, history visible to members
         only from their invite."""
+        initial_state: list[dict[str, Any]] = [
+            {
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": {"history_visibility": "invited"},
+            }
+        ]
+        if invite and all([await self.crypto.can_encrypt_for(person) for person in invite]):
+            initial_state.append(dict(ENCRYPTION_STATE))
         body = {
             "name": name,
             "preset": "private_chat",
             "visibility": "private",
             "invite": list(invite),
-            "initial_state": [
-                {
-                    "type": "m.room.history_visibility",
-                    "state_key": "",
-                    "content": {"history_visibility": "invited"},
-                }
-            ],
+            "initial_state": initial_state,
         }
         data = await self.api.request("POST", "/_matrix/client/v3/createRoom", body)
         room_id = data.get("room_id")

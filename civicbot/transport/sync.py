@@ -7,11 +7,12 @@ response into the list of events the core handles and records where the next syn
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from nio import SyncResponse
+from nio import MegolmEvent, SyncResponse
 
 from civicbot.events import Event, EventKind
 from civicbot.storage import Database
@@ -51,27 +52,59 @@ class Invite:
     is_direct: bool
 
 
-class SyncReader:
-    """Turns sync responses into events, paging back over gaps, for one bot account."""
+Decrypt = Callable[[dict[str, Any], str], "dict[str, Any] | MegolmEvent"]
 
-    def __init__(self, user_id: str, db: Database, api: HomeserverApi):
+
+def _no_decryption(raw: dict[str, Any], room_id: str) -> dict[str, Any]:
+    return raw
+
+
+@dataclass(slots=True)
+class Batch:
+    """One sync response read: the events for the core, and the encrypted ones we hold no
+    key for (yet), set aside instead of being handed on as meaningless ``OTHER`` events."""
+
+    events: list[Event] = field(default_factory=list)
+    undecryptable: list[MegolmEvent] = field(default_factory=list)
+
+
+class SyncReader:
+    """Turns sync responses into events, paging back over gaps, for one bot account.
+
+    nio has decrypted the timeline already (what it could not is still a ``MegolmEvent``);
+    events paged back over a gap come over plain HTTP and go through ``decrypt``."""
+
+    def __init__(
+        self, user_id: str, db: Database, api: HomeserverApi, decrypt: Decrypt = _no_decryption
+    ):
         self.user_id = user_id
         self._db = db
         self._api = api
+        self._decrypt = decrypt
 
-    async def collect(self, response: SyncResponse) -> list[Event]:
+    async def collect(self, response: SyncResponse) -> Batch:
         """Every event of the batch to hand to the core, invites first."""
-        events = [self.invite_event(*found) for found in self.invites(response)]
+        batch = Batch([self.invite_event(*found) for found in self.invites(response)])
         for room_id, info in response.rooms.join.items():
-            raws = [e.source for e in info.timeline.events if getattr(e, "source", None)]
-            joined_at = self.own_join(raws)
+            items: list[dict[str, Any] | MegolmEvent] = [
+                e if isinstance(e, MegolmEvent) else e.source
+                for e in info.timeline.events
+                if getattr(e, "source", None)
+            ]
+            joined_at = self.own_join([_source(item) for item in items])
             if joined_at is not None:
                 # Just joined: what came before our join is the room's history, not for us.
-                raws = raws[joined_at:]
+                items = items[joined_at:]
             elif info.timeline.limited and info.timeline.prev_batch:
-                raws = await self._fill_gap(room_id, info.timeline.prev_batch) + raws
-            events.extend(Event.from_raw(raw, room_id) for raw in raws)
-        return events
+                older = await self._fill_gap(room_id, info.timeline.prev_batch)
+                items = [self._decrypt(raw, room_id) for raw in older] + items
+            for item in items:
+                if isinstance(item, MegolmEvent):
+                    item.room_id = room_id
+                    batch.undecryptable.append(item)
+                else:
+                    batch.events.append(Event.from_raw(item, room_id))
+        return batch
 
     def own_join(self, raws: list[dict[str, Any]]) -> int | None:
         """Index of the bot's own join in a timeline, if it joined during this batch."""
@@ -185,3 +218,7 @@ class SyncReader:
         return bool(
             await self._db.fetchval("SELECT 1 FROM core_handled WHERE event_id = ?", (event_id,))
         )
+
+
+def _source(item: dict[str, Any] | MegolmEvent) -> dict[str, Any]:
+    return item.source if isinstance(item, MegolmEvent) else item
