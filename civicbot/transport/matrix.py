@@ -19,10 +19,8 @@ from urllib.parse import quote
 from nio import (
     AsyncClient,
     AsyncClientConfig,
-    ForwardedRoomKeyEvent,
     JoinError,
     MegolmEvent,
-    RoomKeyEvent,
     RoomSendResponse,
     SyncError,
     SyncResponse,
@@ -30,7 +28,9 @@ from nio import (
 )
 from nio.crypto import encrypt_attachment
 
+from civicbot.clock import SystemClock
 from civicbot.config import MatrixSettings
+from civicbot.crosssigning import CROSS_SIGNING_FILE, ensure_cross_signed
 from civicbot.events import Event, EventKind, Message
 from civicbot.secretkey import installation_key
 from civicbot.storage import Database
@@ -47,6 +47,7 @@ from civicbot.transport.direct import DirectChats
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
 from civicbot.transport.login import DeviceLogin
 from civicbot.transport.sync import FIRST_SYNC_FILTER, SYNC_FILTER, SYNC_TIMEOUT_MS, SyncReader
+from civicbot.transport.undecryptable import NioCrypto, Released, Undecryptable, room_keys
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class MatrixTransport:
         self, settings: MatrixSettings, data_dir: Path, db: Database, store_session: bool = True
     ):
         self._settings = settings
+        self._data_dir = data_dir
         self._db = db
         # Encryption needs vodozemac; without it login() says so in one line.
         self.encrypted = settings.encryption and e2e_problem() is None
@@ -87,6 +89,14 @@ class MatrixTransport:
         self._user_id = settings.user_id
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
         self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
+        self.undecryptable = Undecryptable(
+            db,
+            self._user_id,
+            NioCrypto(self.client),
+            self.send_message,
+            SystemClock(),
+            timeout=settings.undecryptable_timeout,
+        )
         self._stopping = asyncio.Event()
         # A new store knows no room as encrypted; until a full-state sync has told it, nio
         # would send in clear to an encrypted room the bot was already in.
@@ -100,6 +110,7 @@ class MatrixTransport:
     @user_id.setter
     def user_id(self, value: str) -> None:
         self._user_id = self._sync.user_id = self.direct.user_id = value
+        self.undecryptable.user_id = value
 
     # -- login ---------------------------------------------------------------------------------
     async def login(self) -> None:
@@ -120,12 +131,21 @@ class MatrixTransport:
 
     async def _after_keys_uploaded(self) -> None:
         """The one place that runs after every login (once per start, and again if the
-        homeserver logged us out), when the device and its keys are on the homeserver:
-        ``self.client`` is logged in and ``self.client.olm.account`` holds the device's keys.
-        Cross-signing the device (civicbot.crosssigning) is called from here."""
+        homeserver logged us out), when the device and its keys are on the homeserver: sign
+        the device with the account's cross-signing keys (a new device too). Never raises:
+        an unsigned bot still works, and the log says why it is unsigned."""
         assert self.client.olm is not None
         keys = self.client.olm.account.identity_keys
         log.info("encryption on: device %s, ed25519 key %s", self.client.device_id, keys["ed25519"])
+        await ensure_cross_signed(
+            self.api,
+            self.user_id,
+            self.client.device_id,
+            device_key=keys["ed25519"],
+            password=self._settings.password.get_secret_value() or None,
+            key_file=self._data_dir / CROSS_SIGNING_FILE,
+            replace_server_keys=self._settings.cross_signing_reset,
+        )
 
     # -- sync loop -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
@@ -135,6 +155,8 @@ class MatrixTransport:
             token = await self._first_sync(sink)
             if token is None:  # asked to stop before the homeserver ever answered
                 return
+        if self.encrypted:  # what was held when we stopped: its key may have come since
+            await self._handle_released(sink, await self.undecryptable.start())
         log.info("listening for events")
         backoff = Backoff()
         while not self._stopping.is_set():
@@ -152,7 +174,16 @@ class MatrixTransport:
             backoff.reset()
             await self._after_sync(response)
             events = await self._collect(response)
+            released: list[Released] = []
+            if self.encrypted:
+                keys = room_keys(response)
+                released = await self.undecryptable.retry(keys) if keys else []
+                released += await self.undecryptable.tick()
+            # First: a late-read event is older than the batch, and save_position keeps each
+            # room's last event as the mark a later gap pages back to.
+            events = [Event.from_raw(r.source, r.room_id) for r in released] + events
             await sink(events)
+            await self.undecryptable.handled(released)  # after the core has them
             try:
                 await self.direct.watch(events, self.send_message, self.leave)
             except TransportError as exc:  # checked again before every private send anyway
@@ -242,13 +273,6 @@ class MatrixTransport:
         """Encryption upkeep after every sync (nio has decrypted the timeline and taken in the
         room keys sent to us by then), and, with encryption off, the encrypted rooms."""
         if self.encrypted:
-            room_keys = [
-                e
-                for e in response.to_device_events
-                if isinstance(e, RoomKeyEvent | ForwardedRoomKeyEvent)
-            ]
-            if room_keys:
-                await self.room_keys_received(room_keys)
             try:
                 await self.crypto.maintain()
             except TransportError as exc:  # tried again after the next sync
@@ -256,23 +280,25 @@ class MatrixTransport:
         else:
             await self._refuse_encrypted_rooms(response)
 
-    async def room_keys_received(self, events: list[RoomKeyEvent | ForwardedRoomKeyEvent]) -> None:
-        """Room keys that arrived in this sync (nio has stored them already). The hook for
-        retrying events held as undecryptable (civicbot.transport.undecryptable)."""
-        log.debug("received %d room keys", len(events))
+    async def _handle_released(self, sink: EventSink, released: list[Released]) -> None:
+        if released:
+            await sink([Event.from_raw(r.source, r.room_id) for r in released])
+            await self.undecryptable.handled(released)
 
-    async def skip_undecryptable(self, events: list[MegolmEvent]) -> None:
-        """Encrypted events of this batch we hold no key for (``event.room_id`` is set). For
-        now they are logged and skipped; civicbot.transport.undecryptable holds and retries
-        them from here."""
-        rooms = {event.room_id for event in events}
-        log.log(
+    async def _hold_undecryptable(self, events: list[MegolmEvent]) -> list[Event]:
+        """Encrypted events of this batch nio holds no key for: kept (in the database, before
+        the position is saved) until their key comes or the sender has been told
+        (:mod:`civicbot.transport.undecryptable`). Returns those readable by now."""
+        if not self.encrypted:
             # With encryption off, a room that chose to keep the bot says this all day.
-            logging.WARNING if self.encrypted else logging.DEBUG,
-            "skipped %d encrypted events we have no key for (in %d rooms)",
-            len(events),
-            len(rooms),
-        )
+            log.debug("skipped %d encrypted events", len(events))
+            return []
+        readable = []
+        for event in events:
+            now = await self.undecryptable.hold(event.room_id, event.source)
+            if now is not None:
+                readable.append(Event.from_raw(now.source, now.room_id))
+        return readable
 
     async def _refuse_encrypted_rooms(self, response: SyncResponse) -> None:
         """Encryption is off: in an encrypted room the bot would answer nothing anyone said
@@ -307,9 +333,9 @@ class MatrixTransport:
         for invite, _, _ in self._sync.invites(response):
             self.direct.note_invite(invite)
         batch = await self._sync.collect(response)
-        if batch.undecryptable:
-            await self.skip_undecryptable(batch.undecryptable)
         events = batch.events
+        if batch.undecryptable:
+            events = events + await self._hold_undecryptable(batch.undecryptable)
         for event in events:
             if event.kind is EventKind.MEMBERSHIP:
                 self._members_cache.pop(event.room_id, None)
@@ -464,7 +490,9 @@ class MatrixTransport:
         return await self.direct.known_room(user_id)
 
     async def forget_direct_room(self, user_id: str) -> int:
-        return await self.direct.forget(user_id)
+        # What the transport keeps of a person: their direct chats, and any message of theirs
+        # held unreadable (with the record that they were told about it).
+        return await self.direct.forget(user_id) + await self.undecryptable.forget(user_id)
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

@@ -366,7 +366,9 @@ class Undecryptable:
 
     # -- personal data -------------------------------------------------------------------------
     async def forget(self, user_id: str) -> int:
-        """Drop everything held or recorded about ``user_id`` (``!forget me``)."""
+        """Drop everything held or recorded about ``user_id`` (``!forget me``), also when
+        encryption is off now (and :meth:`start` never ran) but was on before."""
+        await self._db.migrate(OWNER, MIGRATIONS)
         removed = 0
         for table in ("core_undecryptable_held", "core_undecryptable_told"):
             removed += await self._db.execute_rowcount(
