@@ -64,8 +64,8 @@ def day_label(moment: datetime, zone: ZoneInfo) -> str:
 
 
 class DigestTemplates:
-    """The built-in templates, with the operator's directory (if set) taking precedence name by
-    name; a broken override is reported on every render, never silently replaced."""
+    """The built-in templates, with the operator's directory (if set) taking precedence file
+    by file; a broken override is reported on every render, never silently replaced."""
 
     def __init__(self, builtin: Templates, override_dir: str | None):
         self._builtin = builtin
@@ -76,7 +76,7 @@ class DigestTemplates:
             if not path.is_dir():
                 self.problem = f"plugins.digest.template_dir {override_dir} is not a directory"
                 return
-            self._override = Templates(path)
+            self._override = Templates(path, fallback=builtin.directory)
             try:
                 self._override.check(())
             except TemplateCheckError as exc:
@@ -85,7 +85,7 @@ class DigestTemplates:
     def render(self, name: str, **values: Any) -> Rendered:
         if self.problem:
             raise TemplateProblem(self.problem)
-        chosen = self._override if self._override and self._override.has(name) else self._builtin
+        chosen = self._override or self._builtin
         try:
             rendered = chosen.render(name, **values)
         except jinja2.TemplateError as exc:

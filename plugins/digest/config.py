@@ -45,6 +45,14 @@ class DigestConfig(PluginConfig):
         json_schema_extra=OPERATOR,
     )
 
+    check_every_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="how often to look for digests that came due (a digest is at most this late)",
+        json_schema_extra=OPERATOR,
+    )
+
     @field_validator("day")
     @classmethod
     def _day(cls, value: str) -> str:

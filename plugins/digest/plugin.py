@@ -24,7 +24,6 @@ from civicbot.templates import Rendered
 
 Ctx = Context[DigestConfig]
 FLUSH_EVERY = timedelta(seconds=5)
-TICK_EVERY = timedelta(minutes=1)
 SUBCOMMANDS = ("preview", "now", "subscribe", "unsubscribe", "space")
 
 
@@ -52,7 +51,8 @@ class DigestPlugin(Plugin[DigestConfig]):
         now = self.ctx.clock.now()
         await self.runner.start(now)
         await self.runner.tick(now)
-        self.ctx.jobs.every("tick", TICK_EVERY, self._tick)
+        every = timedelta(seconds=self.ctx.default_config.check_every_seconds)
+        self.ctx.jobs.every("tick", every, self._tick)
 
     async def teardown(self) -> None:
         try:
