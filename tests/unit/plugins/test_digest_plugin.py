@@ -16,6 +16,7 @@ from civicbot.testing.harness import MODERATOR, BotHarness
 ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"
 NO_LIMITS = {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0}
 LONDON = ZoneInfo("Europe/London")
+POLL_START = "org.matrix.msc3381.poll.start"
 # The harness clock starts on Monday 23 Nov 2026 09:00 UTC; the default digest is Sunday 18:00.
 TO_SUNDAY_DIGEST = timedelta(days=6, hours=9)
 
@@ -27,6 +28,12 @@ def digests(h: BotHarness, room: str) -> list[str]:
 async def week_of_activity(h: BotHarness, room: str) -> str:
     """Polls (one secret), a need, a private need, an offer, chat and a busy thread."""
     await h.say(room, ANN, "!poll Which mural? | Birds | Bikes")
+    start = next(s for s in h.transport.sent if s.type == POLL_START)
+    answer = start.content[POLL_START]["answers"][0]["id"]
+    await h.send(room, CAT, "org.matrix.msc3381.poll.response", {
+        "m.relates_to": {"rel_type": "m.reference", "event_id": start.event_id},
+        "org.matrix.msc3381.poll.response": {"answers": [answer]},
+    })  # fmt: skip
     await h.say(room, ANN, "!poll Spend the grant on? | Benches | Lights | secret")
     dm = await h.transport.direct_room(BOB)
     await h.say(dm, BOB, "!vote P-2 2")
@@ -61,7 +68,8 @@ async def test_a_week_of_activity_is_posted_once_at_the_rooms_time(tmp_path: Pat
         assert "1 new member" in digest  # Dan's name change is not a second join
         assert f"Busy thread: 3 replies {matrix_to(room, root)}" in digest
         # Nothing private: the secret ballot's choice, the private need's author.
-        assert "P-2 Spend the grant on?" in digest and "1 vote so far" in digest
+        assert "P-1 Which mural? (closes Mon 30 Nov 09:00 Europe/London; 1 vote so far)" in digest
+        assert "P-2 Spend the grant on? (closes Mon 30 Nov 09:00 Europe/London; 1 vote" in digest
         assert "Lights" not in digest and "Benches" not in digest  # no ballot's choice
         assert "hospital" in digest and CAT not in digest  # the private need, nameless
         sent = next(s for s in h.transport.sent if s.body == digest)
