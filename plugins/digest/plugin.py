@@ -50,9 +50,10 @@ class DigestPlugin(Plugin[DigestConfig]):
         """Digests that fell due while the bot was down go out now, once, marked late."""
         now = self.ctx.clock.now()
         await self.runner.start(now)
-        await self.runner.tick(now)
+        # Armed first: if this first look fails (the homeserver is away), the next one runs.
         every = timedelta(seconds=self.ctx.default_config.check_every_seconds)
         self.ctx.jobs.every("tick", every, self._tick)
+        await self.runner.tick(now)
 
     async def teardown(self) -> None:
         try:

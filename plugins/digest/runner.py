@@ -12,6 +12,7 @@ since the last tick, claims room+week in the database, then sends with a key mad
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +45,9 @@ class DigestRunner:
         self.rollout = SendPacer(burst=ROLLOUT_BURST, per_second=rate)
         self.last_tick: datetime | None = None
         self._reported: set[tuple[str, str]] = set()  # template problems logged once each
+        # One look at a time: the first (at catch-up) may still be rolling out 1,000 digests
+        # when the repeating one comes round, and it would re-send claims still in flight.
+        self._one_at_a_time = asyncio.Lock()
 
     async def start(self, now: datetime) -> None:
         stored = await self.store.get_state(LAST_TICK)
@@ -54,6 +58,10 @@ class DigestRunner:
 
     async def tick(self, now: datetime) -> None:
         """Post every digest due since the last tick (and any claimed but never sent)."""
+        async with self._one_at_a_time:
+            await self._tick(now)
+
+    async def _tick(self, now: datetime) -> None:
         await self.counter.flush()  # the numbers include the last few seconds
         since = self.last_tick or now
         for claim in await self.store.unsent():
