@@ -16,7 +16,7 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from civicbot import __version__, failpoints
@@ -85,6 +85,9 @@ class Bot:
         self.plugins: dict[str, Plugin[Any]] = {}
         self.index = CommandIndex({})
         self._hooks: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
+        # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
+        # handled, so they cost no core_handled row.
+        self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
@@ -137,7 +140,8 @@ class Bot:
             raise PluginLoadError(f"plugin '{name}' failed to load: {why}") from exc
         for plugin in self.plugins.values():
             for kind, attr in type(plugin).declared_event_hooks():
-                self._hooks.setdefault(kind, []).append((plugin, attr))
+                table = self._observers if type(plugin).observes(attr) else self._hooks
+                table.setdefault(kind, []).append((plugin, attr))
         cutoff = int(time.time()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         log.info("loaded plugins: %s", ", ".join(self.plugins))
@@ -280,18 +284,36 @@ class Bot:
         if event.sender == self.transport.user_id or event.kind is EventKind.NOTICE:
             return False
         acted = False
+        for plugin, attr in self._observers.get(event.kind, ()):
+            await self._observe(event, plugin, attr)
         if event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix):
             acted = await self._on_command(event)
         for plugin, attr in self._hooks.get(event.kind, []):
             config = await self.room_settings.get(event.room_id, plugin.ctx.name)
             if not config.enabled:
                 continue
-            acted = True
             # Each hook method its own transaction ids: two hooks of one plugin both speak.
             ctx = self._context(event, plugin, config, key_suffix=f"{plugin.ctx.name}:{attr}")
-            hook = getattr(plugin, attr)
-            await guarded(ctx, hook(ctx), f"{plugin.ctx.name} hook", apologise=False)
+            said: list[Any] = []
+            await guarded(
+                ctx, _keep(getattr(plugin, attr)(ctx), said), f"{plugin.ctx.name} hook",
+                apologise=False,
+            )  # fmt: skip
+            # A hook that returns False did nothing with the event (it was not for it): no
+            # core_handled row. Anything else, a failure included, counts as acted.
+            acted = acted or not (said and said[0] is False)
         return acted
+
+    async def _observe(self, event: Event, plugin: Plugin[Any], attr: str) -> None:
+        """Run an observer: no timeout task and no apology (it is cheap and never sends), its
+        failure logged and contained."""
+        config = await self.room_settings.get(event.room_id, plugin.ctx.name)
+        if not config.enabled:
+            return
+        try:
+            await getattr(plugin, attr)(self._context(event, plugin, config))
+        except Exception:
+            log.exception("%s observer %s failed on %s", plugin.ctx.name, attr, event.event_id)
 
     def _context(
         self, event: Event, plugin: Plugin[Any], config: Any, key_suffix: str = ""
@@ -405,6 +427,10 @@ class Bot:
         )
         out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
         await quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
+
+
+async def _keep(work: Awaitable[Any], into: list[Any]) -> None:
+    into.append(await work)
 
 
 def _keyed_hasher(secret: bytes) -> Callable[[str], str]:

@@ -101,6 +101,14 @@ class Rooms:
         """Every event relating to ``event_id`` (all pages), e.g. to recount a poll."""
         return await self._transport.relations(room_id, event_id, rel_type)
 
+    async def joined_rooms(self) -> list[str]:
+        """Every room the bot is in (for work that runs per room, like the weekly digest)."""
+        return await self._transport.joined_rooms()
+
+    async def state_events(self, room_id: str, event_type: str) -> dict[str, dict[str, Any]]:
+        """``{state_key: content}`` of one state event type (a space's ``m.space.child``)."""
+        return await self._transport.state_events(room_id, event_type)
+
 
 class BotFacts:
     """The :class:`BotInfo` plugins get: these facts and nothing else of the running bot (not

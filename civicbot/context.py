@@ -95,6 +95,11 @@ class PluginContext(Generic[ConfigT]):
     def default_config(self) -> ConfigT:
         return cast(ConfigT, self.room_settings.default(self.name))
 
+    @property
+    def default_zone(self) -> ZoneInfo:
+        """The bot's own time zone (``bot.timezone``), for work that belongs to no room."""
+        return ZoneInfo(self._core.default_timezone)
+
     async def timezone(self, room_id: str) -> ZoneInfo:
         room = await self.room_settings.get(room_id, ROOM)
         assert isinstance(room, RoomConfig)

@@ -47,11 +47,22 @@ class DigestSection:
     order: int = 50  # lower comes first
 
 
-def on(*kinds: EventKind) -> Callable[[Any], Any]:
-    """Mark a method ``async def handler(self, ctx: Context) -> None`` as an event hook."""
+def on(*kinds: EventKind, observe: bool = False) -> Callable[[Any], Any]:
+    """Mark a method ``async def handler(self, ctx: Context) -> None`` as an event hook.
+
+    ``observe=True`` makes it an observer: it only looks (counting messages for the digest)
+    and must be cheap and never send. An observer does not make the event *handled*, so the
+    core writes no ``core_handled`` row for it: a plain message stays as cheap to dispatch as
+    one nobody hooks. The price is that a message replayed after a crash is observed again,
+    so an observer must tolerate seeing an event twice (or keep its own dedup).
+
+    A full hook may return ``False`` to say the event was not for it and it did nothing (no
+    send, no write): the core then records nothing for it either. Any other return (None
+    included) counts as handled, so a replay after a crash skips the event."""
 
     def decorate(func: Any) -> Any:
         func.__civicbot_events__ = tuple(kinds)
+        func.__civicbot_observe__ = observe
         return func
 
     return decorate
@@ -139,6 +150,11 @@ class Plugin(Generic[ConfigT]):
             for kind in getattr(member, "__civicbot_events__", ()):
                 found.append((kind, attr))
         return found
+
+    @classmethod
+    def observes(cls, attr: str) -> bool:
+        """Whether the event hook ``attr`` was declared ``@on(..., observe=True)``."""
+        return bool(getattr(getattr(cls, attr), "__civicbot_observe__", False))
 
     @classmethod
     def implements(cls, hook: str) -> bool:

@@ -38,9 +38,11 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
 class Templates:
     """The templates of one plugin (``<plugin package>/templates``)."""
 
-    def __init__(self, directory: Path | None):
+    def __init__(self, directory: Path | None, fallback: Path | None = None):
+        """``fallback`` is searched after ``directory``, file by file (an operator's own
+        templates over a plugin's built-in ones)."""
         self.directory = directory
-        search = [str(directory)] if directory and directory.is_dir() else []
+        search = [str(d) for d in (directory, fallback) if d and d.is_dir()]
         loader = jinja2.FileSystemLoader(search)
         common: dict[str, Any] = dict(
             trim_blocks=True,

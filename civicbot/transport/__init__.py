@@ -59,6 +59,13 @@ class Transport(Protocol):
 
     async def joined_members(self, room_id: str) -> list[str]: ...
 
+    async def joined_rooms(self) -> list[str]:
+        """Every room (spaces included) the bot has joined."""
+
+    async def state_events(self, room_id: str, event_type: str) -> dict[str, dict[str, Any]]:
+        """Every state event of ``event_type`` in the room, ``{state_key: content}`` (a space's
+        ``m.space.child`` events, one per child room); empty contents are left out."""
+
     async def direct_room(self, user_id: str) -> str:
         """``user_id``'s direct chat with the bot, created if needed. It always passes the DM
         rule (:mod:`civicbot.transport.direct`): invite-only, exactly the bot and that person

@@ -34,6 +34,7 @@ class FakeRoom:
     events: list[dict[str, Any]] = field(default_factory=list)
     join_rule: str = "invite"
     direct_for: str | None = None  # made as a DM with this person (the bot's m.direct)
+    state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # other state
 
 
 class FakeTransport:
@@ -180,7 +181,9 @@ class FakeTransport:
             return room.power_levels
         if event_type == "m.room.create":
             return room.create.get("content")
-        return None
+        if event_type == "m.room.join_rules" and (event_type, state_key) not in room.state:
+            return {"join_rule": room.join_rule}
+        return room.state.get((event_type, state_key))
 
     async def create_event(self, room_id: str) -> dict[str, Any] | None:
         room = self.rooms.get(room_id)
@@ -189,6 +192,18 @@ class FakeTransport:
     async def joined_members(self, room_id: str) -> list[str]:
         room = self.rooms.get(room_id)
         return list(room.members) if room else []
+
+    async def joined_rooms(self) -> list[str]:
+        return [
+            r.room_id
+            for r in self.rooms.values()
+            if self.user_id in r.members and r.room_id not in self.left
+        ]
+
+    async def state_events(self, room_id: str, event_type: str) -> dict[str, dict[str, Any]]:
+        room = self.rooms.get(room_id)
+        found = room.state.items() if room else ()
+        return {key: content for (kind, key), content in found if kind == event_type and content}
 
     async def direct_room(self, user_id: str) -> str:
         base = f"!dm-{user_id.strip('@').replace(':', '-')}"

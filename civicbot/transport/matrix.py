@@ -475,6 +475,22 @@ class MatrixTransport:
             self._members_cache[room_id] = cached
         return cached
 
+    async def joined_rooms(self) -> list[str]:
+        data = await self.api.request("GET", "/_matrix/client/v3/joined_rooms")
+        rooms = data.get("joined_rooms") or []
+        return [r for r in rooms if isinstance(r, str)]
+
+    async def state_events(self, room_id: str, event_type: str) -> dict[str, dict[str, Any]]:
+        events = await self.api.request_list(f"/_matrix/client/v3/rooms/{quote(room_id)}/state")
+        return {
+            raw["state_key"]: raw["content"]
+            for raw in events
+            if raw.get("type") == event_type
+            and isinstance(raw.get("state_key"), str)
+            and isinstance(raw.get("content"), dict)
+            and raw["content"]
+        }
+
     async def direct_room(self, user_id: str) -> str:
         """A DM with ``user_id`` that passes the rule of :mod:`civicbot.transport.direct`,
         created (and recorded in ``m.direct``) when none does."""

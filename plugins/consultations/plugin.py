@@ -257,15 +257,17 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         )
 
     @on(EventKind.MESSAGE)
-    async def dm_message(self, ctx: Ctx) -> None:
-        """Plain text in someone's DM with the bot carries their walk-through on."""
+    async def dm_message(self, ctx: Ctx) -> bool:
+        """Plain text in someone's DM with the bot carries their walk-through on. Any other
+        message was not for this hook: False tells the core nothing was done with it."""
         if ctx.event.body.startswith(ctx.prefix):
-            return
+            return False
         # Cheap check first: most messages are from people with no walk-through going.
         walk = await self.store.walk(ctx.sender)
         if walk is None or walk[1] != ctx.room_id or not await ctx.is_direct():
-            return
+            return False
         await self.walks.handle(ctx)
+        return True
 
     # -- statements ----------------------------------------------------------------------------
     @command("statement", examples=("!statement C-2 The park should have more bins",))

@@ -33,6 +33,9 @@ class ConsultationStore:
 
     def __init__(self, db: Database):
         self.db = db
+        # Who has a walk-through going, read once: every plain message asks, and almost
+        # nobody has one, so the answer must not cost a query. This store writes every change.
+        self._walkers: set[str] | None = None
 
     async def create(
         self,
@@ -320,6 +323,11 @@ class ConsultationStore:
 
     # -- walk-throughs -------------------------------------------------------------------------
     async def walk(self, user_id: str) -> tuple[int, str, int] | None:
+        if self._walkers is None:
+            rows = await self.db.fetchall("SELECT user_id FROM consultations_walks")
+            self._walkers = {row[0] for row in rows}
+        if user_id not in self._walkers:
+            return None
         row = await self.db.fetchone(
             "SELECT consultation_id, room_id, step FROM consultations_walks WHERE user_id = ?",
             (user_id,),
@@ -333,9 +341,13 @@ class ConsultationStore:
             " step = excluded.step",
             (user_id, consultation_id, room_id, step),
         )
+        if self._walkers is not None:
+            self._walkers.add(user_id)
 
     async def end_walk(self, user_id: str) -> None:
         await self.db.execute("DELETE FROM consultations_walks WHERE user_id = ?", (user_id,))
+        if self._walkers is not None:
+            self._walkers.discard(user_id)
 
     # -- people's data -------------------------------------------------------------------------
     async def export(self, user_id: str) -> list[dict[str, Any]]:
@@ -374,4 +386,6 @@ class ConsultationStore:
                 "UPDATE consultations_pending SET proposer = '' WHERE proposer = ?", (user_id,)
             )
             await self.db.execute("DELETE FROM consultations_walks WHERE user_id = ?", (user_id,))
+        if self._walkers is not None:
+            self._walkers.discard(user_id)
         return changed

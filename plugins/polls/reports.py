@@ -46,13 +46,10 @@ async def digest_values(
     ]
     if not (opened or closed or decided):
         return None
+    voters = await runner.voters_of(opened)
     return {
         "opened": [
-            {
-                **render.announce_values(p, now, prefix, zone),
-                "voters": await runner.voters_so_far(p),
-            }
-            for p in opened
+            {**render.announce_values(p, now, prefix, zone), "voters": voters[p.id]} for p in opened
         ],
         "closed": [render.result_values(p, p.result or {}, prefix, now, zone) for p in closed],
         "decided": [{"poll": p, "label": p.label} for p in decided],

@@ -299,3 +299,43 @@ async def test_two_plugins_cannot_claim_one_command(tmp_path):
 
     with pytest.raises(PluginLoadError, match="both define !echo"):
         await BotHarness.start(tmp_path, plugins(twin=Twin))
+
+
+class WatcherPlugin(Plugin):
+    """An observer, a hook that declines most events, and an observer that fails."""
+
+    name = "watcher"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.seen: list[str] = []
+        self.taken: list[str] = []
+
+    @on(EventKind.MESSAGE, observe=True)
+    async def count(self, ctx: Context) -> None:
+        self.seen.append(ctx.event.body)
+
+    @on(EventKind.MESSAGE, observe=True)
+    async def broken(self, ctx: Context) -> None:
+        raise RuntimeError("an observer bug")
+
+    @on(EventKind.MESSAGE)
+    async def maybe(self, ctx: Context) -> bool:
+        if ctx.event.body != "take me":
+            return False
+        self.taken.append(ctx.event.event_id)
+        return True
+
+
+async def test_observers_and_declining_hooks_record_nothing(tmp_path, caplog):
+    async with BotHarness.create(tmp_path, {"watcher": WatcherPlugin}) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "just chatting")
+        watcher = h.bot.plugins["watcher"]
+        assert watcher.seen == ["just chatting"]
+        assert "an observer bug" in caplog.text  # logged, contained, never in the room
+        assert h.texts(room) == []
+        assert await h.db.fetchval("SELECT count(*) FROM core_handled") == 0
+        taken = await h.say(room, "@ann:test", "take me")
+        assert watcher.taken == [taken.event_id]
+        assert await h.db.fetchval("SELECT event_id FROM core_handled") == taken.event_id

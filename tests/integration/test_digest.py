@@ -1,0 +1,141 @@
+"""The weekly digest against a real Synapse, tried as residents would: a week of activity from
+several plugins, a preview in a thread, bad input, a personal digest by DM, the scheduled post
+exactly once across a crash and a restart, an operator's template and a broken one.
+
+Time is controlled the way the meetings test does it: the room's digest is set to the minute
+after the test starts (in UTC), and the bot looks for due digests every 2 seconds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.integration.conftest import is_notice_from, room_with_bot
+
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def slot_soon(seconds: int = 75) -> tuple[datetime, dict[str, Any]]:
+    """A digest slot at least ``seconds`` from now, on a whole minute (UTC)."""
+    at = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(second=0, microsecond=0)
+    at += timedelta(minutes=1)
+    return at, {"day": DAYS[at.weekday()], "time": f"{at:%H:%M}", "check_every_seconds": 2}
+
+
+async def digests_in(resident, room: str, bot_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in await resident.messages(room, limit=100)
+        if e.get("sender") == bot_id and e["content"].get("body", "").startswith("📰")
+    ]
+
+
+async def until(moment: datetime) -> None:
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+async def test_a_week_of_activity_makes_one_digest_across_a_crash(residents, bots):
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    slot, digest = slot_soon()
+    bot = await bots(bot={"timezone": "UTC"}, plugins={"digest": digest})
+    room = await room_with_bot(ann, bot, bob, cat)
+
+    ann.mark()
+    await ann.send_text(room, "!poll Which mural? | Birds | Bikes")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "P-1"))
+    await ann.send_text(room, "!poll Spend the grant on? | Benches | Lights | secret")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "P-2"))
+    await cat.send_text(room, "!offer I have a ladder to lend | ongoing")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "O-"))
+    await bob.send_text(room, "!need help moving a sofa on saturday | this week")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "N-"))
+    root = await ann.send_text(room, "Who is coming to the litter pick?")
+    for who in (bob, cat, bob):
+        await who.send_event(room, "m.room.message", {
+            "msgtype": "m.text", "body": "me!",
+            "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+        })  # fmt: skip
+
+    # A resident tries it: a preview in a thread, a typo, a subscription.
+    bob.mark()
+    ask = await bob.send_text(room, "!digest preview")
+    preview = await bob.wait_for(room, is_notice_from(bot.user_id, "(Preview"))
+    relation = preview["content"]["m.relates_to"]
+    assert relation["rel_type"] == "m.thread" and relation["event_id"] == ask
+    assert "P-1 Which mural?" in preview["content"]["body"]
+    await bob.send_text(room, "!digest bogus")
+    usage = await bob.wait_for(room, is_notice_from(bot.user_id, "I don't know !digest bogus"))
+    assert "!digest preview" in usage["content"]["body"]
+    await bob.send_text(room, "!digest subscribe")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "Subscribed"))
+    await bob.send_text(room, "!meet Litter pick | every week on saturday 10:00")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "M-1"))
+    await bob.send_text(room, "!rsvp M-1 going")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "going"))
+
+    # A crash just before the slot; back just after it.
+    await until(slot - timedelta(seconds=8))
+    bot.kill()
+    await until(slot + timedelta(seconds=3))
+    ann.mark()
+    bob.mark()
+    await bot.start()
+    posted = await ann.wait_for(room, is_notice_from(bot.user_id, "📰 This week in Elm Street"),
+                                timeout=60)  # fmt: skip
+    text, html = posted["content"]["body"], posted["content"]["formatted_body"]
+    assert posted["content"]["msgtype"] == "m.notice"
+    for part in ("Polls and decisions", "P-1 Which mural?", "Meetings", "ladder", "sofa",
+                 "The week in numbers", f"https://matrix.to/#/{room}/{root}"):  # fmt: skip
+        assert part in text, part
+    assert "3 replies" in text and "<h3>" in html and "<script" not in html
+    assert bob.user_id not in text and cat.user_id not in text  # numbers, not names
+
+    # The personal digest: only to Bob, in a DM the bot made.
+    dm = await bob.wait_for_invite_from(bot.user_id, exclude=[room], timeout=30)
+    await bob.join(dm)
+    personal = await bob.wait_for(dm, is_notice_from(bot.user_id, "📬"), timeout=30)
+    assert "Litter pick" in personal["content"]["body"]
+    assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])
+
+    # Restarted again: still exactly one digest.
+    assert await bot.stop() == 0
+    await bot.start()
+    await asyncio.sleep(6)  # three looks for due digests
+    assert len(await digests_in(ann, room, bot.user_id)) == 1
+    assert "ERROR" not in bot.log_text()
+
+
+async def test_an_operator_template_is_used_and_a_broken_one_is_reported(
+    residents, bots, tmp_path: Path
+):
+    ann, bob = await residents("ann"), await residents("bob")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "quiet.txt").write_text("📰 Nothing new on {{ room_name }} this week.")
+    (mine / "digest.txt").write_text("📰 Our week in {{ room_name }}: {{ numbers.messages }}")
+    bot = await bots(plugins={"digest": {"template_dir": str(mine)}})
+    room = await room_with_bot(ann, bot, bob)
+    ann.mark()
+    await ann.send_text(room, "!digest now")
+    done = await ann.wait_for(room, is_notice_from(bot.user_id, "📰"))
+    # "!digest now" itself is this week's one message, so the week is not empty.
+    assert done["content"]["body"] == "📰 Our week in Elm Street: 1"
+    await bot.stop()
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "digest.txt").write_text("📰 {% for s in sections %}{{ s.title }")
+    slot, digest = slot_soon(seconds=20)
+    bad = await bots(plugins={"digest": {**digest, "template_dir": str(broken)}})
+    room = await room_with_bot(ann, bad, bob)
+    ann.mark()
+    await ann.send_text(room, "!digest now")
+    reply = await ann.wait_for(room, is_notice_from(bad.user_id, "template is broken"))
+    assert "digest.txt line 1" in reply["content"]["body"]
+    assert "nothing" in reply["content"]["body"]
+    await until(slot + timedelta(seconds=6))
+    assert await digests_in(ann, room, bad.user_id) == []
+    log = bad.log_text()
+    assert "ERROR" in log and "digest.txt line 1" in log
