@@ -49,12 +49,18 @@ class Templates:
             lstrip_blocks=True,
             keep_trailing_newline=False,
             undefined=jinja2.StrictUndefined,
+            # Templates are read once: they change with an upgrade (a restart), so no stat of
+            # the file on every render.
+            auto_reload=False,
         )
         self._text = jinja2.Environment(loader=loader, autoescape=False, **common)
         self._html = jinja2.Environment(loader=loader, autoescape=True, **common)
         for env in (self._text, self._html):
             env.filters["bar"] = _bar
             env.globals["plural"] = _plural
+        # jinja2 caches the templates it found, not the ones it did not: a text-only template
+        # would be searched for its .html on every render.
+        self._no_html: set[str] = set()
 
     def check(self, names: Sequence[str]) -> None:
         """Every template in the directory compiles, and each of ``names`` has its ``.txt``.
@@ -85,8 +91,11 @@ class Templates:
 
     def render(self, name: str, **values: Any) -> Rendered:
         text = self._text.get_template(f"{name}.txt").render(**values).strip()
+        if name in self._no_html:
+            return Rendered(text)
         try:
             html_template = self._html.get_template(f"{name}.html")
         except jinja2.TemplateNotFound:
+            self._no_html.add(name)
             return Rendered(text)
         return Rendered(text, html_template.render(**values).strip())
