@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 POLL_START_TYPES = ("org.matrix.msc3381.poll.start", "m.poll.start")
 POLL_RESPONSE_TYPES = ("org.matrix.msc3381.poll.response", "m.poll.response")
@@ -198,3 +199,9 @@ def thread_relation(thread_root: str | None, reply_to: str | None) -> dict[str, 
     if reply_to:
         return {"m.in_reply_to": {"event_id": reply_to}}
     return None
+
+
+def matrix_to(room_id: str, event_id: str | None = None) -> str:
+    """A matrix.to link to a room or one of its events (every client opens these)."""
+    link = "https://matrix.to/#/" + quote(room_id, safe="!:@#")
+    return link + ("/" + quote(event_id, safe="$:") if event_id else "")

@@ -20,12 +20,12 @@ from civicbot_plugins.digest.service import (
     WeekNumbers,
     busiest,
     html_problems,
-    matrix_to,
     ordered_sections,
 )
 from civicbot_plugins.digest.store import DigestStore
 from markupsafe import Markup, escape
 
+from civicbot.events import matrix_to
 from civicbot.plugin import DigestSection
 from civicbot.templates import Rendered, TemplateCheckError, Templates
 

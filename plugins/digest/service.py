@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from civicbot.events import matrix_to
 from civicbot.plugin import DigestSection
 
 WEEK = timedelta(days=7)
@@ -43,12 +43,6 @@ def week_key(slot: datetime, zone: ZoneInfo) -> str:
     """The ISO week of the slot's local date, ``2026-W49``: one digest per room per week."""
     year, week, _ = slot.astimezone(zone).isocalendar()
     return f"{year}-W{week:02d}"
-
-
-def matrix_to(room_id: str, event_id: str | None = None) -> str:
-    """A matrix.to link to a room or one of its events (every client opens these)."""
-    link = "https://matrix.to/#/" + quote(room_id, safe="!:@#")
-    return link + ("/" + quote(event_id, safe="$:") if event_id else "")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ class PollsPlugin(Plugin[PollsConfig]):
     name = "polls"
     description = "Polls, proposals and ranked-choice decisions that every Matrix client can use."
     Config = PollsConfig
-    templates = ("announce", "digest", "list", "outcome", "reminder", "results", "review", "show")
+    templates = (
+        "announce", "digest", "list", "outcome", "personal", "reminder", "results", "review", "show"
+    )  # fmt: skip
     migrations = MIGRATIONS
 
     def __init__(self, ctx: Any):
@@ -390,6 +392,19 @@ class PollsPlugin(Plugin[PollsConfig]):
             return None
         rendered = self.ctx.templates.render("digest", **values)
         return DigestSection("Polls and decisions", rendered.text, rendered.html, order=20)
+
+    async def personal_digest_section(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> DigestSection | None:
+        """The open polls, in rooms ``user_id`` is in, that they have not voted in yet; for a
+        secret ballot only whether they voted is looked at, never what."""
+        rows = await reports.unvoted_rows(
+            self.store, self.ctx, user_id, self.ctx.clock.now(), self.ctx.prefix
+        )
+        if not rows:
+            return None
+        rendered = self.ctx.templates.render("personal", rows=rows, prefix=self.ctx.prefix)
+        return DigestSection("Your polls", rendered.text, rendered.html, order=20)
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         return await reports.export_user_data(self.store, user_id)

@@ -12,8 +12,11 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import CLOSED, Poll, to_iso
 from civicbot_plugins.polls.store import PollStore
 
+from civicbot.context import PluginContext
 from civicbot.dates import format_when
+from civicbot.events import matrix_to
 from civicbot.plugin import ForgetReport
+from civicbot.transport import TransportError
 
 
 async def digest_values(
@@ -55,6 +58,42 @@ async def digest_values(
         "decided": [{"poll": p, "label": p.label} for p in decided],
         "prefix": prefix,
     }
+
+
+async def unvoted_rows(
+    store: PollStore, ctx: PluginContext[Any], user_id: str, now: datetime, prefix: str
+) -> list[dict[str, Any]]:
+    """One row per open poll in a room where polls are on and ``user_id`` is a member, that
+    they have not voted in (a public poll's latest answer is empty or missing; a secret
+    ballot's voter list does not name them). Soonest to close first."""
+    polls = []
+    for poll in await store.open_anywhere():
+        if not (await ctx.config(poll.room_id)).enabled:
+            continue
+        try:
+            members = await ctx.rooms.joined_members(poll.room_id)
+        except TransportError:
+            continue  # the room is unreachable now; next week's digest will say
+        if user_id in members:
+            polls.append(poll)
+    answers = await store.latest_answers_of(user_id, [p.id for p in polls if not p.secret])
+    rows = []
+    for poll in polls:
+        voted = await store.secret.has_voted(poll, user_id) if poll.secret else bool(
+            answers.get(poll.id)
+        )  # fmt: skip
+        if voted:
+            continue
+        zone = await ctx.timezone(poll.room_id)
+        event = poll.start_event_id or poll.text_event_id
+        rows.append({
+            "label": poll.label,
+            "question": poll.question,
+            "closes": format_when(poll.closes_at, zone, now),
+            "secret": poll.secret,
+            "link": matrix_to(poll.room_id, event) if event else matrix_to(poll.room_id),
+        })  # fmt: skip
+    return rows
 
 
 async def export_user_data(store: PollStore, user_id: str) -> dict[str, Any] | None:

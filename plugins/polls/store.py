@@ -252,6 +252,22 @@ class PollStore:
 
         return [Response(r[0], answers(r[1]), r[2], r[3]) for r in rows]
 
+    async def latest_answers_of(self, user_id: str, poll_ids: list[int]) -> dict[int, object]:
+        """``user_id``'s latest stored answer in each of ``poll_ids`` they answered (the latest
+        response counts, as clients tally; an empty list is an unvote)."""
+        found: dict[int, object] = {}
+        for start in range(0, len(poll_ids), 500):
+            chunk = poll_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                f"SELECT poll_id, answers FROM polls_responses WHERE voter = ?"
+                f" AND poll_id IN ({marks}) ORDER BY ts, rowid",
+                (user_id, *chunk),
+            )
+            for poll_id, answers in rows:
+                found[poll_id] = json.loads(answers)
+        return found
+
     async def responses_of_polls(self, poll_ids: list[int]) -> dict[int, list[Response]]:
         """The stored responses of many polls, in one query per 500 polls (the digest counts
         the voters of every poll opened in a week; one query each would dominate it)."""

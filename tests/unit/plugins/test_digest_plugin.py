@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from civicbot_plugins.digest.service import latest_slot, matrix_to, week_key
+from civicbot_plugins.digest.service import latest_slot, week_key
 
+from civicbot.events import matrix_to
 from civicbot.testing.harness import MODERATOR, BotHarness
 
 ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"

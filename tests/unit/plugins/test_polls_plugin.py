@@ -375,3 +375,34 @@ async def test_a_crash_during_the_close_is_finished_at_start_up_without_repeatin
         assert len(sent_of(h, END)) == 1
         state = await h.db.fetchval("SELECT state FROM polls_polls WHERE id = 1")
         assert state == "closed"
+
+
+async def test_the_personal_digest_lists_open_polls_the_person_has_not_voted_in(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        elsewhere = h.room(members=[ANN, DAN])
+        await h.say(room, ANN, POLL)
+        await h.say(room, ANN, "!poll Paint? | red | blue | secret")
+        await h.say(room, ANN, "!poll Bins on? | monday | tuesday")
+        await h.say(elsewhere, ANN, "!poll Not Bob's room? | yes | no")
+        await h.say(room, BOB, "!vote P-1 1")
+        await h.say(room, BOB, "!vote P-3 2")
+        assert "P-3" not in (await h.bot.plugins["polls"].personal_digest_section(
+            BOB, h.clock.now() - timedelta(days=7), h.clock.now())).text  # fmt: skip
+        await h.say(room, BOB, "!vote P-3 withdraw")  # an unvote: P-3 waits again
+        assert "withdrawn" in h.last_text(room)
+        cat_dm = await h.transport.direct_room(CAT)
+        await h.say(cat_dm, CAT, "!vote P-2 1")  # secret: Cat voted, Bob did not
+        plugin = h.bot.plugins["polls"]
+        now = h.clock.now()
+        bob = await plugin.personal_digest_section(BOB, now - timedelta(days=7), now)
+        assert bob is not None and bob.html is not None
+        assert "P-1" not in bob.text and "Not Bob's room" not in bob.text
+        assert "P-2 Paint?" in bob.text and "secret ballot, vote here with !vote P-2" in bob.text
+        assert "P-3 Bins on?" in bob.text
+        assert f"https://matrix.to/#/{room}/" in bob.text
+        cat = await plugin.personal_digest_section(CAT, now - timedelta(days=7), now)
+        assert cat is not None and "P-2" not in cat.text and "red" not in cat.text
+        await h.say(room, ANN, "!poll close P-3")
+        bob = await plugin.personal_digest_section(BOB, now - timedelta(days=7), now)
+        assert bob is not None and "P-3" not in bob.text
