@@ -17,7 +17,7 @@ def parse_clock(text: str) -> tuple[int, int]:
     """``18:00``, ``18.00``, ``1800``, ``9:30`` → (hour, minute); ValueError saying what to type."""
     found = _TIME.match(text.strip().lower())
     if not found:
-        raise ValueError(f"'{text}' is not a time of day: write it like 18:00 or 09:30")
+        raise ValueError("expected a time of day like 18:00 or 09:30")
     return int(found.group(1)), int(found.group(2))
 
 
