@@ -7,49 +7,16 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable
 
 import pytest
 
 from civicbot.testing.encrypted import EncryptedResident
-from civicbot.testing.synapse import LocalSynapse
-from tests.integration.conftest import PASSWORD, BotProcess, is_notice_from, unique
+from tests.integration.conftest import BotProcess, encrypted_room, is_notice_from
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
 END = "org.matrix.msc3381.poll.end"
-
-
-@pytest.fixture
-async def encrypted_residents(
-    synapse: LocalSynapse, tmp_path: Path
-) -> AsyncIterator[Callable[[str], Awaitable[EncryptedResident]]]:
-    made: list[EncryptedResident] = []
-
-    async def make(name: str) -> EncryptedResident:
-        user_id = synapse.register(unique(name), PASSWORD)
-        resident = await EncryptedResident.login(
-            synapse.url, user_id, PASSWORD, tmp_path / f"store-{name}"
-        )
-        made.append(resident)
-        return resident
-
-    yield make
-    for resident in made:
-        await resident.close()
-
-
-async def encrypted_room(
-    owner: EncryptedResident, bot: BotProcess, *members: EncryptedResident
-) -> str:
-    room = await owner.create_room(name="Elm Street", invite=[bot.user_id])
-    for member in members:
-        await owner.client.room_invite(room, member.user_id)
-        await member.join(room)
-    hello = await owner.wait_for(room, is_notice_from(bot.user_id, "Hello"), timeout=30)
-    assert hello["encrypted"]
-    return room
 
 
 async def ask(
