@@ -289,6 +289,16 @@ class Undecryptable:
         self._released.difference_update(ids)
 
     # -- timeouts ------------------------------------------------------------------------------
+    async def seconds_to_tick(self) -> float | None:
+        """How soon :meth:`tick` has an event to give up on (0 when one is overdue), or None
+        when nothing is held. The sync loop waits no longer than this, so in a quiet room the
+        notice still comes at the timeout, not a whole long-poll later."""
+        oldest = await self._db.fetchval("SELECT MIN(received_at) FROM core_undecryptable_held")
+        if oldest is None:
+            return None
+        due = max(int(oldest), self._started_at) + self._timeout_ms
+        return max(due - ms(self._clock.now()), 0) / 1000
+
     async def tick(self) -> list[Released]:
         """Give up on events held longer than the timeout: one last try (returned like
         :meth:`retry`), then one notice per person and device not yet told, and drop them."""
