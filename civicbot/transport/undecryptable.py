@@ -153,13 +153,14 @@ class Undecryptable:
         self._room_cap = room_cap
         self._started_at = ms(clock.now())
         self._released: set[str] = set()  # handed out, not yet handled: never twice in a run
+        self._started = False  # the tables may not exist before start()
 
     async def start(self) -> list[Released]:
         """Create the tables, then retry whatever was held when the bot last stopped: keys may
         have reached the store meanwhile. Every event still held gets a full timeout from now,
         since the keys for it may be waiting in the first sync."""
         await self._db.migrate(OWNER, MIGRATIONS)
-        self._started_at = ms(self._clock.now())
+        self._started, self._started_at = True, ms(self._clock.now())
         released = await self.retry()
         held = await self._db.fetchval("SELECT COUNT(*) FROM core_undecryptable_held")
         if held:
@@ -291,8 +292,11 @@ class Undecryptable:
     # -- timeouts ------------------------------------------------------------------------------
     async def seconds_to_tick(self) -> float | None:
         """How soon :meth:`tick` has an event to give up on (0 when one is overdue), or None
-        when nothing is held. The sync loop waits no longer than this, so in a quiet room the
-        notice still comes at the timeout, not a whole long-poll later."""
+        when nothing is held (or before :meth:`start`). The sync loop waits no longer than
+        this, so in a quiet room the notice still comes at the timeout, not a whole long-poll
+        later."""
+        if not self._started:
+            return None
         oldest = await self._db.fetchval("SELECT MIN(received_at) FROM core_undecryptable_held")
         if oldest is None:
             return None

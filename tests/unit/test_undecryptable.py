@@ -232,6 +232,7 @@ async def test_the_next_tick_is_due_when_the_oldest_held_event_times_out(
     await holder.hold(ROOM, encrypted(3, sender=BEN, sender_key="curveB"))
     clock.advance(timedelta(minutes=5))
     again = Undecryptable(db, BOT, crypto, sent, clock, timeout=60)
+    assert await again.seconds_to_tick() is None  # not started: nothing to wait for yet
     await again.start()
     assert await again.seconds_to_tick() == 60
 
