@@ -208,7 +208,7 @@ async def test_a_message_whose_key_comes_late_is_answered_once_and_no_one_is_tol
     assert said == [pong["event_id"], again["event_id"]]  # answered once each, no notice
 
 
-async def test_a_message_held_across_a_restart_is_answered_once_when_its_key_comes(
+async def test_a_message_held_across_a_crash_is_answered_once_when_its_key_comes(
     bot: BotProcess, encrypted_residents: Residents
 ):
     cy = await encrypted_residents("cy")
@@ -219,7 +219,7 @@ async def test_a_message_held_across_a_restart_is_answered_once_when_its_key_com
     ping = await cy.send_text(room, "!ping")
     await until_held(bot, room, 1)
 
-    assert await bot.stop() == 0
+    bot.kill()  # SIGKILL, wherever it was: the held event is in the database already
     await hand_over(cy, device, room_key)  # waits on the homeserver for the bot's next sync
     await bot.start()
     pong = await cy.wait_for(room, lambda e: reply_target(e) == ping)
