@@ -51,6 +51,8 @@ from civicbot.transport.undecryptable import NioCrypto, Released, Undecryptable,
 
 log = logging.getLogger(__name__)
 
+MIN_POLL_MS = 1_000
+
 __all__ = ["Backoff", "MatrixTransport"]
 
 
@@ -252,7 +254,7 @@ class MatrixTransport:
     async def _sync_once(self, token: str) -> SyncResponse | SyncError:
         try:
             response = await self.client.sync(
-                timeout=0 if self._full_state_needed else SYNC_TIMEOUT_MS,
+                timeout=0 if self._full_state_needed else await self._long_poll_ms(),
                 since=token,
                 sync_filter=SYNC_FILTER,
                 full_state=self._full_state_needed or None,
@@ -262,6 +264,15 @@ class MatrixTransport:
         if isinstance(response, SyncResponse):
             self._full_state_needed = False
         return response
+
+    async def _long_poll_ms(self) -> int:
+        """The long-poll, cut short when a held undecryptable event times out sooner: the
+        sender is told at the timeout, not up to a long-poll later. Never under a second, so a
+        notice the homeserver will not take yet is not retried in a tight loop."""
+        due = await self.undecryptable.seconds_to_tick() if self.encrypted else None
+        if due is None:
+            return SYNC_TIMEOUT_MS
+        return min(SYNC_TIMEOUT_MS, max(MIN_POLL_MS, int(due * 1000)))
 
     async def _invite_events(self, response: SyncResponse) -> list[Event]:
         found = self._sync.invites(response)

@@ -153,13 +153,14 @@ class Undecryptable:
         self._room_cap = room_cap
         self._started_at = ms(clock.now())
         self._released: set[str] = set()  # handed out, not yet handled: never twice in a run
+        self._started = False  # the tables may not exist before start()
 
     async def start(self) -> list[Released]:
         """Create the tables, then retry whatever was held when the bot last stopped: keys may
         have reached the store meanwhile. Every event still held gets a full timeout from now,
         since the keys for it may be waiting in the first sync."""
         await self._db.migrate(OWNER, MIGRATIONS)
-        self._started_at = ms(self._clock.now())
+        self._started, self._started_at = True, ms(self._clock.now())
         released = await self.retry()
         held = await self._db.fetchval("SELECT COUNT(*) FROM core_undecryptable_held")
         if held:
@@ -289,6 +290,19 @@ class Undecryptable:
         self._released.difference_update(ids)
 
     # -- timeouts ------------------------------------------------------------------------------
+    async def seconds_to_tick(self) -> float | None:
+        """How soon :meth:`tick` has an event to give up on (0 when one is overdue), or None
+        when nothing is held (or before :meth:`start`). The sync loop waits no longer than
+        this, so in a quiet room the notice still comes at the timeout, not a whole long-poll
+        later."""
+        if not self._started:
+            return None
+        oldest = await self._db.fetchval("SELECT MIN(received_at) FROM core_undecryptable_held")
+        if oldest is None:
+            return None
+        due = max(int(oldest), self._started_at) + self._timeout_ms
+        return max(due - ms(self._clock.now()), 0) / 1000
+
     async def tick(self) -> list[Released]:
         """Give up on events held longer than the timeout: one last try (returned like
         :meth:`retry`), then one notice per person and device not yet told, and drop them."""

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from civicbot.testing.client import Resident
+from civicbot.testing.encrypted import EncryptedResident
 from civicbot.testing.synapse import LocalSynapse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,4 +233,39 @@ async def room_with_bot(
         await moderator.invite(room, member.user_id)
         await member.join(room)
     await moderator.wait_for(room, is_notice_from(bot.user_id, "Hello"), timeout=30)
+    return room
+
+
+@pytest.fixture
+async def encrypted_residents(
+    synapse: LocalSynapse, tmp_path: Path
+) -> AsyncIterator[Callable[[str], Awaitable[EncryptedResident]]]:
+    """``await encrypted_residents("ann")``: a fresh user on a nio client with encryption, as
+    an Element resident is (:mod:`civicbot.testing.encrypted`)."""
+    made: list[EncryptedResident] = []
+
+    async def make(name: str) -> EncryptedResident:
+        user_id = synapse.register(unique(name), PASSWORD)
+        resident = await EncryptedResident.login(
+            synapse.url, user_id, PASSWORD, tmp_path / f"store-{name}"
+        )
+        made.append(resident)
+        return resident
+
+    yield make
+    for resident in made:
+        await resident.close()
+
+
+async def encrypted_room(
+    owner: EncryptedResident, bot: BotProcess, *members: EncryptedResident
+) -> str:
+    """An encrypted room the owner made, with the bot and members in; waits for the bot's
+    (encrypted) hello."""
+    room = await owner.create_room(name="Elm Street", invite=[bot.user_id])
+    for member in members:
+        await owner.client.room_invite(room, member.user_id)
+        await member.join(room)
+    hello = await owner.wait_for(room, is_notice_from(bot.user_id, "Hello"), timeout=30)
+    assert hello["encrypted"]
     return room

@@ -7,49 +7,17 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable
 
 import pytest
 
 from civicbot.testing.encrypted import EncryptedResident
-from civicbot.testing.synapse import LocalSynapse
-from tests.integration.conftest import PASSWORD, BotProcess, is_notice_from, unique
+from tests.integration.conftest import BotProcess, encrypted_room, is_notice_from
+from tests.integration.test_crosssigning import _only_key, _verify
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
 END = "org.matrix.msc3381.poll.end"
-
-
-@pytest.fixture
-async def encrypted_residents(
-    synapse: LocalSynapse, tmp_path: Path
-) -> AsyncIterator[Callable[[str], Awaitable[EncryptedResident]]]:
-    made: list[EncryptedResident] = []
-
-    async def make(name: str) -> EncryptedResident:
-        user_id = synapse.register(unique(name), PASSWORD)
-        resident = await EncryptedResident.login(
-            synapse.url, user_id, PASSWORD, tmp_path / f"store-{name}"
-        )
-        made.append(resident)
-        return resident
-
-    yield make
-    for resident in made:
-        await resident.close()
-
-
-async def encrypted_room(
-    owner: EncryptedResident, bot: BotProcess, *members: EncryptedResident
-) -> str:
-    room = await owner.create_room(name="Elm Street", invite=[bot.user_id])
-    for member in members:
-        await owner.client.room_invite(room, member.user_id)
-        await member.join(room)
-    hello = await owner.wait_for(room, is_notice_from(bot.user_id, "Hello"), timeout=30)
-    assert hello["encrypted"]
-    return room
 
 
 async def ask(
@@ -194,6 +162,7 @@ async def test_restarts_and_a_crash_in_an_encrypted_room_lose_nothing(encrypted_
     bot = await bots()
     room = await encrypted_room(ann, bot)
     await ask(ann, room, "!ping", bot)
+    master_key = await cross_signed_by(ann, bot)
 
     assert await bot.stop() == 0
     ann.mark()
@@ -235,11 +204,29 @@ async def test_restarts_and_a_crash_in_an_encrypted_room_lose_nothing(encrypted_
     new_device = json.loads((data / "session.json").read_text())["device_id"]
     assert new_device != old_device
     assert "Pong" in (await ask(ann, room, "!ping", bot))["content"]["body"]
+    assert await cross_signed_by(ann, bot) == master_key  # the new device, by the same keys
     # The old keys go into the new device's store, and it starts with them.
     assert await bot.stop() == 0
     civicbot(bot, "keys", "import", str(keyfile))
     await bot.start()
     assert "Pong" in (await ask(ann, room, "!ping", bot))["content"]["body"]
+
+
+async def cross_signed_by(person: EncryptedResident, bot: BotProcess) -> str:
+    """The master key that vouches for the bot's current device, as ``person`` sees the bot's
+    keys: the device signed by the self-signing key, that key by the master key. signedjson
+    checks the signatures, not our code."""
+    device_id = json.loads((bot.directory / "data" / "session.json").read_text())["device_id"]
+    seen = await person.http._request(
+        "POST", "/_matrix/client/v3/keys/query", {"device_keys": {bot.user_id: []}}
+    )
+    master, ssk = seen["master_keys"][bot.user_id], seen["self_signing_keys"][bot.user_id]
+    assert master["usage"] == ["master"] and ssk["usage"] == ["self_signing"]
+    master_id, master_public = _only_key(master)
+    ssk_id, ssk_public = _only_key(ssk)
+    _verify(ssk, bot.user_id, master_id, master_public)
+    _verify(seen["device_keys"][bot.user_id][device_id], bot.user_id, ssk_id, ssk_public)
+    return master_public
 
 
 def civicbot(bot: BotProcess, *args: str) -> None:

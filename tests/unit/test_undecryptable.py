@@ -211,6 +211,32 @@ async def test_no_key_means_one_notice_per_device_after_the_timeout(
     assert len(sent.notices) == 1
 
 
+async def test_the_next_tick_is_due_when_the_oldest_held_event_times_out(
+    holder: Undecryptable, crypto: FakeCrypto, sent: Sent, clock: FakeClock, db: Database
+) -> None:
+    assert await holder.seconds_to_tick() is None  # nothing held: the full long-poll
+    await holder.hold(ROOM, encrypted(1))
+    clock.advance(timedelta(seconds=20))
+    await holder.hold(ROOM, encrypted(2, session="S2"))
+    assert await holder.seconds_to_tick() == 40
+    clock.advance(timedelta(seconds=45))
+    assert await holder.seconds_to_tick() == 0  # overdue
+    await holder.tick()
+    assert len(sent.notices) == 1
+    assert await holder.seconds_to_tick() == 15  # the second, held 20 s later
+    clock.advance(timedelta(seconds=15))
+    await holder.tick()
+    assert await holder.seconds_to_tick() is None
+
+    # Just started: nothing is given up on before a full timeout from the start.
+    await holder.hold(ROOM, encrypted(3, sender=BEN, sender_key="curveB"))
+    clock.advance(timedelta(minutes=5))
+    again = Undecryptable(db, BOT, crypto, sent, clock, timeout=60)
+    assert await again.seconds_to_tick() is None  # not started: nothing to wait for yet
+    await again.start()
+    assert await again.seconds_to_tick() == 60
+
+
 async def test_a_device_already_told_is_never_told_again(
     holder: Undecryptable, sent: Sent, clock: FakeClock
 ) -> None:
