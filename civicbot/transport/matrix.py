@@ -28,9 +28,7 @@ from nio import (
 )
 from nio.crypto import encrypt_attachment
 
-from civicbot.clock import SystemClock
 from civicbot.config import MatrixSettings
-from civicbot.crosssigning import CROSS_SIGNING_FILE, ensure_cross_signed
 from civicbot.events import Event, EventKind, Message
 from civicbot.secretkey import installation_key
 from civicbot.storage import Database
@@ -38,20 +36,17 @@ from civicbot.transport import EventSink, TransportError
 from civicbot.transport.crypto import (
     ENCRYPTION_STATE,
     STORE_DIR,
-    RoomCrypto,
     e2e_problem,
     pickle_key,
     store_file,
 )
 from civicbot.transport.direct import DirectChats
+from civicbot.transport.encryption import EncryptionDuties
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
 from civicbot.transport.login import DeviceLogin
 from civicbot.transport.sync import FIRST_SYNC_FILTER, SYNC_FILTER, SYNC_TIMEOUT_MS, SyncReader
-from civicbot.transport.undecryptable import NioCrypto, Released, Undecryptable, room_keys
 
 log = logging.getLogger(__name__)
-
-MIN_POLL_MS = 1_000
 
 __all__ = ["Backoff", "MatrixTransport"]
 
@@ -84,21 +79,17 @@ class MatrixTransport:
             config=config,
         )
         self.api = HomeserverApi(self.client)
-        self.crypto = RoomCrypto(self.client, self.api)
+        self.e2e = EncryptionDuties(
+            settings, data_dir, db, self.client, self.api, self.send_message, self.leave,
+            self.encrypted,
+        )  # fmt: skip
+        self.crypto = self.e2e.crypto
         self.device = DeviceLogin(
             settings, data_dir, self.client, self.api, self.encrypted, store_session
         )
         self._user_id = settings.user_id
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
         self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
-        self.undecryptable = Undecryptable(
-            db,
-            self._user_id,
-            NioCrypto(self.client),
-            self.send_message,
-            SystemClock(),
-            timeout=settings.undecryptable_timeout,
-        )
         self._stopping = asyncio.Event()
         # A new store knows no room as encrypted; until a full-state sync has told it, nio
         # would send in clear to an encrypted room the bot was already in.
@@ -112,7 +103,7 @@ class MatrixTransport:
     @user_id.setter
     def user_id(self, value: str) -> None:
         self._user_id = self._sync.user_id = self.direct.user_id = value
-        self.undecryptable.user_id = value
+        self.e2e.undecryptable.user_id = value
 
     # -- login ---------------------------------------------------------------------------------
     async def login(self) -> None:
@@ -129,25 +120,7 @@ class MatrixTransport:
             device_store = store_file(store_dir, self.user_id, self.client.device_id)
             self._full_state_needed = device_store not in stores
             await self.device.upload_device_keys()
-            await self._after_keys_uploaded()
-
-    async def _after_keys_uploaded(self) -> None:
-        """The one place that runs after every login (once per start, and again if the
-        homeserver logged us out), when the device and its keys are on the homeserver: sign
-        the device with the account's cross-signing keys (a new device too). Never raises:
-        an unsigned bot still works, and the log says why it is unsigned."""
-        assert self.client.olm is not None
-        keys = self.client.olm.account.identity_keys
-        log.info("encryption on: device %s, ed25519 key %s", self.client.device_id, keys["ed25519"])
-        await ensure_cross_signed(
-            self.api,
-            self.user_id,
-            self.client.device_id,
-            device_key=keys["ed25519"],
-            password=self._settings.password.get_secret_value() or None,
-            key_file=self._data_dir / CROSS_SIGNING_FILE,
-            replace_server_keys=self._settings.cross_signing_reset,
-        )
+            await self.e2e.after_login(self.user_id)
 
     # -- sync loop -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
@@ -157,8 +130,10 @@ class MatrixTransport:
             token = await self._first_sync(sink)
             if token is None:  # asked to stop before the homeserver ever answered
                 return
-        if self.encrypted:  # what was held when we stopped: its key may have come since
-            await self._handle_released(sink, await self.undecryptable.start())
+        released = await self.e2e.start()  # held when we stopped: their keys may have come
+        if released:
+            await sink([Event.from_raw(r.source, r.room_id) for r in released])
+            await self.e2e.handled(released)
         log.info("listening for events")
         backoff = Backoff()
         while not self._stopping.is_set():
@@ -174,18 +149,14 @@ class MatrixTransport:
                 await self._sleep(delay)
                 continue
             backoff.reset()
-            await self._after_sync(response)
+            await self.e2e.after_sync(response)
             events = await self._collect(response)
-            released: list[Released] = []
-            if self.encrypted:
-                keys = room_keys(response)
-                released = await self.undecryptable.retry(keys) if keys else []
-                released += await self.undecryptable.tick()
+            released = await self.e2e.released(response)
             # First: a late-read event is older than the batch, and save_position keeps each
             # room's last event as the mark a later gap pages back to.
             events = [Event.from_raw(r.source, r.room_id) for r in released] + events
             await sink(events)
-            await self.undecryptable.handled(released)  # after the core has them
+            await self.e2e.handled(released)  # after the core has them
             try:
                 await self.direct.watch(events, self.send_message, self.leave)
             except TransportError as exc:  # checked again before every private send anyway
@@ -228,7 +199,7 @@ class MatrixTransport:
             if self._stopping.is_set():
                 return None
         self._full_state_needed = False  # this sync was one
-        await self._after_sync(response)
+        await self.e2e.after_sync(response)
         await sink(await self._invite_events(response))
         newest = [
             Event.from_raw(info.timeline.events[-1].source, room_id)
@@ -254,7 +225,9 @@ class MatrixTransport:
     async def _sync_once(self, token: str) -> SyncResponse | SyncError:
         try:
             response = await self.client.sync(
-                timeout=0 if self._full_state_needed else await self._long_poll_ms(),
+                timeout=0
+                if self._full_state_needed
+                else await self.e2e.long_poll_ms(SYNC_TIMEOUT_MS),
                 since=token,
                 sync_filter=SYNC_FILTER,
                 full_state=self._full_state_needed or None,
@@ -265,80 +238,11 @@ class MatrixTransport:
             self._full_state_needed = False
         return response
 
-    async def _long_poll_ms(self) -> int:
-        """The long-poll, cut short when a held undecryptable event times out sooner: the
-        sender is told at the timeout, not up to a long-poll later. Never under a second, so a
-        notice the homeserver will not take yet is not retried in a tight loop."""
-        due = await self.undecryptable.seconds_to_tick() if self.encrypted else None
-        if due is None:
-            return SYNC_TIMEOUT_MS
-        return min(SYNC_TIMEOUT_MS, max(MIN_POLL_MS, int(due * 1000)))
-
     async def _invite_events(self, response: SyncResponse) -> list[Event]:
         found = self._sync.invites(response)
         for invite, _, _ in found:
             self.direct.note_invite(invite)
         return [self._sync.invite_event(*each) for each in found]
-
-    async def _after_sync(self, response: SyncResponse) -> None:
-        """Encryption upkeep after every sync (nio has decrypted the timeline and taken in the
-        room keys sent to us by then), and, with encryption off, the encrypted rooms."""
-        if self.encrypted:
-            try:
-                await self.crypto.maintain()
-            except TransportError as exc:  # tried again after the next sync
-                log.warning("encryption upkeep failed: %s", exc)
-        else:
-            await self._refuse_encrypted_rooms(response)
-
-    async def _handle_released(self, sink: EventSink, released: list[Released]) -> None:
-        if released:
-            await sink([Event.from_raw(r.source, r.room_id) for r in released])
-            await self.undecryptable.handled(released)
-
-    async def _hold_undecryptable(self, events: list[MegolmEvent]) -> list[Event]:
-        """Encrypted events of this batch nio holds no key for: kept (in the database, before
-        the position is saved) until their key comes or the sender has been told
-        (:mod:`civicbot.transport.undecryptable`). Returns those readable by now."""
-        if not self.encrypted:
-            # With encryption off, a room that chose to keep the bot says this all day.
-            log.debug("skipped %d encrypted events", len(events))
-            return []
-        readable = []
-        for event in events:
-            now = await self.undecryptable.hold(event.room_id, event.source)
-            if now is not None:
-                readable.append(Event.from_raw(now.source, now.room_id))
-        return readable
-
-    async def _refuse_encrypted_rooms(self, response: SyncResponse) -> None:
-        """Encryption is off: in an encrypted room the bot would answer nothing anyone said
-        (a room may be encrypted after the bot joined)."""
-        for room_id in response.rooms.join:
-            room = self.client.rooms.get(room_id)
-            if room is not None and room.encrypted:
-                await self._refuse_encrypted_room(room_id)
-
-    async def _refuse_encrypted_room(self, room_id: str) -> None:
-        """Say once (plain text, a stable transaction id, remembered) that the bot can't read
-        this encrypted room, then leave it or stay quiet as
-        ``matrix.unencrypted_rooms_policy`` says."""
-        key = f"e2e_refused:{room_id}"
-        if await self._db.kv_get(key) is not None:
-            return
-        text = (
-            "This room is encrypted and my encryption is switched off, so I can't read what is "
-            "said here. Ask whoever runs me to set matrix.encryption = true in my config."
-        )
-        try:
-            await self.send_message(room_id, Message(text), f"cbnoe2e.{room_id}")
-        except TransportError as exc:
-            log.warning("could not explain encryption in %s: %s", room_id, exc)
-            return
-        await self._db.kv_set(key, "1")
-        log.warning("%s is encrypted and matrix.encryption is off", room_id)
-        if self._settings.unencrypted_rooms_policy == "leave":
-            await self.leave(room_id)
 
     async def _collect(self, response: SyncResponse) -> list[Event]:
         for invite, _, _ in self._sync.invites(response):
@@ -346,7 +250,7 @@ class MatrixTransport:
         batch = await self._sync.collect(response)
         events = batch.events
         if batch.undecryptable:
-            events = events + await self._hold_undecryptable(batch.undecryptable)
+            events = events + await self.e2e.hold(batch.undecryptable)
         for event in events:
             if event.kind is EventKind.MEMBERSHIP:
                 self._members_cache.pop(event.room_id, None)
@@ -443,7 +347,7 @@ class MatrixTransport:
             raise TransportError(f"could not join {room_id}: {response.message}")
         if not self.encrypted and await self.state_event(room_id, "m.room.encryption"):
             # No welcome: the bot could not read a single command here.
-            await self._refuse_encrypted_room(room_id)
+            await self.e2e.refuse_encrypted_room(room_id)
             raise TransportError(
                 f"joined {room_id}, but it is encrypted and matrix.encryption is off"
             )
@@ -519,7 +423,7 @@ class MatrixTransport:
     async def forget_direct_room(self, user_id: str) -> int:
         # What the transport keeps of a person: their direct chats, and any message of theirs
         # held unreadable (with the record that they were told about it).
-        return await self.direct.forget(user_id) + await self.undecryptable.forget(user_id)
+        return await self.direct.forget(user_id) + await self.e2e.undecryptable.forget(user_id)
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None
