@@ -15,6 +15,7 @@ arrived as ``m.room.encrypted``.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -144,6 +145,26 @@ class EncryptedResident:
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
         return await self.send_event(room_id, "m.reaction", content)
+
+    async def react_encrypted(self, room_id: str, event_id: str, key: str) -> str:
+        """A reaction encrypted as Element sends one (nio sends reactions in clear), with the
+        relation repeated outside the ciphertext so the server can aggregate it."""
+        await self._sync(0)
+        self._share_with_new_devices(room_id)
+        olm = self.client.olm
+        assert olm is not None
+        if olm.should_share_group_session(room_id):
+            await self.client.share_group_session(room_id, ignore_unverified_devices=True)
+        relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
+        content = olm.group_encrypt(
+            room_id, {"type": "m.reaction", "content": {"m.relates_to": relation}}
+        )
+        content["m.relates_to"] = relation
+        path = (
+            f"/_matrix/client/v3/rooms/{_q(room_id)}/send/m.room.encrypted/{secrets.token_hex(8)}"
+        )
+        data = await self.http._request("PUT", path, content)
+        return str(data["event_id"])
 
     async def download_file(self, content: dict[str, Any]) -> bytes:
         """The bytes of an ``m.file`` message, decrypted with the keys it carries."""

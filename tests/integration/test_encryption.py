@@ -153,6 +153,15 @@ async def test_an_encrypted_room_works_as_a_plain_one(encrypted_residents, bots)
     tally = await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-2"))
     assert "Winner: Planters." in tally["content"]["body"]
 
+    # A reaction encrypted as Element sends it: ✋ on a need offers help, answered by DM.
+    ann.mark()
+    posted = await ask(bob, room, "!need help carrying shopping upstairs | this week", bot)
+    assert "N-1 is posted" in posted["content"]["body"]
+    post = await ann.wait_for(room, is_notice_from(bot.user_id, "!can N-1"))
+    await ann.react_encrypted(room, post["event_id"], "✋")
+    thanks = await ann.wait_for(direct, is_notice_from(bot.user_id, "I've asked the person"))
+    assert thanks["encrypted"] and "N-1" in thanks["content"]["body"]
+
 
 async def test_restarts_and_a_crash_in_an_encrypted_room_lose_nothing(encrypted_residents, bots):
     """Stopped, killed and restarted, the bot answers each command once and still reads the
