@@ -9,6 +9,7 @@ from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.service import CLOSED, OPEN
 
 from civicbot.dates import format_when
+from civicbot.events import matrix_to
 from civicbot.plugin import DigestSection
 
 if TYPE_CHECKING:
@@ -19,32 +20,44 @@ async def room_digest(
     plugin: ConsultationsPlugin, room_id: str, since: datetime, until: datetime
 ) -> DigestSection | None:
     """Open consultations with their closing dates, responses and updates posted in the
-    window, and closed ones waiting too long for a response (with how long)."""
+    window, and closed ones waiting too long for a response (with how long). Each links to
+    the consultation's post in the room: its thread holds the summary and the responses."""
     zone = await plugin.ctx.timezone(room_id)
     config = await plugin.ctx.config(room_id)
     now = int(until.timestamp())
-    lines: list[str] = []
+    rows: list[dict[str, str]] = []
     consultations = await plugin.store.in_room(room_id, limit=200)
     for c in consultations:
         if c.state == OPEN:
             closes = format_when(datetime.fromtimestamp(c.closes_at, UTC), zone, until)
-            lines.append(f"• Open: {c.label} {c.title} (closes {closes})")
-    for cid, title, u in await plugin.store.updates_between(
+            rest = f" (closes {closes})"
+            rows.append(row(room_id, c.root_event, "Open:", c.label, c.title, rest))
+    for cid, title, root, u in await plugin.store.updates_between(
         room_id, int(since.timestamp()), int(until.timestamp())
     ):
-        what = "Response" if u.kind == "response" else f"Update ({u.status})"
-        lines.append(f"• {what} to C-{cid} {title}: {u.text}")
+        what = "Response to" if u.kind == "response" else f"Update ({u.status}) to"
+        rows.append(row(room_id, root, what, f"C-{cid}", title, f": {u.text}"))
     for c in consultations:
         if c.state == CLOSED and c.closed_at is not None:
             days = service.days_waiting(c.closed_at, now)
             if days >= config.respond_within_days:
-                lines.append(
-                    f"• Waiting for a response: {c.label} {c.title}, {days} days since it closed "
-                    f"({c.author})"
+                rest = f", {days} days since it closed ({c.author})"
+                rows.append(
+                    row(room_id, c.root_event, "Waiting for a response:", c.label, c.title, rest)
                 )
-    if not lines:
+    if not rows:
         return None
-    return DigestSection("Consultations", "\n".join(lines))
+    rendered = plugin.ctx.render("digest", rows=rows)
+    return DigestSection("Consultations", rendered.text, rendered.html)
+
+
+def row(
+    room_id: str, root: str | None, what: str, label: str, title: str, rest: str
+) -> dict[str, str]:
+    """One line of the digest: ``• {what} {label} {title}{rest}``, with a link to the
+    consultation's post (in ``room_id``, where it was posted) once it was posted."""
+    link = matrix_to(room_id, root) if root else ""
+    return {"what": what, "label": label, "title": title, "rest": rest, "link": link}
 
 
 async def personal_digest(
@@ -65,7 +78,8 @@ async def personal_digest(
                     if u.kind == "response"
                     else f"Update ({u.status}) on"
                 )
-                lines.append(f"• {what} {c.label} {c.title}, which you answered: {u.text}")
+                link = f" {matrix_to(c.room_id, c.root_event)}" if c.root_event else ""
+                lines.append(f"• {what} {c.label} {c.title}, which you answered: {u.text}{link}")
     if not lines:
         return None
     return DigestSection("Consultations you answered", "\n".join(lines))

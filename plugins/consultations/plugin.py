@@ -69,7 +69,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
     )
     migrations = MIGRATIONS
     roles = {COUNCILLOR: "posts consultations and responds to them"}
-    templates = ("announce", "list", "overdue", "show", "summary", "update")
+    templates = ("announce", "digest", "list", "overdue", "show", "summary", "update")
 
     def __init__(self, ctx: Any):
         super().__init__(ctx)

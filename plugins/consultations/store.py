@@ -311,15 +311,17 @@ class ConsultationStore:
 
     async def updates_between(
         self, room_id: str, since: int, until: int
-    ) -> list[tuple[int, str, Update]]:
+    ) -> list[tuple[int, str, str | None, Update]]:
+        """(id, title, thread root, update) of the responses and updates posted in the room
+        in [since, until): they are posted in the consultation's thread."""
         rows = await self.db.fetchall(
-            "SELECT c.id, c.title, u.kind, u.status, u.text, u.author, u.posted_at"
+            "SELECT c.id, c.title, c.root_event, u.kind, u.status, u.text, u.author, u.posted_at"
             " FROM consultations_updates u JOIN consultations_consultations c"
             " ON c.id = u.consultation_id WHERE c.room_id = ? AND u.posted_at >= ?"
             " AND u.posted_at < ? ORDER BY u.id",
             (room_id, since, until),
         )
-        return [(r[0], r[1], Update(*r[2:])) for r in rows]
+        return [(r[0], r[1], r[2], Update(*r[3:])) for r in rows]
 
     # -- walk-throughs -------------------------------------------------------------------------
     async def walk(self, user_id: str) -> tuple[int, str, int] | None:

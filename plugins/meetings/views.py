@@ -13,6 +13,7 @@ from civicbot_plugins.meetings.service import tally
 from civicbot_plugins.meetings.store import MeetingStore
 
 from civicbot.dates import format_when
+from civicbot.events import matrix_to
 
 WEEK = timedelta(days=7)
 
@@ -30,6 +31,12 @@ def list_row(meeting: Meeting, zone: ZoneInfo, now: datetime, room: str = "") ->
     }
 
 
+def link(room_id: str, event_id: str | None) -> str:
+    """A link to an event the bot posted in the meeting's room, or "" when it has none (a
+    meeting fixed before it was announced, minutes recorded before they were posted)."""
+    return matrix_to(room_id, event_id) if event_id else ""
+
+
 def upcoming(
     meetings: list[Meeting], zone: ZoneInfo, after: datetime, before: datetime
 ) -> list[dict[str, Any]]:
@@ -41,9 +48,9 @@ def upcoming(
             continue
         for occurrence in schedule.occurrences(after=after, before=before, limit=20):
             when = render.short_slot(meeting, occurrence.start, zone, after)
-            rows.append(
-                (occurrence.start, {"label": meeting.label, "title": meeting.title, "when": when})
-            )
+            row = {"label": meeting.label, "title": meeting.title, "when": when,
+                   "link": link(meeting.room_id, meeting.announce_event_id)}  # fmt: skip
+            rows.append((occurrence.start, row))
     rows.sort(key=lambda pair: pair[0])
     return [row for _, row in rows]
 
@@ -61,12 +68,18 @@ async def digest_values(
     open_rows = []
     for meeting in await store.proposed_in(room_id):
         people = tally(meeting.slots, await store.ballots(meeting.id)).respondents
-        open_rows.append({"label": meeting.label, "title": meeting.title, "people": people})
+        open_rows.append({
+            "label": meeting.label,
+            "title": meeting.title,
+            "people": people,
+            "link": link(room_id, meeting.poll_event_id or meeting.table_event_id),
+        })  # fmt: skip
     minutes = []
     for item in await records.minutes_in_room_between(room_id, since, until):
         meeting = await store.get(item.meeting_id)
         title = meeting.title if meeting else ""
-        minutes.append({"label": f"M-{item.meeting_id}", "title": title, "text": item.text})
+        minutes.append({"label": f"M-{item.meeting_id}", "title": title, "text": item.text,
+                        "link": link(room_id, item.event_id)})  # fmt: skip
     if not (coming or open_rows or minutes):
         return None
     return {"upcoming": coming, "open": open_rows, "minutes": minutes}

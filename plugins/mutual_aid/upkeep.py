@@ -77,9 +77,16 @@ class AidUpkeep:
             return None
         rendered = self.plugin.render(
             "digest",
-            offers=[views.line(p, until) for p in offers if p.state == "open"],
-            waiting=[f"{p.short_id} — {p.body} (waiting {views.age(p, until)})" for p in waiting],
-            thanks=[p.short_id for p in thanks],
+            offers=[
+                views.digest_row(p, room_id, views.details(p, until))
+                for p in offers
+                if p.state == "open"
+            ],
+            waiting=[
+                views.digest_row(p, room_id, f" — {p.body} (waiting {views.age(p, until)})")
+                for p in waiting
+            ],
+            thanks=[views.digest_row(p, room_id, "") for p in thanks],
         )
         return DigestSection("Mutual aid", rendered.text, rendered.html, order=40)
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from civicbot_plugins.mutual_aid.models import Candidate, Match, Post
 from civicbot_plugins.mutual_aid.parsing import ANYTIME, NEED
 
+from civicbot.events import matrix_to
+
 HAND = "✋"
 
 
@@ -22,7 +24,12 @@ def age(post: Post, now: datetime) -> str:
 
 def line(post: Post, now: datetime) -> str:
     """``N-42 · this week · moving · Elm Road — help moving a sofa (up 2 days)``."""
-    parts = [post.short_id]
+    return post.short_id + details(post, now)
+
+
+def details(post: Post, now: datetime) -> str:
+    """A post's line after its id: `` · this week · moving · Elm Road — help … (up 2 days)``."""
+    parts = [""]
     if post.urgency != ANYTIME:
         parts.append(post.urgency)
     if post.category:
@@ -32,6 +39,15 @@ def line(post: Post, now: datetime) -> str:
     if post.kind != NEED:
         parts.append("ongoing" if post.ongoing else "one-off")
     return f"{' · '.join(parts)} — {post.body} (up {age(post, now)})"
+
+
+def digest_row(post: Post, room_id: str, rest: str) -> dict[str, str]:
+    """A post in the digest of ``room_id`` (where it was posted): its id, the ``rest`` of its
+    line, and a link to the bot's announcement there. A private need's announcement is the
+    de-identified one in the room, sent by the bot: the link leads to nothing about who asked
+    (the DM it came from is never stored)."""
+    link = matrix_to(room_id, post.event_id) if post.event_id else ""
+    return {"label": post.short_id, "rest": rest, "link": link}
 
 
 def lines(posts: list[Post], now: datetime) -> list[str]:

@@ -52,12 +52,38 @@ async def digest_values(
     voters = await runner.voters_of(opened)
     return {
         "opened": [
-            {**render.announce_values(p, now, prefix, zone), "voters": voters[p.id]} for p in opened
+            {
+                **render.announce_values(p, now, prefix, zone),
+                "voters": voters[p.id],
+                "link": _link(room_id, p.start_event_id, p.text_event_id),
+            }
+            for p in opened
         ],
-        "closed": [render.result_values(p, p.result or {}, prefix, now, zone) for p in closed],
-        "decided": [{"poll": p, "label": p.label} for p in decided],
+        "closed": [
+            {
+                **render.result_values(p, p.result or {}, prefix, now, zone),
+                "link": _link(room_id, p.results_event_id, p.start_event_id, p.text_event_id),
+            }
+            for p in closed
+        ],
+        "decided": [
+            {
+                "poll": p,
+                "label": p.label,
+                "link": _link(room_id, p.results_event_id, p.start_event_id, p.text_event_id),
+            }
+            for p in decided
+        ],
         "prefix": prefix,
     }
+
+
+def _link(room_id: str, *event_ids: str | None) -> str:
+    """A link to the first of ``event_ids`` the bot posted (its results, else the poll itself),
+    or "" for a poll that never reached the room. Always in ``room_id``, the digest's room:
+    every poll it lists was asked there."""
+    event_id = next((e for e in event_ids if e), None)
+    return matrix_to(room_id, event_id) if event_id else ""
 
 
 async def unvoted_rows(

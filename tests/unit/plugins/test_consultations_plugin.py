@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import timedelta
 
+from civicbot.events import matrix_to
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.consultations_support import (
     ANN,
@@ -149,6 +150,9 @@ async def test_the_overdue_notice_goes_out_once_also_across_a_restart(tmp_path):
             room, h.clock.now() - timedelta(days=7), h.clock.now()
         )
         assert section is not None and "Waiting for a response: C-1" in section.text
+        link = matrix_to(room, (await plugin(h).store.get(1)).root_event)
+        assert f"3 days since it closed (@cllr:test) {link}" in section.text
+        assert f'Waiting for a response: <a href="{link}">C-1 ' in section.html
         # A new setting gives a new due time (so new transaction ids): only the stored fact
         # that the notice went out keeps it from going out again.
         await h.say(room, MODERATOR, "!config consultations.respond_within_days 5")
@@ -218,14 +222,24 @@ async def test_hooks_digest_export_and_forget(tmp_path):
         assert (
             section is not None and "Open: C-1 Park improvements (closes Fri 27 Nov" in section.text
         )
+        # Every line links to the consultation's post in the room (its thread has the rest).
+        root = (await p.store.get(1)).root_event
+        link = matrix_to(room, root)
+        assert root and section.text.endswith(f" {link}")
+        assert f'<li>Open: <a href="{link}">C-1 Park improvements</a> (closes' in section.html
         await h.say(room, CLLR, "!consult close C-1")
         await h.say(room, CLLR, "!respond C-1 Benches are coming")
         until = h.clock.now() + timedelta(minutes=1)
         personal = await p.personal_digest_section(ANN, start, until)
         assert personal is not None and "The council responded to C-1" in personal.text
+        assert personal.text.endswith(f"Benches are coming {link}")
         assert await p.personal_digest_section(BOB, start, until) is None
         section = await p.digest_section(room, start, until)
         assert section is not None and "Response to C-1 Park improvements" in section.text
+        assert f"• Response to C-1 Park improvements: Benches are coming {link}" in section.text
+        assert f'<li>Response to <a href="{link}">C-1 Park improvements</a>: Benches' in (
+            section.html
+        )
         exported = await p.export_user_data(ANN)
         assert exported is not None and exported["answers"][0]["answer"] == "More benches"
         report = await p.forget_user(ANN)

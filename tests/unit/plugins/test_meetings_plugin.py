@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from civicbot.events import matrix_to
 from tests.unit.plugins.meetings_support import (
     ANN,
     BOB,
@@ -192,6 +193,11 @@ async def test_minutes_tz_and_listing(tmp_path):
         now = h.clock.now() + timedelta(minutes=1)
         section = await plugin.digest_section(room, now - timedelta(days=7), now)
         assert section is not None and "Bags from the hall." in section.text
+        # The minutes link to the notice the bot posted in the meeting's thread.
+        link = matrix_to(room, minutes.event_id)
+        assert f"Bags from the hall. {link}" in section.text
+        assert f'<a href="{link}">M-1 Litter pick planning</a>: Litter pick' in section.html
+        assert "12 Dec.<br>Bags from the hall." in section.html
 
 
 async def test_export_personal_digest_and_listing_in_a_dm(tmp_path):
@@ -210,6 +216,11 @@ async def test_export_personal_digest_and_listing_in_a_dm(tmp_path):
         section = await plugin.personal_digest_section(BOB, now - timedelta(days=7), now)
         assert section is not None
         assert "M-1: Litter pick planning, Tue 8 Dec 18:00–19:30 Europe/London" in section.text
+        announced = (await plugin.store.get(1)).announce_event_id
+        assert announced and section.text.endswith(" " + matrix_to(room, announced))
+        assert f'<a href="{matrix_to(room, announced)}">M-1: Litter pick planning</a>' in (
+            section.html
+        )
         assert await plugin.personal_digest_section(ANN, now - timedelta(days=7), now) is None
         dm = "!dm-bob-test:test"
         await h.transport.direct_room(BOB)

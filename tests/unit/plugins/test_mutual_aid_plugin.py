@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
 
+from civicbot.events import matrix_to
 from civicbot.loader import discover
 from civicbot.testing.harness import MODERATOR, BotHarness
 from civicbot.transport import TransportError
@@ -100,6 +101,15 @@ async def test_a_private_need_goes_by_dm_and_reaches_the_helper_without_the_name
         assert "N-1 is done" in await ask(h, ann_dm, ANN, "!done N-1 thanks")
         assert h.texts(room)[-1] == "Thank you to the neighbour who helped with N-1!"
         assert ANN not in everything_said(h, room)
+        # The digest thanks them too, linking the de-identified post, nothing of Ann's DM.
+        now = h.clock.now() + timedelta(minutes=1)
+        section = await h.bot.plugins["mutual_aid"].digest_section(
+            room, now - timedelta(days=7), now
+        )
+        link = matrix_to(room, post_event.event_id)
+        assert f"Thank you to the neighbours who helped with:\n• N-1 {link}" in section.text
+        assert f'helped with <a href="{link}">N-1</a>.</p>' in section.html
+        assert ann_dm not in section.text + section.html and ANN not in section.html
 
 
 async def test_bad_input_gets_a_reply_saying_what_to_type(tmp_path):
@@ -219,6 +229,19 @@ async def test_digest_export_and_personal_digest_show_only_what_each_may_see(tmp
         assert "New offers:" in section.text and "O-1" in section.text
         assert "N-1 — a buggy for my grandson (waiting 3 days)" in section.text
         assert "N-2" in section.text and ANN not in section.text and CAT not in section.text
+        # Each post links to the bot's announcement in the room; Ann's private need to the
+        # de-identified one, never to anything in her DM.
+        announced = ("Offered:", "Needed:", "A neighbour needs:")
+        posted = {s.body.split(" — ")[-1].split()[0]: s for s in h.transport.sent
+                  if s.room_id == room and s.body.startswith(announced)}  # fmt: skip
+        offer, private_need = (matrix_to(room, posted[i].event_id) for i in ("O-1", "N-1"))
+        assert posted["N-1"].body.startswith("A neighbour needs")
+        assert f"(up 3 days) {offer}\n" in section.text
+        assert f"N-1 — a buggy for my grandson (waiting 3 days) {private_need}\n" in section.text
+        assert f'<li><a href="{offer}">O-1</a> · lending · one-off — a spare pram' in section.html
+        assert f'<li><a href="{private_need}">N-1</a> — a buggy for my grandson' in section.html
+        direct = await dm(h, ANN)
+        assert direct not in section.text and direct not in section.html and ANN not in section.html
         mine = await plugin.personal_digest_section(BOB, since, until)
         assert "N-1" in mine.text and "[offered]" in mine.text
         assert await plugin.personal_digest_section(CAT, since, until) is None

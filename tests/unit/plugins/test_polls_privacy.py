@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from civicbot.events import matrix_to
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.polls_support import (
     ANN,
@@ -173,6 +174,15 @@ async def test_digest_lists_new_and_decided_polls_with_outcomes(tmp_path):
             section.text
         )
         assert "<b>P-1</b>" in section.html
+        # Each poll links to what the bot posted in the room: a decided one to its results.
+        decided, opened = await polls.store.get(1), await polls.store.get(2)
+        results_link = matrix_to(room, decided.results_event_id)
+        start_link = matrix_to(room, opened.start_event_id)
+        assert decided.results_event_id and opened.start_event_id
+        assert f"1 person voted of 3 members (33%). {results_link}\n" in section.text
+        assert f"0 votes so far) {start_link}" in section.text
+        assert f'<a href="{results_link}"><b>P-1</b> Litter pick day?</a>:' in section.html
+        assert f'<a href="{start_link}"><b>P-2</b> Budget?</a> (closes' in section.html
         later = h.clock.now() + timedelta(days=30)
         assert await polls.digest_section(room, later, later + timedelta(days=7)) is None
         assert await polls.digest_section(MODERATOR, week_start, h.clock.now()) is None
