@@ -8,6 +8,7 @@ logs it at ERROR, tells the moderator who asked, and posts nothing.
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,6 +133,39 @@ def sections_from(found: list[tuple[str, Any]]) -> list[SectionView]:
     return [section_view(s) for s in ordered_sections(found)]
 
 
+# Homeservers refuse an event over 65,536 bytes of JSON; encryption makes a message about a
+# third bigger (base64), and JSON escapes every non-ASCII character (a bullet is 6 bytes).
+MAX_MESSAGE_JSON = 40_000
+
+
+def fit_one_message(rendered: Rendered, prefix: str) -> Rendered:
+    """The digest as one message a homeserver takes: as it is when it fits; else its plain
+    text alone (every client shows it); else that text cut at a line, saying what was left
+    out. A very busy week still gets its digest, never a refused send."""
+    if _json_size(rendered.text, rendered.html) <= MAX_MESSAGE_JSON:
+        return rendered
+    if _json_size(rendered.text) <= MAX_MESSAGE_JSON:
+        return Rendered(rendered.text)
+    lines = rendered.text.splitlines()
+    kept: list[str] = []
+    budget = MAX_MESSAGE_JSON - 400  # room for the closing line
+    for line in lines:
+        budget -= _json_size(line) + 2
+        if budget < 0:
+            break
+        kept.append(line)
+    more = len(lines) - len(kept)
+    kept.append(
+        f"… and {more} more lines: too much for one message this week. Each tool lists its "
+        f"own ({prefix}polls, {prefix}meetings, {prefix}needs, {prefix}consultations)."
+    )
+    return Rendered("\n".join(kept))
+
+
+def _json_size(*parts: str | None) -> int:
+    return sum(len(json.dumps(part)) for part in parts if part)
+
+
 class Composer:
     """Builds and renders the room, personal and space digests for the plugin and its runner."""
 
@@ -178,7 +212,7 @@ class Composer:
             if config.empty_week == "nothing" and not preview:
                 return None
             return self.looks.render("quiet", **values)
-        return self.looks.render("digest", **values)
+        return fit_one_message(self.looks.render("digest", **values), self.ctx.prefix)
 
     async def personal(self, user_id: str, until: datetime, zone: ZoneInfo) -> Rendered | None:
         """One person's open items across all their rooms, for their DM only; None when
@@ -190,20 +224,21 @@ class Composer:
         sections = sections_from(found)
         if not sections:
             return None
-        return self.looks.render(
+        rendered = self.looks.render(
             "personal",
             sections=sections,
             since=day_label(since, zone),
             until=day_label(until - timedelta(seconds=1), zone),
             prefix=self.ctx.prefix,
         )
+        return fit_one_message(rendered, self.ctx.prefix)
 
     async def space(
         self, space_name: str, rooms: list[str], left_out: int, until: datetime, zone: ZoneInfo
     ) -> Rendered:
         since, until = window(until)
         values = [await self.room_values(room, since, until) for room in rooms]
-        return self.looks.render(
+        rendered = self.looks.render(
             "space",
             space_name=space_name,
             rooms=values,
@@ -212,3 +247,4 @@ class Composer:
             until=day_label(until - timedelta(seconds=1), zone),
             prefix=self.ctx.prefix,
         )
+        return fit_one_message(rendered, self.ctx.prefix)

@@ -4,14 +4,17 @@ personal digests by DM only, and the space-wide digest. Privacy is asserted on t
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from civicbot_plugins.digest.compose import MAX_MESSAGE_JSON, fit_one_message
 from civicbot_plugins.digest.service import latest_slot, week_key
 
 from civicbot.events import matrix_to
+from civicbot.templates import Rendered
 from civicbot.testing.harness import MODERATOR, BotHarness
 
 ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"
@@ -258,3 +261,22 @@ def test_slots_follow_the_wall_clock_across_dst() -> None:
     assert before.astimezone(LONDON).hour == after.astimezone(LONDON).hour == 18
     assert after - before == timedelta(days=7, hours=1)
     assert week_key(after, LONDON) == "2026-W43"
+
+
+def test_a_digest_too_big_for_one_message_still_goes_out_in_one() -> None:
+    """Homeservers refuse events over 64 KiB: a very busy week loses its HTML, then its tail,
+    never the post."""
+    small = Rendered("📰 A quiet week", "<p>📰 A quiet week</p>")
+    assert fit_one_message(small, "!") == small
+    line = "• P-1 Which mural? https://matrix.to/#/!room:test/$event " + "é" * 40
+    text = "\n".join(f"{n}. {line}" for n in range(100))
+    text_only = fit_one_message(Rendered(text, "<ul>" + "<li>x</li>" * 6000 + "</ul>"), "!")
+    assert text_only.html is None and text_only.text == text
+    huge = "\n".join(f"{n}. {line}" for n in range(3000))
+    cut = fit_one_message(Rendered(huge, None), "!")
+    assert cut.html is None and cut.text.startswith("0. • P-1")
+    assert len(json.dumps({"body": cut.text})) <= MAX_MESSAGE_JSON
+    kept = cut.text.splitlines()
+    assert (
+        kept[-1].startswith(f"… and {3000 - (len(kept) - 1)} more lines") and "!polls" in kept[-1]
+    )
