@@ -158,8 +158,10 @@ async def bench_build(folder: Path, events: int, items: int, repeats: int) -> li
         top = max(replies.values(), default=0)
         wanted = [
             "Polls and decisions",
-            f"Question {polls - 1}?",
-            f"tool number {offers - 1}",
+            "Question 0?",  # each kind of item: the first 12, then how many more
+            f"… and {polls - 12} more: !polls",
+            "tool number 0",
+            f"… and {offers - 12} more: !offers",
             f"job number {min(needs, 20) - 1}",  # the plugin lists the 20 oldest
             f"{total} messages",
             f"Busy thread: {top} replies",

@@ -23,6 +23,11 @@ from civicbot.plugin import DigestSection, ForgetReport
 SWEEP = timedelta(minutes=15)
 
 
+# A digest lists this many new offers and thanks, then says how many more (the waiting needs
+# come at most 20, the oldest first): a busy week stays one readable message.
+DIGEST_LIMIT = 12
+
+
 class AidUpkeep:
     """The expiry job and the hooks other parts of civicbot call."""
 
@@ -87,6 +92,8 @@ class AidUpkeep:
                 for p in waiting
             ],
             thanks=[views.digest_row(p, room_id, "") for p in thanks],
+            limit=DIGEST_LIMIT,
+            prefix=self.plugin.prefix,
         )
         return DigestSection("Mutual aid", rendered.text, rendered.html, order=40)
 

@@ -18,6 +18,10 @@ from civicbot.events import matrix_to
 from civicbot.plugin import ForgetReport
 from civicbot.transport import TransportError
 
+# A digest lists this many of each kind of poll, then says how many more: a weekly summary
+# of a busy room stays readable (and one message, which Matrix caps at 64 KiB).
+DIGEST_LIMIT = 12
+
 
 async def digest_values(
     store: PollStore,
@@ -75,6 +79,7 @@ async def digest_values(
             for p in decided
         ],
         "prefix": prefix,
+        "limit": DIGEST_LIMIT,
     }
 
 
