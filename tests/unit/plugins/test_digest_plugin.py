@@ -19,6 +19,9 @@ from civicbot.testing.harness import MODERATOR, BotHarness
 
 ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"
 NO_LIMITS = {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0}
+# Look for due digests every 15 minutes, not every minute: these tests wind the clock on by days,
+# and every slot they use falls on a quarter hour.
+QUARTERLY = {"digest": {"check_every_seconds": 900}}
 LONDON = ZoneInfo("Europe/London")
 POLL_START = "org.matrix.msc3381.poll.start"
 # The harness clock starts on Monday 23 Nov 2026 09:00 UTC; the default digest is Sunday 18:00.
@@ -56,7 +59,7 @@ async def week_of_activity(h: BotHarness, room: str) -> str:
 
 
 async def test_a_week_of_activity_is_posted_once_at_the_rooms_time(tmp_path: Path) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "hello")  # the first batch: the bot has caught up
         root = await week_of_activity(h, room)
@@ -85,7 +88,7 @@ async def test_a_week_of_activity_is_posted_once_at_the_rooms_time(tmp_path: Pat
 
 
 async def test_a_restart_around_the_time_posts_it_exactly_once(tmp_path: Path) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "hello")
         await h.advance(TO_SUNDAY_DIGEST + timedelta(minutes=1))
@@ -103,7 +106,7 @@ async def test_a_restart_around_the_time_posts_it_exactly_once(tmp_path: Path) -
 async def test_a_digest_missed_while_down_comes_late_once_unless_the_next_is_due(
     tmp_path: Path,
 ) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "hello")
         await h.bot.stop()
@@ -122,7 +125,7 @@ async def test_a_digest_missed_while_down_comes_late_once_unless_the_next_is_due
 
 
 async def test_preview_usage_and_settings(tmp_path: Path) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         ask = await h.say(room, BOB, "!digest preview")
         preview = h.transport.sent[-1]
@@ -155,7 +158,9 @@ async def test_an_overridden_template_is_used_and_a_broken_one_reported(
     mine.mkdir()
     (mine / "quiet.txt").write_text("Quiet in {{ room_name or 'here' }}, see you next week.")
     async with BotHarness.create(
-        tmp_path, limits=NO_LIMITS, plugins={"digest": {"template_dir": str(mine)}}
+        tmp_path,
+        limits=NO_LIMITS,
+        plugins={"digest": {**QUARTERLY["digest"], "template_dir": str(mine)}},
     ) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, MODERATOR, "!digest now")
@@ -167,7 +172,9 @@ async def test_an_overridden_template_is_used_and_a_broken_one_reported(
     (broken / "quiet.txt").write_text("quiet")
     caplog.set_level(logging.ERROR)
     async with BotHarness.create(
-        tmp_path / "b", limits=NO_LIMITS, plugins={"digest": {"template_dir": str(broken)}}
+        tmp_path / "b",
+        limits=NO_LIMITS,
+        plugins={"digest": {**QUARTERLY["digest"], "template_dir": str(broken)}},
     ) as h:
         room = h.room(members=[ANN, BOB, CAT])
         before = len(h.transport.sent)
@@ -186,7 +193,9 @@ async def test_a_broken_html_template_posts_nothing(tmp_path: Path) -> None:
     (broken / "quiet.html").write_text("<script>alert(1)</script>")
     (broken / "digest.html").write_text("<script>alert(1)</script>")
     async with BotHarness.create(
-        tmp_path / "b", limits=NO_LIMITS, plugins={"digest": {"template_dir": str(broken)}}
+        tmp_path / "b",
+        limits=NO_LIMITS,
+        plugins={"digest": {**QUARTERLY["digest"], "template_dir": str(broken)}},
     ) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, MODERATOR, "!digest now")
@@ -196,7 +205,7 @@ async def test_a_broken_html_template_posts_nothing(tmp_path: Path) -> None:
 
 
 async def test_a_personal_digest_reaches_only_the_subscriber_by_dm(tmp_path: Path) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "!meet Litter pick | every week on saturday 10:00")
         await h.advance(TO_SUNDAY_DIGEST - timedelta(days=1))
@@ -218,7 +227,7 @@ async def test_a_personal_digest_reaches_only_the_subscriber_by_dm(tmp_path: Pat
 
 
 async def test_a_space_digest_covers_the_public_rooms_of_the_space(tmp_path: Path) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room, other, secret = (h.room(members=[ANN, BOB, CAT]) for _ in range(3))
         space = h.room(members=[ANN])
         t = h.transport
@@ -246,7 +255,7 @@ async def test_a_space_digest_covers_the_public_rooms_of_the_space(tmp_path: Pat
 
 
 async def test_plain_messages_are_counted_without_a_core_handled_row(tmp_path: Path) -> None:
-    async with BotHarness.create(tmp_path, limits=NO_LIMITS) as h:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         for n in range(5):
             await h.say(room, ANN, f"message {n}")
