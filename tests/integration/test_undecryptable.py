@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from nio import ToDeviceMessage, ToDeviceResponse
-from nio.crypto import ENCRYPTION_ENABLED, OlmDevice
+from nio.crypto import OlmDevice
 
 from civicbot.testing.encrypted import EncryptedResident
 from civicbot.testing.synapse import LocalSynapse
@@ -34,8 +34,6 @@ from tests.integration.conftest import (
     reply_target,
     unique,
 )
-
-pytestmark = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs matrix-nio[e2e]")
 
 TIMEOUT_S = 5  # matrix.undecryptable_timeout: the least the config allows
 # The bot gives up at its first sync after the timeout, and a quiet room's long-poll lasts 30 s.
