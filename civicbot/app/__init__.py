@@ -1,0 +1,1 @@
+"""The application: the config file, the command line, wiring and shutdown, the demo, backups, logs."""
