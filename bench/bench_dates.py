@@ -8,8 +8,8 @@ Each case runs in a fresh interpreter (the cost is a first-time cost), ``--repea
 
 - **before (all languages)**: ``dateparser.parse`` called as civicbot called it before the fix,
   with no ``languages``;
-- **bot.languages = [...]**: :func:`civicbot.dates.parse_when` cold, restricted to the list;
-- **... + warm-up at start**: :func:`civicbot.dates.warm_up` ran (and finished) first, as
+- **bot.languages = [...]**: :func:`civicbot.core.dates.parse_when` cold, restricted to the list;
+- **... + warm-up at start**: :func:`civicbot.core.dates.warm_up` ran (and finished) first, as
   ``civicbot run`` starts it; the warm-up's own time is reported beside it.
 
 Each child parses an unreadable text first ("whenever suits", the case from the issue), then a
@@ -37,14 +37,14 @@ def child(mode: str, languages: list[str]) -> dict[str, float]:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from civicbot import dates
+    from civicbot.core import dates
 
     zone, now = ZoneInfo("Europe/London"), datetime.now(UTC)
     result: dict[str, float] = {}
     if mode == "before":
         import dateparser
 
-        settings = {  # exactly what civicbot.dates passed before the fix
+        settings = {  # exactly what civicbot.core.dates passed before the fix
             "PREFER_DATES_FROM": "future",
             "TIMEZONE": zone.key,
             "RETURN_AS_TIMEZONE_AWARE": False,

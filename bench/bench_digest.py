@@ -7,7 +7,7 @@ Targets (digest issue):
 * digests for 1,000 rooms due at the same minute all posted within 5 minutes, without flooding
   any room or the homeserver.
 
-Part 1 runs the real :class:`~civicbot.bot.Bot` (real SQLite database in a temporary folder,
+Part 1 runs the real :class:`~civicbot.core.bot.Bot` (real SQLite database in a temporary folder,
 real templates, every built-in plugin) on the in-memory fake transport. Over one week of fake
 time a room gets 500 items typed as commands (200 polls, 150 offers, 150 needs) and 10,000
 messages, 2,000 of them replies in 200 threads, handed to ``Bot.handle_batch`` in sync-sized
@@ -50,8 +50,8 @@ from typing import Any
 
 from civicbot_plugins.digest.plugin import DigestPlugin
 
-from civicbot.clock import FakeClock
-from civicbot.events import Event
+from civicbot.core.events import Event
+from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import BotHarness
 from civicbot.transport.fake import FakeTransport
 

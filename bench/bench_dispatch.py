@@ -3,7 +3,7 @@
 Targets (foundation issue): at least 5,000 plain messages per second and 1,000 commands per
 second, each command writing to the database.
 
-The real :class:`~civicbot.bot.Bot` runs with every discovered plugin plus a benchmark-only
+The real :class:`~civicbot.core.bot.Bot` runs with every discovered plugin plus a benchmark-only
 plugin, a real SQLite database in a temporary directory and the in-memory
 :class:`~civicbot.transport.fake.FakeTransport`. Raw events shaped like a homeserver's
 ``/sync`` timeline are normalised with :meth:`Event.from_raw` and handed to
@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from civicbot.bot import RECENT_IDS
-from civicbot.commands import Rest, command
-from civicbot.context import Context
-from civicbot.events import Event
-from civicbot.loader import discover
-from civicbot.plugin import Plugin
+from civicbot.core.bot import RECENT_IDS
+from civicbot.core.commands import Rest, command
+from civicbot.core.context import Context
+from civicbot.core.events import Event
+from civicbot.core.loader import discover
+from civicbot.core.plugin import Plugin
 from civicbot.testing.harness import BotHarness
 
 MESSAGE_TARGET = 5_000.0  # plain messages per second

@@ -6,7 +6,7 @@ Targets (meetings issue):
   sent within 50 ms of bot time (median, p99 reported) on one core;
 * 10,000 future reminders across 1,000 rooms re-armed at start in under 1 s.
 
-Part 1 runs the real :class:`~civicbot.bot.Bot` (real SQLite database in a temporary folder,
+Part 1 runs the real :class:`~civicbot.core.bot.Bot` (real SQLite database in a temporary folder,
 real templates, the meetings plugin) on the in-memory fake transport, as
 ``bench/bench_dispatch.py`` does. A resident proposes a 20-slot meeting with ``!meet``; then
 300 people answer ``--rounds`` times (later rounds change their mind), alternately by typing
@@ -59,9 +59,9 @@ from civicbot_plugins.meetings.recurrence import Frequency, Recurrence
 from civicbot_plugins.meetings.reminders import DEFAULT_OFFSETS, pending_reminders
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.clock import FakeClock
-from civicbot.events import Event
-from civicbot.storage import Database
+from civicbot.core.events import Event
+from civicbot.scheduling.clock import FakeClock
+from civicbot.storage.database import Database
 from civicbot.testing.harness import BotHarness
 
 ANSWER_TARGET_MS = 50.0

@@ -48,7 +48,7 @@ from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, parse_post  # noqa:
 from civicbot_plugins.mutual_aid.sealing import Sealer  # noqa: E402
 from civicbot_plugins.mutual_aid.store import AidStore  # noqa: E402
 
-from civicbot.storage import Database  # noqa: E402
+from civicbot.storage.database import Database  # noqa: E402
 
 ROOM = "!bench:example.org"
 MATCH_TARGET_MS = 20.0

@@ -322,7 +322,7 @@ async def tally_in_process(args: argparse.Namespace, workdir: Path) -> tuple[lis
     from civicbot_plugins.polls.service import Option, PollKind, instant_runoff, tally_responses
     from civicbot_plugins.polls.store import PollStore
 
-    from civicbot.storage import Database
+    from civicbot.storage.database import Database
 
     db = await Database.open(workdir / "tally.sqlite3")
     try:

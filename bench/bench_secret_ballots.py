@@ -26,7 +26,7 @@ from civicbot_plugins.polls.secret import COUNTED
 from civicbot_plugins.polls.service import Option, PollKind
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 
 
 async def measure(stored: int, casts: int, directory: Path) -> list[float]:

@@ -1,3 +1,3 @@
-from civicbot.cli import main
+from civicbot.app.cli import main
 
 raise SystemExit(main())

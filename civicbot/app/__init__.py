@@ -1,1 +1,2 @@
-"""The application: the config file, the command line, wiring and shutdown, the demo, backups, logs."""
+"""The application: the config file, the command line, wiring and shutdown, the demo, backups,
+logs."""

@@ -25,8 +25,14 @@ from pathlib import Path
 from typing import Literal
 
 from civicbot import __version__
-from civicbot.crosssigning import CROSS_SIGNING_FILE
-from civicbot.secretkey import CRYPTO_DIR, DATABASE_FILE, KEY_FILE, SESSION_FILE, holds_data
+from civicbot.storage.secret_key import (
+    CRYPTO_DIR,
+    DATABASE_FILE,
+    KEY_FILE,
+    SESSION_FILE,
+    holds_data,
+)
+from civicbot.transport.crosssigning import CROSS_SIGNING_FILE
 
 MANIFEST = "MANIFEST.json"
 FORMAT = 1

@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 
 from civicbot import __version__
-from civicbot.config import ConfigError, Settings, load_settings
-from civicbot.dates import warm_up
-from civicbot.logs import setup_logging
+from civicbot.app.config import ConfigError, Settings, load_settings
+from civicbot.app.logs import setup_logging
+from civicbot.core.dates import warm_up
 
 EXIT_BAD_CONFIG = 2
 
 
 def _load(path: str | None) -> Settings:
     """The settings, with every plugin table checked too; every problem in one ConfigError."""
-    from civicbot.loader import PluginLoadError, discover, validate_plugin_config
+    from civicbot.core.loader import PluginLoadError, discover, validate_plugin_config
 
     settings: Settings | None = None
     try:
@@ -73,9 +73,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from civicbot.loader import PluginLoadError
-    from civicbot.runtime import run_bot
-    from civicbot.secretkey import SecretKeyError
+    from civicbot.app.runtime import run_bot
+    from civicbot.core.loader import PluginLoadError
+    from civicbot.storage.secret_key import SecretKeyError
     from civicbot.transport import TransportError
 
     config_path: str | None = args.config
@@ -121,7 +121,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from civicbot.backup import BackupError, backup
+    from civicbot.app.backup import BackupError, backup
 
     try:
         data_dir = _data_dir(args)
@@ -137,7 +137,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from civicbot.backup import BackupError, restore
+    from civicbot.app.backup import BackupError, restore
 
     try:
         data_dir = _data_dir(args)
@@ -169,7 +169,7 @@ def _passphrase(args: argparse.Namespace) -> str:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """Export or import the room keys of the bot's device (Element's key file format)."""
-    from civicbot.secretkey import SecretKeyError
+    from civicbot.storage.secret_key import SecretKeyError
     from civicbot.transport.crypto import KeysError, transfer_room_keys
 
     try:
@@ -202,13 +202,13 @@ def _session_user(data_dir: Path) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from civicbot.demo import run_demo
+    from civicbot.app.demo import run_demo
 
     return run_demo(Path(args.dir), port=args.port, residents=args.residents)
 
 
 def _resident_count(text: str) -> int:
-    from civicbot.demo import MAX_RESIDENTS
+    from civicbot.app.demo import MAX_RESIDENTS
 
     try:
         count = int(text)
@@ -220,7 +220,7 @@ def _resident_count(text: str) -> int:
 
 
 def run_demo_default() -> int:
-    from civicbot.demo import run_demo
+    from civicbot.app.demo import run_demo
 
     return run_demo(Path("./demo-data"))
 

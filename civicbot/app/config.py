@@ -1,8 +1,8 @@
 """Bot-wide settings: a TOML file, overridden key by key from ``CIVICBOT_<SECTION>__<KEY>``.
 
 Plugins validate their own ``[plugins.<name>]`` table with their own model (see
-:mod:`civicbot.plugin`); here that table is kept as plain data so a plugin that is not installed
-does not make the whole file invalid.
+:mod:`civicbot.core.plugin`); here that table is kept as plain data so a plugin that is not
+installed does not make the whole file invalid.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from civicbot.settings import LimitsConfig, check_zone
+from civicbot.policy.plugin_config import LimitsConfig, check_zone
 
 
 class ConfigError(Exception):
@@ -51,7 +51,7 @@ class MatrixSettings(_Section):
     device_name: str = "civicbot"
     # Replace cross-signing keys on the homeserver that are not the ones in bot.data_dir (made
     # by another client, or ours lost). Off: the bot warns and stays unsigned, since everyone
-    # who verified it would see its identity change (civicbot.crosssigning).
+    # who verified it would see its identity change (civicbot.transport.crosssigning).
     cross_signing_reset: bool = False
     # An encrypted message whose key has not come after this long is given up on and its
     # sender told once (civicbot.transport.undecryptable). Keys usually come within seconds.

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import signal
 
-from civicbot.bot import Bot
-from civicbot.clock import SystemClock
-from civicbot.config import Settings
-from civicbot.loader import discover
-from civicbot.scheduler import ApScheduler
-from civicbot.storage import Database
+from civicbot.app.config import Settings
+from civicbot.core.bot import Bot
+from civicbot.core.loader import discover
+from civicbot.scheduling.clock import SystemClock
+from civicbot.scheduling.scheduler import ApScheduler
+from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
 
 log = logging.getLogger(__name__)

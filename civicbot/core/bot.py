@@ -3,7 +3,8 @@
 Delivery guarantee: an event that made any handler run is recorded in ``core_handled`` right after
 its handlers finish, so a replay after a crash skips it. If the crash falls between a handler's
 send and that record, the replayed handler re-sends with the same transaction ids
-(:class:`~civicbot.context.Outgoing`) and the homeserver drops the copy: nobody is answered twice.
+(:class:`~civicbot.core.outgoing.Outgoing`) and the homeserver drops the copy: nobody is answered
+twice.
 """
 
 from __future__ import annotations
@@ -19,32 +20,33 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from civicbot import __version__, failpoints
-from civicbot.botinfo import BotFacts, HookResults, PluginInfo
-from civicbot.clock import Clock
-from civicbot.commands import (
+from civicbot import __version__
+from civicbot.app import failpoints
+from civicbot.app.config import Settings
+from civicbot.core.botinfo import BotFacts, HookResults, PluginInfo
+from civicbot.core.commands import (
     Command,
     CommandDeclarationError,
     CommandError,
     CommandIndex,
     UsageError,
 )
-from civicbot.config import Settings
-from civicbot.context import Context, CoreServices, PluginContext, RoomManagement
-from civicbot.corestores import AuditLog, RoleStore
-from civicbot.events import Event, EventKind, Message
-from civicbot.floodcontrol import FloodControl
-from civicbot.handling import APOLOGY, guarded, quietly, usage_text
-from civicbot.loader import PluginLoadError, validate_plugin_config
-from civicbot.outgoing import Outgoing, txn_key
-from civicbot.permissions import Permissions
-from civicbot.plugin import Plugin
-from civicbot.roomsettings import RoomSettings
-from civicbot.scheduler import Scheduler
-from civicbot.secretkey import installation_key
-from civicbot.settings import LIMITS
-from civicbot.storage import Database
-from civicbot.templates import TemplateCheckError, Templates
+from civicbot.core.context import Context, CoreServices, PluginContext, RoomManagement
+from civicbot.core.events import Event, EventKind, Message
+from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
+from civicbot.core.loader import PluginLoadError, validate_plugin_config
+from civicbot.core.outgoing import Outgoing, txn_key
+from civicbot.core.plugin import Plugin
+from civicbot.core.templates import TemplateCheckError, Templates
+from civicbot.policy.floodcontrol import FloodControl
+from civicbot.policy.permissions import Permissions
+from civicbot.policy.plugin_config import LIMITS
+from civicbot.policy.room_settings import RoomSettings
+from civicbot.scheduling.clock import Clock
+from civicbot.scheduling.scheduler import Scheduler
+from civicbot.storage.core_stores import AuditLog, RoleStore
+from civicbot.storage.database import Database
+from civicbot.storage.secret_key import installation_key
 from civicbot.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """What plugins may know about the running bot and its rooms: read-only views the core fills in.
 
-Kept apart from :mod:`civicbot.context` so that modules describing commands and plugins can name
-these types without importing the context (no import cycle, even under TYPE_CHECKING).
+Kept apart from :mod:`civicbot.core.context` so that modules describing commands and plugins can
+name these types without importing the context (no import cycle, even under TYPE_CHECKING).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from civicbot.events import Event
-from civicbot.settings import PluginConfig
+from civicbot.core.events import Event
+from civicbot.policy.plugin_config import PluginConfig
 from civicbot.transport import Transport
 
 
@@ -24,7 +24,7 @@ class HookResults:
 
 
 class CommandInfo(Protocol):
-    """What the help and admin plugins read about a command (see :mod:`civicbot.commands`)."""
+    """What the help and admin plugins read about a command (see :mod:`civicbot.core.commands`)."""
 
     name: str
     plugin: str

@@ -10,7 +10,7 @@
     async def close(self, ctx: Context[PollsConfig], poll: PollId) -> None:
         \"\"\"Close a poll now and post the results.\"\"\"
 
-Arguments come from the annotations after ``ctx`` (see :mod:`civicbot.converters`). A default
+Arguments come from the annotations after ``ctx`` (see :mod:`civicbot.core.converters`). A default
 makes one optional; ``*words: str`` takes any number. The first docstring line is the help
 text; the usage line is generated.
 
@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, cast, get_args, get_origin, get_type_hints
 
-from civicbot.context import Context
-from civicbot.converters import (
+from civicbot.core.context import Context
+from civicbot.core.converters import (
     CommandError,
     Converter,
     ItemId,
@@ -40,7 +40,7 @@ from civicbot.converters import (
     short,
     split_parts,
 )
-from civicbot.roles import Role
+from civicbot.policy.roles import Role
 
 __all__ = [
     "Command",

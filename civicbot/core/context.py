@@ -15,19 +15,19 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from civicbot.botinfo import BotInfo, Rooms
-from civicbot.clock import Clock
-from civicbot.corestores import AuditLog, RoleStore
-from civicbot.events import Event, Message
-from civicbot.jobs import Jobs
-from civicbot.outgoing import Outgoing, txn_key
-from civicbot.permissions import Permissions
-from civicbot.ratelimit import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
-from civicbot.roomsettings import RoomSettings, RoomSettingsView
-from civicbot.scheduler import Scheduler
-from civicbot.settings import ROOM, PluginConfig, RoomConfig
-from civicbot.storage import Database
-from civicbot.templates import Rendered, Templates
+from civicbot.core.botinfo import BotInfo, Rooms
+from civicbot.core.events import Event, Message
+from civicbot.core.outgoing import Outgoing, txn_key
+from civicbot.core.templates import Rendered, Templates
+from civicbot.policy.limits import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
+from civicbot.policy.permissions import Permissions
+from civicbot.policy.plugin_config import ROOM, PluginConfig, RoomConfig
+from civicbot.policy.room_settings import RoomSettings, RoomSettingsView
+from civicbot.scheduling.clock import Clock
+from civicbot.scheduling.jobs import Jobs
+from civicbot.scheduling.scheduler import Scheduler
+from civicbot.storage.core_stores import AuditLog, RoleStore
+from civicbot.storage.database import Database
 from civicbot.transport import Transport
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
@@ -54,7 +54,8 @@ class CoreServices:
 class RoomManagement:
     """The write side of the core's room stores: settings, granted roles, the audit log. Handed
     only to the built-in plugin that runs rooms (``manages_rooms = True``, the admin plugin);
-    every other plugin reads settings through :class:`~civicbot.roomsettings.RoomSettingsView`."""
+    every other plugin reads settings through
+    :class:`~civicbot.policy.room_settings.RoomSettingsView`."""
 
     settings: RoomSettings
     roles: RoleStore

@@ -6,7 +6,7 @@ may be a plain or an ``async`` method, so a converter can load the item an id na
 "No poll P-9 here" itself. It raises :class:`UsageError` for input that does not fit.
 
 Built in: ``str`` (one word or a quoted phrase), ``int``, ``float``, ``bool``, :class:`Rest`,
-:class:`Lines`, :class:`UserId`, :class:`ItemId`, and in :mod:`civicbot.dates` ``When`` and
+:class:`Lines`, :class:`UserId`, :class:`ItemId`, and in :mod:`civicbot.core.dates` ``When`` and
 ``Duration``.
 """
 
@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable
 from typing import Any
 
-from civicbot.context import Context
+from civicbot.core.context import Context
 
 
 class UsageError(Exception):

@@ -21,10 +21,10 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from civicbot.commands import Converter, UsageError
+from civicbot.core.commands import Converter, UsageError
 
 if TYPE_CHECKING:
-    from civicbot.context import Context
+    from civicbot.core.context import Context
 
 EXAMPLES = "'in 3 days', 'friday 18:00' or '2 Dec 18:00'"
 DEFAULT_TIME = time(18, 0)  # a date given without a time means the early evening of that day
@@ -253,7 +253,7 @@ def describe_delta(delta: timedelta) -> str:
 
 async def resolve_when(text: str, ctx: Context, **options: Any) -> datetime:
     """:func:`parse_when` in the room's time zone at the bot's clock; a bad date becomes a
-    :class:`~civicbot.commands.CommandError`-style reply through :class:`UsageError`."""
+    :class:`~civicbot.core.commands.CommandError`-style reply through :class:`UsageError`."""
     zone = await ctx.timezone()
     try:
         return await asyncio.to_thread(parse_when, text, zone, ctx.now, **options)

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from civicbot.commands import Command, CommandError, UsageError
-from civicbot.context import Context
+from civicbot.core.commands import Command, CommandError, UsageError
+from civicbot.core.context import Context
 from civicbot.transport import TransportError
 
-log = logging.getLogger("civicbot.bot")
+log = logging.getLogger("civicbot.core.bot")
 
 APOLOGY = "Sorry, something went wrong while handling that. It has been logged; please try again."
 # Longer than the transport's deadline for one send through an outage (SEND_DEADLINE_S, 600 s):

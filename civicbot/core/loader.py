@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from civicbot.config import describe_validation_error
-from civicbot.plugin import Plugin
-from civicbot.settings import CORE_SECTIONS, MOVED_TO_LIMITS
+from civicbot.app.config import describe_validation_error
+from civicbot.core.plugin import Plugin
+from civicbot.policy.plugin_config import CORE_SECTIONS, MOVED_TO_LIMITS
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "civicbot.plugins"

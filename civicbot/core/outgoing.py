@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from civicbot.events import Message
-from civicbot.permissions import restrict_mentions
-from civicbot.ratelimit import SendPacer
+from civicbot.core.events import Message
+from civicbot.policy.limits import SendPacer
+from civicbot.policy.permissions import restrict_mentions
 from civicbot.transport import Transport
 
 
@@ -25,7 +25,7 @@ def txn_key(*parts: str) -> str:
 class Outgoing:
     """Sends with transaction ids ``<key>.<n>``: the n-th send made for one cause.
 
-    Every send waits its turn in the room's outgoing bucket (:class:`~civicbot.ratelimit.
+    Every send waits its turn in the room's outgoing bucket (:class:`~civicbot.policy.limits.
     SendPacer`): the bot may be slowed down, but it never floods a room and never drops a send.
     """
 

@@ -13,7 +13,7 @@
 The config model is the type argument (``Plugin[PingConfig]``), so ``self.ctx.config(room)``
 and ``ctx.config`` are typed; a plugin without settings writes ``Plugin[PluginConfig]``.
 
-A plugin receives one :class:`~civicbot.context.PluginContext` and never imports matrix-nio or
+A plugin receives one :class:`~civicbot.core.context.PluginContext` and never imports matrix-nio or
 another plugin. Plugins cooperate through the hook methods below, which the core calls on
 every enabled plugin that overrides them (in the manner of pluggy hook specs).
 """
@@ -27,12 +27,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, get_args, get_origin
 
-from civicbot.commands import Command
-from civicbot.context import ConfigT, PluginContext
-from civicbot.corestores import ForgetReport
-from civicbot.events import EventKind
-from civicbot.settings import PluginConfig
-from civicbot.storage import Migration
+from civicbot.core.commands import Command
+from civicbot.core.context import ConfigT, PluginContext
+from civicbot.core.events import EventKind
+from civicbot.policy.plugin_config import PluginConfig
+from civicbot.storage.core_stores import ForgetReport
+from civicbot.storage.database import Migration
 
 __all__ = ["DigestSection", "ForgetReport", "Plugin", "PluginConfig", "on"]
 

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 from typing import cast
 
-from civicbot.clock import Clock
-from civicbot.events import Event
-from civicbot.permissions import Permissions
-from civicbot.ratelimit import ALLOWED, FloodGuard, FloodLimits, SendPacer, Verdict, flood_notice
-from civicbot.roles import Role
-from civicbot.roomsettings import RoomSettings
-from civicbot.settings import LIMITS, LimitsConfig, flood_limits
+from civicbot.core.events import Event
+from civicbot.policy.limits import (
+    ALLOWED,
+    FloodGuard,
+    FloodLimits,
+    SendPacer,
+    Verdict,
+    flood_notice,
+)
+from civicbot.policy.permissions import Permissions
+from civicbot.policy.plugin_config import LIMITS, LimitsConfig, flood_limits
+from civicbot.policy.roles import Role
+from civicbot.policy.room_settings import RoomSettings
+from civicbot.scheduling.clock import Clock
 
 # Commands of this plugin are how moderators change the limits: they always pass for them.
 ADMIN_PLUGIN = "admin"

@@ -10,8 +10,8 @@ Two separate problems, two separate mechanisms:
   *delays* a send until a token is free, so nothing the bot means to say is ever dropped, yet it
   never floods a room either.
 
-Both belong to the core (:mod:`civicbot.floodcontrol`), which builds them from the ``[limits]``
-settings and hands the pacer to every :class:`~civicbot.outgoing.Outgoing`.
+Both belong to the core (:mod:`civicbot.policy.floodcontrol`), which builds them from the
+``[limits]`` settings and hands the pacer to every :class:`~civicbot.core.outgoing.Outgoing`.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from civicbot.roles import DEFAULT_ROLE_LEVELS, Role
-from civicbot.roomsettings import RoomSettings
-from civicbot.settings import ROOM, RoomConfig
-from civicbot.storage import Database
+from civicbot.policy.plugin_config import ROOM, RoomConfig
+from civicbot.policy.roles import DEFAULT_ROLE_LEVELS, Role
+from civicbot.policy.room_settings import RoomSettings
+from civicbot.storage.database import Database
 from civicbot.transport import Transport
 
 CREATOR_LEVEL = math.inf

@@ -25,8 +25,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 
-from civicbot.ratelimit import DEFAULT_SEND_BURST, DEFAULT_SENDS_PER_SECOND, FloodLimits
-from civicbot.roles import DEFAULT_ROLE_LEVELS, Role
+from civicbot.policy.limits import DEFAULT_SEND_BURST, DEFAULT_SENDS_PER_SECOND, FloodLimits
+from civicbot.policy.roles import DEFAULT_ROLE_LEVELS, Role
 
 ROOM = "room"  # the pseudo-plugin that holds room-wide settings
 LIMITS = "limits"  # the pseudo-plugin that holds the flood limits the core enforces

@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from civicbot.config import describe_validation_error
-from civicbot.settings import (
+from civicbot.app.config import describe_validation_error
+from civicbot.policy.plugin_config import (
     LIMITS,
     ROOM,
     LimitsConfig,
@@ -34,7 +34,7 @@ from civicbot.settings import (
     is_operator_only,
     members_of,
 )
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ def format_value(value: Any) -> str:
 
 class RoomSettingsView:
     """What every plugin may read of the room settings (its own and other plugins'); changing
-    them is for the plugin that runs rooms (see :class:`civicbot.context.RoomManagement`)."""
+    them is for the plugin that runs rooms (see :class:`civicbot.core.context.RoomManagement`)."""
 
     def __init__(self, settings: RoomSettings):
         self._settings = settings

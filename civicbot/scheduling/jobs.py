@@ -5,7 +5,7 @@
     async def remind(self, job: JobContext[MeetingsConfig]) -> None:
         await job.send(room_id, "Starting in an hour!")
 
-A job gets a :class:`~civicbot.context.JobContext`: sending, templates, per-room config and the
+A job gets a :class:`~civicbot.core.context.JobContext`: sending, templates, per-room config and the
 time it was due. Its sends take transaction ids derived from the plugin, the job's key and its
 due time, so two runs of one key (two reminders) both arrive, and a run repeated after a crash
 or a retry is dropped by the homeserver instead of posted twice.
@@ -28,12 +28,12 @@ from typing import Generic, TypeVar
 
 from apscheduler.triggers.cron import CronTrigger
 
-from civicbot.clock import Clock
-from civicbot.scheduler import Scheduler
+from civicbot.scheduling.clock import Clock
+from civicbot.scheduling.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-# What a job is handed: a JobContext (civicbot.context), which builds on this module.
+# What a job is handed: a JobContext (civicbot.core.context), which builds on this module.
 C = TypeVar("C")
 _RETRY = "#retry"
 RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10))

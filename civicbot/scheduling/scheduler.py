@@ -18,7 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from civicbot.clock import Clock, FakeClock
+from civicbot.scheduling.clock import Clock, FakeClock
 
 log = logging.getLogger(__name__)
 Job = Callable[[], Awaitable[None]]

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from civicbot.roomsettings import write_audit
-from civicbot.storage import Database
+from civicbot.policy.room_settings import write_audit
+from civicbot.storage.database import Database
 
 FORGOTTEN = "[forgotten]"  # stands in for someone who asked to be forgotten
 

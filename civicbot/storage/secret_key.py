@@ -1,7 +1,7 @@
 """The installation secret, ``bot.data_dir/secret.key``: made once, never silently replaced.
 
 The key is kept beside the database, never in it, so that a copy of the database alone cannot
-recompute what it keys (see :meth:`civicbot.context.PluginContext.keyed_hash`): each poll's
+recompute what it keys (see :meth:`civicbot.core.context.PluginContext.keyed_hash`): each poll's
 salt, and through it secret-ballot receipts and the stand-ins for people who asked to be
 forgotten. A new key over old data would quietly break those: a replayed secret vote would no
 longer be recognised, nor would a forgotten voter's stand-in. So a key is created only for a
@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 KEY_FILE = "secret.key"
-DATABASE_FILE = "civicbot.sqlite3"  # as civicbot.runtime names it
+DATABASE_FILE = "civicbot.sqlite3"  # as civicbot.app.runtime names it
 SESSION_FILE = "session.json"  # as civicbot.transport.matrix names it
 CRYPTO_DIR = "crypto"  # the encryption store, as civicbot.transport.crypto names it
 KEY_BYTES = 32

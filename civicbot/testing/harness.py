@@ -14,14 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from civicbot.bot import Bot
-from civicbot.clock import FakeClock
-from civicbot.config import Settings
-from civicbot.events import Event
-from civicbot.loader import discover
-from civicbot.plugin import Plugin
-from civicbot.scheduler import ManualScheduler
-from civicbot.storage import Database
+from civicbot.app.config import Settings
+from civicbot.core.bot import Bot
+from civicbot.core.events import Event
+from civicbot.core.loader import discover
+from civicbot.core.plugin import Plugin
+from civicbot.scheduling.clock import FakeClock
+from civicbot.scheduling.scheduler import ManualScheduler
+from civicbot.storage.database import Database
 from civicbot.transport.fake import FakeTransport
 
 MODERATOR = "@mod:test"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from civicbot.events import Event, Message
+from civicbot.core.events import Event, Message
 
 EventSink = Callable[[list[Event]], Awaitable[None]]
 

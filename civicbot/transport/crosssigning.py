@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from civicbot.transport import TransportError
 
-log = logging.getLogger("civicbot.crosssigning")
+log = logging.getLogger("civicbot.transport.crosssigning")
 
 CROSS_SIGNING_FILE = "cross-signing.json"
 KEYS_QUERY = "/_matrix/client/v3/keys/query"

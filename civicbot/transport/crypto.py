@@ -26,7 +26,7 @@ from nio import AsyncClient, AsyncClientConfig, MatrixRoom, MegolmEvent, RoomMem
 from nio import Event as NioEvent
 from nio.exceptions import EncryptionError
 
-from civicbot.secretkey import CRYPTO_DIR, SESSION_FILE, installation_key
+from civicbot.storage.secret_key import CRYPTO_DIR, SESSION_FILE, installation_key
 from civicbot.transport.http import HomeserverApi
 
 log = logging.getLogger("civicbot.transport.matrix")

@@ -27,8 +27,8 @@ from urllib.parse import quote
 
 from nio import AsyncClient, RoomCreateError, RoomPreset
 
-from civicbot.events import Event, EventKind, Message
-from civicbot.storage import Database
+from civicbot.core.events import Event, EventKind, Message
+from civicbot.storage.database import Database
 from civicbot.transport import TransportError
 from civicbot.transport.crypto import ENCRYPTION_STATE, RoomCrypto
 from civicbot.transport.http import HomeserverApi

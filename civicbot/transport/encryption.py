@@ -1,7 +1,7 @@
 """What the Matrix transport does for encryption around each sync, in one place.
 
 With encryption on: sign each new device with the account's cross-signing keys
-(:mod:`civicbot.crosssigning`), keep nio's keys up to date after every sync, and hold the
+(:mod:`civicbot.transport.crosssigning`), keep nio's keys up to date after every sync, and hold the
 messages we cannot read yet until their key comes (:mod:`civicbot.transport.undecryptable`),
 cutting the long-poll short so their senders are told on time. With encryption off: say once in
 an encrypted room that the bot can't read it, then leave or stay quiet.
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from nio import AsyncClient, MegolmEvent, SyncResponse
 
-from civicbot.clock import SystemClock
-from civicbot.config import MatrixSettings
-from civicbot.crosssigning import CROSS_SIGNING_FILE, ensure_cross_signed
-from civicbot.events import Event, Message
-from civicbot.storage import Database
+from civicbot.app.config import MatrixSettings
+from civicbot.core.events import Event, Message
+from civicbot.scheduling.clock import SystemClock
+from civicbot.storage.database import Database
 from civicbot.transport import TransportError
+from civicbot.transport.crosssigning import CROSS_SIGNING_FILE, ensure_cross_signed
 from civicbot.transport.crypto import RoomCrypto
 from civicbot.transport.http import HomeserverApi
 from civicbot.transport.undecryptable import NioCrypto, Released, Undecryptable, room_keys

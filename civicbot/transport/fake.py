@@ -7,8 +7,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from civicbot.clock import Clock, SystemClock, ms
-from civicbot.events import Event, Message
+from civicbot.core.events import Event, Message
+from civicbot.scheduling.clock import Clock, SystemClock, ms
 from civicbot.transport import EventSink, TransportError
 
 

@@ -28,10 +28,10 @@ from nio import (
 )
 from nio.crypto import encrypt_attachment
 
-from civicbot.config import MatrixSettings
-from civicbot.events import Event, EventKind, Message
-from civicbot.secretkey import installation_key
-from civicbot.storage import Database
+from civicbot.app.config import MatrixSettings
+from civicbot.core.events import Event, EventKind, Message
+from civicbot.storage.database import Database
+from civicbot.storage.secret_key import installation_key
 from civicbot.transport import EventSink, TransportError
 from civicbot.transport.crypto import (
     ENCRYPTION_STATE,

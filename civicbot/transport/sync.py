@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from nio import MegolmEvent, SyncResponse
 
-from civicbot.events import Event, EventKind
-from civicbot.storage import Database
+from civicbot.core.events import Event, EventKind
+from civicbot.storage.database import Database
 from civicbot.transport.http import HomeserverApi
 
 log = logging.getLogger("civicbot.transport.matrix")

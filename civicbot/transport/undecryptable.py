@@ -47,9 +47,9 @@ from nio import (
     UnknownBadEvent,
 )
 
-from civicbot.clock import Clock, ms
-from civicbot.events import Message
-from civicbot.storage import Database, Migration
+from civicbot.core.events import Message
+from civicbot.scheduling.clock import Clock, ms
+from civicbot.storage.database import Database, Migration
 from civicbot.transport import TransportError
 from civicbot.transport.http import NETWORK_ERRORS
 

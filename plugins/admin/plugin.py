@@ -11,8 +11,8 @@ from typing import Any
 from civicbot_plugins.admin.role_commands import RoleCommands
 from civicbot_plugins.admin.service import AdminConfig
 
-from civicbot.corestores import PersonRecords
-from civicbot.plugin import ForgetReport
+from civicbot.core.plugin import ForgetReport
+from civicbot.storage.core_stores import PersonRecords
 
 
 class AdminPlugin(RoleCommands):

@@ -13,10 +13,10 @@ from civicbot_plugins.admin.service import (
 )
 from civicbot_plugins.admin.settings_commands import SettingsCommands
 
-from civicbot.commands import CommandError, Rest, UserId, command
-from civicbot.context import Context
-from civicbot.roles import Role
-from civicbot.settings import ROOM
+from civicbot.core.commands import CommandError, Rest, UserId, command
+from civicbot.core.context import Context
+from civicbot.policy.plugin_config import ROOM
+from civicbot.policy.roles import Role
 
 AUDIT_DEFAULT, AUDIT_MAX = 10, 50
 MAX_USER_ID_BYTES = 255  # the spec's limit, '@', localpart, ':' and server name together

@@ -10,11 +10,11 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from civicbot.corestores import FORGOTTEN, AuditEntry
-from civicbot.plugin import PluginConfig
-from civicbot.roles import Role
-from civicbot.roomsettings import SettingError, describe_field, format_value
-from civicbot.settings import OPERATOR, ROOM, is_operator_only
+from civicbot.core.plugin import PluginConfig
+from civicbot.policy.plugin_config import OPERATOR, ROOM, is_operator_only
+from civicbot.policy.roles import Role
+from civicbot.policy.room_settings import SettingError, describe_field, format_value
+from civicbot.storage.core_stores import FORGOTTEN, AuditEntry
 
 # Who counts as a moderator (or admin) is itself a setting: only admins may change it.
 PERMISSION_KEYS = {(ROOM, "moderator_level"), (ROOM, "admin_level"), (ROOM, "role_levels")}

@@ -16,13 +16,18 @@ from civicbot_plugins.admin.service import (
 )
 from pydantic import ValidationError
 
-from civicbot.botinfo import PluginInfo
-from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context, RoomManagement
-from civicbot.permissions import Role, role_satisfied
-from civicbot.plugin import Plugin
-from civicbot.roomsettings import SettingError, describe_type, format_value, parse_setting_value
-from civicbot.settings import LIMITS, ROOM, RoomConfig, is_operator_only
+from civicbot.core.botinfo import PluginInfo
+from civicbot.core.commands import CommandError, Rest, command
+from civicbot.core.context import Context, RoomManagement
+from civicbot.core.plugin import Plugin
+from civicbot.policy.permissions import Role, role_satisfied
+from civicbot.policy.plugin_config import LIMITS, ROOM, RoomConfig, is_operator_only
+from civicbot.policy.room_settings import (
+    SettingError,
+    describe_type,
+    format_value,
+    parse_setting_value,
+)
 
 
 class SettingsCommands(Plugin[AdminConfig]):

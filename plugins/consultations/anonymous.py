@@ -36,7 +36,7 @@ from typing import Any
 
 import aiosqlite
 
-from civicbot.storage import Database, Migration, rewrite_in_key_order
+from civicbot.storage.database import Database, Migration, rewrite_in_key_order
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ class AnonymousAnswers:
         add: list[tuple[Any, ...]] | None = None,
         drop: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> None:
-        """``table`` rewritten in key order (see :func:`civicbot.storage.rewrite_in_key_order`).
+        """``table`` rewritten in key order (see
+        :func:`civicbot.storage.database.rewrite_in_key_order`).
         Call inside a transaction."""
         assert self._db is not None
         columns, width = TABLES[table]

@@ -26,13 +26,13 @@ from civicbot_plugins.consultations.service import (
 from civicbot_plugins.consultations.store import ConsultationStore
 from civicbot_plugins.consultations.walk import WalkThrough
 
-from civicbot.commands import CommandError, Converter, ItemId, Lines, Rest, command
-from civicbot.context import Context
-from civicbot.dates import DateError, format_when, parse_when
-from civicbot.events import EventKind
-from civicbot.permissions import Role
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
-from civicbot.text import clean_text
+from civicbot.core.commands import CommandError, Converter, ItemId, Lines, Rest, command
+from civicbot.core.context import Context
+from civicbot.core.dates import DateError, format_when, parse_when
+from civicbot.core.events import EventKind
+from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.core.text import clean_text
+from civicbot.policy.permissions import Role
 
 COUNCILLOR = "councillor"
 Ctx = Context[ConsultationsConfig]

@@ -25,7 +25,7 @@ from civicbot_plugins.consultations.service import (
     Question,
 )
 
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 
 
 class ConsultationStore:

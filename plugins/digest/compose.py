@@ -26,9 +26,9 @@ from civicbot_plugins.digest.service import (
 from civicbot_plugins.digest.store import DigestStore
 from markupsafe import Markup, escape
 
-from civicbot.events import matrix_to
-from civicbot.plugin import DigestSection
-from civicbot.templates import Rendered, TemplateCheckError, Templates
+from civicbot.core.events import matrix_to
+from civicbot.core.plugin import DigestSection
+from civicbot.core.templates import Rendered, TemplateCheckError, Templates
 
 NAMES = ("digest", "quiet", "personal", "space")
 

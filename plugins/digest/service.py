@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
-from civicbot.events import matrix_to
-from civicbot.plugin import DigestSection
+from civicbot.core.events import matrix_to
+from civicbot.core.plugin import DigestSection
 
 WEEK = timedelta(days=7)
 # DESIGN.md §4: what Matrix clients render in formatted_body.

@@ -6,11 +6,11 @@ from typing import Any
 
 from civicbot_plugins.help.prose import as_html, as_text
 
-from civicbot.botinfo import CommandInfo
-from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context
-from civicbot.plugin import Plugin, PluginConfig
-from civicbot.templates import Rendered
+from civicbot.core.botinfo import CommandInfo
+from civicbot.core.commands import CommandError, Rest, command
+from civicbot.core.context import Context
+from civicbot.core.plugin import Plugin, PluginConfig
+from civicbot.core.templates import Rendered
 
 
 class HelpPlugin(Plugin[PluginConfig]):

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from civicbot.dates import DateError, parse_duration
-from civicbot.settings import PluginConfig
+from civicbot.core.dates import DateError, parse_duration
+from civicbot.policy.plugin_config import PluginConfig
 
 MIN_OFFSET = timedelta(seconds=10)
 MAX_OFFSET = timedelta(days=14)

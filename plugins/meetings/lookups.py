@@ -11,11 +11,11 @@ from civicbot_plugins.meetings import render
 from civicbot_plugins.meetings.models import CANCELLED, PROPOSED, Meeting
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.commands import CommandError
-from civicbot.context import Context
-from civicbot.dates import DateError, parse_when
-from civicbot.permissions import Role
-from civicbot.text import clean_text
+from civicbot.core.commands import CommandError
+from civicbot.core.context import Context
+from civicbot.core.dates import DateError, parse_when
+from civicbot.core.text import clean_text
+from civicbot.policy.permissions import Role
 
 
 async def meeting_for(store: MeetingStore, ctx: Context[Any], meeting_id: int) -> Meeting:

@@ -7,7 +7,7 @@ A proposal is a title, then parts split on new lines or on `` | ``::
     !meet Garden rota | every week on monday 18:30 | for 6 times | at https://meet.jit.si/garden
 
 Parts that start with ``for``, ``at``, ``decide by``, ``every`` or ``until`` are settings; every
-other part is a candidate time, read by :func:`civicbot.dates.parse_when` in the room's zone.
+other part is a candidate time, read by :func:`civicbot.core.dates.parse_when` in the room's zone.
 
 "every 2nd tuesday" means the second Tuesday of each month (how groups schedule a monthly
 meeting); "every other tuesday" or "every 2 weeks on tuesday" means fortnightly. The reply
@@ -30,7 +30,7 @@ from civicbot_plugins.meetings.recurrence import (
     first_start,
 )
 
-from civicbot.dates import DateError, format_when, parse_duration, parse_when
+from civicbot.core.dates import DateError, format_when, parse_duration, parse_when
 
 MAX_SLOTS = 20
 MAX_TITLE = 200

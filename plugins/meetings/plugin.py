@@ -32,12 +32,12 @@ from civicbot_plugins.meetings.service import (
 )
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.commands import CommandError, ItemId, Rest, command
-from civicbot.context import Context, send_notice
-from civicbot.dates import format_when
-from civicbot.events import EventKind
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
-from civicbot.text import clean_text
+from civicbot.core.commands import CommandError, ItemId, Rest, command
+from civicbot.core.context import Context, send_notice
+from civicbot.core.dates import format_when
+from civicbot.core.events import EventKind
+from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.core.text import clean_text
 
 MeetingId = Annotated[int, ItemId("M")]  # accepts M-3, m3 or 3
 EXAMPLE = "!meet Litter pick planning | tue 2 dec 18:00 | sat 6 dec 10am | for 90 minutes"

@@ -8,7 +8,7 @@ from typing import Any
 
 from civicbot_plugins.meetings.models import Minutes, from_iso, maybe_iso, to_iso
 
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 
 
 class RecordStore:

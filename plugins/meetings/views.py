@@ -12,8 +12,8 @@ from civicbot_plugins.meetings.records import RecordStore
 from civicbot_plugins.meetings.service import tally
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.dates import format_when
-from civicbot.events import matrix_to
+from civicbot.core.dates import format_when
+from civicbot.core.events import matrix_to
 
 WEEK = timedelta(days=7)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from civicbot.commands import command
-from civicbot.context import Context
-from civicbot.plugin import Plugin, PluginConfig
+from civicbot.core.commands import command
+from civicbot.core.context import Context
+from civicbot.core.plugin import Plugin, PluginConfig
 
 
 def format_uptime(seconds: float) -> str:

@@ -31,15 +31,15 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import Poll
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.dates import format_when
-from civicbot.events import Message
-from civicbot.permissions import restrict_mentions
+from civicbot.core.dates import format_when
+from civicbot.core.events import Message
+from civicbot.policy.permissions import restrict_mentions
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
 
-    from civicbot.context import Context, PluginContext
-    from civicbot.outgoing import Outgoing
+    from civicbot.core.context import Context, PluginContext
+    from civicbot.core.outgoing import Outgoing
 
 
 class PollChanges:

@@ -1,7 +1,7 @@
 """Reading a vote or a ranking as residents type it. Pure functions.
 
 ``!vote P-12 2``, ``!vote P-12 “Saturday”.``, ``!vote P-12 1, 3``, ``!vote P-3 block <why>``,
-``!rank P-4 3 > 1 > 2``: text is cleaned (:func:`civicbot.text.clean_text`) and quotes and full
+``!rank P-4 3 > 1 > 2``: text is cleaned (:func:`civicbot.core.text.clean_text`) and quotes and full
 stops around a choice go, as they do around options (:func:`parsing.unquote`).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from civicbot_plugins.polls.parsing import unquote
 from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, Option, PollKind
 
-from civicbot.text import clean_text, comparison_key
+from civicbot.core.text import clean_text, comparison_key
 
 MAX_REASON = 500
 WITHDRAW_WORDS = frozenset({"withdraw", "none", "clear", "remove", "unvote", "retract"})

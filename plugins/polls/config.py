@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from civicbot.plugin import PluginConfig
+from civicbot.core.plugin import PluginConfig
 
 
 class PollsConfig(PluginConfig):

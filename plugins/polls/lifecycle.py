@@ -25,15 +25,15 @@ from civicbot_plugins.polls.service import (
 )
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.clock import ms
-from civicbot.dates import format_when
-from civicbot.events import Event, EventKind
+from civicbot.core.dates import format_when
+from civicbot.core.events import Event, EventKind
+from civicbot.scheduling.clock import ms
 from civicbot.transport import TransportError
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
 
-    from civicbot.context import JobContext, PluginContext
+    from civicbot.core.context import JobContext, PluginContext
 
 log = logging.getLogger(__name__)
 TICK = timedelta(minutes=10)

@@ -22,9 +22,9 @@ from civicbot_plugins.polls.service import Option, PollKind
 if TYPE_CHECKING:
     from civicbot_plugins.polls.parsing import PollSpec
 
-    from civicbot.context import Context
+    from civicbot.core.context import Context
 
-from civicbot.storage import Migration
+from civicbot.storage.database import Migration
 
 MIGRATIONS: list[Migration] = [
     """

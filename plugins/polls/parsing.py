@@ -6,14 +6,14 @@ A poll is a question, then options, then any settings, split on new lines or on 
     !poll Adopt the new bin rota? | proposal | secret
     !poll Which mural design? | Birds | Bridges | Bikes | ranked | closes in 5 days
 
-Every part is cleaned first (:func:`civicbot.text.clean_text`: NFC, no invisible or bidi control
-characters), and quotes and trailing full stops around it go, so ``“Church hall”.`` is the option
-``Church hall``. Settings are read only from the parts that say nothing else: ``closes friday``,
-``until friday``, ``up to two``. The clear ones (``closes …``, ``ranked``, ``secret``) count
-anywhere; the looser ones (``close``, ``ends``, ``until``) only at the end, so an option can
-still be called "Close the road". A last part that looks like a setting but isn't one
-(``up to you``, ``rankd``) is asked about instead of being guessed; a part in quotes is always
-an option.
+Every part is cleaned first (:func:`civicbot.core.text.clean_text`: NFC, no invisible or bidi
+control characters), and quotes and trailing full stops around it go, so ``“Church hall”.`` is
+the option ``Church hall``. Settings are read only from the parts that say nothing else:
+``closes friday``, ``until friday``, ``up to two``. The clear ones (``closes …``, ``ranked``,
+``secret``) count anywhere; the looser ones (``close``, ``ends``, ``until``) only at the end, so
+an option can still be called "Close the road". A last part that looks like a setting but isn't
+one (``up to you``, ``rankd``) is asked about instead of being guessed; a part in quotes is
+always an option.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, Option, PollKind
 
-from civicbot.text import clean_text, comparison_key
+from civicbot.core.text import clean_text, comparison_key
 
 MAX_OPTIONS = 20
 MAX_QUESTION = 300

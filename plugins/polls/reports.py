@@ -12,10 +12,10 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import CLOSED, Poll, to_iso
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.context import PluginContext
-from civicbot.dates import format_when
-from civicbot.events import matrix_to
-from civicbot.plugin import ForgetReport
+from civicbot.core.context import PluginContext
+from civicbot.core.dates import format_when
+from civicbot.core.events import matrix_to
+from civicbot.core.plugin import ForgetReport
 from civicbot.transport import TransportError
 
 # A digest lists this many of each kind of poll, then says how many more: a weekly summary

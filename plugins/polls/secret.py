@@ -43,9 +43,9 @@ from typing import Any
 import aiosqlite
 from civicbot_plugins.polls.models import ANONYMOUS, OPEN, Poll, anonymous_voter
 
-from civicbot import failpoints
-from civicbot.commands import CommandError
-from civicbot.storage import Database, Migration, rewrite_in_key_order
+from civicbot.app import failpoints
+from civicbot.core.commands import CommandError
+from civicbot.storage.database import Database, Migration, rewrite_in_key_order
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ class SecretBallots:
         add: list[tuple[Any, ...]] | None = None,
         drop: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> None:
-        """``table`` rewritten in key order (see :func:`civicbot.storage.rewrite_in_key_order`).
+        """``table`` rewritten in key order (see
+        :func:`civicbot.storage.database.rewrite_in_key_order`).
         Call inside a transaction."""
         assert self._db is not None
         columns, width = _TABLES[table]

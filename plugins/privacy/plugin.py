@@ -1,7 +1,7 @@
 """``!mydata`` and ``!forget me``: every resident can see, and erase, what the bot holds on them.
 
 Both go through the plugin hooks ``export_user_data`` and ``forget_user``
-(:class:`civicbot.plugin.Plugin`), so every plugin, built-in or installed, answers for its own
+(:class:`civicbot.core.plugin.Plugin`), so every plugin, built-in or installed, answers for its own
 tables. This plugin adds what the core itself keeps: the link to the person's direct chat.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import Field
 
-from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context
-from civicbot.logs import privacy_filter, private
-from civicbot.plugin import ForgetReport, Plugin, PluginConfig
-from civicbot.settings import OPERATOR_ONLY
+from civicbot.app.logs import privacy_filter, private
+from civicbot.core.commands import CommandError, Rest, command
+from civicbot.core.context import Context
+from civicbot.core.plugin import ForgetReport, Plugin, PluginConfig
+from civicbot.policy.plugin_config import OPERATOR_ONLY
 from civicbot.transport import TransportError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from nio import AsyncClient, AsyncClientConfig, KeysUploadResponse, LoginRespons
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 
-from civicbot.crosssigning import (
+from civicbot.testing.synapse import LocalSynapse
+from civicbot.transport.crosssigning import (
     CROSS_SIGNING_FILE,
     KEYS_QUERY,
     KEYS_UPLOAD,
@@ -27,7 +28,6 @@ from civicbot.crosssigning import (
     ensure_cross_signed,
     load_keys,
 )
-from civicbot.testing.synapse import LocalSynapse
 from civicbot.transport.http import HomeserverApi
 from tests.integration.conftest import PASSWORD, unique
 
@@ -148,7 +148,7 @@ async def test_keys_made_elsewhere_are_replaced_only_when_asked_and_through_the_
         {"master_key": theirs.master_key(), "self_signing_key": theirs.self_signing_key()},
     )
 
-    with caplog.at_level(logging.WARNING, "civicbot.crosssigning"):
+    with caplog.at_level(logging.WARNING, "civicbot.transport.crosssigning"):
         left = await _cross_sign(device, key_file)
     assert left.outcome is Outcome.UNSIGNED
     assert theirs.master.public_key in caplog.text and "cross_signing_reset" in caplog.text

@@ -1,8 +1,8 @@
 """A plugin for tests: its command raises, to prove one failing handler never stops the bot."""
 
-from civicbot.commands import command
-from civicbot.context import Context
-from civicbot.plugin import Plugin, PluginConfig
+from civicbot.core.commands import command
+from civicbot.core.context import Context
+from civicbot.core.plugin import Plugin, PluginConfig
 
 
 class BoomPlugin(Plugin[PluginConfig]):

@@ -6,10 +6,10 @@ import json
 import sqlite3
 import stat
 
-from civicbot.cli import main
-from civicbot.crosssigning import CrossSigningKeys, load_keys, save_keys
-from civicbot.secretkey import installation_key
-from civicbot.storage import Database
+from civicbot.app.cli import main
+from civicbot.storage.database import Database
+from civicbot.storage.secret_key import installation_key
+from civicbot.transport.crosssigning import CrossSigningKeys, load_keys, save_keys
 
 
 async def _running_bot_data(data_dir):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from civicbot.commands import CommandError, Rest, command
-from civicbot.context import Context
-from civicbot.events import EventKind
-from civicbot.loader import PluginLoadError, discover
-from civicbot.permissions import Role
-from civicbot.plugin import Plugin, PluginConfig, on
+from civicbot.core.commands import CommandError, Rest, command
+from civicbot.core.context import Context
+from civicbot.core.events import EventKind
+from civicbot.core.loader import PluginLoadError, discover
+from civicbot.core.plugin import Plugin, PluginConfig, on
+from civicbot.policy.permissions import Role
 from civicbot.testing.harness import MODERATOR, BotHarness
 
 
@@ -241,7 +241,7 @@ async def test_reaction_hook_runs(tmp_path):
 
 
 async def test_invites_follow_allowed_inviters(tmp_path):
-    from civicbot.events import Event
+    from civicbot.core.events import Event
 
     async with BotHarness.create(
         tmp_path, plugins(), bot={"allowed_inviters": ["@*:good.org"]}

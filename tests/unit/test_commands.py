@@ -6,7 +6,7 @@ from typing import Annotated
 
 import pytest
 
-from civicbot.commands import ItemId, Lines, Rest, UsageError, UserId, command, split_parts
+from civicbot.core.commands import ItemId, Lines, Rest, UsageError, UserId, command, split_parts
 
 PollId = Annotated[int, ItemId("P")]
 

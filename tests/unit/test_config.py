@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from civicbot.cli import main
-from civicbot.config import ConfigError, load_settings
-from civicbot.loader import discover, validate_plugin_config
+from civicbot.app.cli import main
+from civicbot.app.config import ConfigError, load_settings
+from civicbot.core.loader import discover, validate_plugin_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.toml"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from civicbot.cli import build_parser
+from civicbot.app.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "contrib" / "civicbot.service"

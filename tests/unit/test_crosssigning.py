@@ -14,7 +14,7 @@ import pytest
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 
-from civicbot.crosssigning import (
+from civicbot.transport.crosssigning import (
     KEYS_QUERY,
     KEYS_UPLOAD,
     SIGNATURES_UPLOAD,
@@ -214,14 +214,14 @@ async def test_first_start_publishes_then_later_starts_do_nothing(tmp_path):
 async def test_other_keys_on_the_server_are_left_alone_unless_the_operator_asks(tmp_path, caplog):
     server = FakeKeysServer([["m.login.password"]])
     theirs = _foreign_keys(server)
-    with caplog.at_level(logging.WARNING, "civicbot.crosssigning"):
+    with caplog.at_level(logging.WARNING, "civicbot.transport.crosssigning"):
         result = await _ensure(server, tmp_path)
     assert result.outcome is Outcome.UNSIGNED
     assert theirs in caplog.text and "cross_signing_reset" in caplog.text
     assert server.calls == [KEYS_QUERY]
     assert not (tmp_path / "cross-signing.json").exists()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "civicbot.crosssigning"):
+    with caplog.at_level(logging.WARNING, "civicbot.transport.crosssigning"):
         reset = await _ensure(server, tmp_path, replace_server_keys=True)
     assert f"replaced {USER}'s cross-signing master key {theirs}" in caplog.text
     assert reset.outcome is Outcome.PUBLISHED and reset.master_key != theirs
@@ -250,7 +250,7 @@ async def test_when_the_password_cannot_pass_the_bot_says_so_once_and_runs_on_un
 ):
     server = FakeKeysServer(flows, params=params)
     _foreign_keys(server)
-    with caplog.at_level(logging.INFO, "civicbot.crosssigning"):
+    with caplog.at_level(logging.INFO, "civicbot.transport.crosssigning"):
         result = await _ensure(server, tmp_path, password, replace_server_keys=True)
     assert result.outcome is Outcome.UNSIGNED and says in result.detail
     (line,) = caplog.records

@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from civicbot import cli
-from civicbot.cli import main
-from civicbot.config import ConfigError, MatrixSettings, load_settings
-from civicbot.secretkey import installation_key
+from civicbot.app import cli
+from civicbot.app.cli import main
+from civicbot.app.config import ConfigError, MatrixSettings, load_settings
+from civicbot.storage.secret_key import installation_key
 from civicbot.transport import crypto
 from civicbot.transport.crypto import pickle_key, store_file
 

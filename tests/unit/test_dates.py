@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from civicbot.commands import UsageError
-from civicbot.dates import (
+from civicbot.core.commands import UsageError
+from civicbot.core.dates import (
     DateError,
     Duration,
     When,
@@ -176,7 +176,7 @@ def test_text_far_too_long_for_a_date_is_not_parsed():
 @pytest.fixture
 def languages():
     """Set the date languages for one test, and put the default back after it."""
-    from civicbot import dates
+    from civicbot.core import dates
 
     saved = dates._languages
     yield dates.use_languages
@@ -194,7 +194,7 @@ def test_dates_are_read_only_in_the_configured_languages(languages):
 
 
 def test_warm_up_runs_in_the_background_and_sets_the_languages(languages):
-    from civicbot import dates
+    from civicbot.core import dates
 
     thread = dates.warm_up(["en", "de"])
     assert thread.daemon

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from civicbot.events import Event, EventKind
+from civicbot.core.events import Event, EventKind
 
 SEPARATORS = ("\r", "\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from civicbot.commands import (
+from civicbot.core.commands import (
     CommandIndex,
     ItemId,
     Lines,
@@ -19,7 +19,7 @@ from civicbot.commands import (
     command,
     tokenize,
 )
-from civicbot.plugin import Plugin
+from civicbot.core.plugin import Plugin
 from civicbot.testing.harness import MODERATOR, BotHarness
 from tests.unit.plugins.test_admin import plugin_classes
 

@@ -8,9 +8,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from civicbot.roomsettings import RoomSettings, SettingError, parse_setting_value
-from civicbot.settings import ROOM, RoomConfig
-from civicbot.storage import Database
+from civicbot.policy.plugin_config import ROOM, RoomConfig
+from civicbot.policy.room_settings import RoomSettings, SettingError, parse_setting_value
+from civicbot.storage.database import Database
 from tests.unit.plugins.test_admin import plugin_classes
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from civicbot.commands import command
-from civicbot.context import Context
-from civicbot.events import EventKind
-from civicbot.plugin import Plugin, on
+from civicbot.core.commands import command
+from civicbot.core.context import Context
+from civicbot.core.events import EventKind
+from civicbot.core.plugin import Plugin, on
 from civicbot.testing.harness import BotHarness
 
 

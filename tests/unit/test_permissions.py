@@ -1,6 +1,6 @@
 """Power levels read as the spec says, room version 12 creators included."""
 
-from civicbot.permissions import PowerLevels, Role, role_satisfied
+from civicbot.policy.permissions import PowerLevels, Role, role_satisfied
 
 V12_CREATE = {
     "sender": "@founder:hs",

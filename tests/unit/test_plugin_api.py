@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 
 import pytest
 
-from civicbot.commands import CommandError, ItemId, command
-from civicbot.context import Context, JobContext, PluginContext
-from civicbot.converters import Converter, UsageError
-from civicbot.events import EventKind
-from civicbot.loader import PluginLoadError, discover
-from civicbot.plugin import Plugin, PluginConfig, on
-from civicbot.storage import Database, MigrationError
+from civicbot.core.commands import CommandError, ItemId, command
+from civicbot.core.context import Context, JobContext, PluginContext
+from civicbot.core.converters import Converter, UsageError
+from civicbot.core.events import EventKind
+from civicbot.core.loader import PluginLoadError, discover
+from civicbot.core.plugin import Plugin, PluginConfig, on
+from civicbot.storage.database import Database, MigrationError
 from civicbot.testing.harness import BotHarness
 
 
@@ -142,16 +142,16 @@ class EarlyScheduler(Plugin[PluginConfig]):
 
 
 async def test_a_failed_load_leaves_no_jobs_behind(tmp_path):
-    from civicbot.clock import FakeClock
-    from civicbot.config import Settings
-    from civicbot.scheduler import ManualScheduler
+    from civicbot.app.config import Settings
+    from civicbot.scheduling.clock import FakeClock
+    from civicbot.scheduling.scheduler import ManualScheduler
     from civicbot.transport.fake import FakeTransport
 
     clock = FakeClock()
     scheduler = ManualScheduler(clock)
     db = await Database.open(tmp_path / "db.sqlite3")
     try:
-        from civicbot.bot import Bot
+        from civicbot.core.bot import Bot
 
         bot = Bot(
             Settings(bot={"data_dir": tmp_path}),
@@ -190,11 +190,11 @@ def test_a_context_imported_only_for_type_checking_does_not_break_the_command(tm
 
             from typing import TYPE_CHECKING, Annotated
 
-            from civicbot.commands import ItemId, command
-            from civicbot.plugin import Plugin, PluginConfig
+            from civicbot.core.commands import ItemId, command
+            from civicbot.core.plugin import Plugin, PluginConfig
 
             if TYPE_CHECKING:
-                from civicbot.context import Context
+                from civicbot.core.context import Context
 
             NoteId = Annotated[int, ItemId("T")]
 
@@ -279,7 +279,7 @@ def test_a_two_word_command_under_an_existing_one_must_declare_its_parent():
         async def fix(self, ctx: Context[PluginConfig]) -> None:
             """Fix."""
 
-    from civicbot.commands import CommandDeclarationError, CommandIndex
+    from civicbot.core.commands import CommandDeclarationError, CommandIndex
 
     with pytest.raises(CommandDeclarationError, match=r"@command\(\"meet fix\", parent=meet\)"):
         CommandIndex.build({"ambiguous": Ambiguous.declared_commands()})
@@ -361,7 +361,7 @@ async def test_words_after_other_arguments_reach_the_handler(tmp_path):
 
 
 def test_a_subcommand_inherits_its_parents_role():
-    from civicbot.roles import Role
+    from civicbot.policy.roles import Role
 
     class Guarded(Plugin[PluginConfig]):
         name = "guarded"
@@ -379,7 +379,7 @@ def test_a_subcommand_inherits_its_parents_role():
 
 
 def test_an_argument_type_no_converter_reads_is_refused_when_declared():
-    from civicbot.commands import CommandDeclarationError
+    from civicbot.core.commands import CommandDeclarationError
 
     with pytest.raises(CommandDeclarationError, match="which no converter reads"):
 
@@ -465,9 +465,9 @@ async def test_a_raw_message_event_gets_the_mention_limits_too(tmp_path):
 def test_message_text_cannot_be_smuggled_in_extra():
     import asyncio
 
-    from civicbot.events import Message
-    from civicbot.outgoing import Outgoing
-    from civicbot.ratelimit import SendPacer
+    from civicbot.core.events import Message
+    from civicbot.core.outgoing import Outgoing
+    from civicbot.policy.limits import SendPacer
     from civicbot.transport.fake import FakeTransport
 
     out = Outgoing(FakeTransport(), "k", SendPacer())

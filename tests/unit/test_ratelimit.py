@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from civicbot.ratelimit import (
+from civicbot.policy.limits import (
     Decision,
     FloodGuard,
     FloodLimits,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from civicbot.plugin import PluginConfig
-from civicbot.roomsettings import RoomSettings
-from civicbot.storage import Database
+from civicbot.core.plugin import PluginConfig
+from civicbot.policy.room_settings import RoomSettings
+from civicbot.storage.database import Database
 
 
 class DemoConfig(PluginConfig):
@@ -53,8 +53,8 @@ async def test_a_reset_that_would_leave_the_rest_inconsistent_is_refused(tmp_pat
     level (back to 50) would leave moderators above admins."""
     import pytest
 
-    from civicbot.roomsettings import SettingError
-    from civicbot.settings import ROOM
+    from civicbot.policy.plugin_config import ROOM
+    from civicbot.policy.room_settings import SettingError
 
     db = await Database.open(tmp_path / "db.sqlite3")
     settings = RoomSettings(db, {}, {})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from civicbot.clock import FakeClock
-from civicbot.scheduler import ManualScheduler
+from civicbot.scheduling.clock import FakeClock
+from civicbot.scheduling.scheduler import ManualScheduler
 
 
 async def test_jobs_fire_in_time_order_and_only_when_due():
@@ -76,8 +76,8 @@ async def test_cron_jobs_repeat_in_their_time_zone():
 async def test_the_real_scheduler_runs_a_past_deadline_at_once():
     import asyncio
 
-    from civicbot.clock import SystemClock
-    from civicbot.scheduler import ApScheduler
+    from civicbot.scheduling.clock import SystemClock
+    from civicbot.scheduling.scheduler import ApScheduler
 
     clock = SystemClock()
     scheduler = ApScheduler(clock)
@@ -101,9 +101,9 @@ async def test_a_repeating_job_slower_than_its_interval_keeps_running():
     import asyncio
     import itertools
 
-    from civicbot.clock import SystemClock
-    from civicbot.jobs import Jobs
-    from civicbot.scheduler import ApScheduler
+    from civicbot.scheduling.clock import SystemClock
+    from civicbot.scheduling.jobs import Jobs
+    from civicbot.scheduling.scheduler import ApScheduler
 
     clock = SystemClock()
     scheduler = ApScheduler(clock)

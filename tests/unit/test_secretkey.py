@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from civicbot.secretkey import SecretKeyError, installation_key
-from civicbot.storage import Database
+from civicbot.storage.database import Database
+from civicbot.storage.secret_key import SecretKeyError, installation_key
 
 
 def test_first_start_makes_an_owner_only_key_that_later_starts_read(tmp_path):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from civicbot.storage import Database, MigrationError
+from civicbot.storage.database import Database, MigrationError
 
 
 async def test_migrations_apply_once_in_order(tmp_path):
@@ -62,7 +62,7 @@ async def test_a_commit_that_fails_rolls_back_and_frees_the_connection(tmp_path)
 
     import pytest
 
-    from civicbot.storage import Database
+    from civicbot.storage.database import Database
 
     db = await Database.open(tmp_path / "db.sqlite3")
     try:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from nio import ForwardedRoomKeyEvent, RoomKeyEvent, UnknownToDeviceEvent
 
-from civicbot.clock import FakeClock
-from civicbot.events import Event, EventKind, Message
-from civicbot.storage import Database
+from civicbot.core.events import Event, EventKind, Message
+from civicbot.scheduling.clock import FakeClock
+from civicbot.storage.database import Database
 from civicbot.transport import TransportError
 from civicbot.transport.undecryptable import Undecryptable, notice_txn_id, room_keys
 

@@ -14,12 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from civicbot.commands import CommandError, ItemId, Lines, command
-from civicbot.context import Context, JobContext
-from civicbot.converters import Converter
-from civicbot.dates import format_when, resolve_when
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, PluginConfig
-from civicbot.roles import Role
+from civicbot.core.commands import CommandError, ItemId, Lines, command
+from civicbot.core.context import Context, JobContext
+from civicbot.core.converters import Converter
+from civicbot.core.dates import format_when, resolve_when
+from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, PluginConfig
+from civicbot.policy.roles import Role
 from civicbot_reminders.store import MIGRATIONS, Reminder, ReminderStore
 
 LATE_LIMIT = timedelta(hours=12)  # a reminder this late is dropped, not posted

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from civicbot_reminders.plugin import RemindersPlugin
 
-from civicbot.loader import discover
+from civicbot.core.loader import discover
 from civicbot.testing.harness import MODERATOR, BotHarness
 
 ANN, BOB = "@ann:test", "@bob:test"

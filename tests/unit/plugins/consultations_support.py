@@ -12,7 +12,7 @@ from civicbot_plugins.consultations.plugin import ConsultationsPlugin
 from civicbot_plugins.help.plugin import HelpPlugin
 from civicbot_plugins.privacy.plugin import PrivacyPlugin
 
-from civicbot.clock import FakeClock
+from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import MODERATOR, BotHarness
 from civicbot.transport.fake import Sent
 

@@ -11,7 +11,7 @@ import icalendar
 from civicbot_plugins.help.plugin import HelpPlugin
 from civicbot_plugins.meetings.plugin import MeetingsPlugin
 
-from civicbot.clock import FakeClock
+from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import BotHarness
 from civicbot.transport.fake import Sent
 

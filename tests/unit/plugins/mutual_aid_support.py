@@ -14,7 +14,7 @@ from civicbot_plugins.mutual_aid.parsing import parse_post
 from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 
 KEY = b"k" * 32
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

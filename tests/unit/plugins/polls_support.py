@@ -11,7 +11,7 @@ from typing import Any
 from civicbot_plugins.help.plugin import HelpPlugin
 from civicbot_plugins.polls.plugin import PollsPlugin
 
-from civicbot.clock import FakeClock
+from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import BotHarness
 from civicbot.transport.fake import Sent
 

@@ -13,9 +13,9 @@ from civicbot_plugins.ping.plugin import PingPlugin
 from civicbot_plugins.privacy.plugin import PrivacyPlugin
 from pydantic import Field, SecretStr
 
-from civicbot.commands import Rest, command
-from civicbot.context import Context
-from civicbot.plugin import Plugin, PluginConfig
+from civicbot.core.commands import Rest, command
+from civicbot.core.context import Context
+from civicbot.core.plugin import Plugin, PluginConfig
 from civicbot.testing.harness import MODERATOR, BotHarness
 
 ANN, BOB, BOSS = "@ann:test", "@bob:test", "@boss:test"

@@ -6,9 +6,9 @@ import json
 import logging
 import re
 
-from civicbot.logs import privacy_filter
-from civicbot.plugin import ForgetReport, Plugin
-from civicbot.storage import Database
+from civicbot.app.logs import privacy_filter
+from civicbot.core.plugin import ForgetReport, Plugin
+from civicbot.storage.database import Database
 from civicbot.testing.harness import MODERATOR, BotHarness
 from tests.unit.plugins.test_admin import BOB, BOSS, ask, plugin_classes
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from civicbot.clock import FakeClock
-from civicbot.permissions import MAX_PLAIN_MENTIONS, WORD_JOINER
+from civicbot.policy.permissions import MAX_PLAIN_MENTIONS, WORD_JOINER
+from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import MODERATOR, BotHarness
 from tests.unit.plugins.test_admin import ANN, BOB, BOSS, ask, harness, plugin_classes, staff_room
 
@@ -140,8 +140,8 @@ async def test_mentioning_many_people_needs_the_power_to_ping_the_room(tmp_path)
 
 
 async def test_raw_mentions_smuggled_in_extra_content_are_checked_too(tmp_path):
-    from civicbot.context import Context
-    from civicbot.events import Message
+    from civicbot.core.context import Context
+    from civicbot.core.events import Message
 
     async with harness(tmp_path) as h:
         room = staff_room(h)
@@ -172,8 +172,8 @@ async def test_scheduled_sends_ping_only_on_behalf_of_someone_who_may(tmp_path):
 
 
 async def test_pings_are_checked_against_the_room_they_go_to(tmp_path):
-    from civicbot.context import Context
-    from civicbot.events import Message
+    from civicbot.core.context import Context
+    from civicbot.core.events import Message
 
     async with harness(tmp_path) as h:
         room = staff_room(h)  # ANN has no power here

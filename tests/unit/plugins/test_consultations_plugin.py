@@ -6,7 +6,7 @@ import csv
 import io
 from datetime import timedelta
 
-from civicbot.events import matrix_to
+from civicbot.core.events import matrix_to
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.consultations_support import (
     ANN,

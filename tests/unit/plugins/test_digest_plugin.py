@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from civicbot_plugins.digest.compose import MAX_MESSAGE_JSON, fit_one_message
 from civicbot_plugins.digest.service import latest_slot, week_key
 
-from civicbot.events import matrix_to
-from civicbot.templates import Rendered
+from civicbot.core.events import matrix_to
+from civicbot.core.templates import Rendered
 from civicbot.testing.harness import MODERATOR, BotHarness
 
 ANN, BOB, CAT = "@ann:test", "@bob:test", "@cat:test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from civicbot.events import matrix_to
+from civicbot.core.events import matrix_to
 from tests.unit.plugins.meetings_support import (
     ANN,
     BOB,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import recurring_ical_events
 
-from civicbot.clock import FakeClock
+from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import BotHarness
 from tests.unit.plugins.meetings_support import (
     ANN,

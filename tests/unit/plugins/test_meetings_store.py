@@ -15,7 +15,7 @@ from civicbot_plugins.meetings.records import RecordStore
 from civicbot_plugins.meetings.service import Answer, Rsvp, best_slot, tally
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 12, 1, 19, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
 
-from civicbot.events import matrix_to
-from civicbot.loader import discover
+from civicbot.core.events import matrix_to
+from civicbot.core.loader import discover
 from civicbot.testing.harness import MODERATOR, BotHarness
 from civicbot.transport import TransportError
 

@@ -19,7 +19,7 @@ from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.service import accept, mark_done, offer_help, withdraw
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.storage import Database
+from civicbot.storage.database import Database
 from tests.unit.plugins import mutual_aid_support
 from tests.unit.plugins.mutual_aid_support import KEY, NOW, ROOM, keyed_hash, post
 

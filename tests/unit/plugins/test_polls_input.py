@@ -9,7 +9,7 @@ from civicbot_plugins.polls.choices import parse_choice, parse_ranking
 from civicbot_plugins.polls.parsing import PollInputError, UnclearSetting, parse_poll_input
 from civicbot_plugins.polls.service import PollKind
 
-from civicbot.text import clean_text, comparison_key, same_text
+from civicbot.core.text import clean_text, comparison_key, same_text
 
 
 @pytest.mark.parametrize(

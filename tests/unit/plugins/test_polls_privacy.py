@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from civicbot.events import matrix_to
+from civicbot.core.events import matrix_to
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.polls_support import (
     ANN,

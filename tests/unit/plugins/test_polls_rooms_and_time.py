@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from civicbot.clock import ms
+from civicbot.scheduling.clock import ms
 from civicbot.testing.harness import MODERATOR
 from tests.unit.plugins.polls_support import (
     ANN,
