@@ -1,2 +1,1 @@
-"""The application: the config file, the command line, wiring and shutdown, the demo, backups,
-logs."""
+"""The application: the command line, wiring and a clean stop, the demo, backups and restores."""

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from civicbot import __version__
-from civicbot.app.config import ConfigError, Settings, load_settings
-from civicbot.app.logs import setup_logging
+from civicbot.config import ConfigError, Settings, load_settings
 from civicbot.core.dates import warm_up
+from civicbot.logs import setup_logging
 
 EXIT_BAD_CONFIG = 2
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from civicbot.app.config import Settings
+from civicbot.config import Settings
 from civicbot.storage.secret_key import SecretKeyError
 from civicbot.testing.synapse import LocalSynapse, SynapseNotInstalled, ensure_synapse_installed
 
@@ -111,9 +111,9 @@ async def _joined_rooms(resident: object) -> list[str]:
 
 def run_demo(directory: Path, port: int = 8448, residents: int = 2) -> int:
     """Start everything, print how to connect, run until Ctrl-C."""
-    from civicbot.app.logs import setup_logging
     from civicbot.app.runtime import run_bot
     from civicbot.core.dates import warm_up
+    from civicbot.logs import setup_logging
 
     try:
         ensure_synapse_installed()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from civicbot.app.config import Settings
+from civicbot.config import Settings
 from civicbot.core.bot import Bot
 from civicbot.core.loader import discover
 from civicbot.scheduling.clock import SystemClock

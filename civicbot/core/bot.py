@@ -20,9 +20,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from civicbot import __version__
-from civicbot.app import failpoints
-from civicbot.app.config import Settings
+from civicbot import __version__, failpoints
+from civicbot.config import Settings
 from civicbot.core.botinfo import BotFacts, HookResults, PluginInfo
 from civicbot.core.commands import (
     Command,

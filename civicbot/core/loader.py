@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from civicbot.app.config import describe_validation_error
+from civicbot.config import describe_validation_error
 from civicbot.core.plugin import Plugin
 from civicbot.policy.plugin_config import CORE_SECTIONS, MOVED_TO_LIMITS
 

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from civicbot.app.config import describe_validation_error
+from civicbot.config import describe_validation_error
 from civicbot.policy.plugin_config import (
     LIMITS,
     ROOM,

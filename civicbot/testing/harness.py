@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from civicbot.app.config import Settings
+from civicbot.config import Settings
 from civicbot.core.bot import Bot
 from civicbot.core.events import Event
 from civicbot.core.loader import discover

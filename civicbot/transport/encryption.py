@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nio import AsyncClient, MegolmEvent, SyncResponse
 
-from civicbot.app.config import MatrixSettings
+from civicbot.config import MatrixSettings
 from civicbot.core.events import Event, Message
 from civicbot.scheduling.clock import SystemClock
 from civicbot.storage.database import Database

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nio import AsyncClient, KeysUploadError, LoginResponse, WhoamiResponse
 
-from civicbot.app.config import MatrixSettings
+from civicbot.config import MatrixSettings
 from civicbot.storage.secret_key import SESSION_FILE
 from civicbot.transport import TransportError
 from civicbot.transport.crypto import STORE_DIR, store_file

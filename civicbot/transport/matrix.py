@@ -28,7 +28,7 @@ from nio import (
 )
 from nio.crypto import encrypt_attachment
 
-from civicbot.app.config import MatrixSettings
+from civicbot.config import MatrixSettings
 from civicbot.core.events import Event, EventKind, Message
 from civicbot.storage.database import Database
 from civicbot.storage.secret_key import installation_key

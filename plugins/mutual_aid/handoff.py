@@ -3,7 +3,7 @@ the requester's answer → an introduction room, reports to moderators.
 
 Who asked for a private need is read from the store (:meth:`AidStore.requester_of`) only to
 message them or to introduce them to the helper they accepted; it is never put in a room
-message, a list or a log line (people are logged with :func:`civicbot.app.logs.private`).
+message, a list or a log line (people are logged with :func:`civicbot.logs.private`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match
 from civicbot_plugins.mutual_aid.parsing import NEED
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.app.logs import private
 from civicbot.core.context import Context, PluginContext
 from civicbot.core.converters import CommandError
 from civicbot.core.events import Message
+from civicbot.logs import private
 from civicbot.policy.permissions import Role
 
 MAX_MODERATORS_TOLD = 10

@@ -30,12 +30,12 @@ from civicbot_plugins.polls.secret import ALREADY, COUNTED
 from civicbot_plugins.polls.service import PollKind
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.app.logs import private
 from civicbot.core.commands import CommandError, ItemId, Rest, command
 from civicbot.core.context import Context
 from civicbot.core.dates import DateError, format_when, parse_when
 from civicbot.core.events import EventKind
 from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.logs import private
 from civicbot.policy.permissions import Role
 
 MIN_DURATION = timedelta(minutes=5)

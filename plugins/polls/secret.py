@@ -43,7 +43,7 @@ from typing import Any
 import aiosqlite
 from civicbot_plugins.polls.models import ANONYMOUS, OPEN, Poll, anonymous_voter
 
-from civicbot.app import failpoints
+from civicbot import failpoints
 from civicbot.core.commands import CommandError
 from civicbot.storage.database import Database, Migration, rewrite_in_key_order
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import Field
 
-from civicbot.app.logs import privacy_filter, private
 from civicbot.core.commands import CommandError, Rest, command
 from civicbot.core.context import Context
 from civicbot.core.plugin import ForgetReport, Plugin, PluginConfig
+from civicbot.logs import privacy_filter, private
 from civicbot.policy.plugin_config import OPERATOR_ONLY
 from civicbot.transport import TransportError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from civicbot.app.config import MatrixSettings
+from civicbot.config import MatrixSettings
 from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
 from tests.integration.conftest import PASSWORD, unique

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from civicbot.app.cli import main
-from civicbot.app.config import ConfigError, load_settings
+from civicbot.config import ConfigError, load_settings
 from civicbot.core.loader import discover, validate_plugin_config
 
 REPO = Path(__file__).resolve().parents[2]

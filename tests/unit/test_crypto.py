@@ -9,7 +9,7 @@ import pytest
 
 from civicbot.app import cli
 from civicbot.app.cli import main
-from civicbot.app.config import ConfigError, MatrixSettings, load_settings
+from civicbot.config import ConfigError, MatrixSettings, load_settings
 from civicbot.storage.secret_key import installation_key
 from civicbot.transport import crypto
 from civicbot.transport.crypto import pickle_key, store_file

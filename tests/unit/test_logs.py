@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from civicbot.app.logs import FORMAT, PrivacyFilter, private, pseudonym
+from civicbot.logs import FORMAT, PrivacyFilter, private, pseudonym
 
 
 def capture(filter_: PrivacyFilter) -> tuple[logging.Logger, list[str]]:

@@ -142,7 +142,7 @@ class EarlyScheduler(Plugin[PluginConfig]):
 
 
 async def test_a_failed_load_leaves_no_jobs_behind(tmp_path):
-    from civicbot.app.config import Settings
+    from civicbot.config import Settings
     from civicbot.scheduling.clock import FakeClock
     from civicbot.scheduling.scheduler import ManualScheduler
     from civicbot.transport.fake import FakeTransport

@@ -6,8 +6,8 @@ import json
 import logging
 import re
 
-from civicbot.app.logs import privacy_filter
 from civicbot.core.plugin import ForgetReport, Plugin
+from civicbot.logs import privacy_filter
 from civicbot.storage.database import Database
 from civicbot.testing.harness import MODERATOR, BotHarness
 from tests.unit.plugins.test_admin import BOB, BOSS, ask, plugin_classes
