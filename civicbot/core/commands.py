@@ -26,7 +26,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, cast, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from civicbot.core.context import Context
 from civicbot.core.converters import (
@@ -56,6 +56,9 @@ __all__ = [
     "split_parts",
     "tokenize",
 ]
+
+# A command or hook method: the decorators hand it back unchanged, so its type survives them.
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[Any]])
 
 CURLY_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "«": '"', "»": '"'})
 
@@ -223,7 +226,7 @@ def command(
     aliases: tuple[str, ...] = (),
     hidden: bool = False,
     examples: tuple[str, ...] = (),
-) -> Callable[[Any], Any]:
+) -> Callable[[HandlerT], HandlerT]:
     """Declare a command on a plugin method.
 
     ``requires`` is the role needed (a subcommand's default: its parent's; else everyone).
@@ -246,7 +249,7 @@ def command(
             )
         words = tuple(a.removeprefix(prefix) for a in words)
 
-    def decorate(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def decorate(func: HandlerT) -> HandlerT:
         func.__civicbot_command__ = Command(  # type: ignore[attr-defined]
             name=full,
             func=func,

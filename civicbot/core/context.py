@@ -9,10 +9,10 @@ settings (they hold the Matrix password), the installation secret, or the core's
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from civicbot.core.botinfo import BotInfo, Rooms
@@ -31,6 +31,28 @@ from civicbot.storage.database import Database
 from civicbot.transport import Transport
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
+
+
+class RoleCheck:
+    """The answer of :meth:`Context.has_role`: it must be awaited.
+
+    ``if not ctx.has_role(Role.MODERATOR)`` (no ``await``) would be a coroutine, always true, and
+    so a permission check that lets everyone through. A ``RoleCheck`` used as a truth value
+    raises instead, so the mistake fails the plugin's first test rather than its users."""
+
+    __slots__ = ("_check",)
+
+    def __init__(self, check: Awaitable[bool]):
+        self._check = check
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._check.__await__()
+
+    def __bool__(self) -> NoReturn:
+        close = getattr(self._check, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of the error
+        raise TypeError("ctx.has_role(...) must be awaited: `if await ctx.has_role(role):`")
 
 
 @dataclass(frozen=True)
@@ -302,8 +324,12 @@ class Context(Generic[ConfigT]):
     async def timezone(self) -> ZoneInfo:
         return await self.plugin.timezone(self.room_id)
 
-    async def has_role(self, role: str, user_id: str | None = None) -> bool:
-        return await self.plugin.permissions.has(self.room_id, user_id or self.sender, role)
+    def has_role(self, role: str, user_id: str | None = None) -> RoleCheck:
+        """Whether the sender (or ``user_id``) holds ``role`` here: ``await ctx.has_role(...)``.
+
+        Prefer ``@command(..., requires=Role.MODERATOR)``, which the core checks before the
+        handler runs; this is for a check that depends on the item (the author or a moderator)."""
+        return RoleCheck(self.plugin.permissions.has(self.room_id, user_id or self.sender, role))
 
     async def is_direct(self) -> bool:
         """True only in the sender's direct chat with the bot (the DM rule of

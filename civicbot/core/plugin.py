@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, get_args, get_origin
 
-from civicbot.core.commands import Command
+from civicbot.core.commands import Command, HandlerT
 from civicbot.core.context import ConfigT, PluginContext
 from civicbot.core.events import EventKind
 from civicbot.policy.plugin_config import PluginConfig
@@ -47,7 +47,7 @@ class DigestSection:
     order: int = 50  # lower comes first
 
 
-def on(*kinds: EventKind, observe: bool = False) -> Callable[[Any], Any]:
+def on(*kinds: EventKind, observe: bool = False) -> Callable[[HandlerT], HandlerT]:
     """Mark a method ``async def handler(self, ctx: Context) -> None`` as an event hook.
 
     ``observe=True`` makes it an observer: it only looks (counting messages for the digest)
@@ -60,9 +60,9 @@ def on(*kinds: EventKind, observe: bool = False) -> Callable[[Any], Any]:
     send, no write): the core then records nothing for it either. Any other return (None
     included) counts as handled, so a replay after a crash skips the event."""
 
-    def decorate(func: Any) -> Any:
-        func.__civicbot_events__ = tuple(kinds)
-        func.__civicbot_observe__ = observe
+    def decorate(func: HandlerT) -> HandlerT:
+        func.__civicbot_events__ = tuple(kinds)  # type: ignore[attr-defined]
+        func.__civicbot_observe__ = observe  # type: ignore[attr-defined]
         return func
 
     return decorate

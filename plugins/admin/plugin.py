@@ -11,8 +11,7 @@ from typing import Any
 from civicbot_plugins.admin.role_commands import RoleCommands
 from civicbot_plugins.admin.service import AdminConfig
 
-from civicbot.core.plugin import ForgetReport
-from civicbot.storage.core_stores import PersonRecords
+from civicbot.api import ForgetReport, PersonRecords
 
 
 class AdminPlugin(RoleCommands):

@@ -13,10 +13,7 @@ from civicbot_plugins.admin.service import (
 )
 from civicbot_plugins.admin.settings_commands import SettingsCommands
 
-from civicbot.core.commands import CommandError, Rest, UserId, command
-from civicbot.core.context import Context
-from civicbot.policy.plugin_config import ROOM
-from civicbot.policy.roles import Role
+from civicbot.api import ROOM, CommandError, Context, Rest, Role, UserId, command
 
 AUDIT_DEFAULT, AUDIT_MAX = 10, 50
 MAX_USER_ID_BYTES = 255  # the spec's limit, '@', localpart, ':' and server name together

@@ -10,11 +10,18 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from civicbot.core.plugin import PluginConfig
-from civicbot.policy.plugin_config import OPERATOR, ROOM, is_operator_only
-from civicbot.policy.roles import Role
-from civicbot.policy.room_settings import SettingError, describe_field, format_value
-from civicbot.storage.core_stores import FORGOTTEN, AuditEntry
+from civicbot.api import (
+    FORGOTTEN,
+    OPERATOR,
+    ROOM,
+    AuditEntry,
+    PluginConfig,
+    Role,
+    SettingError,
+    describe_field,
+    format_value,
+    is_operator_only,
+)
 
 # Who counts as a moderator (or admin) is itself a setting: only admins may change it.
 PERMISSION_KEYS = {(ROOM, "moderator_level"), (ROOM, "admin_level"), (ROOM, "role_levels")}

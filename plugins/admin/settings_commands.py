@@ -16,17 +16,24 @@ from civicbot_plugins.admin.service import (
 )
 from pydantic import ValidationError
 
-from civicbot.core.botinfo import PluginInfo
-from civicbot.core.commands import CommandError, Rest, command
-from civicbot.core.context import Context, RoomManagement
-from civicbot.core.plugin import Plugin
-from civicbot.policy.permissions import Role, role_satisfied
-from civicbot.policy.plugin_config import LIMITS, ROOM, RoomConfig, is_operator_only
-from civicbot.policy.room_settings import (
+from civicbot.api import (
+    LIMITS,
+    ROOM,
+    CommandError,
+    Context,
+    Plugin,
+    PluginInfo,
+    Rest,
+    Role,
+    RoomConfig,
+    RoomManagement,
     SettingError,
+    command,
     describe_type,
     format_value,
+    is_operator_only,
     parse_setting_value,
+    role_satisfied,
 )
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import aiosqlite
 
-from civicbot.storage.database import Database, Migration, rewrite_in_key_order
+from civicbot.api import Database, Migration, rewrite_in_key_order
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from civicbot.core.plugin import PluginConfig
+from civicbot.api import PluginConfig
 
 
 class ConsultationsConfig(PluginConfig):

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING
 from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.service import CLOSED, OPEN
 
-from civicbot.core.dates import format_when
-from civicbot.core.events import matrix_to
-from civicbot.core.plugin import DigestSection
+from civicbot.api import DigestSection, format_when, matrix_to
 
 if TYPE_CHECKING:
     from civicbot_plugins.consultations.plugin import ConsultationsPlugin

@@ -18,10 +18,7 @@ from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import ANONYMOUS, CLOSED, OPEN, PUBLIC
 from civicbot_plugins.consultations.store import ConsultationStore
 
-from civicbot.core.context import Context, JobContext, PluginContext
-from civicbot.core.dates import format_when
-from civicbot.core.events import Message
-from civicbot.core.templates import Rendered
+from civicbot.api import Context, JobContext, Message, PluginContext, Rendered, format_when
 
 VISIBILITY_TEXT = {
     PUBLIC: "public (shown with names at the close)",

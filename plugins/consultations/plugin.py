@@ -26,13 +26,25 @@ from civicbot_plugins.consultations.service import (
 from civicbot_plugins.consultations.store import ConsultationStore
 from civicbot_plugins.consultations.walk import WalkThrough
 
-from civicbot.core.commands import CommandError, Converter, ItemId, Lines, Rest, command
-from civicbot.core.context import Context
-from civicbot.core.dates import DateError, format_when, parse_when
-from civicbot.core.events import EventKind
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
-from civicbot.core.text import clean_text
-from civicbot.policy.permissions import Role
+from civicbot.api import (
+    CommandError,
+    Context,
+    Converter,
+    DateError,
+    DigestSection,
+    EventKind,
+    ForgetReport,
+    ItemId,
+    Lines,
+    Plugin,
+    Rest,
+    Role,
+    clean_text,
+    command,
+    format_when,
+    on,
+    parse_when,
+)
 
 COUNCILLOR = "councillor"
 Ctx = Context[ConsultationsConfig]

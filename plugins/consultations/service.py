@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from civicbot.core.text import clean_text
+from civicbot.api import clean_text
 
 TEXT, ONE, SEVERAL, STATEMENT = "text", "one", "several", "statement"
 PUBLIC, PRIVATE, ANONYMOUS = "public", "private", "anonymous"

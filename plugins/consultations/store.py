@@ -25,7 +25,7 @@ from civicbot_plugins.consultations.service import (
     Question,
 )
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 
 class ConsultationStore:

@@ -17,8 +17,7 @@ from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import ANONYMOUS, OPEN, AnswerError, Question
 from civicbot_plugins.consultations.store import ConsultationStore
 
-from civicbot.core.context import Context
-from civicbot.core.text import clean_text
+from civicbot.api import Context, clean_text
 
 FOLLOW_STEP = 0
 YES = ("yes", "y", "yep", "please", "ok", "sure")

@@ -26,9 +26,7 @@ from civicbot_plugins.digest.service import (
 from civicbot_plugins.digest.store import DigestStore
 from markupsafe import Markup, escape
 
-from civicbot.core.events import matrix_to
-from civicbot.core.plugin import DigestSection
-from civicbot.core.templates import Rendered, TemplateCheckError, Templates
+from civicbot.api import DigestSection, Rendered, TemplateCheckError, Templates, matrix_to
 
 NAMES = ("digest", "quiet", "personal", "space")
 

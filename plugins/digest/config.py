@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from civicbot.policy.plugin_config import OPERATOR, PluginConfig
+from civicbot.api import OPERATOR, PluginConfig
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 EMPTY_WEEK = ("line", "nothing")

@@ -14,13 +14,20 @@ from civicbot_plugins.digest.service import next_slot
 from civicbot_plugins.digest.spaces import space_rooms, spaces_of
 from civicbot_plugins.digest.store import MIGRATIONS, DigestStore
 
-from civicbot.core.commands import CommandError, command
-from civicbot.core.context import Context, JobContext
-from civicbot.core.dates import format_when
-from civicbot.core.events import EventKind, Message
-from civicbot.core.plugin import ForgetReport, Plugin, on
-from civicbot.core.templates import Rendered
-from civicbot.policy.roles import Role
+from civicbot.api import (
+    CommandError,
+    Context,
+    EventKind,
+    ForgetReport,
+    JobContext,
+    Message,
+    Plugin,
+    Rendered,
+    Role,
+    command,
+    format_when,
+    on,
+)
 
 Ctx = Context[DigestConfig]
 FLUSH_EVERY = timedelta(seconds=5)

@@ -22,8 +22,7 @@ from civicbot_plugins.digest.counts import WeekCounter
 from civicbot_plugins.digest.service import WEEK, latest_slot, week_key
 from civicbot_plugins.digest.store import KEEP_COUNTS_S, Claim, DigestStore
 
-from civicbot.policy.limits import SendPacer
-from civicbot.transport import TransportError
+from civicbot.api import SendPacer, TransportError
 
 log = logging.getLogger("civicbot.plugins.digest")
 LATE_AFTER = timedelta(minutes=15)

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
-from civicbot.core.events import matrix_to
-from civicbot.core.plugin import DigestSection
+from civicbot.api import DigestSection, matrix_to
 
 WEEK = timedelta(days=7)
 # DESIGN.md §4: what Matrix clients render in formatted_body.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 # Ordered; each runs once, in its own transaction.
 MIGRATIONS = [

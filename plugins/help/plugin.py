@@ -6,11 +6,16 @@ from typing import Any
 
 from civicbot_plugins.help.prose import as_html, as_text
 
-from civicbot.core.botinfo import CommandInfo
-from civicbot.core.commands import CommandError, Rest, command
-from civicbot.core.context import Context
-from civicbot.core.plugin import Plugin, PluginConfig
-from civicbot.core.templates import Rendered
+from civicbot.api import (
+    CommandError,
+    CommandInfo,
+    Context,
+    Plugin,
+    PluginConfig,
+    Rendered,
+    Rest,
+    command,
+)
 
 
 class HelpPlugin(Plugin[PluginConfig]):

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from civicbot.core.dates import DateError, parse_duration
-from civicbot.policy.plugin_config import PluginConfig
+from civicbot.api import DateError, PluginConfig, parse_duration
 
 MIN_OFFSET = timedelta(seconds=10)
 MAX_OFFSET = timedelta(days=14)

@@ -11,11 +11,7 @@ from civicbot_plugins.meetings import render
 from civicbot_plugins.meetings.models import CANCELLED, PROPOSED, Meeting
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.core.commands import CommandError
-from civicbot.core.context import Context
-from civicbot.core.dates import DateError, parse_when
-from civicbot.core.text import clean_text
-from civicbot.policy.permissions import Role
+from civicbot.api import CommandError, Context, DateError, Role, clean_text, parse_when
 
 
 async def meeting_for(store: MeetingStore, ctx: Context[Any], meeting_id: int) -> Meeting:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from civicbot_plugins.meetings.recurrence import Recurrence, Schedule
 
-from civicbot.storage.database import Migration
+from civicbot.api import Migration
 
 PROPOSED = "proposed"  # collecting availability
 FIXED = "fixed"  # a time is set (repeating meetings start here)

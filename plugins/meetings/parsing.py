@@ -30,7 +30,7 @@ from civicbot_plugins.meetings.recurrence import (
     first_start,
 )
 
-from civicbot.core.dates import DateError, format_when, parse_duration, parse_when
+from civicbot.api import DateError, format_when, parse_duration, parse_when
 
 MAX_SLOTS = 20
 MAX_TITLE = 200

@@ -16,7 +16,7 @@ from typing import Any
 
 from civicbot_plugins.meetings.models import ANONYMOUS
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 StandIn = Callable[[int, str], str]  # (meeting id, person) -> stand-in name
 

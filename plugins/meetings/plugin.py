@@ -32,12 +32,21 @@ from civicbot_plugins.meetings.service import (
 )
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.core.commands import CommandError, ItemId, Rest, command
-from civicbot.core.context import Context, send_notice
-from civicbot.core.dates import format_when
-from civicbot.core.events import EventKind
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
-from civicbot.core.text import clean_text
+from civicbot.api import (
+    CommandError,
+    Context,
+    DigestSection,
+    EventKind,
+    ForgetReport,
+    ItemId,
+    Plugin,
+    Rest,
+    clean_text,
+    command,
+    format_when,
+    on,
+    send_notice,
+)
 
 MeetingId = Annotated[int, ItemId("M")]  # accepts M-3, m3 or 3
 EXAMPLE = "!meet Litter pick planning | tue 2 dec 18:00 | sat 6 dec 10am | for 90 minutes"

@@ -8,7 +8,7 @@ from typing import Any
 
 from civicbot_plugins.meetings.models import Minutes, from_iso, maybe_iso, to_iso
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 
 class RecordStore:

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from civicbot_plugins.meetings.recurrence import Occurrence, Schedule
 
-from civicbot.core.dates import describe_delta
+from civicbot.api import describe_delta
 
 DEFAULT_OFFSETS = (timedelta(hours=24), timedelta(hours=1))
 # A reminder sent up to this long after its time is simply on time (scheduler jitter, a short

@@ -35,16 +35,20 @@ from civicbot_plugins.meetings.reminders import (
 from civicbot_plugins.meetings.service import Best, ballot_from_poll, best_slot, tally
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.core.context import send_notice
-from civicbot.core.dates import describe_delta
-from civicbot.core.events import Event, EventKind, Message
-from civicbot.core.outgoing import Outgoing
-from civicbot.transport import TransportError
+from civicbot.api import (
+    Event,
+    EventKind,
+    Message,
+    Outgoing,
+    TransportError,
+    describe_delta,
+    send_notice,
+)
 
 if TYPE_CHECKING:
     from civicbot_plugins.meetings.config import MeetingsConfig
 
-    from civicbot.core.context import JobContext, PluginContext
+    from civicbot.api import JobContext, PluginContext
 
 log = logging.getLogger(__name__)
 RESPONSE_KEYS = ("m.poll.response", "org.matrix.msc3381.poll.response")

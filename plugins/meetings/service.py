@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from civicbot.core.dates import format_when
+from civicbot.api import format_when
 
 AVAIL_EXAMPLE = "!avail M-3 1y 2? 3n (yes, if need be, no), or !avail M-3 all"
 TZ_EXAMPLE = "Europe/London, Europe/Warsaw or America/New_York"

@@ -21,7 +21,7 @@ from civicbot_plugins.meetings.models import (
 from civicbot_plugins.meetings.parsing import Proposal
 from civicbot_plugins.meetings.service import Answer, Ballot, Rsvp
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 _EVENT_COLUMNS = ("thread_root", "table_event_id", "poll_event_id", "announce_event_id")
 

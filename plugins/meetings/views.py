@@ -12,8 +12,7 @@ from civicbot_plugins.meetings.records import RecordStore
 from civicbot_plugins.meetings.service import tally
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.core.dates import format_when
-from civicbot.core.events import matrix_to
+from civicbot.api import format_when, matrix_to
 
 WEEK = timedelta(days=7)
 

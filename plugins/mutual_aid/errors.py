@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from civicbot_plugins.mutual_aid.parsing import AidInputError, PostSpec, parse_post
 
-from civicbot.core.commands import CommandError
+from civicbot.api import CommandError
 
 
 def read_post(kind: str, text: str) -> PostSpec:

@@ -16,11 +16,7 @@ from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match
 from civicbot_plugins.mutual_aid.parsing import NEED
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.core.context import Context, PluginContext
-from civicbot.core.converters import CommandError
-from civicbot.core.events import Message
-from civicbot.logs import private
-from civicbot.policy.permissions import Role
+from civicbot.api import CommandError, Context, Message, PluginContext, Role, private
 
 MAX_MODERATORS_TOLD = 10
 _ASKED = (

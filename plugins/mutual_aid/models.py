@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from civicbot.storage.database import Database, Migration
+from civicbot.api import Database, Migration
 
 # post states
 OPEN, MATCHED, DONE, WITHDRAWN, EXPIRED, REMOVED = (

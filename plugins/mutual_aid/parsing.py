@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from civicbot_plugins.mutual_aid.categories import CATEGORIES, category_named, suggest_category
 
-from civicbot.core.dates import DateError, parse_duration
+from civicbot.api import DateError, parse_duration
 
 NEED, OFFER = "need", "offer"
 TODAY, THIS_WEEK, ANYTIME = "today", "this week", "anytime"

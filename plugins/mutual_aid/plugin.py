@@ -35,13 +35,21 @@ from civicbot_plugins.mutual_aid.service import AidError
 from civicbot_plugins.mutual_aid.store import AidStore
 from civicbot_plugins.mutual_aid.upkeep import AidUpkeep
 
-from civicbot.core.commands import CommandError, Rest, command
-from civicbot.core.context import Context
-from civicbot.core.events import EventKind, Message
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
-from civicbot.core.text import clean_text
-from civicbot.logs import private
-from civicbot.policy.permissions import Role
+from civicbot.api import (
+    CommandError,
+    Context,
+    DigestSection,
+    EventKind,
+    ForgetReport,
+    Message,
+    Plugin,
+    Rest,
+    Role,
+    clean_text,
+    command,
+    on,
+    private,
+)
 
 _ROOM_PART = re.compile(r"(?:^|\s*\|\s*|\n)\s*room\s*:?\s*(?P<room>[^|\n]+?)\s*$", re.I)
 Ctx = Context[MutualAidConfig]

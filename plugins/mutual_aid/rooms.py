@@ -7,7 +7,7 @@ from datetime import datetime
 
 from civicbot_plugins.mutual_aid.models import to_iso
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 
 class AidRooms:

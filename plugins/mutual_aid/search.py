@@ -23,7 +23,7 @@ from civicbot_plugins.mutual_aid.matching import (
 from civicbot_plugins.mutual_aid.models import Candidate, Post, to_iso
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 _W = ", ".join(str(w) for w in BM25_WEIGHTS)
 

@@ -46,7 +46,7 @@ from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.search import SearchQueries
 from civicbot_plugins.mutual_aid.service import Transition
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 
 def requester_context(post_id: int) -> str:

@@ -16,9 +16,7 @@ from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.parsing import OFFER
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.core.context import JobContext, PluginContext
-from civicbot.core.plugin import DigestSection, ForgetReport
-from civicbot.logs import private
+from civicbot.api import DigestSection, ForgetReport, JobContext, PluginContext, private
 
 SWEEP = timedelta(minutes=15)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from civicbot_plugins.mutual_aid.models import Candidate, Match, Post
 from civicbot_plugins.mutual_aid.parsing import ANYTIME, NEED
 
-from civicbot.core.events import matrix_to
+from civicbot.api import matrix_to
 
 HAND = "✋"
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from civicbot.core.commands import command
-from civicbot.core.context import Context
-from civicbot.core.plugin import Plugin, PluginConfig
+from civicbot.api import Context, Plugin, PluginConfig, command
 
 
 def format_uptime(seconds: float) -> str:

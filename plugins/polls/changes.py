@@ -31,15 +31,12 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import Poll
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.core.dates import format_when
-from civicbot.core.events import Message
-from civicbot.policy.permissions import restrict_mentions
+from civicbot.api import Message, format_when, restrict_mentions
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
 
-    from civicbot.core.context import Context, PluginContext
-    from civicbot.core.outgoing import Outgoing
+    from civicbot.api import Context, Outgoing, PluginContext
 
 
 class PollChanges:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from civicbot_plugins.polls.parsing import unquote
 from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, Option, PollKind
 
-from civicbot.core.text import clean_text, comparison_key
+from civicbot.api import clean_text, comparison_key
 
 MAX_REASON = 500
 WITHDRAW_WORDS = frozenset({"withdraw", "none", "clear", "remove", "unvote", "retract"})

@@ -25,15 +25,12 @@ from civicbot_plugins.polls.service import (
 )
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.core.dates import format_when
-from civicbot.core.events import Event, EventKind
-from civicbot.scheduling.clock import ms
-from civicbot.transport import TransportError
+from civicbot.api import Event, EventKind, TransportError, format_when, ms
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
 
-    from civicbot.core.context import JobContext, PluginContext
+    from civicbot.api import JobContext, PluginContext
 
 log = logging.getLogger(__name__)
 TICK = timedelta(minutes=10)

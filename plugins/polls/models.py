@@ -22,9 +22,9 @@ from civicbot_plugins.polls.service import Option, PollKind
 if TYPE_CHECKING:
     from civicbot_plugins.polls.parsing import PollSpec
 
-    from civicbot.core.context import Context
+    from civicbot.api import Context
 
-from civicbot.storage.database import Migration
+from civicbot.api import Migration
 
 MIGRATIONS: list[Migration] = [
     """

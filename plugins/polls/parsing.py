@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, Option, PollKind
 
-from civicbot.core.text import clean_text, comparison_key
+from civicbot.api import clean_text, comparison_key
 
 MAX_OPTIONS = 20
 MAX_QUESTION = 300

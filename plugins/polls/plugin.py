@@ -30,13 +30,23 @@ from civicbot_plugins.polls.secret import ALREADY, COUNTED
 from civicbot_plugins.polls.service import PollKind
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.core.commands import CommandError, ItemId, Rest, command
-from civicbot.core.context import Context
-from civicbot.core.dates import DateError, format_when, parse_when
-from civicbot.core.events import EventKind
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
-from civicbot.logs import private
-from civicbot.policy.permissions import Role
+from civicbot.api import (
+    CommandError,
+    Context,
+    DateError,
+    DigestSection,
+    EventKind,
+    ForgetReport,
+    ItemId,
+    Plugin,
+    Rest,
+    Role,
+    command,
+    format_when,
+    on,
+    parse_when,
+    private,
+)
 
 MIN_DURATION = timedelta(minutes=5)
 PollId = Annotated[int, ItemId("P")]  # accepts P-12, p12 or 12

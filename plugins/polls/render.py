@@ -26,7 +26,7 @@ from civicbot_plugins.polls.service import (
     leaders,
 )
 
-from civicbot.core.dates import describe_delta, format_when
+from civicbot.api import describe_delta, format_when
 
 START_TYPE = "org.matrix.msc3381.poll.start"
 END_TYPE = "org.matrix.msc3381.poll.end"

@@ -12,11 +12,7 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import CLOSED, Poll, to_iso
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.core.context import PluginContext
-from civicbot.core.dates import format_when
-from civicbot.core.events import matrix_to
-from civicbot.core.plugin import ForgetReport
-from civicbot.transport import TransportError
+from civicbot.api import ForgetReport, PluginContext, TransportError, format_when, matrix_to
 
 # A digest lists this many of each kind of poll, then says how many more: a weekly summary
 # of a busy room stays readable (and one message, which Matrix caps at 64 KiB).

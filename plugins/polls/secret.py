@@ -43,9 +43,7 @@ from typing import Any
 import aiosqlite
 from civicbot_plugins.polls.models import ANONYMOUS, OPEN, Poll, anonymous_voter
 
-from civicbot import failpoints
-from civicbot.core.commands import CommandError
-from civicbot.storage.database import Database, Migration, rewrite_in_key_order
+from civicbot.api import CommandError, Database, Migration, failpoints, rewrite_in_key_order
 
 log = logging.getLogger(__name__)
 

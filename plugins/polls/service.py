@@ -32,8 +32,7 @@ from civicbot_plugins.polls.runoff import Round as Round
 from civicbot_plugins.polls.runoff import Runoff as Runoff
 from civicbot_plugins.polls.runoff import instant_runoff as instant_runoff
 
-from civicbot.core.dates import format_when
-from civicbot.scheduling.clock import ms
+from civicbot.api import format_when, ms
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.models import Poll

@@ -21,7 +21,7 @@ from civicbot_plugins.polls.models import (
 from civicbot_plugins.polls.secret import SecretBallots
 from civicbot_plugins.polls.service import Response
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 
 class PollStore:

@@ -13,12 +13,19 @@ from typing import Any
 
 from pydantic import Field
 
-from civicbot.core.commands import CommandError, Rest, command
-from civicbot.core.context import Context
-from civicbot.core.plugin import ForgetReport, Plugin, PluginConfig
-from civicbot.logs import privacy_filter, private
-from civicbot.policy.plugin_config import OPERATOR_ONLY
-from civicbot.transport import TransportError
+from civicbot.api import (
+    OPERATOR_ONLY,
+    CommandError,
+    Context,
+    ForgetReport,
+    Plugin,
+    PluginConfig,
+    Rest,
+    TransportError,
+    command,
+    privacy_filter,
+    private,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,22 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from civicbot.core.commands import CommandError, ItemId, Lines, command
-from civicbot.core.context import Context, JobContext
-from civicbot.core.converters import Converter
-from civicbot.core.dates import format_when, resolve_when
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, PluginConfig
-from civicbot.policy.roles import Role
+from civicbot.api import (
+    CommandError,
+    Context,
+    Converter,
+    DigestSection,
+    ForgetReport,
+    ItemId,
+    JobContext,
+    Lines,
+    Plugin,
+    PluginConfig,
+    Role,
+    command,
+    format_when,
+    resolve_when,
+)
 from civicbot_reminders.store import MIGRATIONS, Reminder, ReminderStore
 
 LATE_LIMIT = timedelta(hours=12)  # a reminder this late is dropped, not posted

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from civicbot.storage.database import Database
+from civicbot.api import Database
 
 # Ordered; each runs once, in its own transaction. Tables must start with "reminders_".
 MIGRATIONS = [

@@ -1,0 +1,150 @@
+"""The one module a plugin imports from: civicbot's public face.
+
+    from civicbot.api import Context, Plugin, PluginConfig, Role, command
+
+Everything a plugin may use is named here, typed, and kept stable across releases; every other
+module under ``civicbot`` is internal and may move (as discord.py plugins import
+``discord.ext.commands`` and nothing deeper). A test (``tests/unit/test_api_boundary.py``)
+fails if a built-in plugin or the example plugin imports anything else from the engine.
+
+The names fall into groups, in the order a plugin author meets them:
+
+* the plugin and its settings: :class:`Plugin`, :class:`PluginConfig`, :func:`on`, the hook
+  results :class:`DigestSection` and :class:`ForgetReport`;
+* commands: :func:`command`, the converters (:class:`Rest`, :class:`Lines`, :class:`UserId`,
+  :class:`ItemId`, your own :class:`Converter`), and the errors people read
+  (:class:`UsageError`, :class:`CommandError`);
+* what a handler or job is given: :class:`Context`, :class:`JobContext`, :class:`PluginContext`,
+  :class:`Event`, :class:`Message`, :class:`Rendered`, :class:`Role`;
+* storage: :class:`Database`, :class:`Migration`;
+* helpers for what residents type and read: dates, text cleaning, ``matrix.to`` links, log
+  pseudonyms;
+* a few names for the built-in plugins that run rooms (``manages_rooms = True``: the admin
+  plugin) and for advanced plugins; they are public too, but most plugins never need them.
+"""
+
+from __future__ import annotations
+
+from civicbot import failpoints
+from civicbot.core.botinfo import CommandInfo, PluginInfo
+from civicbot.core.commands import command
+from civicbot.core.context import (
+    Context,
+    JobContext,
+    PluginContext,
+    RoleCheck,
+    RoomManagement,
+    send_notice,
+)
+from civicbot.core.converters import (
+    CommandError,
+    Converter,
+    ItemId,
+    Lines,
+    Rest,
+    UsageError,
+    UserId,
+)
+from civicbot.core.dates import (
+    DateError,
+    describe_delta,
+    format_when,
+    parse_duration,
+    parse_when,
+    resolve_when,
+)
+from civicbot.core.events import Event, EventKind, Message, matrix_to
+from civicbot.core.outgoing import Outgoing
+from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.core.templates import Rendered, TemplateCheckError, Templates
+from civicbot.core.text import clean_text, comparison_key
+from civicbot.logs import privacy_filter, private
+from civicbot.policy.limits import SendPacer
+from civicbot.policy.permissions import restrict_mentions, role_satisfied
+from civicbot.policy.plugin_config import (
+    LIMITS,
+    OPERATOR,
+    OPERATOR_ONLY,
+    ROOM,
+    PluginConfig,
+    RoomConfig,
+    is_operator_only,
+)
+from civicbot.policy.roles import Role
+from civicbot.policy.room_settings import (
+    SettingError,
+    describe_field,
+    describe_type,
+    format_value,
+    parse_setting_value,
+)
+from civicbot.scheduling.clock import ms
+from civicbot.storage.core_stores import FORGOTTEN, AuditEntry, PersonRecords
+from civicbot.storage.database import Database, Migration, rewrite_in_key_order
+from civicbot.transport import TransportError
+
+__all__ = [
+    "FORGOTTEN",
+    "LIMITS",
+    "OPERATOR",
+    "OPERATOR_ONLY",
+    "ROOM",
+    "AuditEntry",
+    "CommandError",
+    "CommandInfo",
+    "Context",
+    "Converter",
+    "Database",
+    "DateError",
+    "DigestSection",
+    "Event",
+    "EventKind",
+    "ForgetReport",
+    "ItemId",
+    "JobContext",
+    "Lines",
+    "Message",
+    "Migration",
+    "Outgoing",
+    "PersonRecords",
+    "Plugin",
+    "PluginConfig",
+    "PluginContext",
+    "PluginInfo",
+    "Rendered",
+    "Rest",
+    "Role",
+    "RoleCheck",
+    "RoomConfig",
+    "RoomManagement",
+    "SendPacer",
+    "SettingError",
+    "TemplateCheckError",
+    "Templates",
+    "TransportError",
+    "UsageError",
+    "UserId",
+    "clean_text",
+    "command",
+    "comparison_key",
+    "describe_delta",
+    "describe_field",
+    "describe_type",
+    "failpoints",
+    "format_value",
+    "format_when",
+    "is_operator_only",
+    "matrix_to",
+    "ms",
+    "on",
+    "parse_duration",
+    "parse_setting_value",
+    "parse_when",
+    "privacy_filter",
+    "private",
+    "resolve_when",
+    "restrict_mentions",
+    "rewrite_in_key_order",
+    "role_satisfied",
+    "send_notice",
+]
