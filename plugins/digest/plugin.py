@@ -1,5 +1,5 @@
 """``!digest`` (``preview``, ``now``, ``subscribe``, ``unsubscribe``, ``space``) and the weekly
-digest itself: counted by observers, posted by :mod:`runner`, built by :mod:`compose`."""
+digest itself: counted by observers, posted by :mod:`lifecycle`, built by :mod:`compose`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from civicbot_plugins.digest.compose import NAMES, Composer, DigestTemplates, TemplateProblem
 from civicbot_plugins.digest.config import DigestConfig
 from civicbot_plugins.digest.counts import WeekCounter
-from civicbot_plugins.digest.runner import DigestRunner
+from civicbot_plugins.digest.lifecycle import DigestRunner
 from civicbot_plugins.digest.service import next_slot
 from civicbot_plugins.digest.spaces import space_rooms, spaces_of
 from civicbot_plugins.digest.store import MIGRATIONS, DigestStore

@@ -2,7 +2,7 @@
 
 Thin handlers: they read the input with the pure functions in :mod:`parsing` and
 :mod:`service`, store it, and hand the messages nobody typed (table edits, the deadline,
-reminders) to :mod:`runner`. Proposals are parsed in a worker thread: dateparser can take a
+reminders) to :mod:`lifecycle`. Proposals are parsed in a worker thread: dateparser can take a
 moment on text it cannot read, and the bot must keep answering others meanwhile.
 """
 
@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 from civicbot_plugins.meetings import lookups, render, views
 from civicbot_plugins.meetings.config import MeetingsConfig
+from civicbot_plugins.meetings.lifecycle import MeetingRunner
 from civicbot_plugins.meetings.models import CANCELLED, FIXED, MIGRATIONS, PROPOSED, Meeting
 from civicbot_plugins.meetings.parsing import MeetingInputError, parse_proposal
 from civicbot_plugins.meetings.personal import export_person, forget_person
 from civicbot_plugins.meetings.records import RecordStore
-from civicbot_plugins.meetings.runner import MeetingRunner
 from civicbot_plugins.meetings.service import (
     Answer,
     AnswerError,

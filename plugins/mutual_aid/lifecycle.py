@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from civicbot_plugins.mutual_aid import service, views
-from civicbot_plugins.mutual_aid.jobs import AidJobs
 from civicbot_plugins.mutual_aid.ledger import AidLedger
+from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
 from civicbot_plugins.mutual_aid.parsing import OFFER
 from civicbot_plugins.mutual_aid.store import AidStore
 

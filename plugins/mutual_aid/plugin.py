@@ -2,7 +2,7 @@
 ``!needs``, ``!offers``, ``!find``, ``!mine``, ``!hours``, ``!report``; ✋ on a need's post.
 
 Thin handlers: they read the input, check it with :mod:`service`, write with the store and
-leave the steps between people to :mod:`handoff` and the timers and hooks to :mod:`upkeep`.
+leave the steps between people to :mod:`handoff` and the timers and hooks to :mod:`lifecycle`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from civicbot_plugins.mutual_aid.config import MutualAidConfig
 from civicbot_plugins.mutual_aid.errors import read_post
 from civicbot_plugins.mutual_aid.handoff import AidHandoff
 from civicbot_plugins.mutual_aid.ledger import AidLedger
+from civicbot_plugins.mutual_aid.lifecycle import AidUpkeep
 from civicbot_plugins.mutual_aid.models import LIVE_MATCH_STATES, MIGRATIONS, Post
 from civicbot_plugins.mutual_aid.parsing import (
     DEFAULT_EXPIRY,
@@ -33,7 +34,6 @@ from civicbot_plugins.mutual_aid.rooms import AidRooms
 from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.service import AidError
 from civicbot_plugins.mutual_aid.store import AidStore
-from civicbot_plugins.mutual_aid.upkeep import AidUpkeep
 
 from civicbot.api import (
     CommandError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from civicbot_plugins.mutual_aid.jobs import AidJobs
+from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.service import accept, mark_done

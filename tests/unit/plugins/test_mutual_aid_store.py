@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from civicbot_plugins.mutual_aid.jobs import AidJobs
+from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
 from civicbot_plugins.mutual_aid.models import (
     ACCEPTED,
     MATCHED,
