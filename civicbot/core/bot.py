@@ -43,7 +43,7 @@ from civicbot.policy.plugin_config import LIMITS
 from civicbot.policy.room_settings import RoomSettings
 from civicbot.scheduling.clock import Clock
 from civicbot.scheduling.scheduler import Scheduler
-from civicbot.storage.core_stores import AuditLog, RoleStore
+from civicbot.storage.core_stores import AuditLog, PersonRecords, RoleStore
 from civicbot.storage.database import Database
 from civicbot.storage.secret_key import installation_key
 from civicbot.transport import Transport, TransportError
@@ -105,7 +105,9 @@ class Bot:
             default_timezone=settings.bot.timezone,
             keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
         )
-        self._management = RoomManagement(self.room_settings, RoleStore(db), AuditLog(db))
+        self._management = RoomManagement(
+            self.room_settings, RoleStore(db), AuditLog(db), PersonRecords(db)
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:

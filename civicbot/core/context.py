@@ -26,7 +26,7 @@ from civicbot.policy.room_settings import RoomSettings, RoomSettingsView
 from civicbot.scheduling.clock import Clock
 from civicbot.scheduling.jobs import Jobs
 from civicbot.scheduling.scheduler import Scheduler
-from civicbot.storage.core_stores import AuditLog, RoleStore
+from civicbot.storage.core_stores import AuditLog, PersonRecords, RoleStore
 from civicbot.storage.database import Database
 from civicbot.transport import Transport
 
@@ -82,6 +82,7 @@ class RoomManagement:
     settings: RoomSettings
     roles: RoleStore
     audit: AuditLog
+    records: PersonRecords  # what the core's tables hold about one person (!mydata, !forget me)
 
 
 class PluginContext(Generic[ConfigT]):
@@ -96,7 +97,8 @@ class PluginContext(Generic[ConfigT]):
     ):
         self.name = name
         self.templates = templates
-        self.db = core.db
+        # Only this plugin's own tables: SQLite's authorizer refuses anything else.
+        self.db = core.db.scoped(name)
         self.clock = core.clock
         self.room_settings = RoomSettingsView(core.room_settings)
         self.permissions = core.permissions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,12 +72,136 @@ class MigrationError(Exception):
     """A plugin's migration failed or touched a table it does not own."""
 
 
-class Database:
-    """A thin async wrapper over one aiosqlite connection."""
+# What a plugin's handle may do besides reading and writing its own tables.
+_HARMLESS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_TRANSACTION,
+    sqlite3.SQLITE_SAVEPOINT,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+    sqlite3.SQLITE_ANALYZE,
+    sqlite3.SQLITE_REINDEX,
+}
+_ON_A_TABLE = {  # the table's name is the action's first argument
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_INSERT,
+    sqlite3.SQLITE_UPDATE,
+    sqlite3.SQLITE_DELETE,
+    sqlite3.SQLITE_CREATE_TABLE,
+    sqlite3.SQLITE_DROP_TABLE,
+    sqlite3.SQLITE_CREATE_TEMP_TABLE,
+    sqlite3.SQLITE_DROP_TEMP_TABLE,
+    sqlite3.SQLITE_CREATE_VTABLE,  # full-text indexes (fts5); their shadow tables share the name
+    sqlite3.SQLITE_DROP_VTABLE,
+}
+_ON_AN_INDEX = {  # the table is the second argument (of an index, a trigger, ALTER TABLE)
+    sqlite3.SQLITE_ALTER_TABLE,
+    sqlite3.SQLITE_CREATE_INDEX,
+    sqlite3.SQLITE_DROP_INDEX,
+    sqlite3.SQLITE_CREATE_TEMP_INDEX,
+    sqlite3.SQLITE_DROP_TEMP_INDEX,
+    sqlite3.SQLITE_CREATE_TRIGGER,
+    sqlite3.SQLITE_DROP_TRIGGER,
+}
+# Pragmas that only make a plugin's own data safer; anything else (journal mode, foreign keys,
+# turning secure_delete off) changes the whole database and is the core's to set.
+_PLUGIN_PRAGMAS = {("secure_delete", "on"), ("secure_delete", "1"), ("wal_checkpoint", None)}
+_PLUGIN_PRAGMAS |= {("database_list", None), ("data_version", None)}  # read-only, fts5 asks
+_PLUGIN_PRAGMAS |= {("wal_checkpoint", mode) for mode in ("passive", "full", "restart", "truncate")}
+# The schema catalogue may be read (a plugin listing its own tables); nothing else of SQLite's.
+_CATALOGUE = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_sequence"}
+_CATALOGUE |= {"pragma_database_list"}  # where the database file is (for a file beside it)
+
+
+def owner_authorizer(
+    owner: str,
+) -> Callable[[int, str | None, str | None, str | None, str | None], int]:
+    """An SQLite authorizer that lets a statement touch only ``owner``'s tables (``<owner>_…``).
+
+    Set on the connection for the length of each statement a plugin's handle runs, so the
+    boundary the plugin guide promises is enforced by SQLite itself: a plugin cannot read or
+    write the core's tables (roles, settings, the audit log, the replay guard) nor another
+    plugin's, whatever SQL it writes. What the engine publishes reaches plugins through the API."""
+    prefix = f"{owner}_"
+
+    def allowed(table: str | None) -> bool:
+        return table is not None and (table.startswith(prefix) or table in _CATALOGUE)
+
+    def authorize(
+        action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
+    ) -> int:
+        if action in _HARMLESS:
+            return sqlite3.SQLITE_OK
+        if action in _ON_A_TABLE:
+            return sqlite3.SQLITE_OK if allowed(arg1) else sqlite3.SQLITE_DENY
+        if action in _ON_AN_INDEX:
+            return sqlite3.SQLITE_OK if allowed(arg2) else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            pragma = ((arg1 or "").lower(), arg2.lower() if arg2 else None)
+            return sqlite3.SQLITE_OK if pragma in _PLUGIN_PRAGMAS else sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_DENY  # ATTACH, DETACH, views, virtual tables, anything new
+
+    return authorize
+
+
+class _Shared:
+    """What every handle on one connection shares: the connection, the lock, the running
+    transaction's task, and whose rules the connection's authorizer applies right now."""
 
     def __init__(self, conn: aiosqlite.Connection):
+        self.conn = conn
+        self.lock = asyncio.Lock()
+        self.owner: asyncio.Task[Any] | None = None
+        self.scope: str | None = None  # None: the core, unrestricted
+        self.rules: dict[str, Callable[..., int]] = {}
+
+
+class Database:
+    """A thin async wrapper over one aiosqlite connection.
+
+    The core holds the unrestricted handle; each plugin gets :meth:`scoped` ``(name)``, the same
+    connection seen through an SQLite authorizer that allows only that plugin's own tables."""
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        _shared: _Shared | None = None,
+        _scope: str | None = None,
+    ):
+        self._shared = _shared or _Shared(conn)
         self._conn = conn
-        self._lock = asyncio.Lock()
+        self._scope = _scope
+
+    def scoped(self, owner: str) -> Database:
+        """A handle on the same database that can touch only ``owner``'s tables."""
+        return Database(self._conn, _shared=self._shared, _scope=owner)
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        return self._shared.lock
+
+    @property
+    def _owner(self) -> asyncio.Task[Any] | None:
+        return self._shared.owner
+
+    @_owner.setter
+    def _owner(self, task: asyncio.Task[Any] | None) -> None:
+        self._shared.owner = task
+
+    async def _apply_scope(self) -> None:
+        """Make the connection's authorizer this handle's (a no-op when it already is)."""
+        shared = self._shared
+        if shared.scope == self._scope:
+            return
+        if self._scope is None:
+            await self._conn.set_authorizer(None)
+        else:
+            rules = shared.rules.get(self._scope)
+            if rules is None:
+                rules = shared.rules[self._scope] = owner_authorizer(self._scope)
+            await self._conn.set_authorizer(rules)
+        shared.scope = self._scope
 
     @classmethod
     async def open(cls, path: Path | str) -> Database:
@@ -103,9 +228,11 @@ class Database:
         """Wait while another task holds a transaction: on one connection its statements and
         ours would otherwise commit (or roll back) together."""
         if self._owner is not None and self._owner is asyncio.current_task():
+            await self._apply_scope()  # the transaction's task may mix handles: each its own rules
             yield
             return
         async with self._lock:
+            await self._apply_scope()
             yield
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -135,8 +262,6 @@ class Database:
         row = await self.fetchone(sql, params)
         return row[0] if row is not None else None
 
-    _owner: asyncio.Task[Any] | None = None
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
         """All statements inside commit together or not at all.
@@ -148,6 +273,7 @@ class Database:
             return
         async with self._lock:
             self._owner = asyncio.current_task()
+            await self._apply_scope()
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
@@ -168,12 +294,17 @@ class Database:
 
     # -- migrations ----------------------------------------------------------------------------
     async def migrate(self, owner: str, migrations: Sequence[Migration]) -> int:
-        """Apply ``owner``'s migrations not yet applied, in order, each in its own transaction."""
-        await self._conn.execute(
+        """Apply ``owner``'s migrations not yet applied, in order, each in its own transaction.
+
+        Called on the core's handle; a plugin's migrations (SQL or callables) run on its scoped
+        handle, so a migration can no more touch the core's tables than the plugin can."""
+        core = Database(self._conn, _shared=self._shared)
+        own = core if owner == "core" else core.scoped(owner)
+        await core.execute(
             "CREATE TABLE IF NOT EXISTS core_migrations (owner TEXT PRIMARY KEY, version INTEGER)"
         )
         current = (
-            await self.fetchval("SELECT version FROM core_migrations WHERE owner = ?", (owner,))
+            await core.fetchval("SELECT version FROM core_migrations WHERE owner = ?", (owner,))
             or 0
         )
         if current > len(migrations):
@@ -185,19 +316,19 @@ class Database:
         for version, migration in enumerate(migrations, start=1):
             if version <= current:
                 continue
-            async with self.transaction():
+            async with core.transaction():
                 try:
                     if isinstance(migration, str):
                         _check_ownership(owner, migration)
                         for statement in _split_sql(migration):
-                            await self._conn.execute(statement)
+                            await own.execute(statement)
                     else:
-                        await migration(self)
+                        await migration(own)
                 except MigrationError:
                     raise
                 except Exception as exc:
                     raise MigrationError(f"{owner} migration {version} failed: {exc}") from exc
-                await self._conn.execute(
+                await core.execute(
                     "INSERT INTO core_migrations (owner, version) VALUES (?, ?) "
                     "ON CONFLICT(owner) DO UPDATE SET version = excluded.version",
                     (owner, version),

@@ -11,7 +11,7 @@ from typing import Any
 from civicbot_plugins.admin.role_commands import RoleCommands
 from civicbot_plugins.admin.service import AdminConfig
 
-from civicbot.api import ForgetReport, PersonRecords
+from civicbot.api import ForgetReport
 
 
 class AdminPlugin(RoleCommands):
@@ -22,7 +22,7 @@ class AdminPlugin(RoleCommands):
     manages_rooms = True
 
     async def setup(self) -> None:
-        self.records = PersonRecords(self.ctx.db)
+        self.records = self.manage.records
 
     # -- hooks ---------------------------------------------------------------------------------
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
