@@ -20,7 +20,7 @@ EXIT_BAD_CONFIG = 2
 
 def _load(path: str | None) -> Settings:
     """The settings, with every plugin table checked too; every problem in one ConfigError."""
-    from civicbot.core.loader import PluginLoadError, discover, validate_plugin_config
+    from civicbot.core.loader import discover_all, split_problems, validate_plugin_config
 
     settings: Settings | None = None
     try:
@@ -35,10 +35,16 @@ def _load(path: str | None) -> Settings:
             extra = []
     else:
         problems, plugins, extra = [], settings.plugins, settings.bot.extra_plugins
-    try:
-        problems += validate_plugin_config(discover(extra), plugins)
-    except PluginLoadError as exc:
-        problems.append(str(exc))
+    classes, broken = discover_all(extra)
+    fatal, optional = split_problems(broken, plugins)
+    problems += [problem.why for problem in fatal]
+    problems += validate_plugin_config(classes, plugins, broken={p.name for p in broken})
+    for problem in optional:
+        print(
+            f"civicbot: warning: {problem.why} (plugins.{problem.name}.required is false: "
+            "the bot will start without it)",
+            file=sys.stderr,
+        )
     if problems or settings is None:
         raise ConfigError(problems)
     return settings

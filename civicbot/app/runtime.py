@@ -8,7 +8,7 @@ import signal
 
 from civicbot.config import Settings
 from civicbot.core.bot import Bot
-from civicbot.core.loader import discover
+from civicbot.core.loader import PluginLoadError, discover_all, split_problems
 from civicbot.scheduling.clock import SystemClock
 from civicbot.scheduling.scheduler import ApScheduler
 from civicbot.storage.database import Database
@@ -19,13 +19,19 @@ log = logging.getLogger(__name__)
 
 async def run_bot(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; in-flight handlers finish and state is saved before returning."""
+    classes, problems = discover_all(settings.bot.extra_plugins)
+    fatal, optional = split_problems(problems, settings.plugins)
+    if fatal:  # every plugin that can't load, named in one go
+        raise PluginLoadError("; ".join(problem.why for problem in fatal + optional))
     data_dir = settings.bot.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     db = await Database.open(data_dir / "civicbot.sqlite3")
     clock = SystemClock()
     scheduler = ApScheduler(clock)
     transport = MatrixTransport(settings.matrix, data_dir, db)
-    bot = Bot(settings, transport, db, clock, scheduler, discover(settings.bot.extra_plugins))
+    bot = Bot(settings, transport, db, clock, scheduler, classes)
+    for problem in optional:
+        bot.leave_out(problem.name, problem.why)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, sig, transport)

@@ -33,10 +33,10 @@ from civicbot.core.commands import (
 from civicbot.core.context import Context, CoreServices, PluginContext, RoomManagement
 from civicbot.core.events import Event, EventKind, Message
 from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
-from civicbot.core.loader import PluginLoadError, validate_plugin_config
+from civicbot.core.loader import PluginLoadError, optional_plugins, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.plugin import Plugin
-from civicbot.core.templates import TemplateCheckError, Templates
+from civicbot.core.templates import Templates
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
 from civicbot.policy.plugin_config import LIMITS
@@ -84,6 +84,7 @@ class Bot:
             self.room_settings, self.permissions, clock, settings.limits, self.prefix
         )
         self.plugins: dict[str, Plugin[Any]] = {}
+        self.left_out: dict[str, str] = {}  # optional plugins that could not load, and why
         self.index = CommandIndex({})
         self._hooks: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
         # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
@@ -112,7 +113,17 @@ class Bot:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Validate, migrate, set up every plugin; undo everything if any one fails."""
-        problems = validate_plugin_config(self.plugin_classes, self.settings.plugins)
+        optional = optional_plugins(self.settings.plugins)
+        problems: list[str] = []
+        for name, cls in list(self.plugin_classes.items()):
+            own = self.settings.plugins.get(name, {})
+            wrong = validate_plugin_config({name: cls}, {name: own})
+            if wrong and name in optional:
+                self.leave_out(name, "; ".join(wrong))
+            else:
+                problems += wrong
+        others = {k: v for k, v in self.settings.plugins.items() if k not in self.plugin_classes}
+        problems += validate_plugin_config(self.plugin_classes, others, broken=optional)
         if problems:
             raise PluginLoadError("; ".join(problems))
         try:
@@ -122,25 +133,35 @@ class Bot:
         except CommandDeclarationError as exc:
             raise PluginLoadError(str(exc)) from exc
         started: list[Plugin[Any]] = []
-        name = ""
-        try:
-            for name, cls in self.plugin_classes.items():
+        for name, cls in list(self.plugin_classes.items()):
+            plugin = None
+            try:
                 templates = Templates(cls.template_dir())
                 templates.check(cls.templates)
                 await self.db.migrate(name, cls.migrations)
                 manager = cls.manages_rooms and cls.__module__.startswith("civicbot_plugins.")
                 management = self._management if manager else None
                 plugin = cls(PluginContext(name, templates, self._core, management))
-                started.append(plugin)
                 await plugin.setup()
-                self.plugins[name] = plugin
-        except Exception as exc:
-            for plugin in reversed(started):
-                await quietly(plugin.teardown())
-                plugin.ctx.jobs.cancel_all()
-            self.plugins.clear()
-            why = str(exc) if isinstance(exc, TemplateCheckError) else f"{exc}"
-            raise PluginLoadError(f"plugin '{name}' failed to load: {why}") from exc
+            except Exception as exc:
+                why = f"plugin '{name}' failed to load: {exc}"
+                if plugin is not None:
+                    await quietly(plugin.teardown())
+                    plugin.ctx.jobs.cancel_all()
+                if name in optional:
+                    self.leave_out(name, why)
+                    continue
+                for each in reversed(started):
+                    await quietly(each.teardown())
+                    each.ctx.jobs.cancel_all()
+                self.plugins.clear()
+                raise PluginLoadError(why) from exc
+            started.append(plugin)
+            self.plugins[name] = plugin
+        if self.left_out:  # their commands are not answered as if they were there
+            self.index = CommandIndex.build(
+                {name: type(plugin).declared_commands() for name, plugin in self.plugins.items()}
+            )
         for plugin in self.plugins.values():
             for kind, attr in type(plugin).declared_event_hooks():
                 table = self._observers if type(plugin).observes(attr) else self._hooks
@@ -148,6 +169,18 @@ class Bot:
         cutoff = int(time.time()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         log.info("loaded plugins: %s", ", ".join(self.plugins))
+
+    def leave_out(self, name: str, why: str) -> None:
+        """An optional plugin that cannot load: the bot starts without it, and says so loudly."""
+        log.error(
+            "PLUGIN LEFT OUT: %s. The bot is running WITHOUT '%s' because plugins.%s.required "
+            "is false; mend or remove it",
+            why,
+            name,
+            name,
+        )
+        self.plugin_classes.pop(name, None)
+        self.left_out[name] = why
 
     async def stop(self) -> None:
         """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""

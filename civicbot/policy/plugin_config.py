@@ -43,6 +43,13 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     enabled: bool = True
+    # The operator's word that the bot may start without this plugin when it cannot load (it
+    # is then left out, with an ERROR line at every start). Rooms can't change it.
+    required: bool = Field(
+        True,
+        description="refuse to start when this plugin cannot load (false: start without it)",
+        json_schema_extra=OPERATOR,
+    )
 
 
 @functools.cache
