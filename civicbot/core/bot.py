@@ -413,7 +413,11 @@ class Bot:
             return True
         plugin = self.plugins[command.plugin]
         await guarded(
-            ctx, command.func(plugin, ctx, *args, **kwargs), f"{self.prefix}{command.name}", command
+            ctx,
+            command.func(plugin, ctx, *args, **kwargs),
+            f"{self.prefix}{command.name}",
+            command,
+            explain=plugin.command_error,
         )
         return True
 

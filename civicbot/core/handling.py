@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from civicbot.core.commands import Command, CommandError, UsageError
@@ -41,11 +41,14 @@ async def guarded(
     what: str,
     command: Command | None = None,
     apologise: bool = True,
+    explain: Callable[[Exception], str | None] | None = None,
 ) -> None:
     """Run a handler; turn errors into readable replies and never let them escape.
 
-    Hooks on events that are not commands (``apologise=False``) never post the apology: nobody
-    asked the bot anything, and any member could repeat the event."""
+    ``explain`` is the plugin's :meth:`~civicbot.core.plugin.Plugin.command_error`: an error it
+    recognises is answered with the message it gives, like a ``CommandError``. Hooks on events
+    that are not commands (``apologise=False``) never post the apology: nobody asked the bot
+    anything, and any member could repeat the event."""
     try:
         await asyncio.wait_for(work, HANDLER_TIMEOUT)
     except UsageError as exc:
@@ -55,10 +58,24 @@ async def guarded(
         await quietly(ctx.reply(exc.message))
     except TransportError as exc:
         log.error("%s could not reach the homeserver: %s", what, exc)
-    except Exception:
+    except Exception as exc:
+        message = _explained(explain, exc) if apologise else None
+        if message:
+            await quietly(ctx.reply(message))
+            return
         log.exception("%s failed on %s in %s", what, ctx.event.event_id, ctx.room_id)
         if apologise:
             await quietly(ctx.reply(APOLOGY))
+
+
+def _explained(explain: Callable[[Exception], str | None] | None, error: Exception) -> str | None:
+    if explain is None:
+        return None
+    try:
+        return explain(error)
+    except Exception:
+        log.exception("a plugin's command_error failed on %r", error)
+        return None
 
 
 async def quietly(work: Awaitable[Any]) -> None:

@@ -109,6 +109,15 @@ class Plugin(Generic[ConfigT]):
         """Called once per start, after the first sync batch has been handled: everything said
         while the bot was down has been seen. Act on overdue deadlines here, not in ``setup``."""
 
+    def command_error(self, error: Exception) -> str | None:
+        """What a person reads when one of this plugin's commands raised ``error``.
+
+        Return a message for errors the plugin recognises (its own rule-refusal exceptions, say)
+        and the core answers with it as it answers a ``CommandError``; return ``None`` (the
+        default) and the error is logged with its traceback and answered with the apology.
+        One method instead of wrapping every command (as discord.py's ``cog_command_error``)."""
+        return None
+
     # -- hooks other parts of civicbot call ----------------------------------------------------
     async def digest_section(
         self, room_id: str, since: datetime, until: datetime

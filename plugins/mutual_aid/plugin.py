@@ -8,9 +8,7 @@ leave the steps between people to :mod:`handoff` and the timers and hooks to :mo
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -54,23 +52,6 @@ from civicbot.api import (
 _ROOM_PART = re.compile(r"(?:^|\s*\|\s*|\n)\s*room\s*:?\s*(?P<room>[^|\n]+?)\s*$", re.I)
 Ctx = Context[MutualAidConfig]
 
-Handler = Callable[..., Awaitable[None]]
-
-
-def friendly(handler: Handler) -> Handler:
-    """The rules in :mod:`service` and :mod:`parsing` refuse with a message that says what to
-    type instead: answer with it, as the core answers a :class:`CommandError`. (Defined here:
-    the command parser resolves annotations in the globals of the function it is given.)"""
-
-    @functools.wraps(handler)
-    async def run(*args: Any, **kwargs: Any) -> None:
-        try:
-            await handler(*args, **kwargs)
-        except (AidError, AidInputError) as error:
-            raise CommandError(str(error)) from None
-
-    return run
-
 
 class MutualAidPlugin(Plugin[MutualAidConfig]):
     name = "mutual_aid"
@@ -96,9 +77,15 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     async def teardown(self) -> None:
         self.ctx.jobs.cancel("expiry")
 
+    def command_error(self, error: Exception) -> str | None:
+        """The rules in :mod:`service` and :mod:`parsing` refuse with a message that says what
+        to type instead: every command answers with it."""
+        if isinstance(error, AidError | AidInputError):
+            return str(error)
+        return None
+
     # -- posting -------------------------------------------------------------------------------
     @command("offer", examples=("!offer I have a ladder to lend | ongoing",))
-    @friendly
     async def offer(self, ctx: Ctx, text: Rest) -> None:
         """Offer something you can do or lend; re-post with the id (`!offer O-7 | …`) to edit.
 
@@ -107,7 +94,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await self._post(ctx, OFFER, text)
 
     @command("need", examples=("!need help moving a sofa on saturday | this week",))
-    @friendly
     async def need(self, ctx: Ctx, text: Rest) -> None:
         """Ask for help. Send it to me by direct message to stay anonymous in the room.
 
@@ -165,7 +151,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
 
     # -- between neighbours --------------------------------------------------------------------
     @command("can", examples=("!can N-42",))
-    @friendly
     async def can(self, ctx: Ctx, need_id: str) -> None:
         """Offer to help with a need: the person who asked decides whether to accept."""
         await ctx.reply(await self.handoff.can(ctx, await self._arg(need_id, NEED)))
@@ -194,21 +179,18 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await ctx.dm(ctx.sender, answer)  # a reaction has no thread to answer in
 
     @command("accept", examples=("!accept N-42",))
-    @friendly
     async def accept(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
         """Accept the neighbour who offered to help with your need (name them if several)."""
         post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
         await ctx.reply(await self.handoff.accept(ctx, post, helper or None))
 
     @command("decline", examples=("!decline N-42",))
-    @friendly
     async def decline(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
         """Say no thanks to an offer of help with your need; it stays open."""
         post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
         await ctx.reply(await self.handoff.decline(ctx, post, helper or None))
 
     @command("done", examples=("!done N-42", "!done N-42 2h thanks"))
-    @friendly
     async def done(self, ctx: Ctx, id_and_more: Rest) -> None:
         """Mark your need met (or a one-off offer given); add `thanks` to thank in the room.
 
@@ -237,7 +219,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await ctx.reply(f"{post.short_id} is done — thank you for using mutual aid.{hours}")
 
     @command("withdraw", examples=("!withdraw N-42",))
-    @friendly
     async def withdraw(self, ctx: Ctx, post_id: str) -> None:
         """Take down your post, or back out of helping (the need reopens). Moderators: remove."""
         post = await self._arg(post_id)
@@ -268,7 +249,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             await ctx.reply(f"OK, you're no longer down to help with {post.short_id}.")
 
     @command("renew", examples=("!renew N-42",))
-    @friendly
     async def renew(self, ctx: Ctx, post_id: str) -> None:
         """Keep your post up for longer (or bring back one that expired)."""
         post = await self.handoff.requester_only(ctx, await self._arg(post_id))
@@ -284,13 +264,11 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
 
     # -- looking -------------------------------------------------------------------------------
     @command("needs")
-    @friendly
     async def needs(self, ctx: Ctx) -> None:
         """The open needs here, most urgent and newest first."""
         await self._list(ctx, NEED)
 
     @command("offers")
-    @friendly
     async def offers(self, ctx: Ctx) -> None:
         """The open offers here, most urgent and newest first."""
         await self._list(ctx, OFFER)
@@ -308,7 +286,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         )
 
     @command("find", examples=("!find ladder",))
-    @friendly
     async def find(self, ctx: Ctx, words: Rest) -> None:
         """Search the open offers and needs here."""
         await self._in_room(ctx)
@@ -325,7 +302,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         )
 
     @command("mine")
-    @friendly
     async def mine(self, ctx: Ctx) -> None:
         """Your posts and the needs you are helping with (sent to you privately)."""
         own, helping = await self.store.mine(ctx.sender), await self.store.helping(ctx.sender)
@@ -339,7 +315,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await self.handoff.privately(ctx, body)
 
     @command("hours")
-    @friendly
     async def hours(self, ctx: Ctx) -> None:
         """Your timebank hours, given and received (sent to you privately)."""
         balance = await self.ledger.balance(ctx.sender)
@@ -350,7 +325,6 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         )
 
     @command("report", examples=("!report N-42 this looks like a scam",))
-    @friendly
     async def report(self, ctx: Ctx, id_and_why: Rest) -> None:
         """Flag a post to the room's moderators, privately: its id, then why."""
         post_id, _, why = id_and_why.strip().partition(" ")

@@ -121,7 +121,7 @@ async def start(tmp_path: Path, plugins: dict[str, Any], classes: dict[str, Any]
 async def test_a_required_plugin_that_fails_stops_the_start(tmp_path: Path) -> None:
     bot = await start(tmp_path, {}, {"fine": Fine, "flaky": FailsAtSetup})
     try:
-        with pytest.raises(PluginLoadError, match="plugin 'flaky' failed to load: .*API key"):
+        with pytest.raises(PluginLoadError, match=r"plugin 'flaky' failed to load: .*API key"):
             await bot.start()
         assert bot.plugins == {}
     finally:

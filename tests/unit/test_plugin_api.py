@@ -501,3 +501,35 @@ class Pretender(Plugin[PluginConfig]):
 async def test_only_a_built_in_plugin_gets_to_manage_rooms(tmp_path):
     async with BotHarness.create(tmp_path, {"pretender": Pretender}) as h:
         assert h.bot.plugins["pretender"].ctx.management is None
+
+
+class ShedClosed(Exception):
+    """A plugin's own refusal, with a message for the person."""
+
+
+class Shed(Plugin[PluginConfig]):
+    name = "shed"
+
+    def command_error(self, error: Exception) -> str | None:
+        return str(error) if isinstance(error, ShedClosed) else None
+
+    @command("borrow")
+    async def borrow(self, ctx: Context[PluginConfig]) -> None:
+        """Borrow a tool."""
+        raise ShedClosed("The shed is closed on Sundays: try !borrow tomorrow.")
+
+    @command("lend")
+    async def lend(self, ctx: Context[PluginConfig]) -> None:
+        """Lend a tool."""
+        raise KeyError("a bug")
+
+
+async def test_a_plugins_own_errors_are_answered_by_its_error_hook(tmp_path, caplog):
+    async with BotHarness.create(tmp_path, {"shed": Shed}) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "!borrow")
+        assert h.last_text(room) == "The shed is closed on Sundays: try !borrow tomorrow."
+        assert "Traceback" not in caplog.text
+        await h.say(room, "@ann:test", "!lend")  # anything it doesn't claim stays a bug
+        assert h.last_text(room).startswith("Sorry, something went wrong")
+        assert "KeyError" in caplog.text
