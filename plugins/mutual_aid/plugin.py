@@ -156,27 +156,32 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await ctx.reply(await self.handoff.can(ctx, await self._arg(need_id, NEED)))
 
     @on(EventKind.MEMBERSHIP)
-    async def room_in_use(self, ctx: Ctx) -> None:
-        """Someone joined a room with mutual aid on: a need sent by DM may be posted there."""
-        if ctx.event.membership == "join" and not await ctx.is_direct():
-            await self.rooms.seen(ctx.room_id, ctx.now)
+    async def room_in_use(self, ctx: Ctx) -> bool:
+        """Someone joined a room with mutual aid on: a need sent by DM may be posted there.
+        Any other membership change is not for this hook (``False``: nothing recorded)."""
+        if ctx.event.membership != "join" or await ctx.is_direct():
+            return False
+        await self.rooms.seen(ctx.room_id, ctx.now)
+        return True
 
     @on(EventKind.REACTION)
-    async def hand_raised(self, ctx: Ctx) -> None:
-        """✋ on a need's post is `!can` for it."""
+    async def hand_raised(self, ctx: Ctx) -> bool:
+        """✋ on a need's post is `!can` for it; any other reaction is not for this hook
+        (``False``, so the core writes no ``core_handled`` row for every 👍 in the room)."""
         relation = ctx.event.relates_to or {}
         if relation.get("rel_type") != "m.annotation":
-            return
+            return False
         if not str(relation.get("key", "")).startswith(views.HAND):
-            return
+            return False
         post = await self.store.by_event(str(relation.get("event_id", "")))
         if post is None or post.kind != NEED:
-            return
+            return False
         try:
             answer = await self.handoff.can(ctx, post, answer_in_room=False)
         except AidError as error:
             answer = str(error)
         await ctx.dm(ctx.sender, answer)  # a reaction has no thread to answer in
+        return True
 
     @command("accept", examples=("!accept N-42",))
     async def accept(self, ctx: Ctx, need_id: str, helper: str = "") -> None:

@@ -268,3 +268,31 @@ async def test_accepting_again_makes_the_room_if_the_homeserver_refused_it(tmp_p
         (intro, _, invited) = h.transport.created_rooms[-1]
         assert sorted(invited) == [ANN, BOB] and "N-1" in h.last_text(intro)
         assert "already accepted" in await ask(h, room, ANN, "!accept N-1")
+
+
+async def test_reactions_and_joins_that_are_not_for_mutual_aid_leave_no_handled_row(tmp_path):
+    """A 👍 on any message, or a member leaving, is not mutual aid's: its hooks say so
+    (``False``), so the core records nothing for them. A ✋ on a need is acted on, and recorded."""
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        said = await h.say(room, BOB, "hello all")
+        thumbs = await h.send(
+            room,
+            CAT,
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": said.event_id, "key": "👍"}},
+        )
+        left = await h.send(room, CAT, "m.room.member", {"membership": "leave"}, state_key=CAT)
+        handled = {r[0] for r in await h.db.fetchall("SELECT event_id FROM core_handled")}
+        assert thumbs.event_id not in handled and left.event_id not in handled
+
+        await ask(h, room, ANN, "!need a lift to the clinic on monday | this week")
+        post = next(s for s in h.transport.sent if s.room_id == room and "N-1" in s.body)
+        hand = await h.send(
+            room,
+            BOB,
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": post.event_id, "key": "✋"}},
+        )
+        handled = {r[0] for r in await h.db.fetchall("SELECT event_id FROM core_handled")}
+        assert hand.event_id in handled
