@@ -36,6 +36,7 @@ from civicbot.transport.sync import Invite
 
 log = logging.getLogger("civicbot.transport.matrix")
 
+NOT_DIRECT_CACHE = 10_000  # rooms remembered as not a DM (cleared whole when full)
 MEMBER_HISTORY_STEPS = 5  # how far back to look for the invite that made a room a DM
 NO_LONGER_PRIVATE = (
     "Someone else has been let into this chat, so it is no longer private and I'm leaving it. "
@@ -94,6 +95,10 @@ class DirectChats:
         self._db = db
         self._m_direct: dict[str, list[str]] | None = None  # the bot's m.direct, cached
         self._invited: dict[str, Invite] = {}  # is_direct invites from their room's creator
+        # Rooms found NOT to be a person's DM, until the room's state changes: a group room's
+        # `!need` no longer fetches its whole state each time. Only the safe answer is cached:
+        # a room that passes the rule is checked against the homeserver at every call.
+        self._not_direct: dict[str, set[str]] = {}
 
     # -- the m.direct record -------------------------------------------------------------------
     def _account_data_path(self) -> str:
@@ -117,6 +122,7 @@ class DirectChats:
         return self._m_direct
 
     async def _record(self, person: str, room_id: str) -> None:
+        self._not_direct.pop(room_id, None)
         direct = await self.recorded()
         if room_id in direct.get(person, []):
             return
@@ -146,6 +152,8 @@ class DirectChats:
     # -- the rule ------------------------------------------------------------------------------
     async def is_direct_with(self, room_id: str, person: str) -> bool:
         """True only when ``room_id`` passes the DM rule for ``person`` right now."""
+        if person in self._not_direct.get(room_id, ()):
+            return False
         recorded = room_id in (await self.recorded()).get(person, [])
         try:
             state = await self._api.request_list(f"/_matrix/client/v3/rooms/{quote(room_id)}/state")
@@ -161,6 +169,9 @@ class DirectChats:
                 problem = "the room was not made as a direct chat"
         if problem:
             log.info("%s is not a direct chat: %s", room_id, problem)
+            if len(self._not_direct) >= NOT_DIRECT_CACHE:
+                self._not_direct.clear()
+            self._not_direct.setdefault(room_id, set()).add(person)
         return problem is None
 
     async def _made_as_dm(self, room_id: str, state: list[dict[str, Any]], person: str) -> bool:
@@ -278,6 +289,9 @@ class DirectChats:
     ) -> None:
         """A recorded DM that a third person is invited to or joins, or that is made public,
         is no longer private: say so there, leave it and forget it."""
+        for event in events:
+            if event.state_key is not None:  # membership, join rules, creators: ask again
+                self._not_direct.pop(event.room_id, None)
         for event in events:
             if event.kind is EventKind.MEMBERSHIP:
                 if event.membership not in ("invite", "join") or event.state_key == self.user_id:

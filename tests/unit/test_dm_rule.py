@@ -78,3 +78,56 @@ def test_each_way_of_failing_is_named():
         "the room was not made as a direct chat"
     )
     assert dm_problem(state("invite", BOT, [], {BOT: "join"}), BOT, BOT, True) == "not a person"
+
+
+class CountingApi:
+    """The homeserver's answers for one group room, counting each fetch of its state."""
+
+    def __init__(self, room_state):
+        self.room_state = room_state
+        self.state_fetches = 0
+
+    async def request(self, method, path, body=None):
+        return {}  # no m.direct recorded
+
+    async def request_list(self, path):
+        self.state_fetches += 1
+        return self.room_state
+
+
+async def test_a_group_room_is_found_not_direct_once_until_its_state_changes(tmp_path):
+    from civicbot.core.events import Event
+    from civicbot.storage.database import Database
+    from civicbot.transport.direct import DirectChats
+
+    group = state("invite", EVE, [], {BOT: "join", ME: "join", EVE: "join"})
+    api = CountingApi(group)
+    db = await Database.open(tmp_path / "db.sqlite3")
+    try:
+        chats = DirectChats(None, api, db, BOT)  # type: ignore[arg-type]
+        for _ in range(5):  # five `!need`s typed in the group room
+            assert not await chats.is_direct_with("!group:hs", ME)
+        assert api.state_fetches == 1
+
+        # Eve leaves: the room's state changed, so the next question goes to the homeserver.
+        api.room_state = state("invite", ME, [], {BOT: "join", ME: "join", EVE: "leave"})
+        leave = Event.from_raw(
+            {
+                "event_id": "$leave",
+                "sender": EVE,
+                "type": "m.room.member",
+                "state_key": EVE,
+                "content": {"membership": "leave"},
+                "origin_server_ts": 1,
+            },
+            "!group:hs",
+        )
+
+        async def never(*args):
+            raise AssertionError("not a recorded DM: nothing to say or leave")
+
+        await chats.watch([leave], never, never)
+        await chats.is_direct_with("!group:hs", ME)
+        assert api.state_fetches == 2
+    finally:
+        await db.close()
