@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from civicbot_plugins.meetings.models import MIGRATIONS
+from civicbot_plugins.meetings.migrations import MIGRATIONS
 from civicbot_plugins.meetings.parsing import Proposal
 from civicbot_plugins.meetings.plugin import MeetingsPlugin
 from civicbot_plugins.meetings.records import RecordStore

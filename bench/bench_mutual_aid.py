@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from civicbot_plugins.mutual_aid.categories import suggest_category  # noqa: E402
 from civicbot_plugins.mutual_aid.matching import index_terms  # noqa: E402
-from civicbot_plugins.mutual_aid.models import MIGRATIONS, to_iso  # noqa: E402
+from civicbot_plugins.mutual_aid.migrations import MIGRATIONS  # noqa: E402
+from civicbot_plugins.mutual_aid.models import to_iso  # noqa: E402
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER, parse_post  # noqa: E402
 from civicbot_plugins.mutual_aid.sealing import Sealer  # noqa: E402
 from civicbot_plugins.mutual_aid.store import AidStore  # noqa: E402

@@ -318,7 +318,8 @@ async def through_synapse(args: argparse.Namespace, workdir: Path) -> tuple[list
 
 # -- part 2: the tally ---------------------------------------------------------------------------
 async def tally_in_process(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], bool]:
-    from civicbot_plugins.polls.models import MIGRATIONS, NewPoll
+    from civicbot_plugins.polls.migrations import MIGRATIONS
+    from civicbot_plugins.polls.models import NewPoll
     from civicbot_plugins.polls.service import Option, PollKind, instant_runoff, tally_responses
     from civicbot_plugins.polls.store import PollStore
 

@@ -21,7 +21,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from civicbot_plugins.polls.models import MIGRATIONS, NewPoll
+from civicbot_plugins.polls.migrations import MIGRATIONS
+from civicbot_plugins.polls.models import NewPoll
 from civicbot_plugins.polls.secret import COUNTED
 from civicbot_plugins.polls.service import Option, PollKind
 from civicbot_plugins.polls.store import PollStore

@@ -15,7 +15,8 @@ from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.anonymous import AnonymousAnswers
 from civicbot_plugins.consultations.config import ConsultationsConfig
 from civicbot_plugins.consultations.lifecycle import ConsultationRunner, HandlerSpeaker, values
-from civicbot_plugins.consultations.models import MIGRATIONS, Consultation
+from civicbot_plugins.consultations.migrations import MIGRATIONS
+from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import (
     ANONYMOUS,
     CLOSED,

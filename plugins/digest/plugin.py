@@ -10,9 +10,10 @@ from civicbot_plugins.digest.compose import NAMES, Composer, DigestTemplates, Te
 from civicbot_plugins.digest.config import DigestConfig
 from civicbot_plugins.digest.counts import WeekCounter
 from civicbot_plugins.digest.lifecycle import DigestRunner
+from civicbot_plugins.digest.migrations import MIGRATIONS
 from civicbot_plugins.digest.service import next_slot
 from civicbot_plugins.digest.spaces import space_rooms, spaces_of
-from civicbot_plugins.digest.store import MIGRATIONS, DigestStore
+from civicbot_plugins.digest.store import DigestStore
 
 from civicbot.api import (
     CommandError,

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 from civicbot_plugins.meetings import lookups, render, views
 from civicbot_plugins.meetings.config import MeetingsConfig
 from civicbot_plugins.meetings.lifecycle import MeetingRunner
-from civicbot_plugins.meetings.models import CANCELLED, FIXED, MIGRATIONS, PROPOSED, Meeting
+from civicbot_plugins.meetings.migrations import MIGRATIONS
+from civicbot_plugins.meetings.models import CANCELLED, FIXED, PROPOSED, Meeting
 from civicbot_plugins.meetings.parsing import MeetingInputError, parse_proposal
 from civicbot_plugins.meetings.personal import export_person, forget_person
 from civicbot_plugins.meetings.records import RecordStore

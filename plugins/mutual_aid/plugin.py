@@ -18,7 +18,8 @@ from civicbot_plugins.mutual_aid.errors import read_post
 from civicbot_plugins.mutual_aid.handoff import AidHandoff
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.lifecycle import AidUpkeep
-from civicbot_plugins.mutual_aid.models import LIVE_MATCH_STATES, MIGRATIONS, Post
+from civicbot_plugins.mutual_aid.migrations import MIGRATIONS
+from civicbot_plugins.mutual_aid.models import LIVE_MATCH_STATES, Post
 from civicbot_plugins.mutual_aid.parsing import (
     DEFAULT_EXPIRY,
     NEED,

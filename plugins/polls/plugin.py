@@ -17,7 +17,8 @@ from civicbot_plugins.polls.changes import PollChanges
 from civicbot_plugins.polls.choices import Choice, VoteError, parse_choice, parse_ranking
 from civicbot_plugins.polls.config import PollsConfig
 from civicbot_plugins.polls.lifecycle import PollRunner
-from civicbot_plugins.polls.models import MIGRATIONS, OPEN, POSTING, NewPoll, Poll
+from civicbot_plugins.polls.migrations import MIGRATIONS
+from civicbot_plugins.polls.models import OPEN, POSTING, NewPoll, Poll
 from civicbot_plugins.polls.parsing import (
     PollInputError,
     PollSpec,

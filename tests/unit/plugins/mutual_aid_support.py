@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from civicbot_plugins.mutual_aid.ledger import AidLedger
-from civicbot_plugins.mutual_aid.models import MIGRATIONS
+from civicbot_plugins.mutual_aid.migrations import MIGRATIONS
 from civicbot_plugins.mutual_aid.parsing import parse_post
 from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.store import AidStore

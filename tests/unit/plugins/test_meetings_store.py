@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from civicbot_plugins.meetings.models import CANCELLED, FIXED, MIGRATIONS, PROPOSED, is_anonymous
+from civicbot_plugins.meetings.migrations import MIGRATIONS
+from civicbot_plugins.meetings.models import CANCELLED, FIXED, PROPOSED, is_anonymous
 from civicbot_plugins.meetings.parsing import parse_proposal
 from civicbot_plugins.meetings.personal import export_person, forget_person
 from civicbot_plugins.meetings.records import RecordStore

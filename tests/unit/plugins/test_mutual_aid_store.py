@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
+from civicbot_plugins.mutual_aid.migrations import MIGRATIONS
 from civicbot_plugins.mutual_aid.models import (
     ACCEPTED,
     MATCHED,
-    MIGRATIONS,
     OFFERED,
     OPEN,
     SUPERSEDED,
