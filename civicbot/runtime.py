@@ -10,7 +10,7 @@ from civicbot.bot import Bot
 from civicbot.clock import SystemClock
 from civicbot.config import Settings
 from civicbot.loader import discover
-from civicbot.scheduler import ApScheduler
+from civicbot.scheduler import ClockScheduler
 from civicbot.storage import Database
 from civicbot.transport.matrix import MatrixTransport
 
@@ -22,13 +22,15 @@ async def run_bot(settings: Settings) -> None:
     data_dir = settings.bot.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     db = await Database.open(data_dir / "civicbot.sqlite3")
-    clock = SystemClock()
-    scheduler = ApScheduler(clock)
-    transport = MatrixTransport(settings.matrix, data_dir, db)
+    clock = SystemClock.from_environment()
+    scheduler = ClockScheduler(clock)
+    transport = MatrixTransport(settings.matrix, data_dir, db, clock=clock)
     bot = Bot(settings, transport, db, clock, scheduler, discover(settings.bot.extra_plugins))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, sig, transport)
+    if clock.offset_file is not None:  # a test moves the time: see civicbot.clock
+        loop.add_signal_handler(signal.SIGUSR1, _clock_moved, clock, scheduler)
     try:
         await transport.login()
         # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
@@ -47,3 +49,8 @@ async def run_bot(settings: Settings) -> None:
 def _request_stop(sig: signal.Signals, transport: MatrixTransport) -> None:
     log.info("received %s: finishing what is in flight, then stopping", sig.name)
     transport.request_stop()
+
+
+def _clock_moved(clock: SystemClock, scheduler: ClockScheduler) -> None:
+    clock.reload()
+    scheduler.wake()

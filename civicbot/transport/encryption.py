@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nio import AsyncClient, MegolmEvent, SyncResponse
 
-from civicbot.clock import SystemClock
+from civicbot.clock import Clock
 from civicbot.config import MatrixSettings
 from civicbot.crosssigning import CROSS_SIGNING_FILE, ensure_cross_signed
 from civicbot.events import Event, Message
@@ -45,6 +45,7 @@ class EncryptionDuties:
         send_message: SendMessage,
         leave: Callable[[str], Awaitable[None]],
         enabled: bool,
+        clock: Clock,
     ):
         self.enabled = enabled
         self._settings = settings
@@ -60,7 +61,7 @@ class EncryptionDuties:
             settings.user_id,
             NioCrypto(client),
             send_message,
-            SystemClock(),
+            clock,
             timeout=settings.undecryptable_timeout,
         )
 
