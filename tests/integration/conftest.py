@@ -227,6 +227,38 @@ async def bots(
                 bot.kill()
 
 
+@pytest.fixture(scope="module")
+def shared_bot(
+    synapse: LocalSynapse, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BotProcess]:
+    """One default bot for every test of a module that neither restarts it nor changes its
+    settings (a start costs a few seconds: log in, upload keys, load the plugins). Each test
+    makes its own rooms and residents, so what one test does is not another's business.
+    Started on a loop of its own, as the tests' loops are per test."""
+    process = BotProcess(
+        synapse,
+        tmp_path_factory.mktemp("shared-bot"),
+        synapse.register(unique("civicbot"), PASSWORD),
+    )
+    _run_on_own_loop(process.start())
+    yield process
+    if process.running:
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+        try:
+            _run_on_own_loop(process.wait(10))
+        except TimeoutError:
+            process.kill()
+
+
+def _run_on_own_loop(step: Awaitable[Any]) -> Any:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(step)
+    finally:
+        loop.close()
+
+
 def reply_target(event: dict[str, Any]) -> str | None:
     """The event id ``event`` replies to (``m.in_reply_to``), if it is a reply."""
     relation = (event.get("content") or {}).get("m.relates_to") or {}
