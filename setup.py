@@ -1,13 +1,18 @@
 """Package discovery only (everything else is in pyproject.toml): the engine's packages, and
 every package under plugins/ as ``civicbot_plugins.<name>``, so a new built-in plugin needs no
-hand-kept list."""
+hand-kept list. Namespace discovery lists each plugin's ``templates/`` folder (data, no
+``__init__.py``) as a package too, so setuptools ships it instead of warning that it would be
+left out."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
     packages=[
         *find_packages(include=["civicbot", "civicbot.*"]),
         "civicbot_plugins",
-        *(f"civicbot_plugins.{name}" for name in find_packages("plugins")),
+        *(
+            f"civicbot_plugins.{name}"
+            for name in find_namespace_packages("plugins", exclude=["*__pycache__*"])
+        ),
     ]
 )

@@ -10,7 +10,7 @@ from civicbot.config import Settings
 from civicbot.core.bot import Bot
 from civicbot.core.loader import PluginLoadError, discover_all, split_problems
 from civicbot.scheduling.clock import SystemClock
-from civicbot.scheduling.scheduler import ApScheduler
+from civicbot.scheduling.scheduler import ClockScheduler
 from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
 
@@ -26,15 +26,17 @@ async def run_bot(settings: Settings) -> None:
     data_dir = settings.bot.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     db = await Database.open(data_dir / "civicbot.sqlite3")
-    clock = SystemClock()
-    scheduler = ApScheduler(clock)
-    transport = MatrixTransport(settings.matrix, data_dir, db)
+    clock = SystemClock.from_environment()
+    scheduler = ClockScheduler(clock)
+    transport = MatrixTransport(settings.matrix, data_dir, db, clock=clock)
     bot = Bot(settings, transport, db, clock, scheduler, classes)
     for problem in optional:
         bot.leave_out(problem.name, problem.why)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, sig, transport)
+    if clock.offset_file is not None:  # a test moves the time: see civicbot.scheduling.clock
+        loop.add_signal_handler(signal.SIGUSR1, _clock_moved, clock, scheduler)
     try:
         await transport.login()
         # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
@@ -53,3 +55,8 @@ async def run_bot(settings: Settings) -> None:
 def _request_stop(sig: signal.Signals, transport: MatrixTransport) -> None:
     log.info("received %s: finishing what is in flight, then stopping", sig.name)
     transport.request_stop()
+
+
+def _clock_moved(clock: SystemClock, scheduler: ClockScheduler) -> None:
+    clock.reload()
+    scheduler.wake()

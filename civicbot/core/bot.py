@@ -15,7 +15,6 @@ import fnmatch
 import hashlib
 import hmac
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -166,7 +165,7 @@ class Bot:
             for kind, attr in type(plugin).declared_event_hooks():
                 table = self._observers if type(plugin).observes(attr) else self._hooks
                 table.setdefault(kind, []).append((plugin, attr))
-        cutoff = int(time.time()) - HANDLED_RETENTION_S
+        cutoff = int(self.clock.now().timestamp()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         log.info("loaded plugins: %s", ", ".join(self.plugins))
 
@@ -299,7 +298,7 @@ class Bot:
             failpoints.hit("after-handle")
             await self.db.execute(
                 "INSERT OR IGNORE INTO core_handled (event_id, handled_at) VALUES (?, ?)",
-                (event.event_id, int(time.time())),
+                (event.event_id, int(self.clock.now().timestamp())),
             )
 
     def _remember(self, event_id: str) -> None:

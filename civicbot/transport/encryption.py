@@ -17,7 +17,7 @@ from nio import AsyncClient, MegolmEvent, SyncResponse
 
 from civicbot.config import MatrixSettings
 from civicbot.core.events import Event, Message
-from civicbot.scheduling.clock import SystemClock
+from civicbot.scheduling.clock import Clock
 from civicbot.storage.database import Database
 from civicbot.transport import TransportError
 from civicbot.transport.crosssigning import CROSS_SIGNING_FILE, ensure_cross_signed
@@ -45,6 +45,7 @@ class EncryptionDuties:
         send_message: SendMessage,
         leave: Callable[[str], Awaitable[None]],
         enabled: bool,
+        clock: Clock,
     ):
         self.enabled = enabled
         self._settings = settings
@@ -60,7 +61,7 @@ class EncryptionDuties:
             settings.user_id,
             NioCrypto(client),
             send_message,
-            SystemClock(),
+            clock,
             timeout=settings.undecryptable_timeout,
         )
 

@@ -30,6 +30,7 @@ from nio.crypto import encrypt_attachment
 
 from civicbot.config import MatrixSettings
 from civicbot.core.events import Event, EventKind, Message
+from civicbot.scheduling.clock import Clock, SystemClock
 from civicbot.storage.database import Database
 from civicbot.storage.secret_key import installation_key
 from civicbot.transport import EventSink, TransportError
@@ -55,7 +56,12 @@ class MatrixTransport:
     """Implements :class:`civicbot.transport.Transport` over matrix-nio."""
 
     def __init__(
-        self, settings: MatrixSettings, data_dir: Path, db: Database, store_session: bool = True
+        self,
+        settings: MatrixSettings,
+        data_dir: Path,
+        db: Database,
+        store_session: bool = True,
+        clock: Clock | None = None,
     ):
         self._settings = settings
         self._data_dir = data_dir
@@ -81,13 +87,14 @@ class MatrixTransport:
         self.api = HomeserverApi(self.client)
         self.e2e = EncryptionDuties(
             settings, data_dir, db, self.client, self.api, self.send_message, self.leave,
-            self.encrypted,
+            self.encrypted, clock or SystemClock(),
         )  # fmt: skip
         self.crypto = self.e2e.crypto
         self.device = DeviceLogin(
             settings, data_dir, self.client, self.api, self.encrypted, store_session
         )
         self._user_id = settings.user_id
+        self._synced = False  # no sync since this start has answered yet
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
         self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
         self._stopping = asyncio.Event()
@@ -223,10 +230,12 @@ class MatrixTransport:
         return sync.result()
 
     async def _sync_once(self, token: str) -> SyncResponse | SyncError:
+        # The first sync of a start fetches what came while we were away: it must not wait
+        # up to 30 s for something new before the plugins hear that they have caught up.
         try:
             response = await self.client.sync(
                 timeout=0
-                if self._full_state_needed
+                if self._full_state_needed or not self._synced
                 else await self.e2e.long_poll_ms(SYNC_TIMEOUT_MS),
                 since=token,
                 sync_filter=SYNC_FILTER,
@@ -236,6 +245,7 @@ class MatrixTransport:
             return SyncError(f"homeserver unreachable: {exc or type(exc).__name__}")
         if isinstance(response, SyncResponse):
             self._full_state_needed = False
+            self._synced = True
         return response
 
     async def _invite_events(self, response: SyncResponse) -> list[Event]:

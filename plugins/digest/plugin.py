@@ -11,7 +11,7 @@ from civicbot_plugins.digest.config import DigestConfig
 from civicbot_plugins.digest.counts import WeekCounter
 from civicbot_plugins.digest.lifecycle import DigestRunner
 from civicbot_plugins.digest.migrations import MIGRATIONS
-from civicbot_plugins.digest.service import next_slot
+from civicbot_plugins.digest.service import next_slot, through
 from civicbot_plugins.digest.spaces import space_rooms, spaces_of
 from civicbot_plugins.digest.store import DigestStore
 
@@ -137,7 +137,7 @@ class DigestPlugin(Plugin[DigestConfig]):
 
     async def _compose(self, ctx: Ctx, *, preview: bool) -> Rendered | None:
         try:
-            return await self.composer.room(ctx.room_id, ctx.now, preview=preview)
+            return await self.composer.room(ctx.room_id, through(ctx.now), preview=preview)
         except TemplateProblem as exc:
             self.log.error("the digest for %s was not made: %s", ctx.room_id, exc)
             raise CommandError(
@@ -179,7 +179,7 @@ class DigestPlugin(Plugin[DigestConfig]):
         found = await space_rooms(self.ctx.rooms, spaces[0], ctx.room_id)
         try:
             rendered = await self.composer.space(
-                found.name, found.rooms, found.left_out, ctx.now, await ctx.timezone()
+                found.name, found.rooms, found.left_out, through(ctx.now), await ctx.timezone()
             )
         except TemplateProblem as exc:
             self.log.error("the space digest for %s was not made: %s", found.space_id, exc)

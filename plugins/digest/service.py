@@ -38,6 +38,14 @@ def next_slot(weekday: int, hour: int, minute: int, zone: ZoneInfo, at: datetime
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
 
 
+def through(now: datetime) -> datetime:
+    """The end of the second ``now`` falls in: the end of a window that must hold everything
+    done until now. Plugins store times to the whole second (cut down), so a window ending at
+    ``now`` itself leaves out what was made earlier in the same second (a poll, then at once
+    ``!digest preview``)."""
+    return now.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def week_key(slot: datetime, zone: ZoneInfo) -> str:
     """The ISO week of the slot's local date, ``2026-W49``: one digest per room per week."""
     year, week, _ = slot.astimezone(zone).isocalendar()

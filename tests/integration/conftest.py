@@ -12,11 +12,13 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from civicbot.scheduling.clock import OFFSET_FILE_ENV
 from civicbot.testing.client import Resident
 from civicbot.testing.encrypted import EncryptedResident
 from civicbot.testing.synapse import LocalSynapse
@@ -81,7 +83,10 @@ def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> None:
 
 
 class BotProcess:
-    """``civicbot run`` in a child process, so tests can SIGTERM or SIGKILL it for real."""
+    """``civicbot run`` in a child process, so tests can SIGTERM or SIGKILL it for real.
+
+    Its clock is the test's to move (:meth:`move_clock`), never waited for: the process reads
+    an offset from ``clock-offset`` in its directory at start and again on SIGUSR1."""
 
     def __init__(
         self,
@@ -99,6 +104,8 @@ class BotProcess:
         self.config_path = directory / "config.toml"
         self.log_path = directory / "bot.log"
         self.env = env or {}
+        self.clock_offset = timedelta(0)
+        self.offset_path = directory / "clock-offset"
         self.process: subprocess.Popen[bytes] | None = None
         tables: dict[str, dict[str, Any]] = {
             "matrix": {"homeserver": synapse.url, "user_id": user_id, "password": PASSWORD},
@@ -121,6 +128,7 @@ class BotProcess:
             **os.environ,
             **self.env,
             **(env or {}),
+            OFFSET_FILE_ENV: str(self.offset_path),
             "PYTHONPATH": os.pathsep.join(
                 [str(REPO / "tests" / "support"), os.environ.get("PYTHONPATH", "")]
             ),
@@ -145,6 +153,23 @@ class BotProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the bot did not start:\n{self.log_text()[-3000:]}")
             await asyncio.sleep(0.05)
+
+    def now(self) -> datetime:
+        """The bot's time: the real time plus what the test moved its clock by."""
+        return datetime.now(UTC) + self.clock_offset
+
+    def move_clock(self, delta: timedelta) -> None:
+        """Move the bot's clock forward by ``delta`` (it never goes back, as time does not):
+        a running bot runs at once every job that falls due, a stopped one starts there."""
+        if delta < timedelta(0):
+            raise ValueError("the bot's clock only moves forward")
+        self.clock_offset += delta
+        self.offset_path.write_text(f"{self.clock_offset.total_seconds():.6f}")
+        if self.running:
+            self.process.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+
+    def move_clock_to(self, moment: datetime) -> None:
+        self.move_clock(max(timedelta(0), moment - self.now()))
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -200,6 +225,38 @@ async def bots(
                 await bot.wait(10)
             except TimeoutError:
                 bot.kill()
+
+
+@pytest.fixture(scope="module")
+def shared_bot(
+    synapse: LocalSynapse, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BotProcess]:
+    """One default bot for every test of a module that neither restarts it nor changes its
+    settings (a start costs a few seconds: log in, upload keys, load the plugins). Each test
+    makes its own rooms and residents, so what one test does is not another's business.
+    Started on a loop of its own, as the tests' loops are per test."""
+    process = BotProcess(
+        synapse,
+        tmp_path_factory.mktemp("shared-bot"),
+        synapse.register(unique("civicbot"), PASSWORD),
+    )
+    _run_on_own_loop(process.start())
+    yield process
+    if process.running:
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+        try:
+            _run_on_own_loop(process.wait(10))
+        except TimeoutError:
+            process.kill()
+
+
+def _run_on_own_loop(step: Awaitable[Any]) -> Any:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(step)
+    finally:
+        loop.close()
 
 
 def reply_target(event: dict[str, Any]) -> str | None:

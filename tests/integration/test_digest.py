@@ -2,26 +2,29 @@
 several plugins, a preview in a thread, bad input, a personal digest by DM, the scheduled post
 exactly once across a crash and a restart, an operator's template and a broken one.
 
-Time is controlled the way the meetings test does it: the room's digest is set to the minute
-after the test starts (in UTC), and the bot looks for due digests every 2 seconds."""
+Time is the bot's own, moved by the test (``BotProcess.move_clock``), never waited for: the
+room's digest is set to a minute well ahead of the real time, and the test moves the bot there.
+The bot looks for due digests when it catches up after a start and on its own schedule, which
+runs as soon as its clock is moved."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import BotProcess, is_notice_from, room_with_bot
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def slot_soon(seconds: int = 75) -> tuple[datetime, dict[str, Any]]:
-    """A digest slot at least ``seconds`` from now, on a whole minute (UTC)."""
-    at = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(second=0, microsecond=0)
-    at += timedelta(minutes=1)
-    return at, {"day": DAYS[at.weekday()], "time": f"{at:%H:%M}", "check_every_seconds": 2}
+def slot_ahead(minutes: int = 30) -> tuple[datetime, dict[str, Any]]:
+    """A digest slot on a whole minute (UTC) that the real clock will not reach in a test."""
+    at = (datetime.now(UTC) + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    return at, {"day": DAYS[at.weekday()], "time": f"{at:%H:%M}"}
 
 
 async def digests_in(resident, room: str, bot_id: str) -> list[dict[str, Any]]:
@@ -32,13 +35,26 @@ async def digests_in(resident, room: str, bot_id: str) -> list[dict[str, Any]]:
     ]
 
 
-async def until(moment: datetime) -> None:
-    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+def last_look(bot: BotProcess) -> int:
+    """When the bot last looked for due digests (its clock, UTC seconds), from its database."""
+    path = bot.directory / "data" / "civicbot.sqlite3"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT value FROM digest_state WHERE key = 'last_tick'").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def looked_at(bot: BotProcess, moment: datetime, timeout: float = 30) -> None:
+    """Wait until the bot has looked for due digests at ``moment`` (its clock) or later."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while last_look(bot) < int(moment.timestamp()):
+        assert bot.running, bot.log_text()[-3000:]
+        assert asyncio.get_running_loop().time() < deadline, "the bot never looked"
+        await asyncio.sleep(0.05)
 
 
 async def test_a_week_of_activity_makes_one_digest_across_a_crash(residents, bots):
     ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
-    slot, digest = slot_soon()
+    slot, digest = slot_ahead()
     bot = await bots(bot={"timezone": "UTC"}, plugins={"digest": digest})
     room = await room_with_bot(ann, bot, bob, cat)
 
@@ -75,15 +91,18 @@ async def test_a_week_of_activity_makes_one_digest_across_a_crash(residents, bot
     await bob.send_text(room, "!rsvp M-1 going")
     await bob.wait_for(room, is_notice_from(bot.user_id, "going"))
 
-    # A crash just before the slot; back just after it.
-    await until(slot - timedelta(seconds=8))
+    # A crash just before the slot (the bot had looked 8 s before it); back just after it.
+    before = slot - timedelta(seconds=8)
+    bot.move_clock_to(before)
+    await looked_at(bot, before)
+    assert await digests_in(ann, room, bot.user_id) == []
     bot.kill()
-    await until(slot + timedelta(seconds=3))
+    bot.move_clock_to(slot + timedelta(seconds=3))
     ann.mark()
     bob.mark()
     await bot.start()
     posted = await ann.wait_for(room, is_notice_from(bot.user_id, "📰 This week in Elm Street"),
-                                timeout=60)  # fmt: skip
+                                timeout=30)  # fmt: skip
     text, html = posted["content"]["body"], posted["content"]["formatted_body"]
     assert posted["content"]["msgtype"] == "m.notice"
     for part in ("Polls and decisions", "P-1 Which mural?", "Meetings", "ladder", "sofa",
@@ -102,7 +121,9 @@ async def test_a_week_of_activity_makes_one_digest_across_a_crash(residents, bot
     # Restarted again: still exactly one digest.
     assert await bot.stop() == 0
     await bot.start()
-    await asyncio.sleep(6)  # three looks for due digests
+    for _ in range(3):  # three looks for due digests, each a minute on
+        bot.move_clock(timedelta(minutes=1))
+        await looked_at(bot, bot.now() - timedelta(seconds=1))
     assert len(await digests_in(ann, room, bot.user_id)) == 1
     assert "ERROR" not in bot.log_text()
 
@@ -127,7 +148,7 @@ async def test_an_operator_template_is_used_and_a_broken_one_is_reported(
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "digest.txt").write_text("📰 {% for s in sections %}{{ s.title }")
-    slot, digest = slot_soon(seconds=20)
+    slot, digest = slot_ahead()
     bad = await bots(plugins={"digest": {**digest, "template_dir": str(broken)}})
     room = await room_with_bot(ann, bad, bob)
     ann.mark()
@@ -135,7 +156,8 @@ async def test_an_operator_template_is_used_and_a_broken_one_is_reported(
     reply = await ann.wait_for(room, is_notice_from(bad.user_id, "template is broken"))
     assert "digest.txt line 1" in reply["content"]["body"]
     assert "nothing" in reply["content"]["body"]
-    await until(slot + timedelta(seconds=6))
+    bad.move_clock_to(slot + timedelta(seconds=6))
+    await looked_at(bad, slot + timedelta(seconds=6))
     assert await digests_in(ann, room, bad.user_id) == []
     log = bad.log_text()
     assert "ERROR" in log and "digest.txt line 1" in log

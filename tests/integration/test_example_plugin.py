@@ -4,6 +4,8 @@ two due times, and a reminder set before a restart arrives after it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.integration.conftest import is_notice_from, room_with_bot
 
 
@@ -25,6 +27,7 @@ async def test_the_example_plugin_answers_and_its_jobs_post_across_a_restart(res
     assert "Kettle off" in echo["content"]["body"]
     await ann.send_text(room, "!remind in 4 seconds | Kettle off")
     await ann.wait_for(room, is_notice_from(bot.user_id, "R-2: I'll remind this room"))
+    bot.move_clock(timedelta(seconds=5))  # both are due: the bot's time, not waited for
     await ann.wait_for(room, is_notice_from(bot.user_id, "⏰ R-1: Kettle off"), timeout=20)
     await ann.wait_for(room, is_notice_from(bot.user_id, "⏰ R-2: Kettle off"), timeout=20)
 
@@ -32,6 +35,7 @@ async def test_the_example_plugin_answers_and_its_jobs_post_across_a_restart(res
     await ann.wait_for(room, is_notice_from(bot.user_id, "R-3: I'll remind this room"))
     assert await bot.stop() == 0
     await bot.start()
+    bot.move_clock(timedelta(seconds=10))  # due while running: on time, not "late"
     arrived = await ann.wait_for(
         room, is_notice_from(bot.user_id, "⏰ R-3: After the restart"), timeout=30
     )

@@ -8,9 +8,8 @@ from civicbot.testing.client import Resident
 from tests.integration.conftest import is_notice_from, reply_target, room_with_bot
 
 
-async def test_invite_join_and_help(residents, bots):
-    ann = await residents("ann")
-    bot = await bots()
+async def test_invite_join_and_help(residents, shared_bot):
+    ann, bot = await residents("ann"), shared_bot
     room = await room_with_bot(ann, bot)
     ann.mark()
     asked = await ann.send_text(room, "!help")
@@ -22,9 +21,8 @@ async def test_invite_join_and_help(residents, bots):
     assert content["m.relates_to"]["m.in_reply_to"]["event_id"] == asked
 
 
-async def test_ping_reports_version_and_plugins(residents, bots):
-    ann = await residents("ann")
-    bot = await bots()
+async def test_ping_reports_version_and_plugins(residents, shared_bot):
+    ann, bot = await residents("ann"), shared_bot
     room = await room_with_bot(ann, bot)
     ann.mark()
     await ann.send_text(room, "!ping")
@@ -74,9 +72,8 @@ async def test_restart_does_not_answer_old_messages_again(residents, bots):
     assert len(pongs) == 2
 
 
-async def test_failing_handler_apologises_and_bot_carries_on(residents, bots):
-    ann = await residents("ann")
-    bot = await bots()
+async def test_failing_handler_apologises_and_bot_carries_on(residents, shared_bot):
+    ann, bot = await residents("ann"), shared_bot
     room = await room_with_bot(ann, bot)
     ann.mark()
     await ann.send_text(room, "!boom")
@@ -156,9 +153,8 @@ async def test_messages_beyond_the_sync_limit_are_paged_back_not_dropped(residen
     assert await _count_replies(ann, room, bot.user_id, early) == 1
 
 
-async def test_history_from_before_the_bot_joined_is_not_answered(residents, bots):
-    ann = await residents("ann")
-    bot = await bots()
+async def test_history_from_before_the_bot_joined_is_not_answered(residents, shared_bot):
+    ann, bot = await residents("ann"), shared_bot
     room = await ann.create_room(name="Older room")
     old = await ann.send_text(room, "!ping")
     ann.mark()

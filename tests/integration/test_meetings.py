@@ -1,11 +1,11 @@
 """Meetings against a real Synapse: residents answer by command and with exactly the poll
 events Element sends, the .ics is downloaded from the homeserver and parsed, and a reminder
-fires in real time exactly once across a restart of ``civicbot run``."""
+fires exactly once across a restart of ``civicbot run`` (the bot's clock moved to it)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import icalendar
 
@@ -91,7 +91,7 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     assert str(event["DTSTART"].params["TZID"]) == "Europe/Warsaw"
     await ann.wait_for(room, of_type(bot.user_id, END))
 
-    # A meeting two minutes from now: its reminder is due about 20 s from now.
+    # A meeting two minutes from now: its reminder is due about 20 s from now (bot time).
     ann.mark()
     await ann.send_text(room, "!meet Quick check-in | in 2 minutes | in 3 hours")
     await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-2"))
@@ -101,6 +101,7 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-2"))
     assert await bot.stop() == 0  # restart between fixing and reminding
     await bot.start()
+    bot.move_clock(timedelta(seconds=25))  # past the reminder's time, not the meeting's
     reminder = await ann.wait_for(
         room, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"), timeout=60
     )

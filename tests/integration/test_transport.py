@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from civicbot.config import MatrixSettings
 from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
@@ -47,3 +49,47 @@ async def test_a_group_room_is_never_taken_for_a_direct_chat(synapse, residents,
     finally:
         await transport.close()
         await db.close()
+
+
+async def test_a_restarted_bot_catches_up_without_waiting_for_news(synapse, tmp_path):
+    """The first sync after a start fetches what came meanwhile and must answer at once: it
+    long-polled 30 s when nothing had, and the plugins heard that they had caught up (late
+    digests, overdue reminders) only then."""
+    bot_id = synapse.register(unique("civicbot"), PASSWORD)
+    settings = MatrixSettings(homeserver=synapse.url, user_id=bot_id, password=PASSWORD)
+    db = await Database.open(tmp_path / "bot.sqlite3")
+    first = MatrixTransport(settings, tmp_path / "data", db)
+    try:
+        await first.login()
+
+        async def ignore(events: list) -> None:
+            return None
+
+        await first._first_sync(ignore)  # the earlier run: a sync position is saved
+    finally:
+        await first.close()
+
+    again = MatrixTransport(settings, tmp_path / "data", db)
+    timeouts: list[int | None] = []
+    real_sync = again.client.sync
+
+    async def recorded(*args, **kwargs):
+        timeouts.append(kwargs.get("timeout"))
+        return await real_sync(*args, **kwargs)
+
+    again.client.sync = recorded  # type: ignore[method-assign]
+    caught_up = asyncio.Event()
+
+    async def sink(events: list) -> None:
+        caught_up.set()
+
+    try:
+        await again.login()
+        running = asyncio.create_task(again.run(sink))
+        await asyncio.wait_for(caught_up.wait(), 20)
+        again.request_stop()
+        await asyncio.wait_for(running, 20)
+    finally:
+        await again.close()
+        await db.close()
+    assert timeouts[0] == 0

@@ -64,8 +64,13 @@ def test_plugins_never_import_each_other() -> None:
 
 def test_the_boundary_check_sees_a_deep_import(tmp_path: Path) -> None:
     source = tmp_path / "plugin.py"
-    source.write_text("from civicbot.core.outgoing import Outgoing\nimport civicbot.storage\n")
-    assert [m for _, m in engine_imports(source)] == ["civicbot.core.outgoing", "civicbot.storage"]
+    source.write_text(
+        "from civicbot.core.outgoing import Outgoing\nimport civicbot.storage.database\n"
+    )
+    assert [m for _, m in engine_imports(source)] == [
+        "civicbot.core.outgoing",
+        "civicbot.storage.database",
+    ]
 
 
 def test_every_public_name_is_importable_and_listed_once() -> None:

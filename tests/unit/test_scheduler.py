@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from civicbot.scheduling.clock import FakeClock
-from civicbot.scheduling.scheduler import ManualScheduler
+from civicbot.scheduling.scheduler import ClockScheduler, ManualScheduler
 
 
 async def test_jobs_fire_in_time_order_and_only_when_due():
@@ -77,10 +77,10 @@ async def test_the_real_scheduler_runs_a_past_deadline_at_once():
     import asyncio
 
     from civicbot.scheduling.clock import SystemClock
-    from civicbot.scheduling.scheduler import ApScheduler
+    from civicbot.scheduling.scheduler import ClockScheduler
 
     clock = SystemClock()
-    scheduler = ApScheduler(clock)
+    scheduler = ClockScheduler(clock)
     scheduler.start()
     fired = asyncio.Event()
 
@@ -95,18 +95,18 @@ async def test_the_real_scheduler_runs_a_past_deadline_at_once():
 
 
 async def test_a_repeating_job_slower_than_its_interval_keeps_running():
-    """With apscheduler, a next run armed under the id of the run still going was skipped as
-    a second instance and removed: the job stopped for good. Missed runs are skipped, not
+    """With apscheduler's own timers, a next run armed under the id of the run still going was
+    skipped as a second instance and removed: the job stopped for good. Missed runs are skipped, not
     fired back to back."""
     import asyncio
     import itertools
 
     from civicbot.scheduling.clock import SystemClock
     from civicbot.scheduling.jobs import Jobs
-    from civicbot.scheduling.scheduler import ApScheduler
+    from civicbot.scheduling.scheduler import ClockScheduler
 
     clock = SystemClock()
-    scheduler = ApScheduler(clock)
+    scheduler = ClockScheduler(clock)
     scheduler.start()
     dues: list[float] = []
 
@@ -124,3 +124,50 @@ async def test_a_repeating_job_slower_than_its_interval_keeps_running():
     assert len(dues) >= 3  # it went on after the first slow run
     gaps = [b - a for a, b in itertools.pairwise(dues)]
     assert min(gaps) >= 0.45  # one at a time: the missed ones were skipped, not piled up
+
+
+async def test_the_real_scheduler_runs_on_the_bots_clock_when_a_test_moves_it(tmp_path):
+    """Due times and the timers that wait for them read one clock: moved an hour on (as the
+    integration tests move the bot process's clock), a job due in an hour runs at once."""
+    import asyncio
+
+    from civicbot.scheduling.clock import SystemClock
+
+    offset = tmp_path / "offset"
+    clock = SystemClock(offset)
+    scheduler = ClockScheduler(clock)
+    scheduler.start()
+    fired: list[datetime] = []
+    ran = asyncio.Event()
+
+    async def job() -> None:
+        fired.append(clock.now())
+        ran.set()
+
+    due = clock.now() + timedelta(hours=1)
+    try:
+        scheduler.scoped("meetings").at("remind-M-1", due, job)
+        await asyncio.sleep(0.05)
+        assert not fired
+        offset.write_text("3600.5")
+        clock.reload()
+        scheduler.wake()
+        await asyncio.wait_for(ran.wait(), 10)
+    finally:
+        scheduler.shutdown()
+    assert fired[0] >= due
+    assert scheduler.pending() == []
+
+
+def test_the_system_clock_reads_its_offset_only_when_a_test_set_one(tmp_path, monkeypatch):
+    from civicbot.scheduling.clock import OFFSET_FILE_ENV, SystemClock
+
+    monkeypatch.delenv(OFFSET_FILE_ENV, raising=False)
+    assert SystemClock.from_environment().offset_file is None
+    offset = tmp_path / "offset"
+    monkeypatch.setenv(OFFSET_FILE_ENV, str(offset))
+    clock = SystemClock.from_environment()  # no file yet: no offset
+    assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 5
+    offset.write_text("86400\n")
+    clock.reload()
+    assert abs((clock.now() - datetime.now(UTC)).total_seconds() - 86400) < 5

@@ -151,6 +151,23 @@ async def test_preview_usage_and_settings(tmp_path: Path) -> None:
         assert len(digests(h, room)) == 2
 
 
+async def test_a_preview_right_after_a_poll_and_an_offer_shows_them(tmp_path: Path) -> None:
+    # Plugins keep times to the whole second: a preview in the same second as the poll (the
+    # clock here does not move between commands) once ended its window before them.
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        h.clock.advance(timedelta(milliseconds=400))
+        await h.say(room, ANN, "!poll Which mural? | Birds | Bikes")
+        await h.say(room, CAT, "!offer I have a ladder to lend | ongoing")
+        await h.say(room, BOB, "!digest preview")
+        preview = h.last_text(room)
+        assert "P-1 Which mural?" in preview and "New offers" in preview, preview
+        assert "ladder" in preview
+        await h.say(room, MODERATOR, "!digest now")
+        posted = digests(h, room)[-1]
+        assert "P-1 Which mural?" in posted and "ladder" in posted, posted
+
+
 async def test_an_overridden_template_is_used_and_a_broken_one_reported(
     tmp_path: Path, caplog
 ) -> None:
@@ -163,7 +180,9 @@ async def test_an_overridden_template_is_used_and_a_broken_one_reported(
         plugins={"digest": {**QUARTERLY["digest"], "template_dir": str(mine)}},
     ) as h:
         room = h.room(members=[ANN, BOB, CAT])
-        await h.say(room, MODERATOR, "!digest now")
+        # A quiet week: nothing said (a "!digest now" would be the week's one message).
+        await h.bot.handle_batch([])
+        await h.advance(TO_SUNDAY_DIGEST + timedelta(minutes=1))
         assert h.last_text(room) == "Quiet in here, see you next week."
     broken = tmp_path / "broken"
     broken.mkdir()
