@@ -40,6 +40,7 @@ from civicbot.outgoing import Outgoing, txn_key
 from civicbot.permissions import Permissions
 from civicbot.plugin import Plugin
 from civicbot.roomsettings import RoomSettings
+from civicbot.routing import Routing
 from civicbot.scheduler import Scheduler
 from civicbot.secretkey import installation_key
 from civicbot.settings import LIMITS
@@ -79,6 +80,7 @@ class Bot:
             db, defaults, {n: c.Config for n, c in plugin_classes.items()}
         )
         self.permissions = Permissions(transport, db, self.room_settings)
+        self.routing = Routing(transport, self.permissions)
         self.flood = FloodControl(
             self.room_settings, self.permissions, clock, settings.limits, self.prefix
         )
@@ -200,6 +202,7 @@ class Bot:
         await self._handle_batch(events)
         if not self._caught_up:
             self._caught_up = True
+            await self.routing.warm()
             for name, plugin in self.plugins.items():
                 if type(plugin).implements("caught_up"):
                     try:
@@ -278,6 +281,7 @@ class Bot:
             event.kind is EventKind.OTHER and event.type == "m.room.create"
         ):
             self.permissions.forget_room(event.room_id)
+        await self.routing.observe(event)
         if event.kind is EventKind.INVITE:
             await self._on_invite(event)
             return False

@@ -179,7 +179,15 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         zone = await self.runner.zone_of(ctx.sender, found.room_id)
         when = render.when_text(found, zone, ctx.now)
         if status is Rsvp.GOING:
-            reply = f"See you there: {found.label} {found.title}, {when}. I'll remind you by DM."
+            reply = (
+                f"See you there: {found.label} {found.title}, {when}. I've sent you the "
+                "calendar file by direct message, and I'll remind you there."
+            )
+            # The .ics goes to each person who is going, never to the room (a file in a room
+            # notifies every member).
+            if found.schedule() is not None:
+                data, name = await self.runner.calendar_file(found, ctx.now)
+                await ctx.dm_file(ctx.sender, data, name, "text/calendar")
         elif status is Rsvp.MAYBE:
             reply = f"Noted: maybe for {found.label} {found.title}, {when}."
         else:

@@ -16,6 +16,8 @@ from civicbot_plugins.meetings.ics import CalendarEntry, build_calendar, ics_fil
 from civicbot_plugins.meetings.models import Meeting, is_anonymous
 from civicbot_plugins.meetings.service import Best, Table, format_slot
 
+from civicbot.events import matrix_to
+
 START_TYPE = "org.matrix.msc3381.poll.start"
 END_TYPE = "org.matrix.msc3381.poll.end"
 TEXT_KEY = "org.matrix.msc1767.text"
@@ -118,9 +120,14 @@ def best_values(meeting: Meeting, best: Best, zone: ZoneInfo, now: datetime) -> 
 
 
 def calendar_file(
-    meeting: Meeting, server: str, now: datetime, cancelled: bool = False
+    meeting: Meeting,
+    server: str,
+    now: datetime,
+    cancelled: bool = False,
+    room_link: str | None = None,
 ) -> tuple[bytes, str]:
-    """The .ics bytes and file name for a fixed (or cancelled) meeting."""
+    """The .ics bytes and file name for a fixed (or cancelled) meeting; ``room_link`` is a
+    matrix.to link to its room with ``via=`` servers (a bare one when not given)."""
     schedule = meeting.schedule()
     assert schedule is not None, "only a fixed meeting has a calendar file"
     entry = CalendarEntry(
@@ -131,7 +138,7 @@ def calendar_file(
         dtstamp=now,
         location=meeting.location,
         url=meeting.url,
-        room_link=f"https://matrix.to/#/{meeting.room_id}",
+        room_link=room_link or matrix_to(meeting.room_id),
         description=f"{meeting.label}, arranged in the Matrix room with civicbot.",
         cancelled=cancelled,
     )

@@ -75,6 +75,13 @@ class MeetingRunner:
     def lock(self, meeting_id: int) -> asyncio.Lock:
         return self._locks.setdefault(meeting_id, asyncio.Lock())
 
+    async def calendar_file(
+        self, meeting: Meeting, now: datetime, cancelled: bool = False
+    ) -> tuple[bytes, str]:
+        """The meeting's .ics, its room link routed through the room's servers (``via=``)."""
+        link = await self.ctx.link(meeting.room_id)
+        return render.calendar_file(meeting, self.server, now, cancelled, room_link=link)
+
     @property
     def server(self) -> str:
         return self.ctx.rooms.bot_user_id.partition(":")[2] or "civicbot.invalid"
@@ -249,8 +256,8 @@ class MeetingRunner:
         event_id = await send_notice(
             self.ctx, out, meeting.room_id, text, reply_to=reply_to, thread_root=meeting.thread_root
         )
-        data, name = render.calendar_file(meeting, self.server, now)
-        await out.file(meeting.room_id, data, name, "text/calendar")
+        # No .ics in the room: a file notifies every member. It goes by DM to whoever says
+        # they're going (!rsvp), and to them again when the meeting changes.
         await self.store.set_events(meeting.id, announce_event_id=event_id)
         if meeting.poll_event_id:
             await out.event(
@@ -271,12 +278,12 @@ class MeetingRunner:
         await send_notice(self.ctx, out, meeting.room_id, text, thread_root=meeting.thread_root)
         data: bytes | None = None
         if has_ics:
-            data, name = render.calendar_file(meeting, self.server, now, cancelled=cancelled)
-            await out.file(meeting.room_id, data, name, "text/calendar")
+            data, name = await self.calendar_file(meeting, now, cancelled=cancelled)
         for person in await self.store.going(meeting.id):
             try:
                 room = await self.ctx.direct_room(person)
-                await out.message(room, Message(text.text, text.html), may_ping_room=False)
+                told = Message(text.text, text.html, notify=(person,))
+                await out.message(room, told, may_ping_room=False)
                 if data is not None:
                     await out.file(room, data, name, "text/calendar")
             except TransportError as exc:
@@ -379,7 +386,7 @@ class MeetingRunner:
                 room = await self.ctx.direct_room(person)
                 out = self.ctx.outgoing("reminder", reminder.key, person)
                 zone = await self.zone_of(person, meeting.room_id)
-                await send_notice(self.ctx, out, room, text(zone))
+                await send_notice(self.ctx, out, room, text(zone), notify=(person,))
             except TransportError as exc:
                 log.warning("could not DM a reminder of %s: %s", meeting.label, exc)
         await self.records.finish_reminder(reminder.key, event_id)

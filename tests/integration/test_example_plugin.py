@@ -4,7 +4,7 @@ two due times, and a reminder set before a restart arrives after it."""
 
 from __future__ import annotations
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 
 def reminders_from(bot_id: str, room: str, events: list[dict]) -> list[str]:
@@ -25,15 +25,15 @@ async def test_the_example_plugin_answers_and_its_jobs_post_across_a_restart(res
     assert "Kettle off" in echo["content"]["body"]
     await ann.send_text(room, "!remind in 4 seconds | Kettle off")
     await ann.wait_for(room, is_notice_from(bot.user_id, "R-2: I'll remind this room"))
-    await ann.wait_for(room, is_notice_from(bot.user_id, "⏰ R-1: Kettle off"), timeout=20)
-    await ann.wait_for(room, is_notice_from(bot.user_id, "⏰ R-2: Kettle off"), timeout=20)
+    await ann.wait_for(room, is_for(bot.user_id, ann.user_id, "⏰ R-1: Kettle off"), timeout=20)
+    await ann.wait_for(room, is_for(bot.user_id, ann.user_id, "⏰ R-2: Kettle off"), timeout=20)
 
     await ann.send_text(room, "!remind in 10 seconds | After the restart")
     await ann.wait_for(room, is_notice_from(bot.user_id, "R-3: I'll remind this room"))
     assert await bot.stop() == 0
     await bot.start()
     arrived = await ann.wait_for(
-        room, is_notice_from(bot.user_id, "⏰ R-3: After the restart"), timeout=30
+        room, is_for(bot.user_id, ann.user_id, "⏰ R-3: After the restart"), timeout=30
     )
     assert "offline" not in arrived["content"]["body"]  # re-armed, not made up late
     await bot.stop()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import icalendar
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
@@ -83,13 +83,21 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     ann.mark()
     await ann.send_text(room, "!meet fix M-1 1")
     await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-1 is fixed: Litter pick planning"))
-    attached = await ann.wait_for(room, is_file(bot.user_id))
+    await ann.wait_for(room, of_type(bot.user_id, END))
+    # The calendar file comes by DM to whoever is going, never into the room (an m.file there
+    # would notify every member).
+    bob.mark()
+    await bob.send_text(room, "!rsvp M-1 going")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-1"))
+    dm = await bob.wait_for_invite()
+    await bob.join(dm)
+    attached = await bob.wait_for(dm, is_file(bot.user_id))
     assert attached["content"]["info"]["mimetype"] == "text/calendar"
     data = await bob.download(attached["content"]["url"])
     event = icalendar.Calendar.from_ical(data).walk("VEVENT")[0]
     assert event["DTSTART"].dt.astimezone(UTC) == datetime(2027, 1, 14, 18, 30, tzinfo=UTC)
     assert str(event["DTSTART"].params["TZID"]) == "Europe/Warsaw"
-    await ann.wait_for(room, of_type(bot.user_id, END))
+    assert not [e for e in await ann.messages(room, limit=100) if is_file(bot.user_id)(e)]
 
     # A meeting two minutes from now: its reminder is due about 20 s from now.
     ann.mark()
@@ -108,8 +116,6 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await asyncio.sleep(3)
     bodies = [e["content"].get("body", "") for e in await ann.messages(room, limit=100)]
     assert sum(b.startswith("⏰ M-2") for b in bodies) == 1
-    # Bob said he is going: the reminder reaches him privately too, in a DM the bot made.
-    dm = await bob.wait_for_invite()
-    await bob.join(dm)
-    await bob.wait_for(dm, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"))
+    # Bob said he is going: the reminder reaches him privately too, in the DM the bot made.
+    await bob.wait_for(dm, is_for(bot.user_id, bob.user_id, "⏰ M-2: Quick check-in starts"))
     assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])

@@ -63,16 +63,21 @@ async def test_propose_answer_by_command_and_by_poll_then_fix_with_an_ics(tmp_pa
         fixed = await ask(h, room, ANN, "!meet fix M-1 2")
         assert fixed.startswith("✅ M-1 is fixed: Litter pick planning, Sat 12 Dec 10:00–11:30")
         assert sent_of(h, END, room)[-1].content["m.relates_to"]["event_id"] == start.event_id
-        ics = files(h, room)[-1]
+        # No file in the room (an m.file notifies every member): it goes by DM to those going.
+        assert not files(h, room)
+        going = await ask(h, room, BOB, "!rsvp M-1 going")
+        assert "See you there: M-1" in going and "calendar file by direct message" in going
+        bob_dm = await h.transport.direct_room(BOB)
+        ics = files(h, bob_dm)[-1]
         assert ics.content["info"]["mimetype"] == "text/calendar"
         assert ics.content["body"] == "M-1-litter-pick-planning.ics"
-        event = last_calendar(h, room).walk("VEVENT")[0]
+        event = last_calendar(h, bob_dm).walk("VEVENT")[0]
         assert event["DTSTART"].dt.astimezone(UTC) == datetime(2026, 12, 12, 10, tzinfo=UTC)
         assert event["LOCATION"] == "Church Hall"
-        assert f"https://matrix.to/#/{room}" in str(event["DESCRIPTION"])
+        # The room link in the file opens from any homeserver: it names servers to go via.
+        assert f"https://matrix.to/#/{room}?via=test" in str(event["DESCRIPTION"])
         assert str(event["UID"]).endswith("@test")
-
-        assert "See you there: M-1" in await ask(h, room, BOB, "!rsvp M-1 going")
+        assert not files(h)[:-1] or all(f.room_id != room for f in files(h))
         late = await ask(h, room, CAT, "!avail M-1 1y")
         assert late.startswith("M-1 is already fixed. Say whether you're coming with !rsvp M-1")
 
@@ -120,17 +125,20 @@ async def test_a_moderator_may_fix_and_the_organiser_moves_and_cancels(tmp_path)
         await ask(h, room, BOB, "!rsvp M-1 going")  # refused: not fixed
         assert (await ask(h, room, "@mod:test", "!meet fix M-1 1")).startswith("✅ M-1 is fixed")
         await ask(h, room, BOB, "!rsvp M-1 going")
-        first = last_calendar(h, room).walk("VEVENT")[0]
+        dm = "!dm-bob-test:test"
+        first = last_calendar(h, dm).walk("VEVENT")[0]
         await ask(h, room, ANN, "!meet move M-1 wed 9 dec 19:00")
-        assert "has moved to Wed 9 Dec 19:00–20:30" in h.texts(room)[-2]
-        moved = last_calendar(h, room).walk("VEVENT")[0]
+        assert "has moved to Wed 9 Dec 19:00–20:30" in h.texts(room)[-1]
+        moved = last_calendar(h, dm).walk("VEVENT")[0]
         assert moved["UID"] == first["UID"] and moved["SEQUENCE"] > first["SEQUENCE"]
         assert moved["DTSTART"].dt.astimezone(UTC) == datetime(2026, 12, 9, 19, tzinfo=UTC)
-        dm = "!dm-bob-test:test"
-        assert any("has moved to" in t for t in h.texts(dm))  # Bob is going: he is told
-        assert files(h, dm), "and gets the updated calendar file"
+        told = [s for s in sent_of(h, "m.room.message", dm) if "has moved to" in s.body]
+        assert told  # Bob is going: he is told, and his client notifies him
+        assert told[-1].content["msgtype"] == "m.text"
+        assert told[-1].content["m.mentions"] == {"user_ids": [BOB]}
         await ask(h, room, ANN, "!meet cancel M-1")
-        cancelled = last_calendar(h, room)
+        assert not files(h, room)
+        cancelled = last_calendar(h, dm)
         assert cancelled["METHOD"] == "PUBLISH"
         event = cancelled.walk("VEVENT")[0]
         assert event["STATUS"] == "CANCELLED" and event["SEQUENCE"] > moved["SEQUENCE"]
@@ -152,7 +160,7 @@ async def test_decide_by_fixes_the_best_time_and_a_tie_goes_to_the_earlier(tmp_p
         assert "M-1 is fixed: Litter pick planning, Tue 8 Dec 18:00–19:30" in announcement
         assert "Fixed automatically at the deadline: time 1" in announcement
         assert "tied with 2; a tie goes to the earlier time" in announcement
-        assert len(files(h, room)) == 1
+        assert not files(h, room)  # the calendar file goes to those going, by DM
 
 
 async def test_forgotten_then_answering_again_counts_once(tmp_path):
