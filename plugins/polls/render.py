@@ -274,15 +274,16 @@ def describe_choice(poll: Poll, answers: list[str]) -> str:
     return ", then ".join(parts) if poll.kind is PollKind.RANKED else ", ".join(parts)
 
 
-def start_replacement(poll: Poll) -> dict[str, Any]:
-    """An edit of the native poll, as Element sends one: a ``poll.start`` event holding only
-    ``m.new_content`` and the ``m.replace`` relation (no top-level poll, which a client that
-    ignores edits would show as a second poll)."""
-    new_content = start_content(poll)
-    new_content.pop("m.relates_to", None)  # a replacement carries no thread or reply of its own
+def superseded_content(old_start: str, label: str, link: str) -> dict[str, Any]:
+    """The end of a native poll that ``!poll edit`` replaced by a new one: Element never re-reads
+    an edited poll (element-web#26516), so the old one is ended, saying why and where the new
+    one is."""
+    text = f"{label} was changed before anyone voted, so this poll is closed. Vote here: {link}"
     return {
-        "m.new_content": new_content,
-        "m.relates_to": {"rel_type": "m.replace", "event_id": poll.start_event_id},
+        "m.relates_to": {"rel_type": "m.reference", "event_id": old_start},
+        END_TYPE: {},
+        TEXT_KEY: text,
+        "body": text,
     }
 
 
