@@ -161,6 +161,7 @@ def summarise(
         "kind": poll.kind.value,
         "voters": voters,
         "spoiled": tally.spoiled,
+        "repeated": tally.repeated,
         "members": members,
         "turnout": round(100 * voters / members) if members else None,
         "options": options,
@@ -238,6 +239,14 @@ def turnout_line(result: dict[str, Any]) -> str:
         people += f" of {result['members']} members ({result['turnout']}%)"
     if result.get("spoiled"):
         people += f"; {result['spoiled']} spoiled"
+    repeated = result.get("repeated") or 0
+    if repeated:
+        # Element counts a response naming an option twice as two votes for it; one person
+        # is one vote for an option here, and the results say why the two counts differ.
+        people += (
+            f". {repeated} vote{'s' if repeated != 1 else ''} named the same option twice: "
+            "counted once here, though Element's own count shows it twice"
+        )
     return people + "."
 
 
