@@ -157,7 +157,8 @@ def tally_responses(
             if response.answers != []:  # an empty list withdraws; anything else is spoiled
                 spoiled += 1
             continue
-        if not ranked and len(answers) < len(response.answers[:max_selections]):
+        sent = response.answers
+        if not ranked and isinstance(sent, list) and len(answers) < len(sent[:max_selections]):
             repeated += 1
         ballots[voter] = answers
         if response.reason:
