@@ -82,6 +82,27 @@ async def until(check: Any, timeout: float = 30) -> Any:
         await asyncio.sleep(0.3)
 
 
+def time_poll(bot_id: str, number: int) -> Any:
+    """The bot's availability poll for candidate time ``number``."""
+
+    def check(event: dict[str, Any]) -> bool:
+        block = (event.get("content") or {}).get(START) or {}
+        text = (block.get("question") or {}).get("org.matrix.msc1767.text", "")
+        return event["sender"] == bot_id and event["type"] == START and f"time {number}:" in text
+
+    return check
+
+
+def table_edit(bot_id: str, pattern: str) -> Any:
+    """An edit of the bot's availability table with a line matching ``pattern``."""
+
+    def check(event: dict[str, Any]) -> bool:
+        new = (event.get("content") or {}).get("m.new_content") or {}
+        return event["sender"] == bot_id and bool(re.search(pattern, new.get("body", ""), re.M))
+
+    return check
+
+
 def tally(body: str) -> dict[str, int]:
     """The bot's results text: ``1. Yes: ███ 2 (67%)`` → {"Yes": 2}."""
     return {m[1]: int(m[2]) for m in re.finditer(r"^\d+\. (.+?): \S* (\d+) \(", body, re.M)}
@@ -105,6 +126,18 @@ async def test_element_shows_what_the_bot_means_and_notifies_only_who_it_should(
     poll = await bob.wait_for(room, lambda e: e["type"] == START and e["sender"] == bot.user_id)
     await bob.send_text(room, f"!meet Party {crowd} | 2027-01-14 19:30 | 2027-01-16 10:00")
     await bob.wait_for(room, is_notice_from(bot.user_id, "📅 M-1"))
+    times = [await bob.wait_for(room, time_poll(bot.user_id, n)) for n in (1, 2)]
+    # Availability as Element Web gives it: one tap per poll, one poll per time.
+    for voter, time, answer in ((ann, 0, "yes"), (dan, 0, "ifneedbe"), (dan, 1, "yes")):
+        await voter.send_event(
+            room,
+            RESPONSE,
+            {
+                "m.relates_to": {"rel_type": "m.reference", "event_id": times[time]["event_id"]},
+                RESPONSE: {"answers": [answer]},
+            },
+        )
+    table = await bob.wait_for(room, table_edit(bot.user_id, r"^2\. .*: 1 yes"))
     answers = [a["id"] for a in poll["content"][START]["answers"]]
     for voter, chosen in (
         (ann, [answers[0]]),
@@ -156,6 +189,18 @@ async def test_element_shows_what_the_bot_means_and_notifies_only_who_it_should(
     assert shown["ended"]
     by_text = {a["text"]: shown["counts"].get(a["id"], 0) for a in shown["answers"]}
     assert by_text == tally(results["content"]["body"]) == {"Yes": 2, "No": 1}
+    # Each time's availability as Element counts it is what the bot's table says.
+    rows = table["content"]["m.new_content"]["body"]
+    for number, start in enumerate(times, start=1):
+        [time_poll_seen] = [p for p in seen["polls"] if p["eventId"] == start["event_id"]]
+        assert time_poll_seen["maxSelections"] == 1 and time_poll_seen["ended"]
+        counted = time_poll_seen["counts"]
+        row = re.search(rf"^{number}\. .*?: (\d+) yes.*?, (\d+) if need be", rows, re.M)
+        assert row, rows
+        assert (counted.get("yes", 0), counted.get("ifneedbe", 0)) == (
+            int(row[1]),
+            int(row[2]),
+        )
     assert seen["links"], "the bot's messages link to what they talk about"
     for link in seen["links"]:
         assert link["via"] == ["localhost"], link  # reachable from another homeserver

@@ -53,19 +53,30 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     echo = await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-1: Litter pick planning"))
     assert "1. Thu 14 Jan 2027 19:30–20:30 Europe/Warsaw" in echo["content"]["body"]
     assert "2. Sat 16 Jan 2027 10:00–11:00 Europe/Warsaw" in echo["content"]["body"]
-    start = await ann.wait_for(room, of_type(bot.user_id, START))
-    assert start["content"][START]["max_selections"] == 2
+    # One yes / if need be / no poll per time (Element Web sends one answer per tap).
     table = await ann.wait_for(room, is_notice_from(bot.user_id, "M-1 availability"))
+
+    def time_poll(number: int):
+        def check(event: dict) -> bool:
+            block = event["content"].get(START) or {}
+            text = (block.get("question") or {}).get("org.matrix.msc1767.text", "")
+            return of_type(bot.user_id, START)(event) and f"time {number}:" in text
+
+        return check
+
+    polls = [await ann.wait_for(room, time_poll(n)) for n in (1, 2)]
+    assert [p["content"][START]["max_selections"] for p in polls] == [1, 1]
+    second = polls[1]
 
     await bob.send_text(room, "!avail M-1 1y 2?")
     await bob.wait_for(room, is_notice_from(bot.user_id, "Thanks, noted for M-1: yes 1"))
-    # What Element Web sends when Ann taps the second time in the poll.
+    # What Element Web sends when Ann taps "Yes" in the second time's poll.
     await ann.send_event(
         room,
         RESPONSE,
         {
-            "m.relates_to": {"rel_type": "m.reference", "event_id": start["event_id"]},
-            RESPONSE: {"answers": ["2"]},
+            "m.relates_to": {"rel_type": "m.reference", "event_id": second["event_id"]},
+            RESPONSE: {"answers": ["yes"]},
         },
     )
     edit = await ann.wait_for(room, table_edit(bot.user_id, "(2 people have answered)"))

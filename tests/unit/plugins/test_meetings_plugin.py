@@ -21,6 +21,7 @@ from tests.unit.plugins.meetings_support import (
     sent_of,
 )
 
+TEXT = "org.matrix.msc1767.text"
 PROPOSE = "!meet Litter pick planning | tue 8 dec 18:00 | sat 12 dec 10am | for 90 minutes"
 
 
@@ -31,24 +32,29 @@ async def test_propose_answer_by_command_and_by_poll_then_fix_with_an_ics(tmp_pa
         assert echo.startswith("📅 M-1: Litter pick planning\n")
         assert "1. Tue 8 Dec 18:00–19:30 Europe/London" in echo
         assert "2. Sat 12 Dec 10:00–11:30 Europe/London" in echo
-        start = sent_of(h, START, room)[-1]
-        block = start.content[START]
-        assert block["max_selections"] == 2
-        assert [a["id"] for a in block["answers"]] == ["1", "2"]
+        # One poll per time, one answer each: Element Web sends one answer per tap, so a poll
+        # of all the times could only ever hold one "yes".
+        first, second = sent_of(h, START, room)[-2:]
+        for start, when in ((first, "time 1: Tue 8 Dec"), (second, "time 2: Sat 12 Dec")):
+            block = start.content[START]
+            assert block["max_selections"] == 1 and when in block["question"][TEXT]
+            assert [a["id"] for a in block["answers"]] == ["yes", "ifneedbe", "no"]
+            assert [a[TEXT] for a in block["answers"]] == ["Yes", "If need be", "No"]
         table = sent_of(h, "m.room.message", room)[-1]
         assert table.body.startswith("🗓️ M-1 availability (0 people have answered)")
 
         reply = await ask(h, room, BOB, "!avail M-1 1y 2?")
         assert reply == "Thanks, noted for M-1: yes 1; if need be 2."
-        await h.send(room, CAT, RESPONSE, element_tap(start.event_id, "2"))
-        await h.send(room, ANN, RESPONSE, element_tap(start.event_id, "1", "2"))
-        await h.send(room, ANN, RESPONSE, element_tap(start.event_id, "2"))  # Ann changes
+        await h.send(room, CAT, RESPONSE, element_tap(second.event_id, "yes"))
+        await h.send(room, ANN, RESPONSE, element_tap(first.event_id, "yes"))
+        await h.send(room, ANN, RESPONSE, element_tap(second.event_id, "yes"))
+        await h.send(room, ANN, RESPONSE, element_tap(first.event_id, "no"))  # Ann changes
         edits = [
             s
             for s in sent_of(h, "m.room.message", room)
             if (s.content.get("m.relates_to") or {}).get("rel_type") == "m.replace"
         ]
-        assert len(edits) == 4  # one per answer, all editing the one table message
+        assert len(edits) == 5  # one per answer, all editing the one table message
         assert {e.content["m.relates_to"]["event_id"] for e in edits} == {table.event_id}
         latest = edits[-1].content["m.new_content"]["body"]
         assert "(3 people have answered)" in latest
@@ -62,7 +68,8 @@ async def test_propose_answer_by_command_and_by_poll_then_fix_with_an_ics(tmp_pa
 
         fixed = await ask(h, room, ANN, "!meet fix M-1 2")
         assert fixed.startswith("✅ M-1 is fixed: Litter pick planning, Sat 12 Dec 10:00–11:30")
-        assert sent_of(h, END, room)[-1].content["m.relates_to"]["event_id"] == start.event_id
+        ended = {e.content["m.relates_to"]["event_id"] for e in sent_of(h, END, room)}
+        assert ended == {first.event_id, second.event_id}
         # No file in the room (an m.file notifies every member): it goes by DM to those going.
         assert not files(h, room)
         going = await ask(h, room, BOB, "!rsvp M-1 going")
@@ -253,3 +260,16 @@ async def test_cancelling_a_proposal_ends_its_poll_and_takes_no_more_answers(tmp
         await h.send(room, BOB, RESPONSE, element_tap(start.event_id, "1"))
         assert len(h.transport.sent) == before
         assert (await ask(h, room, BOB, "!avail M-1 1")).startswith("M-1 was cancelled.")
+
+
+async def test_more_times_than_fit_as_polls_are_answered_by_typing(tmp_path):
+    """Six or more candidate times would fill the room with polls: typed answers only, and
+    the proposal says so."""
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        times = " | ".join(f"{day} dec 2026 18:00" for day in range(7, 13))
+        echo = await ask(h, room, ANN, f"!meet Litter pick | {times}")
+        assert "6. Sat 12 Dec" in echo
+        assert "answer the poll" not in echo and "type !avail M-1 1y 2? 3n" in echo
+        assert not sent_of(h, START, room)
+        assert "Thanks, noted for M-1" in await ask(h, room, BOB, "!avail M-1 6y")
