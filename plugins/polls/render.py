@@ -71,13 +71,21 @@ def start_content(poll: Poll) -> dict[str, Any]:
     return content
 
 
-def end_content(poll: Poll) -> dict[str, Any]:
-    return {
+RESULTS_KEY = "m.poll.results"  # MSC3381: the poll sender's count, answer id -> votes
+
+
+def end_content(poll: Poll, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The end of the native poll; ``counts`` (answer id → votes) go in as MSC3381's
+    ``m.poll.results`` (a ranked poll's first preferences are not its result: left out)."""
+    content: dict[str, Any] = {
         "m.relates_to": {"rel_type": "m.reference", "event_id": poll.start_event_id},
         END_TYPE: {},
         TEXT_KEY: f"{poll.label} has closed; the results follow.",
         "body": f"{poll.label} has closed; the results follow.",
     }
+    if counts is not None and poll.kind is not PollKind.RANKED:
+        content[RESULTS_KEY] = {o.id: counts.get(o.id, 0) for o in poll.options}
+    return content
 
 
 def kind_line(poll: Poll) -> str:

@@ -156,7 +156,8 @@ async def test_element_shows_what_the_bot_means_and_notifies_only_who_it_should(
     await bob.wait_for(room, is_notice_from(bot.user_id, "3 people have voted"))
     await bob.send_text(room, "!poll close P-1")
     results = await bob.wait_for(room, is_notice_from(bot.user_id, "Results of P-1"))
-    await bob.wait_for(room, lambda e: e["type"] == END and e["sender"] == bot.user_id)
+    is_end = lambda e: e["type"] == END and e["sender"] == bot.user_id  # noqa: E731
+    end = await bob.wait_for(room, lambda e: is_end(e) and e["content"].get("m.poll.results"))
 
     # Mutual aid: Cat raises a hand on Bob's need; Bob must hear of it, then both of the intro.
     await bob.send_text(room, "!need help carrying shopping upstairs | this week")
@@ -189,6 +190,10 @@ async def test_element_shows_what_the_bot_means_and_notifies_only_who_it_should(
     assert shown["ended"]
     by_text = {a["text"]: shown["counts"].get(a["id"], 0) for a in shown["answers"]}
     assert by_text == tally(results["content"]["body"]) == {"Yes": 2, "No": 1}
+    # The end's MSC3381 results are the same count.
+    assert end["content"]["m.poll.results"] == {
+        a["id"]: by_text[a["text"]] for a in shown["answers"]
+    }
     # Each time's availability as Element counts it is what the bot's table says.
     rows = table["content"]["m.new_content"]["body"]
     for number, start in enumerate(times, start=1):

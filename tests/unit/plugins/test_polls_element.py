@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.plugins.polls_support import ANN, BOB, polls_harness, start_event, tap
+from tests.unit.plugins.polls_support import ANN, BOB, END, polls_harness, sent_of, start_event, tap
 
 
 async def test_the_same_answer_twice_counts_once_and_the_results_say_why(tmp_path):
@@ -21,6 +21,9 @@ async def test_the_same_answer_twice_counts_once_and_the_results_say_why(tmp_pat
         assert "2. Books: █████░░░░░ 1 (50%)" in results
         assert "1 vote named the same option twice: counted once here" in results
         assert "Element's own count shows it twice" in results
+        # The end event carries the bot's count (MSC3381 m.poll.results), as the results say.
+        end = sent_of(h, END)[-1]
+        assert end.content["m.poll.results"] == {answers[0]: 2, answers[1]: 1, answers[2]: 0}
 
 
 async def test_a_plain_vote_has_no_such_note(tmp_path):
