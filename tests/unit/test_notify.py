@@ -157,3 +157,17 @@ async def test_what_the_bot_owes_a_person_is_never_dropped_by_the_flood_guard(tm
         ann_dm = await h.transport.direct_room(ANN)
         assert "I've asked the person who needs N-1" in h.last_text(ann_dm)
         assert MODERATOR not in str(asked[0].content)
+
+
+async def test_via_follows_the_room_as_people_join(tmp_path):
+    """A membership change makes the core work the servers out again."""
+    async with BotHarness.create(tmp_path) as h:
+        room = h.room(members=[ANN])
+        await h.say(room, ANN, "!ping")
+        assert "via=elsewhere.org" not in matrix_to(room)
+        newcomers = ["@x:elsewhere.org", "@y:elsewhere.org", "@z:elsewhere.org", "@w:elsewhere.org"]
+        for user in newcomers:
+            h.transport.rooms[room].members.append(user)
+            await h.send(room, user, "m.room.member", {"membership": "join"}, state_key=user)
+        # The moderator's server first (power 50), then the most populous.
+        assert matrix_to(room).endswith("?via=test&via=elsewhere.org")
