@@ -35,6 +35,7 @@ from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, optional_plugins, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.plugin import Plugin
+from civicbot.core.routing import Routing
 from civicbot.core.templates import Templates
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
@@ -79,6 +80,7 @@ class Bot:
             db, defaults, {n: c.Config for n, c in plugin_classes.items()}
         )
         self.permissions = Permissions(transport, db, self.room_settings)
+        self.routing = Routing(transport, self.permissions)
         self.flood = FloodControl(
             self.room_settings, self.permissions, clock, settings.limits, self.prefix
         )
@@ -235,6 +237,7 @@ class Bot:
         await self._handle_batch(events)
         if not self._caught_up:
             self._caught_up = True
+            await self.routing.warm()
             for name, plugin in self.plugins.items():
                 if type(plugin).implements("caught_up"):
                     try:
@@ -313,6 +316,7 @@ class Bot:
             event.kind is EventKind.OTHER and event.type == "m.room.create"
         ):
             self.permissions.forget_room(event.room_id)
+        await self.routing.observe(event)
         if event.kind is EventKind.INVITE:
             await self._on_invite(event)
             return False

@@ -16,8 +16,9 @@ from typing import Any, Generic, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from civicbot.core.botinfo import BotInfo, Rooms
-from civicbot.core.events import Event, Message
+from civicbot.core.events import Event, Message, matrix_to
 from civicbot.core.outgoing import Outgoing, txn_key
+from civicbot.core.routing import room_via
 from civicbot.core.templates import Rendered, Templates
 from civicbot.policy.limits import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
 from civicbot.policy.permissions import Permissions
@@ -156,10 +157,12 @@ class PluginContext(Generic[ConfigT]):
         mentions: tuple[str, ...] = (),
         mention_room: bool = False,
         on_behalf_of: str | None = None,
+        notify: tuple[str, ...] = (),
     ) -> str:
         """Post a notice that no event or job caused; ``key`` makes it idempotent (see
         :meth:`outgoing`). It pings the room or many people only ``on_behalf_of`` someone who
-        may ping the room (checked now)."""
+        may ping the room (checked now); ``notify`` names who must hear about it (see
+        :class:`~civicbot.core.events.Message`)."""
         return await send_notice(
             self,
             self.outgoing(key),
@@ -170,7 +173,19 @@ class PluginContext(Generic[ConfigT]):
             mentions=mentions,
             mention_room=mention_room,
             on_behalf_of=on_behalf_of,
+            notify=notify,
         )
+
+    async def via(self, room_id: str) -> list[str]:
+        """Up to three servers that route a link to ``room_id`` (see
+        :func:`~civicbot.core.events.via_servers`), from the room's members, power levels and
+        server ACL."""
+        return await room_via(self._core.transport, self.permissions, room_id)
+
+    async def link(self, room_id: str, event_id: str | None = None) -> str:
+        """A matrix.to link to ``room_id`` (or one of its events) that opens from any
+        homeserver: it names the servers to reach the room through (``via=``)."""
+        return matrix_to(room_id, event_id, await self.via(room_id))
 
     async def direct_room(self, user_id: str) -> str:
         """The private room the bot uses to talk to ``user_id`` alone, created when needed."""
@@ -213,8 +228,10 @@ async def send_notice(
     mentions: tuple[str, ...] = (),
     mention_room: bool = False,
     on_behalf_of: str | None = None,
+    notify: tuple[str, ...] = (),
 ) -> str:
-    """Send a notice for nobody in particular (or ``on_behalf_of`` someone)."""
+    """Send a notice for nobody in particular (or ``on_behalf_of`` someone); ``notify`` names
+    who must hear about it."""
     text, html = _text_html(content)
     message = Message(
         text,
@@ -223,6 +240,7 @@ async def send_notice(
         mention_room=mention_room,
         thread_root=thread_root,
         reply_to=reply_to,
+        notify=notify,
     )
     may_ping = await plugin.permissions.may_ping_room(room_id, on_behalf_of)
     return await out.message(room_id, message, may_ping_room=may_ping)
@@ -270,8 +288,10 @@ class JobContext(Generic[ConfigT]):
         mentions: tuple[str, ...] = (),
         mention_room: bool = False,
         on_behalf_of: str | None = None,
+        notify: tuple[str, ...] = (),
     ) -> str:
-        """Post a notice; pings the room only ``on_behalf_of`` someone who may (checked now)."""
+        """Post a notice; pings the room only ``on_behalf_of`` someone who may (checked now);
+        ``notify`` names who must hear about it."""
         return await send_notice(
             self.plugin,
             self.out,
@@ -282,15 +302,27 @@ class JobContext(Generic[ConfigT]):
             mentions=mentions,
             mention_room=mention_room,
             on_behalf_of=on_behalf_of,
+            notify=notify,
         )
 
     async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         return await self.out.event(room_id, event_type, content)
 
-    async def dm(self, user_id: str, content: str | Rendered) -> str:
-        """Message someone privately, in the bot's direct room with them."""
+    async def dm(self, user_id: str, content: str | Rendered, *, notify: bool = True) -> str:
+        """Message someone privately, in the bot's direct room with them. A message the bot
+        starts in a DM is for that person, so it notifies them (``notify=False`` for one that
+        need not)."""
         room_id = await self.plugin.direct_room(user_id)
-        return await send_notice(self.plugin, self.out, room_id, content)
+        return await send_notice(
+            self.plugin, self.out, room_id, content, notify=(user_id,) if notify else ()
+        )
+
+    async def dm_file(
+        self, user_id: str, data: bytes, filename: str, content_type: str = "application/json"
+    ) -> str:
+        """Send someone a file privately, in the bot's direct room with them."""
+        room_id = await self.plugin.direct_room(user_id)
+        return await self.out.file(room_id, data, filename, content_type)
 
 
 class Context(Generic[ConfigT]):
@@ -346,8 +378,10 @@ class Context(Generic[ConfigT]):
         mentions: tuple[str, ...] = (),
         mention_room: bool = False,
         thread: bool = True,
+        notify: tuple[str, ...] = (),
     ) -> str:
-        """Answer in the room (in the thread the event came from) as a notice."""
+        """Answer in the room (in the thread the event came from) as a notice; ``notify`` names
+        who must hear about it (see :class:`~civicbot.core.events.Message`)."""
         text, rendered_html = _text_html(content)
         message = Message(
             text,
@@ -356,6 +390,7 @@ class Context(Generic[ConfigT]):
             mention_room=mention_room,
             reply_to=self.event.event_id,
             thread_root=self.event.thread_root if thread else None,
+            notify=notify,
         )
         return await self.send_message(self.room_id, message)
 
@@ -365,8 +400,9 @@ class Context(Generic[ConfigT]):
     async def send_message(self, room_id: str, message: Message) -> str:
         """Send after checking the requester may cause every ping the message would make (in
         the room it goes to) and is not flooding the bot. Returns "" when nothing was sent
-        because the requester is cooling down."""
-        if not await self._cleared():
+        because the requester is cooling down; a message for someone (``notify``) is owed to
+        them and always sent."""
+        if not message.notify and not await self._cleared():
             return ""
         may_ping = await self.plugin.permissions.may_ping_room(room_id, self.sender)
         return await self.out.message(room_id, message, may_ping_room=may_ping)
@@ -398,19 +434,20 @@ class Context(Generic[ConfigT]):
             return False
         return decision.allowed
 
-    async def dm(self, user_id: str, content: str | Rendered) -> str:
-        """Message someone privately, in a direct room created when needed."""
-        if not await self._cleared():
-            return ""
+    async def dm(self, user_id: str, content: str | Rendered, *, notify: bool = True) -> str:
+        """Message someone privately, in a direct room created when needed. A direct message
+        is owed to its reader (an offer of help, a receipt, an introduction): the flood guard
+        never drops it (the pacer may delay it), and it notifies them (``notify=False`` for
+        one that need not)."""
         text, html = _text_html(content)
         room_id = await self.plugin.direct_room(user_id)
-        return await self.out.message(room_id, Message(text, html), may_ping_room=False)
+        message = Message(text, html, notify=(user_id,) if notify else ())
+        return await self.out.message(room_id, message, may_ping_room=False)
 
     async def dm_file(
         self, user_id: str, data: bytes, filename: str, content_type: str = "application/json"
     ) -> str:
-        """Send someone a file privately (e.g. their data export), in a direct room."""
-        if not await self._cleared():
-            return ""
+        """Send someone a file privately (e.g. their data export), in a direct room; owed to
+        them like :meth:`dm`."""
         room_id = await self.plugin.direct_room(user_id)
         return await self.out.file(room_id, data, filename, content_type)

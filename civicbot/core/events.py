@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -152,13 +154,22 @@ def _strip_reply_fallback(body: str) -> str:
 
 @dataclass(slots=True)
 class Message:
-    """Something the bot says. Notices by default: bots must not trigger other bots."""
+    """Something the bot says. Notices by default: bots must not trigger other bots, and a
+    notice notifies nobody (Matrix's ``.m.rule.suppress_notices``).
+
+    ``notify`` names the people the message is *for*, who must hear about it (an offer of help
+    to the person who asked, an introduction, a reminder they asked for). Where they are the
+    only people in the room besides the bot (a direct chat, an introduction room) it is sent
+    as ``m.text`` mentioning exactly them, so their client notifies them and nobody else; in a
+    room with anyone else it stays a silent notice there and each of them gets a direct message
+    with its text and a link (see :meth:`civicbot.core.outgoing.Outgoing.message`)."""
 
     text: str
     html: str | None = None
     mentions: tuple[str, ...] = ()
     mention_room: bool = False
     notice: bool = True
+    notify: tuple[str, ...] = ()
     reply_to: str | None = None
     thread_root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -201,7 +212,99 @@ def thread_relation(thread_root: str | None, reply_to: str | None) -> dict[str, 
     return None
 
 
-def matrix_to(room_id: str, event_id: str | None = None) -> str:
-    """A matrix.to link to a room or one of its events (every client opens these)."""
+MAX_VIA = 3
+_MAX_ROUTES = 10_000
+# room id -> the servers links to it go through, kept up to date by the core from the room
+# state it reads (civicbot.core.routing), so every matrix_to in every plugin gets them.
+_ROUTES: dict[str, tuple[str, ...]] = {}
+
+
+def remember_via(room_id: str, servers: Sequence[str]) -> None:
+    """Record the ``via`` servers of ``room_id`` for :func:`matrix_to` (the core does this)."""
+    _ROUTES.pop(room_id, None)
+    _ROUTES[room_id] = tuple(servers[:MAX_VIA])
+    while len(_ROUTES) > _MAX_ROUTES:
+        del _ROUTES[next(iter(_ROUTES))]
+
+
+def forget_via(room_id: str) -> None:
+    """The room's members, power levels or server ACL changed: work its servers out again."""
+    _ROUTES.pop(room_id, None)
+
+
+def forget_all_via() -> None:
+    """A bot starting: what another bot in this process learnt is not its to trust."""
+    _ROUTES.clear()
+
+
+def known_via(room_id: str) -> tuple[str, ...] | None:
+    return _ROUTES.get(room_id)
+
+
+def matrix_to(room_id: str, event_id: str | None = None, via: Sequence[str] | None = None) -> str:
+    """A matrix.to link to a room or one of its events (every client opens these).
+
+    It names up to three servers that are in the room (``via``, by default those the core
+    worked out from the room's state, see :func:`via_servers`): room version 12 room ids carry
+    no server name, so a client on another homeserver can only reach the room through a server
+    it is told about."""
     link = "https://matrix.to/#/" + quote(room_id, safe="!:@#")
-    return link + ("/" + quote(event_id, safe="$:") if event_id else "")
+    link += "/" + quote(event_id, safe="$:") if event_id else ""
+    if via is None:
+        via = _ROUTES.get(room_id, ())
+    servers = [s for s in dict.fromkeys(via) if s][:MAX_VIA]
+    if servers:
+        link += "?" + "&".join("via=" + quote(s, safe=":[]") for s in servers)
+    return link
+
+
+def via_servers(
+    members: Sequence[str],
+    power: Mapping[str, float] | None = None,
+    server_acl: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Up to three servers to route a link through, as the spec's "Routing" section for
+    matrix.to links recommends: the server of the highest-power member (if they have power
+    level 50 or more), then the servers with the most joined members; never an IP literal or a
+    server the room's ``m.room.server_acl`` denies."""
+    counts: dict[str, int] = {}
+    for member in members:
+        server = _server_of(member)
+        if server and not _is_ip_literal(server) and _acl_allows(server_acl, server):
+            counts[server] = counts.get(server, 0) + 1
+    chosen: list[str] = []
+    joined = set(members)
+    ranked = sorted(
+        ((level, user) for user, level in (power or {}).items() if user in joined),
+        key=lambda item: (-item[0], item[1]),
+    )
+    if ranked and ranked[0][0] >= 50 and _server_of(ranked[0][1]) in counts:
+        chosen.append(_server_of(ranked[0][1]))
+    for server, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if server not in chosen:
+            chosen.append(server)
+    return chosen[:MAX_VIA]
+
+
+def _acl_allows(acl: Mapping[str, Any] | None, server: str) -> bool:
+    if not acl:
+        return True
+    host = server.rsplit(":", 1)[0] if not server.startswith("[") else server
+    deny = [p for p in acl.get("deny") or [] if isinstance(p, str)]
+    allow = [p for p in acl.get("allow") or [] if isinstance(p, str)]
+    if any(fnmatch.fnmatchcase(host, p) for p in deny):
+        return False
+    return any(fnmatch.fnmatchcase(host, p) for p in allow)
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def _is_ip_literal(server: str) -> bool:
+    host = server
+    if host.startswith("["):
+        return True  # an IPv6 literal
+    host = host.rsplit(":", 1)[0] if ":" in host else host
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts)

@@ -1,5 +1,13 @@
 """Everything the bot sends leaves through :class:`Outgoing`: transaction ids derived from what
-caused the send, pacing per room, and the mention limits on every message.
+caused the send, pacing per room, the mention limits on every event of every type, and who is
+notified.
+
+Who a message notifies is decided here, once for every plugin (Synapse's push rules and
+Element's agree on this): a notice notifies nobody; a message with ``notify`` is sent as
+``m.text`` mentioning exactly those people, but only where they are everyone in the room
+besides the bot (an ``m.text`` in a bigger room would notify every member); and every event
+carries ``m.mentions``, which switches off the legacy rules that match display names and
+``@room`` in its text, whatever its type (a poll start too).
 
 When a handler or job is replayed after a crash, its sends repeat the same transaction ids and
 the homeserver keeps only the first copy, so nobody is answered twice. A send therefore always
@@ -9,12 +17,26 @@ has a key: the event that caused it, the job run that made it, or a key its call
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
-from civicbot.core.events import Message
+from civicbot.core.events import Message, matrix_to, via_servers
 from civicbot.policy.limits import SendPacer
-from civicbot.policy.permissions import restrict_mentions
+from civicbot.policy.permissions import (
+    MAX_PLAIN_MENTIONS,
+    defuse_room_ping,
+    defuse_user_ids,
+    restrict_mentions,
+    user_ids_in,
+)
 from civicbot.transport import Transport
+
+log = logging.getLogger("civicbot.core.outgoing")
+
+# Keys of an event's content that clients read as its text (MSC1767 and MSC3381 included), in
+# which an ``@room`` or a crowd of names is defused like in a message body.
+MAX_FILE_AUDIENCE = 2  # a direct chat, or an introduction room of two people
+_TEXT_KEYS = ("body", "org.matrix.msc1767.text", "m.text")
 
 
 def txn_key(*parts: str) -> str:
@@ -54,20 +76,70 @@ class Outgoing:
         replacement = message.extra.get("m.new_content")
         if isinstance(replacement, dict):  # an edit: what clients show is limited the same way
             message.extra["m.new_content"] = _limited(replacement, may_ping_room)
+        others: set[str] = set()
+        if message.notify:
+            others = await self._others(room_id)
+            if others <= set(message.notify):
+                # Everyone here is meant to hear it: an m.text mentioning exactly them.
+                message.notice = False
+                message.mentions = tuple(sorted({*message.mentions, *message.notify}))
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
-        return await self._transport.send_message(room_id, message, txn)
+        event_id = await self._transport.send_message(room_id, message, txn)
+        if message.notify and not others <= set(message.notify):
+            await self._tell_privately(room_id, event_id, message, sorted(others))
+        return event_id
 
-    async def event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
-        """A raw event (a native poll, a reaction). A raw ``m.room.message`` gets the mention
-        limits for nobody in particular: no ``@room``, no mass mentions."""
-        if event_type == "m.room.message":
-            content = _limited(content, may_ping_room=False)
+    async def _others(self, room_id: str) -> set[str]:
+        return set(await self._transport.joined_members(room_id)) - {self._transport.user_id}
+
+    async def _tell_privately(
+        self, room_id: str, event_id: str, message: Message, members: list[str]
+    ) -> None:
+        """A message for some people in a room with others stays a silent notice there (an
+        ``m.text`` would notify every member); each of them is notified by a direct message
+        with its text and a link to it."""
+        link = matrix_to(room_id, event_id, via_servers(members))
+        for person in [p for p in dict.fromkeys(message.notify) if p in members][
+            :MAX_PLAIN_MENTIONS
+        ]:
+            direct = await self._transport.direct_room(person)
+            copy = Message(f"{message.text}\n\n(In the room: {link})", notify=(person,))
+            copy.notice, copy.mentions = False, (person,)
+            txn = self._txn(direct)
+            await self._pacer.wait(direct)
+            await self._transport.send_message(direct, copy, txn)
+
+    async def event(
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        may_ping_room: bool = False,
+    ) -> str:
+        """A raw event of any type (a native poll's start or end, an edit, a reaction), sent
+        with the same mention limits as a message and an ``m.mentions`` that says exactly who
+        it pings (nobody, unless its caller names people), so no client falls back to matching
+        names or ``@room`` in its text."""
+        content = _limited(content, may_ping_room)
+        replacement = content.get("m.new_content")
+        if isinstance(replacement, dict):
+            content["m.new_content"] = _limited(replacement, may_ping_room)
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.send_event(room_id, event_type, content, txn)
 
     async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
+        """Post a file. An ``m.file`` notifies every member of the room it goes to (no push
+        rule silences it), so it goes only where everyone is meant to have it: the core
+        refuses a file for a room with more than two other members (send it by DM)."""
+        others = set(await self._transport.joined_members(room_id)) - {self._transport.user_id}
+        if len(others) > MAX_FILE_AUDIENCE:
+            raise ValueError(
+                f"a file would notify {len(others)} people in {room_id}: send it by direct "
+                "message to those who want it"
+            )
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.send_file(room_id, data, filename, content_type, txn)
@@ -89,24 +161,31 @@ def _fold_raw_mentions(message: Message) -> None:
 
 
 def _limited(content: dict[str, Any], may_ping_room: bool) -> dict[str, Any]:
-    """Message-like content (a raw message, an edit's m.new_content) with the mention limits
-    applied to its text and an ``m.mentions`` that says exactly what may ping."""
+    """Content of any event type (a raw message, a poll start, an edit's m.new_content) with the
+    mention limits applied to every text clients read and an ``m.mentions`` that says exactly
+    what may ping."""
     raw = content.get("m.mentions")
     raw = raw if isinstance(raw, dict) else {}
     users = raw.get("user_ids")
     mentions = tuple(str(u) for u in users) if isinstance(users, list) else ()
-    body = content.get("body")
     html = content.get("formatted_body")
-    text, html, mentions, room = restrict_mentions(
-        body if isinstance(body, str) else "",
+    # The texts an event carries are judged together: twelve names spread over a poll's
+    # question and fallback text are as many pings as twelve in one body.
+    texts = {key: content[key] for key in _TEXT_KEYS if isinstance(content.get(key), str)}
+    text = "\n".join(texts.values())
+    too_many = not may_ping_room and len(set(mentions) | user_ids_in(text)) > MAX_PLAIN_MENTIONS
+    _, html, mentions, room = restrict_mentions(
+        text,
         html if isinstance(html, str) else None,
         mentions,
         bool(raw.get("room")),
         may_ping_room,
     )
     limited = dict(content)
-    if isinstance(body, str):
-        limited["body"] = text
+    for key, value in texts.items():
+        if not may_ping_room:
+            value = defuse_room_ping(value)
+        limited[key] = defuse_user_ids(value) if too_many else value
     if html is not None:
         limited["formatted_body"] = html
     new_mentions: dict[str, Any] = {}

@@ -152,7 +152,9 @@ class DigestRunner:
                 return
             room_id = await self.ctx.direct_room(user_id)
             await self.rollout.wait("all rooms")
-            event_id = await self.ctx.send(room_id, rendered, key=f"personal:{user_id}:{week}")
+            event_id = await self.ctx.send(
+                room_id, rendered, key=f"personal:{user_id}:{week}", notify=(user_id,)
+            )
         except TemplateProblem as exc:
             if (user_id, week) not in self._reported:
                 self._reported.add((user_id, week))

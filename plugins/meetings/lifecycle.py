@@ -32,7 +32,13 @@ from civicbot_plugins.meetings.reminders import (
     pending_reminders,
     plan_due,
 )
-from civicbot_plugins.meetings.service import Best, ballot_from_poll, best_slot, tally
+from civicbot_plugins.meetings.service import (
+    Best,
+    ballot_from_poll,
+    ballot_from_slot_poll,
+    best_slot,
+    tally,
+)
 from civicbot_plugins.meetings.store import MeetingStore
 
 from civicbot.api import (
@@ -78,6 +84,13 @@ class MeetingRunner:
 
     def lock(self, meeting_id: int) -> asyncio.Lock:
         return self._locks.setdefault(meeting_id, asyncio.Lock())
+
+    async def calendar_file(
+        self, meeting: Meeting, now: datetime, cancelled: bool = False
+    ) -> tuple[bytes, str]:
+        """The meeting's .ics, its room link routed through the room's servers (``via=``)."""
+        link = await self.ctx.link(meeting.room_id)
+        return render.calendar_file(meeting, self.server, now, cancelled, room_link=link)
 
     @property
     def server(self) -> str:
@@ -158,11 +171,23 @@ class MeetingRunner:
         await out.message(meeting.room_id, message, may_ping_room=False)
 
     async def on_response(self, event: Event, out: Outgoing) -> None:
-        """A tap on the availability poll: the selected times are "yes", the rest "no"."""
+        """A tap on one time's poll sets the answer for that time; a tap on a (older) poll of
+        all the times makes the selected times "yes" and the rest "no"."""
         relation = event.relates_to or {}
         if relation.get("rel_type") != "m.reference" or event.sender == self.ctx.rooms.bot_user_id:
             return
-        meeting = await self.store.by_poll_event(str(relation.get("event_id", "")))
+        start_id = str(relation.get("event_id", ""))
+        found = await self.store.by_slot_poll(start_id)
+        if found is not None:
+            meeting, slot = found
+            if meeting.room_id != event.room_id or meeting.state != PROPOSED:
+                return
+            answer = ballot_from_slot_poll(response_answers(event.content), slot)
+            person = await self.person(meeting.id, event.sender)
+            if await self.store.record_ballot(meeting.id, person, answer, event.ts, "poll"):
+                await self.update_table(meeting, out)
+            return
+        meeting = await self.store.by_poll_event(start_id)
         if meeting is None or meeting.room_id != event.room_id or meeting.state != PROPOSED:
             return
         ballot = ballot_from_poll(response_answers(event.content), render.answer_ids(meeting))
@@ -173,24 +198,32 @@ class MeetingRunner:
     async def recount(self, meeting: Meeting) -> None:
         """After a restart: poll taps that arrived while we were away (an older tap never
         replaces a newer answer: see ``record_ballot``)."""
-        if not meeting.poll_event_id:
-            return
-        try:
-            events = await self.ctx.rooms.relations(
-                meeting.room_id, meeting.poll_event_id, "m.reference"
-            )
-        except TransportError as exc:
-            log.warning("could not recount %s: %s", meeting.label, exc)
-            return
+        slot_polls = await self.store.slot_polls(meeting.id)
+        polls = {event_id: slot for slot, event_id in slot_polls.items()}
+        if not polls and meeting.poll_event_id:
+            polls = {meeting.poll_event_id: 0}  # one poll of all the times (older meetings)
         changed = False
-        for event in events:
-            if event.kind is not EventKind.POLL_RESPONSE or not event.content:
-                continue
-            if event.room_id != meeting.room_id or event.sender == self.ctx.rooms.bot_user_id:
-                continue
-            ballot = ballot_from_poll(response_answers(event.content), render.answer_ids(meeting))
-            person = await self.person(meeting.id, event.sender)
-            changed |= await self.store.record_ballot(meeting.id, person, ballot, event.ts, "poll")
+        for poll_id, slot in polls.items():
+            try:
+                events = await self.ctx.rooms.relations(meeting.room_id, poll_id, "m.reference")
+            except TransportError as exc:
+                log.warning("could not recount %s: %s", meeting.label, exc)
+                return
+            for event in events:
+                if event.kind is not EventKind.POLL_RESPONSE or not event.content:
+                    continue
+                if event.room_id != meeting.room_id or event.sender == self.ctx.rooms.bot_user_id:
+                    continue
+                answers = response_answers(event.content)
+                ballot = (
+                    ballot_from_slot_poll(answers, slot)
+                    if slot
+                    else ballot_from_poll(answers, render.answer_ids(meeting))
+                )
+                person = await self.person(meeting.id, event.sender)
+                changed |= await self.store.record_ballot(
+                    meeting.id, person, ballot, event.ts, "poll"
+                )
         if changed:
             await self.update_table(meeting, self.ctx.outgoing("recount", str(meeting.id)))
 
@@ -253,16 +286,21 @@ class MeetingRunner:
         event_id = await send_notice(
             self.ctx, out, meeting.room_id, text, reply_to=reply_to, thread_root=meeting.thread_root
         )
-        data, name = render.calendar_file(meeting, self.server, now)
-        await out.file(meeting.room_id, data, name, "text/calendar")
+        # No .ics in the room: a file notifies every member. It goes by DM to whoever says
+        # they're going (!rsvp), and to them again when the meeting changes.
         await self.store.set_events(meeting.id, announce_event_id=event_id)
-        if meeting.poll_event_id:
-            await out.event(
-                meeting.room_id,
-                render.END_TYPE,
-                render.end_content(meeting, meeting.poll_event_id),
-            )
+        await self.end_polls(meeting, out, "is fixed")
         await self.rearm(meeting.id)
+
+    async def end_polls(self, meeting: Meeting, out: Outgoing, why: str) -> None:
+        """End the meeting's availability polls (one per time, or one of all the times)."""
+        polls = list((await self.store.slot_polls(meeting.id)).values())
+        if not polls and meeting.poll_event_id:
+            polls = [meeting.poll_event_id]
+        for poll_id in sorted(polls):
+            await out.event(
+                meeting.room_id, render.END_TYPE, render.end_content(meeting, poll_id, why)
+            )
 
     async def send_change(
         self, meeting: Meeting, out: Outgoing, values: dict[str, Any], cancelled: bool = False
@@ -275,12 +313,12 @@ class MeetingRunner:
         await send_notice(self.ctx, out, meeting.room_id, text, thread_root=meeting.thread_root)
         data: bytes | None = None
         if has_ics:
-            data, name = render.calendar_file(meeting, self.server, now, cancelled=cancelled)
-            await out.file(meeting.room_id, data, name, "text/calendar")
+            data, name = await self.calendar_file(meeting, now, cancelled=cancelled)
         for person in await self.store.going(meeting.id):
             try:
                 room = await self.ctx.direct_room(person)
-                await out.message(room, Message(text.text, text.html), may_ping_room=False)
+                told = Message(text.text, text.html, notify=(person,))
+                await out.message(room, told, may_ping_room=False)
                 if data is not None:
                     await out.file(room, data, name, "text/calendar")
             except TransportError as exc:
@@ -383,7 +421,7 @@ class MeetingRunner:
                 room = await self.ctx.direct_room(person)
                 out = self.ctx.outgoing("reminder", reminder.key, person)
                 zone = await self.zone_of(person, meeting.room_id)
-                await send_notice(self.ctx, out, room, text(zone))
+                await send_notice(self.ctx, out, room, text(zone), notify=(person,))
             except TransportError as exc:
                 log.warning("could not DM a reminder of %s: %s", meeting.label, exc)
         await self.records.finish_reminder(reminder.key, event_id)

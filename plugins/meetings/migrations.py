@@ -93,4 +93,15 @@ MIGRATIONS: list[Migration] = [
         set_at TEXT NOT NULL
     );
     """,
+    # One yes / if need be / no poll per candidate time: Element Web answers a multi-select
+    # poll one tap at a time, each tap replacing the last, so one poll for all times could
+    # only ever hold one "yes".
+    """
+    CREATE TABLE meetings_slot_polls (
+        event_id TEXT PRIMARY KEY,
+        meeting_id INTEGER NOT NULL REFERENCES meetings_meetings(id),
+        slot INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX meetings_slot_polls_meeting ON meetings_slot_polls(meeting_id);
+    """,
 ]

@@ -121,24 +121,30 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             "slots": numbered_slots(meeting.slots, meeting.duration, zone, now),
             "place": render.place_text(meeting),
             "decide_by": format_when(meeting.decide_by, zone, now) if meeting.decide_by else "",
+            "native": render.has_slot_polls(meeting),
         }
         reply_id = await ctx.reply(self.ctx.render("proposed", **values))
         if not reply_id:  # held back by the flood guard: nothing is posted
             return
-        content = render.start_content(meeting, zone, now)
-        if meeting.thread_root:
-            content["m.relates_to"] = {
-                "rel_type": "m.thread",
-                "event_id": meeting.thread_root,
-                "is_falling_back": True,
-                "m.in_reply_to": {"event_id": reply_id},
-            }
-        poll_id = await ctx.out.event(ctx.room_id, render.START_TYPE, content)
+        first_poll: str | None = None
+        if render.has_slot_polls(meeting):
+            for number, start in enumerate(meeting.slots, start=1):
+                content = render.slot_poll_content(meeting, number, start, zone, now)
+                if meeting.thread_root:
+                    content["m.relates_to"] = {
+                        "rel_type": "m.thread",
+                        "event_id": meeting.thread_root,
+                        "is_falling_back": True,
+                        "m.in_reply_to": {"event_id": reply_id},
+                    }
+                poll_id = await ctx.out.event(ctx.room_id, render.START_TYPE, content)
+                await self.store.add_slot_poll(meeting.id, number, poll_id)
+                first_poll = first_poll or poll_id
         table = await self.runner.table_text(meeting)
         table_id = await send_notice(
             self.ctx, ctx.out, ctx.room_id, table, thread_root=meeting.thread_root
         )
-        await self.store.set_events(meeting.id, poll_event_id=poll_id, table_event_id=table_id)
+        await self.store.set_events(meeting.id, poll_event_id=first_poll, table_event_id=table_id)
         if meeting.decide_by is not None:
             self.runner.arm_decision(meeting)
 
@@ -189,7 +195,15 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         zone = await self.runner.zone_of(ctx.sender, found.room_id)
         when = render.when_text(found, zone, ctx.now)
         if status is Rsvp.GOING:
-            reply = f"See you there: {found.label} {found.title}, {when}. I'll remind you by DM."
+            reply = (
+                f"See you there: {found.label} {found.title}, {when}. I've sent you the "
+                "calendar file by direct message, and I'll remind you there."
+            )
+            # The .ics goes to each person who is going, never to the room (a file in a room
+            # notifies every member).
+            if found.schedule() is not None:
+                data, name = await self.runner.calendar_file(found, ctx.now)
+                await ctx.dm_file(ctx.sender, data, name, "text/calendar")
         elif status is Rsvp.MAYBE:
             reply = f"Noted: maybe for {found.label} {found.title}, {when}."
         else:
@@ -278,12 +292,8 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         if not await self.store.cancel(found.id, ctx.now):
             raise CommandError(f"{found.label} is already cancelled.")
         self.ctx.jobs.cancel(f"decide:{found.id}")
-        if found.poll_event_id and found.state == PROPOSED:
-            await ctx.out.event(
-                found.room_id,
-                render.END_TYPE,
-                render.end_content(found, found.poll_event_id, "is cancelled"),
-            )
+        if found.state == PROPOSED:
+            await self.runner.end_polls(found, ctx.out, "is cancelled")
         await self._changed(ctx, found.id, {"whole_cancelled": True}, cancelled=True)
 
     async def _changed(

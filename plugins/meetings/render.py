@@ -1,9 +1,9 @@
 """What the meetings plugin sends: native poll contents, the table, calendar files. Pure.
 
-The availability poll is the unstable MSC3381 multi-select poll that Element Web/X and NeoChat
-render (the same events as the polls plugin): one answer per slot, id ``"<slot number>"``,
-``max_selections`` = every slot, so a tap means "yes" for that time and people pick as many
-as they can make.
+Availability is asked with one unstable MSC3381 poll per candidate time (Yes / If need be / No,
+one answer), which Element Web/X and NeoChat render; meetings proposed before that have one
+multi-select poll with one answer per slot, id ``"<slot number>"``, ``max_selections`` = every
+slot, which are still counted (a tap means "yes" for that time).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 
 from civicbot_plugins.meetings.ics import CalendarEntry, build_calendar, ics_filename, make_uid
 from civicbot_plugins.meetings.models import Meeting, is_anonymous
-from civicbot_plugins.meetings.service import Best, Table, format_slot
+from civicbot_plugins.meetings.service import SLOT_ANSWERS, Best, Table, format_slot
+
+from civicbot.api import matrix_to
 
 START_TYPE = "org.matrix.msc3381.poll.start"
 END_TYPE = "org.matrix.msc3381.poll.end"
@@ -31,20 +33,28 @@ def short_slot(meeting: Meeting, start: datetime, zone: ZoneInfo, now: datetime)
     return format_slot(start, meeting.duration, zone, now)
 
 
-def start_content(meeting: Meeting, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
-    """``org.matrix.msc3381.poll.start`` for the meeting's slots (multi-select)."""
-    question = f"When can you come to {meeting.title}? ({meeting.label})"
-    answers = [
-        {"id": str(n), TEXT_KEY: short_slot(meeting, start, zone, now)}
-        for n, start in enumerate(meeting.slots, start=1)
-    ]
-    lines = [question, *(f"{a['id']}. {a[TEXT_KEY]}" for a in answers)]
+MAX_SLOT_POLLS = 5  # more times than this would fill the room with polls: typed answers only
+
+
+def has_slot_polls(meeting: Meeting) -> bool:
+    return len(meeting.slots) <= MAX_SLOT_POLLS
+
+
+def slot_poll_content(
+    meeting: Meeting, number: int, start: datetime, zone: ZoneInfo, now: datetime
+) -> dict[str, Any]:
+    """One candidate time's poll: Yes / If need be / No, one answer, which every client can
+    take in one tap (Element Web sends one answer per tap even where more are allowed)."""
+    when = short_slot(meeting, start, zone, now)
+    question = f"{meeting.label} {meeting.title}, time {number}: {when}. Can you come?"
+    answers = [{"id": answer_id, TEXT_KEY: text} for answer_id, text, _ in SLOT_ANSWERS]
+    lines = [question, *(f"{n}. {a[TEXT_KEY]}" for n, a in enumerate(answers, start=1))]
     return {
         TEXT_KEY: "\n".join(lines),
         "body": "\n".join(lines),
         START_TYPE: {
             "kind": DISCLOSED,
-            "max_selections": len(answers),
+            "max_selections": 1,
             "question": {TEXT_KEY: question},
             "answers": answers,
         },
@@ -118,9 +128,14 @@ def best_values(meeting: Meeting, best: Best, zone: ZoneInfo, now: datetime) -> 
 
 
 def calendar_file(
-    meeting: Meeting, server: str, now: datetime, cancelled: bool = False
+    meeting: Meeting,
+    server: str,
+    now: datetime,
+    cancelled: bool = False,
+    room_link: str | None = None,
 ) -> tuple[bytes, str]:
-    """The .ics bytes and file name for a fixed (or cancelled) meeting."""
+    """The .ics bytes and file name for a fixed (or cancelled) meeting; ``room_link`` is a
+    matrix.to link to its room with ``via=`` servers (a bare one when not given)."""
     schedule = meeting.schedule()
     assert schedule is not None, "only a fixed meeting has a calendar file"
     entry = CalendarEntry(
@@ -131,7 +146,7 @@ def calendar_file(
         dtstamp=now,
         location=meeting.location,
         url=meeting.url,
-        room_link=f"https://matrix.to/#/{meeting.room_id}",
+        room_link=room_link or matrix_to(meeting.room_id),
         description=f"{meeting.label}, arranged in the Matrix room with civicbot.",
         cancelled=cancelled,
     )

@@ -112,6 +112,25 @@ def ballot_from_poll(answers: object, answer_ids: Sequence[str]) -> Ballot:
     return {n: Answer.YES if n in chosen else Answer.NO for n in numbers.values()}
 
 
+SLOT_ANSWERS: tuple[tuple[str, str, Answer], ...] = (
+    ("yes", "Yes", Answer.YES),
+    ("ifneedbe", "If need be", Answer.MAYBE),
+    ("no", "No", Answer.NO),
+)
+
+
+def ballot_from_slot_poll(answers: object, slot: int) -> Ballot:
+    """A response to one time's yes / if need be / no poll → that slot's answer. Read as
+    Element reads it (matrix-events-sdk): spoiled if any answer is unknown, else the first
+    counts; an empty or spoiled response withdraws."""
+    known = {answer_id: answer for answer_id, _, answer in SLOT_ANSWERS}
+    if not isinstance(answers, list) or not answers:
+        return {slot: Answer.NONE}
+    if not all(isinstance(a, str) and a in known for a in answers):
+        return {slot: Answer.NONE}
+    return {slot: known[answers[0]]}
+
+
 def parse_rsvp(text: str) -> Rsvp:
     """``going`` / ``maybe`` / ``no`` (and a few plain synonyms) → :class:`Rsvp`."""
     key = " ".join(text.lower().replace("’", "'").split())

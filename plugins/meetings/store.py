@@ -98,6 +98,30 @@ class MeetingStore:
         found = await self._many("poll_event_id = ?", (event_id,))
         return found[0] if found else None
 
+    async def add_slot_poll(self, meeting_id: int, slot: int, event_id: str) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO meetings_slot_polls (event_id, meeting_id, slot)"
+            " VALUES (?, ?, ?)",
+            (event_id, meeting_id, slot),
+        )
+
+    async def slot_polls(self, meeting_id: int) -> dict[int, str]:
+        """Slot number → the event id of that time's yes / if need be / no poll."""
+        rows = await self.db.fetchall(
+            "SELECT slot, event_id FROM meetings_slot_polls WHERE meeting_id = ?", (meeting_id,)
+        )
+        return {int(row[0]): str(row[1]) for row in rows}
+
+    async def by_slot_poll(self, event_id: str) -> tuple[Meeting, int] | None:
+        """The meeting and slot whose availability poll is ``event_id``."""
+        row = await self.db.fetchone(
+            "SELECT meeting_id, slot FROM meetings_slot_polls WHERE event_id = ?", (event_id,)
+        )
+        if row is None:
+            return None
+        meeting = await self.get(int(row[0]))
+        return (meeting, int(row[1])) if meeting is not None else None
+
     async def proposed_in(self, room_id: str) -> list[Meeting]:
         return await self._many("room_id = ? AND state = ? ORDER BY id", (room_id, PROPOSED))
 

@@ -197,7 +197,8 @@ class AidHandoff:
         )
         await ctx.send_message(
             room_id,
-            Message(intro.text, intro.html, mentions=(match.helper, requester)),
+            # For exactly the two of them: it notifies both (the room holds only them and me).
+            Message(intro.text, intro.html, notify=(match.helper, requester)),
         )
         self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)
 

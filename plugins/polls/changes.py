@@ -1,17 +1,13 @@
 """Changing a posted poll: ``!poll edit`` and ``!poll cancel``, as Element users will see them.
 
-**Edit** replaces both of the bot's messages in place with ``m.replace``: the text announcement
-(which bridges and plain clients see), and the native poll, exactly as Element itself edits a poll
-nobody has voted in (a ``poll.start`` event holding ``m.new_content``). Element Web and Element X
-then show the new question and answers where the poll was, marked "(edited)"; the thread, the
-replies and the votes stay attached to the same events. The alternatives read worse in Element.
-Posting a new native poll beside the edited text leaves the old one live, with buttons whose
-votes would go to a poll nobody counts; ending the old one first leaves it in the timeline as
-"Ended" with its final (empty) count, which looks like a result, and the live poll becomes a
-second one further down, away from the announcement and its thread.
-
-The edited answers get new ids (``e1-1``, ``e1-2``…), so a vote from a client that still shows
-the old version is spoiled instead of being counted for a different option. If the edit makes
+**Edit** (only before anyone has voted) replaces the text announcement (which bridges and plain
+clients see) in place with ``m.replace``. The native poll cannot be edited the same way: Element's
+poll tile reads a poll start once and never re-reads an ``m.replace`` of it (element-web#26516),
+so residents who had it open would keep voting with the old answers. The edited poll is therefore
+posted as a new native poll, and the old one is ended with a line saying it was changed and
+linking to the new one (its count is empty: nobody had voted). A vote that still reaches the old
+poll counts for nothing, and the edited answers get new ids (``e1-1``, ``e1-2``…), so no stale
+answer id is ever counted for a different option. If the edit makes
 the poll secret or ranked (typed votes only), its native poll is removed; if it makes a
 typed-only poll an ordinary one, a native poll is posted.
 
@@ -31,7 +27,7 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import Poll
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.api import Message, format_when, restrict_mentions
+from civicbot.api import Message, format_when, matrix_to, restrict_mentions
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
@@ -79,7 +75,15 @@ class PollChanges:
         native = render.has_native_poll(poll)
         out = self._outgoing(ctx, poll, "native")
         if start_id and native:
-            await out.event(poll.room_id, render.START_TYPE, render.start_replacement(poll))
+            # Element reads a poll start once and never its edits (element-web#26516): anyone
+            # who had it open would keep voting with the old answers. So the changed poll is a
+            # new one, and the old one ends saying where the new one is.
+            old = start_id
+            start_id = await out.event(poll.room_id, render.START_TYPE, render.start_content(poll))
+            link = matrix_to(poll.room_id, start_id)
+            await out.event(
+                poll.room_id, render.END_TYPE, render.superseded_content(old, poll.label, link)
+            )
         elif start_id:
             await out.redact(poll.room_id, start_id, f"{poll.label} now takes typed votes only")
             start_id = None

@@ -273,8 +273,11 @@ class PollRunner:
         end_id: str | None = None
         if poll.start_event_id:
             if end is None:
+                # MSC3381 lets the end carry the sender's count, so clients that show it agree
+                # with the results message: the count of every response read so far.
+                counts = (await self.live_tally(poll)).counts
                 await self.ctx.outgoing(f"end:{poll.id}").event(
-                    poll.room_id, render.END_TYPE, render.end_content(poll)
+                    poll.room_id, render.END_TYPE, render.end_content(poll, counts)
                 )
             try:
                 # The end event's own timestamp is the cut-off every client applies.

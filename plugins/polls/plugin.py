@@ -168,8 +168,9 @@ class PollsPlugin(Plugin[PollsConfig]):
     ) -> None:
         """Change your poll before anyone has voted: give it again as you would to !poll.
 
-        The announcement and the poll's buttons are updated in place. A closing time left out
-        stays as it was."""
+        The announcement is updated in place; the buttons come as a new poll (the old one is
+        closed, as Element never shows an edited poll). A closing time left out stays as it
+        was."""
         found = await self._poll_for(ctx, poll)
         replayed = found.is_open and found.edit_event_id == ctx.event.event_id
         votes = await self.store.vote_count(found.id)
@@ -188,7 +189,13 @@ class PollsPlugin(Plugin[PollsConfig]):
         assert edited is not None
         await self.changes.show_edit(ctx, edited)
         until = format_when(edited.closes_at, await ctx.timezone(), ctx.now)
-        await ctx.reply(f"✏️ {edited.label} is updated in place. It closes {until}.")
+        if found.start_event_id and edited.start_event_id:
+            await ctx.reply(
+                f"✏️ {edited.label} is updated. Its buttons are in a new poll; the old one is "
+                f"closed and says so. It closes {until}."
+            )
+        else:
+            await ctx.reply(f"✏️ {edited.label} is updated in place. It closes {until}.")
 
     @command("poll cancel", parent=poll, examples=("!poll cancel P-12",))
     async def cancel(self, ctx: Context[PollsConfig], poll: PollId) -> None:

@@ -71,13 +71,21 @@ def start_content(poll: Poll) -> dict[str, Any]:
     return content
 
 
-def end_content(poll: Poll) -> dict[str, Any]:
-    return {
+RESULTS_KEY = "m.poll.results"  # MSC3381: the poll sender's count, answer id -> votes
+
+
+def end_content(poll: Poll, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The end of the native poll; ``counts`` (answer id → votes) go in as MSC3381's
+    ``m.poll.results`` (a ranked poll's first preferences are not its result: left out)."""
+    content: dict[str, Any] = {
         "m.relates_to": {"rel_type": "m.reference", "event_id": poll.start_event_id},
         END_TYPE: {},
         TEXT_KEY: f"{poll.label} has closed; the results follow.",
         "body": f"{poll.label} has closed; the results follow.",
     }
+    if counts is not None and poll.kind is not PollKind.RANKED:
+        content[RESULTS_KEY] = {o.id: counts.get(o.id, 0) for o in poll.options}
+    return content
 
 
 def kind_line(poll: Poll) -> str:
@@ -161,6 +169,7 @@ def summarise(
         "kind": poll.kind.value,
         "voters": voters,
         "spoiled": tally.spoiled,
+        "repeated": tally.repeated,
         "members": members,
         "turnout": round(100 * voters / members) if members else None,
         "options": options,
@@ -238,6 +247,14 @@ def turnout_line(result: dict[str, Any]) -> str:
         people += f" of {result['members']} members ({result['turnout']}%)"
     if result.get("spoiled"):
         people += f"; {result['spoiled']} spoiled"
+    repeated = result.get("repeated") or 0
+    if repeated:
+        # Element counts a response naming an option twice as two votes for it; one person
+        # is one vote for an option here, and the results say why the two counts differ.
+        people += (
+            f". {repeated} vote{'s' if repeated != 1 else ''} named the same option twice: "
+            "counted once here, though Element's own count shows it twice"
+        )
     return people + "."
 
 
@@ -274,15 +291,16 @@ def describe_choice(poll: Poll, answers: list[str]) -> str:
     return ", then ".join(parts) if poll.kind is PollKind.RANKED else ", ".join(parts)
 
 
-def start_replacement(poll: Poll) -> dict[str, Any]:
-    """An edit of the native poll, as Element sends one: a ``poll.start`` event holding only
-    ``m.new_content`` and the ``m.replace`` relation (no top-level poll, which a client that
-    ignores edits would show as a second poll)."""
-    new_content = start_content(poll)
-    new_content.pop("m.relates_to", None)  # a replacement carries no thread or reply of its own
+def superseded_content(old_start: str, label: str, link: str) -> dict[str, Any]:
+    """The end of a native poll that ``!poll edit`` replaced by a new one: Element never re-reads
+    an edited poll (element-web#26516), so the old one is ended, saying why and where the new
+    one is."""
+    text = f"{label} was changed before anyone voted, so this poll is closed. Vote here: {link}"
     return {
-        "m.new_content": new_content,
-        "m.relates_to": {"rel_type": "m.replace", "event_id": poll.start_event_id},
+        "m.relates_to": {"rel_type": "m.reference", "event_id": old_start},
+        END_TYPE: {},
+        TEXT_KEY: text,
+        "body": text,
     }
 
 

@@ -101,6 +101,9 @@ class Tally:
     ballots: dict[str, tuple[str, ...]]  # voter (or anonymous key) -> answers that count
     spoiled: int = 0
     reasons: dict[str, str] = field(default_factory=dict)  # voter -> reason given with the vote
+    # Counted votes that named one option twice (``["1", "1"]``): counted once here, while
+    # Element's count (matrix-events-sdk keeps duplicates) shows them twice; the results say so.
+    repeated: int = 0
 
     @property
     def voters(self) -> int:
@@ -146,19 +149,22 @@ def tally_responses(
     counts = dict.fromkeys(option_ids, 0)
     ballots: dict[str, tuple[str, ...]] = {}
     reasons: dict[str, str] = {}
-    spoiled = 0
+    spoiled = repeated = 0
     for voter, response in latest_responses(responses, cutoff_ts).items():
         answers = valid_answers(response.answers, known, max_selections)
         if answers is None:
             if response.answers != []:  # an empty list withdraws; anything else is spoiled
                 spoiled += 1
             continue
+        sent = response.answers
+        if not ranked and isinstance(sent, list) and len(answers) < len(sent[:max_selections]):
+            repeated += 1
         ballots[voter] = answers
         if response.reason:
             reasons[voter] = response.reason
         for answer in answers[:1] if ranked else answers:
             counts[answer] += 1
-    return Tally(counts, ballots, spoiled, reasons)
+    return Tally(counts, ballots, spoiled, reasons, repeated)
 
 
 def count_ballots(

@@ -278,6 +278,23 @@ def is_notice_from(user_id: str, contains: str = "") -> Callable[[dict[str, Any]
     return check
 
 
+def is_for(sender: str, person: str, contains: str = "") -> Callable[[dict[str, Any]], bool]:
+    """A message from ``sender`` meant for ``person``: ``m.text`` mentioning exactly them, so
+    their client notifies them (what the bot sends someone who must hear about it)."""
+
+    def check(event: dict[str, Any]) -> bool:
+        content = event.get("content") or {}
+        return (
+            event.get("sender") == sender
+            and event.get("type") == "m.room.message"
+            and content.get("msgtype") == "m.text"
+            and content.get("m.mentions") == {"user_ids": [person]}
+            and contains in content.get("body", "")
+        )
+
+    return check
+
+
 async def room_with_bot(
     moderator: Resident, bot: BotProcess, *members: Resident, room_version: str | None = None
 ) -> str:

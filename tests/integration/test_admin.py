@@ -9,7 +9,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import BotProcess, is_notice_from, reply_target, room_with_bot
+from tests.integration.conftest import (
+    BotProcess,
+    is_for,
+    is_notice_from,
+    reply_target,
+    room_with_bot,
+)
 
 
 def replies_to(event_id: str, bot: BotProcess):
@@ -138,7 +144,7 @@ async def test_mydata_then_forget_me_leaves_no_trace_in_any_table(residents, bot
     ann.mark()
     done = await ask(ann, room, "!forget me", bot)
     assert done.startswith("Done: I've removed")
-    details = await ann.wait_for(direct, is_notice_from(bot.user_id, "I've forgotten you"))
+    details = await ann.wait_for(direct, is_for(bot.user_id, ann.user_id, "I've forgotten you"))
     assert "admin:" in details["content"]["body"]
     # The record of what happened stays, without her name.
     audit = await ask(mod, room, "!audit", bot)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 QUESTIONS = (
     "text: What would make the park better?\n"
@@ -67,7 +67,7 @@ async def test_post_answer_three_ways_close_respond_and_overdue_once(residents, 
     await say(cat, room, "!answer C-1", bot, "I've sent you the questions by direct message")
     cat_dm = await cat.wait_for_invite()
     await cat.join(cat_dm)
-    await cat.wait_for(cat_dm, is_notice_from(bot.user_id, "Question 1 of 3"))
+    await cat.wait_for(cat_dm, is_for(bot.user_id, cat.user_id, "Question 1 of 3"))
     await say(cat, cat_dm, "Lights and a cafe", bot, "Question 2 of 3")
     await say(cat, cat_dm, "c", bot, "Question 3 of 3")
     await say(cat, cat_dm, "agree", bot, "Type yes or no")
@@ -77,7 +77,7 @@ async def test_post_answer_three_ways_close_respond_and_overdue_once(residents, 
     await say(dan, room, "!answer C-2", bot, "C-2 is anonymous, so please don't answer here")
     dan_dm = await dan.wait_for_invite()
     await dan.join(dan_dm)
-    await dan.wait_for(dan_dm, is_notice_from(bot.user_id, "Question 1 of 3"))
+    await dan.wait_for(dan_dm, is_for(bot.user_id, dan.user_id, "Question 1 of 3"))
     await say(dan, dan_dm, SECRET_TEXT, bot, "Question 2 of 3")
     await say(dan, dan_dm, "a", bot, "Question 3 of 3")
     await say(dan, dan_dm, "disagree", bot, "Type yes or no")
@@ -134,9 +134,9 @@ async def test_post_answer_three_ways_close_respond_and_overdue_once(residents, 
     receipt = await say(cllr, room, "!respond C-1 Four benches by spring", bot, "Posted")
     assert "sent by direct message to 2 people" in receipt
     for resident, dm in ((bob, bob_dm), (cat, cat_dm)):
-        await resident.wait_for(dm, is_notice_from(bot.user_id, "Four benches by spring"))
+        await resident.wait_for(dm, is_for(bot.user_id, resident.user_id, "Four benches by spring"))
     await say(cllr, room, "!respond C-2 A pond is planned", bot, "Posted")
-    await dan.wait_for(dan_dm, is_notice_from(bot.user_id, "A pond is planned"))
+    await dan.wait_for(dan_dm, is_for(bot.user_id, dan.user_id, "A pond is planned"))
     assert "responded" in await say(mod, room, "!consultations", bot, "Consultations here")
     assert await bot.stop() == 0
 

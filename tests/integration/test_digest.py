@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import BotProcess, is_notice_from, room_with_bot
+from tests.integration.conftest import BotProcess, is_for, is_notice_from, room_with_bot
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -114,7 +114,7 @@ async def test_a_week_of_activity_makes_one_digest_across_a_crash(residents, bot
     # The personal digest: only to Bob, in a DM the bot made.
     dm = await bob.wait_for_invite_from(bot.user_id, exclude=[room], timeout=30)
     await bob.join(dm)
-    personal = await bob.wait_for(dm, is_notice_from(bot.user_id, "📬"), timeout=30)
+    personal = await bob.wait_for(dm, is_for(bot.user_id, bob.user_id, "📬"), timeout=30)
     assert "Litter pick" in personal["content"]["body"]
     assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])
 

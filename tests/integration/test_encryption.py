@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 import pytest
 
 from civicbot.testing.encrypted import EncryptedResident
-from tests.integration.conftest import BotProcess, encrypted_room, is_notice_from
+from tests.integration.conftest import BotProcess, encrypted_room, is_for, is_notice_from
 from tests.integration.test_crosssigning import _only_key, _verify
 
 START = "org.matrix.msc3381.poll.start"
@@ -159,7 +159,7 @@ async def test_an_encrypted_room_works_as_a_plain_one(encrypted_residents, bots)
     assert "N-1 is posted" in posted["content"]["body"]
     post = await ann.wait_for(room, is_notice_from(bot.user_id, "!can N-1"))
     await ann.react_encrypted(room, post["event_id"], "✋")
-    thanks = await ann.wait_for(direct, is_notice_from(bot.user_id, "I've asked the person"))
+    thanks = await ann.wait_for(direct, is_for(bot.user_id, ann.user_id, "I've asked the person"))
     assert thanks["encrypted"] and "N-1" in thanks["content"]["body"]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 
 def reminders_from(bot_id: str, room: str, events: list[dict]) -> list[str]:
@@ -28,8 +28,8 @@ async def test_the_example_plugin_answers_and_its_jobs_post_across_a_restart(res
     await ann.send_text(room, "!remind in 4 seconds | Kettle off")
     await ann.wait_for(room, is_notice_from(bot.user_id, "R-2: I'll remind this room"))
     bot.move_clock(timedelta(seconds=5))  # both are due: the bot's time, not waited for
-    await ann.wait_for(room, is_notice_from(bot.user_id, "⏰ R-1: Kettle off"), timeout=20)
-    await ann.wait_for(room, is_notice_from(bot.user_id, "⏰ R-2: Kettle off"), timeout=20)
+    await ann.wait_for(room, is_for(bot.user_id, ann.user_id, "⏰ R-1: Kettle off"), timeout=20)
+    await ann.wait_for(room, is_for(bot.user_id, ann.user_id, "⏰ R-2: Kettle off"), timeout=20)
 
     await ann.send_text(room, "!remind in 10 seconds | After the restart")
     await ann.wait_for(room, is_notice_from(bot.user_id, "R-3: I'll remind this room"))
@@ -37,7 +37,7 @@ async def test_the_example_plugin_answers_and_its_jobs_post_across_a_restart(res
     await bot.start()
     bot.move_clock(timedelta(seconds=10))  # due while running: on time, not "late"
     arrived = await ann.wait_for(
-        room, is_notice_from(bot.user_id, "⏰ R-3: After the restart"), timeout=30
+        room, is_for(bot.user_id, ann.user_id, "⏰ R-3: After the restart"), timeout=30
     )
     assert "offline" not in arrived["content"]["body"]  # re-armed, not made up late
     await bot.stop()

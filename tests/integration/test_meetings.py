@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import icalendar
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
@@ -53,19 +53,30 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     echo = await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-1: Litter pick planning"))
     assert "1. Thu 14 Jan 2027 19:30–20:30 Europe/Warsaw" in echo["content"]["body"]
     assert "2. Sat 16 Jan 2027 10:00–11:00 Europe/Warsaw" in echo["content"]["body"]
-    start = await ann.wait_for(room, of_type(bot.user_id, START))
-    assert start["content"][START]["max_selections"] == 2
+    # One yes / if need be / no poll per time (Element Web sends one answer per tap).
     table = await ann.wait_for(room, is_notice_from(bot.user_id, "M-1 availability"))
+
+    def time_poll(number: int):
+        def check(event: dict) -> bool:
+            block = event["content"].get(START) or {}
+            text = (block.get("question") or {}).get("org.matrix.msc1767.text", "")
+            return of_type(bot.user_id, START)(event) and f"time {number}:" in text
+
+        return check
+
+    polls = [await ann.wait_for(room, time_poll(n)) for n in (1, 2)]
+    assert [p["content"][START]["max_selections"] for p in polls] == [1, 1]
+    second = polls[1]
 
     await bob.send_text(room, "!avail M-1 1y 2?")
     await bob.wait_for(room, is_notice_from(bot.user_id, "Thanks, noted for M-1: yes 1"))
-    # What Element Web sends when Ann taps the second time in the poll.
+    # What Element Web sends when Ann taps "Yes" in the second time's poll.
     await ann.send_event(
         room,
         RESPONSE,
         {
-            "m.relates_to": {"rel_type": "m.reference", "event_id": start["event_id"]},
-            RESPONSE: {"answers": ["2"]},
+            "m.relates_to": {"rel_type": "m.reference", "event_id": second["event_id"]},
+            RESPONSE: {"answers": ["yes"]},
         },
     )
     edit = await ann.wait_for(room, table_edit(bot.user_id, "(2 people have answered)"))
@@ -83,13 +94,21 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     ann.mark()
     await ann.send_text(room, "!meet fix M-1 1")
     await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-1 is fixed: Litter pick planning"))
-    attached = await ann.wait_for(room, is_file(bot.user_id))
+    await ann.wait_for(room, of_type(bot.user_id, END))
+    # The calendar file comes by DM to whoever is going, never into the room (an m.file there
+    # would notify every member).
+    bob.mark()
+    await bob.send_text(room, "!rsvp M-1 going")
+    await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-1"))
+    dm = await bob.wait_for_invite()
+    await bob.join(dm)
+    attached = await bob.wait_for(dm, is_file(bot.user_id))
     assert attached["content"]["info"]["mimetype"] == "text/calendar"
     data = await bob.download(attached["content"]["url"])
     event = icalendar.Calendar.from_ical(data).walk("VEVENT")[0]
     assert event["DTSTART"].dt.astimezone(UTC) == datetime(2027, 1, 14, 18, 30, tzinfo=UTC)
     assert str(event["DTSTART"].params["TZID"]) == "Europe/Warsaw"
-    await ann.wait_for(room, of_type(bot.user_id, END))
+    assert not [e for e in await ann.messages(room, limit=100) if is_file(bot.user_id)(e)]
 
     # A meeting two minutes from now: its reminder is due about 20 s from now (bot time).
     ann.mark()
@@ -109,8 +128,6 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await asyncio.sleep(3)
     bodies = [e["content"].get("body", "") for e in await ann.messages(room, limit=100)]
     assert sum(b.startswith("⏰ M-2") for b in bodies) == 1
-    # Bob said he is going: the reminder reaches him privately too, in a DM the bot made.
-    dm = await bob.wait_for_invite()
-    await bob.join(dm)
-    await bob.wait_for(dm, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"))
+    # Bob said he is going: the reminder reaches him privately too, in the DM the bot made.
+    await bob.wait_for(dm, is_for(bot.user_id, bob.user_id, "⏰ M-2: Quick check-in starts"))
     assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])

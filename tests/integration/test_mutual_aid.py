@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 
 async def test_a_private_need_reaches_a_helper_without_naming_the_requester(residents, bots):
@@ -37,7 +37,7 @@ async def test_a_private_need_reaches_a_helper_without_naming_the_requester(resi
     cat.mark()
     await cat.send_text(room, "!can N-1")
     await cat.wait_for(room, is_notice_from(bot.user_id, "I've asked the person who needs N-1"))
-    asked = await ann.wait_for(dm, is_notice_from(bot.user_id, "offers to help with N-1"))
+    asked = await ann.wait_for(dm, is_for(bot.user_id, ann.user_id, "offers to help with N-1"))
     assert asked["content"]["body"].startswith(cat.user_id)
     await ann.send_text(dm, "!accept N-1")
     await ann.wait_for(dm, is_notice_from(bot.user_id, "private chat"))

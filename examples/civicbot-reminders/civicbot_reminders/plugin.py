@@ -105,6 +105,7 @@ class RemindersPlugin(Plugin[RemindersConfig]):
                 thread_root=reminder.thread_root,  # the thread it was set in, if any
                 reply_to=reminder.source_event,
                 on_behalf_of=reminder.author,  # may ping the room only if its author may
+                notify=(reminder.author,),  # they asked for it: their client rings
             )
         await self.store.mark_sent(reminder.id, job.now)
 

@@ -35,12 +35,20 @@ async def test_a_reminder_is_echoed_then_posted_when_due(tmp_path):
         await h.advance(timedelta(hours=1))
         assert h.last_text(room) == "⏰ R-1: Tea urn off"
         # In the room's timeline (not hidden in a thread), replying to the !remind message.
-        relation = h.transport.sent[-1].content["m.relates_to"]
+        in_room = [sent for sent in h.transport.sent if sent.room_id == room]
+        relation = in_room[-1].content["m.relates_to"]
         assert "rel_type" not in relation
         assert (
             relation["m.in_reply_to"]["event_id"]
-            == h.transport.sent[-2].content["m.relates_to"]["m.in_reply_to"]["event_id"]
+            == in_room[-2].content["m.relates_to"]["m.in_reply_to"]["event_id"]
         )
+        # A silent notice there; Ann asked for it, so a direct message notifies her.
+        assert in_room[-1].content["msgtype"] == "m.notice"
+        told = h.transport.sent[-1]
+        assert told.room_id == await h.transport.direct_room(ANN)
+        assert told.content["msgtype"] == "m.text"
+        assert told.content["m.mentions"] == {"user_ids": [ANN]}
+        assert told.body.startswith("⏰ R-1: Tea urn off")
 
 
 async def test_two_reminders_with_the_same_text_both_arrive(tmp_path):

@@ -21,6 +21,7 @@ from tests.unit.plugins.meetings_support import (
     sent_of,
 )
 
+TEXT = "org.matrix.msc1767.text"
 PROPOSE = "!meet Litter pick planning | tue 8 dec 18:00 | sat 12 dec 10am | for 90 minutes"
 
 
@@ -31,24 +32,29 @@ async def test_propose_answer_by_command_and_by_poll_then_fix_with_an_ics(tmp_pa
         assert echo.startswith("📅 M-1: Litter pick planning\n")
         assert "1. Tue 8 Dec 18:00–19:30 Europe/London" in echo
         assert "2. Sat 12 Dec 10:00–11:30 Europe/London" in echo
-        start = sent_of(h, START, room)[-1]
-        block = start.content[START]
-        assert block["max_selections"] == 2
-        assert [a["id"] for a in block["answers"]] == ["1", "2"]
+        # One poll per time, one answer each: Element Web sends one answer per tap, so a poll
+        # of all the times could only ever hold one "yes".
+        first, second = sent_of(h, START, room)[-2:]
+        for start, when in ((first, "time 1: Tue 8 Dec"), (second, "time 2: Sat 12 Dec")):
+            block = start.content[START]
+            assert block["max_selections"] == 1 and when in block["question"][TEXT]
+            assert [a["id"] for a in block["answers"]] == ["yes", "ifneedbe", "no"]
+            assert [a[TEXT] for a in block["answers"]] == ["Yes", "If need be", "No"]
         table = sent_of(h, "m.room.message", room)[-1]
         assert table.body.startswith("🗓️ M-1 availability (0 people have answered)")
 
         reply = await ask(h, room, BOB, "!avail M-1 1y 2?")
         assert reply == "Thanks, noted for M-1: yes 1; if need be 2."
-        await h.send(room, CAT, RESPONSE, element_tap(start.event_id, "2"))
-        await h.send(room, ANN, RESPONSE, element_tap(start.event_id, "1", "2"))
-        await h.send(room, ANN, RESPONSE, element_tap(start.event_id, "2"))  # Ann changes
+        await h.send(room, CAT, RESPONSE, element_tap(second.event_id, "yes"))
+        await h.send(room, ANN, RESPONSE, element_tap(first.event_id, "yes"))
+        await h.send(room, ANN, RESPONSE, element_tap(second.event_id, "yes"))
+        await h.send(room, ANN, RESPONSE, element_tap(first.event_id, "no"))  # Ann changes
         edits = [
             s
             for s in sent_of(h, "m.room.message", room)
             if (s.content.get("m.relates_to") or {}).get("rel_type") == "m.replace"
         ]
-        assert len(edits) == 4  # one per answer, all editing the one table message
+        assert len(edits) == 5  # one per answer, all editing the one table message
         assert {e.content["m.relates_to"]["event_id"] for e in edits} == {table.event_id}
         latest = edits[-1].content["m.new_content"]["body"]
         assert "(3 people have answered)" in latest
@@ -62,17 +68,23 @@ async def test_propose_answer_by_command_and_by_poll_then_fix_with_an_ics(tmp_pa
 
         fixed = await ask(h, room, ANN, "!meet fix M-1 2")
         assert fixed.startswith("✅ M-1 is fixed: Litter pick planning, Sat 12 Dec 10:00–11:30")
-        assert sent_of(h, END, room)[-1].content["m.relates_to"]["event_id"] == start.event_id
-        ics = files(h, room)[-1]
+        ended = {e.content["m.relates_to"]["event_id"] for e in sent_of(h, END, room)}
+        assert ended == {first.event_id, second.event_id}
+        # No file in the room (an m.file notifies every member): it goes by DM to those going.
+        assert not files(h, room)
+        going = await ask(h, room, BOB, "!rsvp M-1 going")
+        assert "See you there: M-1" in going and "calendar file by direct message" in going
+        bob_dm = await h.transport.direct_room(BOB)
+        ics = files(h, bob_dm)[-1]
         assert ics.content["info"]["mimetype"] == "text/calendar"
         assert ics.content["body"] == "M-1-litter-pick-planning.ics"
-        event = last_calendar(h, room).walk("VEVENT")[0]
+        event = last_calendar(h, bob_dm).walk("VEVENT")[0]
         assert event["DTSTART"].dt.astimezone(UTC) == datetime(2026, 12, 12, 10, tzinfo=UTC)
         assert event["LOCATION"] == "Church Hall"
-        assert f"https://matrix.to/#/{room}" in str(event["DESCRIPTION"])
+        # The room link in the file opens from any homeserver: it names servers to go via.
+        assert f"https://matrix.to/#/{room}?via=test" in str(event["DESCRIPTION"])
         assert str(event["UID"]).endswith("@test")
-
-        assert "See you there: M-1" in await ask(h, room, BOB, "!rsvp M-1 going")
+        assert not files(h)[:-1] or all(f.room_id != room for f in files(h))
         late = await ask(h, room, CAT, "!avail M-1 1y")
         assert late.startswith("M-1 is already fixed. Say whether you're coming with !rsvp M-1")
 
@@ -120,17 +132,20 @@ async def test_a_moderator_may_fix_and_the_organiser_moves_and_cancels(tmp_path)
         await ask(h, room, BOB, "!rsvp M-1 going")  # refused: not fixed
         assert (await ask(h, room, "@mod:test", "!meet fix M-1 1")).startswith("✅ M-1 is fixed")
         await ask(h, room, BOB, "!rsvp M-1 going")
-        first = last_calendar(h, room).walk("VEVENT")[0]
+        dm = "!dm-bob-test:test"
+        first = last_calendar(h, dm).walk("VEVENT")[0]
         await ask(h, room, ANN, "!meet move M-1 wed 9 dec 19:00")
-        assert "has moved to Wed 9 Dec 19:00–20:30" in h.texts(room)[-2]
-        moved = last_calendar(h, room).walk("VEVENT")[0]
+        assert "has moved to Wed 9 Dec 19:00–20:30" in h.texts(room)[-1]
+        moved = last_calendar(h, dm).walk("VEVENT")[0]
         assert moved["UID"] == first["UID"] and moved["SEQUENCE"] > first["SEQUENCE"]
         assert moved["DTSTART"].dt.astimezone(UTC) == datetime(2026, 12, 9, 19, tzinfo=UTC)
-        dm = "!dm-bob-test:test"
-        assert any("has moved to" in t for t in h.texts(dm))  # Bob is going: he is told
-        assert files(h, dm), "and gets the updated calendar file"
+        told = [s for s in sent_of(h, "m.room.message", dm) if "has moved to" in s.body]
+        assert told  # Bob is going: he is told, and his client notifies him
+        assert told[-1].content["msgtype"] == "m.text"
+        assert told[-1].content["m.mentions"] == {"user_ids": [BOB]}
         await ask(h, room, ANN, "!meet cancel M-1")
-        cancelled = last_calendar(h, room)
+        assert not files(h, room)
+        cancelled = last_calendar(h, dm)
         assert cancelled["METHOD"] == "PUBLISH"
         event = cancelled.walk("VEVENT")[0]
         assert event["STATUS"] == "CANCELLED" and event["SEQUENCE"] > moved["SEQUENCE"]
@@ -152,7 +167,7 @@ async def test_decide_by_fixes_the_best_time_and_a_tie_goes_to_the_earlier(tmp_p
         assert "M-1 is fixed: Litter pick planning, Tue 8 Dec 18:00–19:30" in announcement
         assert "Fixed automatically at the deadline: time 1" in announcement
         assert "tied with 2; a tie goes to the earlier time" in announcement
-        assert len(files(h, room)) == 1
+        assert not files(h, room)  # the calendar file goes to those going, by DM
 
 
 async def test_forgotten_then_answering_again_counts_once(tmp_path):
@@ -245,3 +260,16 @@ async def test_cancelling_a_proposal_ends_its_poll_and_takes_no_more_answers(tmp
         await h.send(room, BOB, RESPONSE, element_tap(start.event_id, "1"))
         assert len(h.transport.sent) == before
         assert (await ask(h, room, BOB, "!avail M-1 1")).startswith("M-1 was cancelled.")
+
+
+async def test_more_times_than_fit_as_polls_are_answered_by_typing(tmp_path):
+    """Six or more candidate times would fill the room with polls: typed answers only, and
+    the proposal says so."""
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        times = " | ".join(f"{day} dec 2026 18:00" for day in range(7, 13))
+        echo = await ask(h, room, ANN, f"!meet Litter pick | {times}")
+        assert "6. Sat 12 Dec" in echo
+        assert "answer the poll" not in echo and "type !avail M-1 1y 2? 3n" in echo
+        assert not sent_of(h, START, room)
+        assert "Thanks, noted for M-1" in await ask(h, room, BOB, "!avail M-1 6y")

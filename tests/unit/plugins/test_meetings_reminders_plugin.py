@@ -151,7 +151,8 @@ async def test_a_repeating_meeting_keeps_its_wall_clock_time_across_dst(
         room = h.room(members=[ANN, BOB])
         reply = await ask(h, room, ANN, f"!meet Residents | {rule} | for 6 times")
         assert reply.startswith("✅ M-1 is fixed: Residents, every ")
-        calendar = last_calendar(h, room)
+        await ask(h, room, BOB, "!rsvp M-1 going")  # the calendar file comes by DM
+        calendar = last_calendar(h, await h.transport.direct_room(BOB))
         event = calendar.walk("VEVENT")[0]
         assert str(event["DTSTART"].params["TZID"]) == "Europe/London"
         assert "RRULE" in event and calendar.walk("VTIMEZONE")

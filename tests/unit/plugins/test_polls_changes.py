@@ -28,7 +28,7 @@ async def test_the_creator_fixes_a_poll_in_place_before_anyone_votes(tmp_path):
         await h.say(room, ANN, "!poll Which day? | Saturday | Sunday | closes friday 18:00")
         text, start = h.transport.sent[-2:]
         await h.say(room, ANN, "!poll edit P-1 Which day for the pick? | Sat | Sun | Mon")
-        text_edit, start_edit, reply = h.transport.sent[-3:]
+        text_edit, new_start, old_end, reply = h.transport.sent[-4:]
         # The announcement, replaced in place.
         assert text_edit.content["m.relates_to"] == {
             "rel_type": "m.replace",
@@ -40,20 +40,22 @@ async def test_the_creator_fixes_a_poll_in_place_before_anyone_votes(tmp_path):
         )
         assert "Closes Fri 27 Nov 18:00 Europe/London" in new_text  # left out: kept
         assert text_edit.body.startswith("* 📊 P-1")
-        # The native poll, edited the way Element edits one: same type, m.new_content only.
-        assert start_edit.type == START
-        assert start_edit.content["m.relates_to"] == {
-            "rel_type": "m.replace",
-            "event_id": start.event_id,
-        }
-        assert START not in start_edit.content
-        answers = start_edit.content["m.new_content"][START]["answers"]
+        # The native poll is a new one (Element never re-reads an edited poll), and the old
+        # one is ended saying why and where the new one is.
+        assert new_start.type == START and "m.new_content" not in new_start.content
+        answers = new_start.content[START]["answers"]
         assert [a["org.matrix.msc1767.text"] for a in answers] == ["Sat", "Sun", "Mon"]
         assert [a["id"] for a in answers] == ["e1-1", "e1-2", "e1-3"]
-        assert reply.body.startswith("✏️ P-1 is updated in place.")
-        # Votes count for the new options, by button (new ids) or typed.
-        await tap(h, room, BOB, start.event_id, "e1-3")
-        await tap(h, room, ANN, start.event_id, "2")  # an old id from a stale client: spoiled
+        assert old_end.type == END
+        assert old_end.content["m.relates_to"] == {
+            "rel_type": "m.reference",
+            "event_id": start.event_id,
+        }
+        assert "P-1 was changed" in old_end.body and new_start.event_id in old_end.body
+        assert reply.body.startswith("✏️ P-1 is updated. Its buttons are in a new poll")
+        # Votes count for the new options, by button (new ids) or typed; the old poll is shut.
+        await tap(h, room, BOB, new_start.event_id, "e1-3")
+        await tap(h, room, ANN, start.event_id, "1")  # a stale client's tap on the old poll
         await h.say(room, BOB, "!poll show P-1")
         shown = h.last_text(room)
         assert "3. Mon: ██████████ 1 (100%)" in shown
