@@ -144,7 +144,9 @@ class BotProcess:
         write_config(self.config_path, tables)
         self.starts = 0
 
-    async def start(self, timeout: float = 30, env: dict[str, str] | None = None) -> None:
+    async def start(self, timeout: float = 90, env: dict[str, str] | None = None) -> None:
+        """Start ``civicbot run`` and wait until it listens. The bound is generous: on a busy
+        machine the database's fsyncs alone took 30 s (a start is about 2 s when idle)."""
         environ = {
             **os.environ,
             **self.env,
