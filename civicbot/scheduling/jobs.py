@@ -15,7 +15,7 @@ sends that already went out are not repeated) after 30 s, 2 and 10 minutes; afte
 it is logged as given up and the bot carries on. Jobs are scoped to their plugin: the core
 cancels them all at teardown and when loading fails.
 
-Durable state stays in the plugin's own tables: apscheduler holds timers in memory only, so a
+Durable state stays in the plugin's own tables: the scheduler holds timers in memory only, so a
 plugin re-arms its jobs in ``setup()`` and acts on overdue work in ``caught_up()``.
 """
 
@@ -124,8 +124,8 @@ class Jobs(Generic[C]):
         if self._closed:
             return
         # Each run waits in a slot of its own: a repeating job's next run must not share the
-        # scheduler id of the run still going (apscheduler would skip it as a second
-        # instance), and a retry must not replace the next run.
+        # scheduler key of the run still going (apscheduler's own timers skipped it as a
+        # second instance), and a retry must not replace the next run.
         if attempt:
             slot = f"{key}{_RETRY}{attempt}@{due.isoformat()}"
         elif then is not None:

@@ -4,9 +4,26 @@ the requester anywhere else (room timeline, room state, the bot's log)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from tests.integration.conftest import is_for, is_notice_from, room_with_bot
+
+
+async def said_in(resident, room: str, expected: str, timeout: float = 30) -> str:
+    """Every message of ``room`` so far, once ``expected`` is among them (the bot may still be
+    posting when the room is joined)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = " ".join(
+            e["content"].get("body", "")
+            for e in await resident.messages(room)
+            if e["type"] == "m.room.message"
+        )
+        if expected in text or time.monotonic() > deadline:
+            return text
+        await asyncio.sleep(0.1)
 
 
 async def test_a_private_need_reaches_a_helper_without_naming_the_requester(residents, bots):
@@ -48,10 +65,7 @@ async def test_a_private_need_reaches_a_helper_without_naming_the_requester(resi
     await ann.join(intro)
     assert await cat.members_present(intro) == sorted([ann.user_id, cat.user_id, bot.user_id])
     cat.mark()
-    hello = await cat.messages(intro)
-    intro_text = " ".join(
-        e["content"].get("body", "") for e in hello if e["type"] == "m.room.message"
-    )
+    intro_text = await said_in(cat, intro, "offered to help with N-1")
     assert "offered to help with N-1" in intro_text and ann.user_id in intro_text
     join_rules = await cat.get_state(intro, "m.room.join_rules")
     assert join_rules["join_rule"] == "invite"
