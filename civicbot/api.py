@@ -53,7 +53,20 @@ from civicbot.core.dates import (
     parse_when,
     resolve_when,
 )
-from civicbot.core.events import Event, EventKind, Message, matrix_to
+from civicbot.core.events import (
+    POLL_DISCLOSED,
+    POLL_END_TYPE,
+    POLL_START_TYPE,
+    POLL_TEXT_KEY,
+    POLL_UNDISCLOSED,
+    Event,
+    EventKind,
+    Message,
+    matrix_to,
+    notice_replacement,
+    poll_end_content,
+    poll_response_answers,
+)
 from civicbot.core.outgoing import Outgoing
 from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
 from civicbot.core.templates import Rendered, TemplateCheckError, Templates
@@ -88,6 +101,11 @@ __all__ = [
     "LIMITS",
     "OPERATOR",
     "OPERATOR_ONLY",
+    "POLL_DISCLOSED",
+    "POLL_END_TYPE",
+    "POLL_START_TYPE",
+    "POLL_TEXT_KEY",
+    "POLL_UNDISCLOSED",
     "ROOM",
     "AuditEntry",
     "CommandError",
@@ -136,10 +154,13 @@ __all__ = [
     "is_operator_only",
     "matrix_to",
     "ms",
+    "notice_replacement",
     "on",
     "parse_duration",
     "parse_setting_value",
     "parse_when",
+    "poll_end_content",
+    "poll_response_answers",
     "privacy_filter",
     "private",
     "resolve_when",

@@ -12,6 +12,14 @@ from urllib.parse import quote
 POLL_START_TYPES = ("org.matrix.msc3381.poll.start", "m.poll.start")
 POLL_RESPONSE_TYPES = ("org.matrix.msc3381.poll.response", "m.poll.response")
 POLL_END_TYPES = ("org.matrix.msc3381.poll.end", "m.poll.end")
+# What the bot sends (DESIGN.md §4): the unstable MSC3381 names are the ones clients render.
+POLL_START_TYPE = POLL_START_TYPES[0]
+POLL_END_TYPE = POLL_END_TYPES[0]
+POLL_TEXT_KEY = "org.matrix.msc1767.text"
+POLL_DISCLOSED = "org.matrix.msc3381.poll.disclosed"
+POLL_UNDISCLOSED = "org.matrix.msc3381.poll.undisclosed"
+# A response's answers: the stable key first, as matrix-events-sdk reads them.
+_RESPONSE_KEYS = ("m.poll.response", "org.matrix.msc3381.poll.response")
 
 
 class EventKind(StrEnum):
@@ -308,3 +316,37 @@ def _is_ip_literal(server: str) -> bool:
     host = host.rsplit(":", 1)[0] if ":" in host else host
     parts = host.split(".")
     return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+def poll_response_answers(content: dict[str, Any]) -> object:
+    """The answers of an MSC3381 poll response as sent (not yet checked: a client may send
+    anything), the stable key first, as matrix-events-sdk reads them."""
+    for key in _RESPONSE_KEYS:
+        block = content.get(key)
+        if block is not None:
+            return block.get("answers") if isinstance(block, dict) else None
+    return None
+
+
+def poll_end_content(start_event_id: str, text: str) -> dict[str, Any]:
+    """An MSC3381 poll end for the poll ``start_event_id``, with ``text`` for clients that show
+    the end as a message."""
+    return {
+        "m.relates_to": {"rel_type": "m.reference", "event_id": start_event_id},
+        POLL_END_TYPE: {},
+        POLL_TEXT_KEY: text,
+        "body": text,
+    }
+
+
+def notice_replacement(event_id: str, text: str, html: str | None = None) -> dict[str, Any]:
+    """An ``m.replace`` of one of the bot's notices: the whole new message in ``m.new_content``
+    (clients that apply edits show it). Send it as the ``extra`` of a message whose body is the
+    fallback for clients that do not."""
+    new_content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
+    if html is not None:
+        new_content.update(format="org.matrix.custom.html", formatted_body=html)
+    return {
+        "m.new_content": new_content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }

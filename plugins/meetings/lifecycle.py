@@ -48,6 +48,8 @@ from civicbot.api import (
     Outgoing,
     TransportError,
     describe_delta,
+    notice_replacement,
+    poll_response_answers,
     send_notice,
 )
 
@@ -57,17 +59,7 @@ if TYPE_CHECKING:
     from civicbot.api import JobContext, PluginContext
 
 log = logging.getLogger(__name__)
-RESPONSE_KEYS = ("m.poll.response", "org.matrix.msc3381.poll.response")
 HORIZON_TICK = timedelta(hours=6)  # re-arm reminders that come within ARM_HORIZON
-
-
-def response_answers(content: dict[str, Any]) -> object:
-    """The answers of a poll response as sent (stable key first, as matrix-events-sdk reads)."""
-    for key in RESPONSE_KEYS:
-        block = content.get(key)
-        if block is not None:
-            return block.get("answers") if isinstance(block, dict) else None
-    return None
 
 
 class MeetingRunner:
@@ -166,7 +158,7 @@ class MeetingRunner:
         if not meeting.table_event_id:
             return
         rendered = await self.table_text(meeting)
-        extra = render.text_replacement(meeting.table_event_id, rendered.text, rendered.html)
+        extra = notice_replacement(meeting.table_event_id, rendered.text, rendered.html)
         message = Message(f"* {rendered.text}", None, extra=extra)
         await out.message(meeting.room_id, message, may_ping_room=False)
 
@@ -182,7 +174,7 @@ class MeetingRunner:
             meeting, slot = found
             if meeting.room_id != event.room_id or meeting.state != PROPOSED:
                 return
-            answer = ballot_from_slot_poll(response_answers(event.content), slot)
+            answer = ballot_from_slot_poll(poll_response_answers(event.content), slot)
             person = await self.person(meeting.id, event.sender)
             if await self.store.record_ballot(meeting.id, person, answer, event.ts, "poll"):
                 await self.update_table(meeting, out)
@@ -190,7 +182,7 @@ class MeetingRunner:
         meeting = await self.store.by_poll_event(start_id)
         if meeting is None or meeting.room_id != event.room_id or meeting.state != PROPOSED:
             return
-        ballot = ballot_from_poll(response_answers(event.content), render.answer_ids(meeting))
+        ballot = ballot_from_poll(poll_response_answers(event.content), render.answer_ids(meeting))
         person = await self.person(meeting.id, event.sender)
         if await self.store.record_ballot(meeting.id, person, ballot, event.ts, "poll"):
             await self.update_table(meeting, out)
@@ -214,7 +206,7 @@ class MeetingRunner:
                     continue
                 if event.room_id != meeting.room_id or event.sender == self.ctx.rooms.bot_user_id:
                     continue
-                answers = response_answers(event.content)
+                answers = poll_response_answers(event.content)
                 ballot = (
                     ballot_from_slot_poll(answers, slot)
                     if slot

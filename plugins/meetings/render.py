@@ -16,12 +16,20 @@ from civicbot_plugins.meetings.ics import CalendarEntry, build_calendar, ics_fil
 from civicbot_plugins.meetings.models import Meeting, is_anonymous
 from civicbot_plugins.meetings.service import SLOT_ANSWERS, Best, Table, format_slot
 
-from civicbot.api import matrix_to
+from civicbot.api import (
+    POLL_DISCLOSED,
+    POLL_END_TYPE,
+    POLL_START_TYPE,
+    POLL_TEXT_KEY,
+    matrix_to,
+    poll_end_content,
+)
 
-START_TYPE = "org.matrix.msc3381.poll.start"
-END_TYPE = "org.matrix.msc3381.poll.end"
-TEXT_KEY = "org.matrix.msc1767.text"
-DISCLOSED = "org.matrix.msc3381.poll.disclosed"
+# The MSC3381 names, as this module has always called them.
+DISCLOSED = POLL_DISCLOSED
+END_TYPE = POLL_END_TYPE
+START_TYPE = POLL_START_TYPE
+TEXT_KEY = POLL_TEXT_KEY
 
 
 def answer_ids(meeting: Meeting) -> list[str]:
@@ -63,24 +71,7 @@ def slot_poll_content(
 
 def end_content(meeting: Meeting, poll_event_id: str, why: str = "is fixed") -> dict[str, Any]:
     """``org.matrix.msc3381.poll.end`` of the availability poll, once it takes no answers."""
-    text = f"{meeting.label} {why}; this poll is closed."
-    return {
-        "m.relates_to": {"rel_type": "m.reference", "event_id": poll_event_id},
-        END_TYPE: {},
-        TEXT_KEY: text,
-        "body": text,
-    }
-
-
-def text_replacement(event_id: str, text: str, html: str | None) -> dict[str, Any]:
-    """``m.replace`` of one of the bot's notices (the availability table)."""
-    new_content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
-    if html is not None:
-        new_content.update(format="org.matrix.custom.html", formatted_body=html)
-    return {
-        "m.new_content": new_content,
-        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
-    }
+    return poll_end_content(poll_event_id, f"{meeting.label} {why}; this poll is closed.")
 
 
 def person_name(person: str) -> str:

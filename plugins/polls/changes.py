@@ -27,7 +27,13 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import Poll
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.api import Message, format_when, matrix_to, restrict_mentions
+from civicbot.api import (
+    Message,
+    format_when,
+    matrix_to,
+    notice_replacement,
+    restrict_mentions,
+)
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
@@ -60,7 +66,7 @@ class PollChanges:
         message = Message(
             f"* {text}",
             f"* {html}" if html is not None else None,
-            extra=render.text_replacement(poll.text_event_id, text, html),
+            extra=notice_replacement(poll.text_event_id, text, html),
         )
         await self._outgoing(ctx, poll, "text").message(poll.room_id, message, may_ping_room=False)
 

@@ -25,7 +25,14 @@ from civicbot_plugins.polls.service import (
 )
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.api import Event, EventKind, TransportError, format_when, ms
+from civicbot.api import (
+    Event,
+    EventKind,
+    TransportError,
+    format_when,
+    ms,
+    poll_response_answers,
+)
 
 if TYPE_CHECKING:
     from civicbot_plugins.polls.config import PollsConfig
@@ -35,16 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TICK = timedelta(minutes=10)
 RETRY = timedelta(minutes=15)  # the transport already retried through outages
-RESPONSE_KEYS = ("m.poll.response", "org.matrix.msc3381.poll.response")
-
-
-def response_answers(content: dict[str, Any]) -> object:
-    """The answers of a poll response as sent (stable key first, as matrix-events-sdk reads)."""
-    for key in RESPONSE_KEYS:
-        block = content.get(key)
-        if block is not None:
-            return block.get("answers") if isinstance(block, dict) else None
-    return None
 
 
 class Tracked(NamedTuple):
@@ -176,7 +173,9 @@ class PollRunner:
                 continue  # redacted: clients drop it and the sender's earlier vote counts again
             if event.kind is EventKind.POLL_RESPONSE and event.sender != self.ctx.rooms.bot_user_id:
                 voter = self.voter(poll.id, poll.salt, event.sender)
-                found.append((event.event_id, voter, response_answers(event.content), event.ts))
+                found.append(
+                    (event.event_id, voter, poll_response_answers(event.content), event.ts)
+                )
             elif event.kind is EventKind.POLL_END and self.may_end(event, power):
                 ends.append((event.ts, event.event_id, event.sender))
         new = await self.store.replace_button_responses(poll.id, found, as_of)
@@ -190,7 +189,7 @@ class PollRunner:
         if tracked is None:
             return
         voter = self.voter(tracked.poll_id, tracked.salt, event.sender)
-        answers = response_answers(event.content)
+        answers = poll_response_answers(event.content)
         await self.store.add_response(
             tracked.poll_id, event.event_id, voter, answers, event.ts, "button"
         )

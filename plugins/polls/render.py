@@ -26,13 +26,23 @@ from civicbot_plugins.polls.service import (
     leaders,
 )
 
-from civicbot.api import describe_delta, format_when
+from civicbot.api import (
+    POLL_DISCLOSED,
+    POLL_END_TYPE,
+    POLL_START_TYPE,
+    POLL_TEXT_KEY,
+    POLL_UNDISCLOSED,
+    describe_delta,
+    format_when,
+    poll_end_content,
+)
 
-START_TYPE = "org.matrix.msc3381.poll.start"
-END_TYPE = "org.matrix.msc3381.poll.end"
-TEXT_KEY = "org.matrix.msc1767.text"
-DISCLOSED = "org.matrix.msc3381.poll.disclosed"
-UNDISCLOSED = "org.matrix.msc3381.poll.undisclosed"
+# The MSC3381 names, as this module has always called them.
+DISCLOSED = POLL_DISCLOSED
+END_TYPE = POLL_END_TYPE
+START_TYPE = POLL_START_TYPE
+TEXT_KEY = POLL_TEXT_KEY
+UNDISCLOSED = POLL_UNDISCLOSED
 
 KIND_LINES = {
     PollKind.SINGLE: "Choose one.",
@@ -77,12 +87,8 @@ RESULTS_KEY = "m.poll.results"  # MSC3381: the poll sender's count, answer id ->
 def end_content(poll: Poll, counts: dict[str, int] | None = None) -> dict[str, Any]:
     """The end of the native poll; ``counts`` (answer id → votes) go in as MSC3381's
     ``m.poll.results`` (a ranked poll's first preferences are not its result: left out)."""
-    content: dict[str, Any] = {
-        "m.relates_to": {"rel_type": "m.reference", "event_id": poll.start_event_id},
-        END_TYPE: {},
-        TEXT_KEY: f"{poll.label} has closed; the results follow.",
-        "body": f"{poll.label} has closed; the results follow.",
-    }
+    assert poll.start_event_id is not None
+    content = poll_end_content(poll.start_event_id, f"{poll.label} has closed; the results follow.")
     if counts is not None and poll.kind is not PollKind.RANKED:
         content[RESULTS_KEY] = {o.id: counts.get(o.id, 0) for o in poll.options}
     return content
@@ -296,21 +302,4 @@ def superseded_content(old_start: str, label: str, link: str) -> dict[str, Any]:
     an edited poll (element-web#26516), so the old one is ended, saying why and where the new
     one is."""
     text = f"{label} was changed before anyone voted, so this poll is closed. Vote here: {link}"
-    return {
-        "m.relates_to": {"rel_type": "m.reference", "event_id": old_start},
-        END_TYPE: {},
-        TEXT_KEY: text,
-        "body": text,
-    }
-
-
-def text_replacement(event_id: str, text: str, html: str | None) -> dict[str, Any]:
-    """``m.replace`` of one of the bot's notices: ``* text`` for clients that don't apply edits
-    and the whole new message in ``m.new_content`` for those that do."""
-    new_content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
-    if html is not None:
-        new_content.update(format="org.matrix.custom.html", formatted_body=html)
-    return {
-        "m.new_content": new_content,
-        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
-    }
+    return poll_end_content(old_start, text)

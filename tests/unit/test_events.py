@@ -78,3 +78,31 @@ def test_wrongly_typed_top_level_fields_become_empty():
         None,
     )
     assert event.body == ""
+
+
+def test_poll_helpers_read_and_write_msc3381_as_clients_do():
+    from civicbot.core.events import (
+        POLL_END_TYPE,
+        notice_replacement,
+        poll_end_content,
+        poll_response_answers,
+    )
+
+    stable = {"m.poll.response": {"answers": ["a"]}}
+    unstable = {"org.matrix.msc3381.poll.response": {"answers": ["b"]}}
+    both = {**unstable, **stable}
+    assert poll_response_answers(stable) == ["a"]
+    assert poll_response_answers(unstable) == ["b"]
+    assert poll_response_answers(both) == ["a"]  # the stable key first, as matrix-events-sdk
+    assert poll_response_answers({"m.poll.response": "junk"}) is None
+    assert poll_response_answers({}) is None
+
+    end = poll_end_content("$start", "Closed.")
+    assert end["m.relates_to"] == {"rel_type": "m.reference", "event_id": "$start"}
+    assert end[POLL_END_TYPE] == {} and end["body"] == "Closed."
+
+    edit = notice_replacement("$table", "new text", "<b>new</b>")
+    assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$table"}
+    assert edit["m.new_content"]["msgtype"] == "m.notice"
+    assert edit["m.new_content"]["m.mentions"] == {}  # an edit pings nobody
+    assert edit["m.new_content"]["formatted_body"] == "<b>new</b>"
