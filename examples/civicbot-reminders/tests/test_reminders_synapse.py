@@ -1,12 +1,20 @@
 """The example plugin of docs/plugins.md, installed as a package (its entry point is how
 ``civicbot run`` finds it), against a real Synapse: its command answers, its job posts twice from
-two due times, and a reminder set before a restart arrives after it."""
+two due times, and a reminder set before a restart arrives after it.
+
+It uses only civicbot's shipped test kit (``civicbot.testing.pytest_plugin``, active wherever
+civicbot is installed): the fixtures ``residents`` and ``bots`` start a Synapse on loopback and
+``civicbot run`` processes whose clock the test moves."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.integration.conftest import is_for, is_notice_from, room_with_bot
+import pytest
+
+from civicbot.testing.pytest_plugin import is_for, is_notice_from, room_with_bot
+
+pytestmark = pytest.mark.integration
 
 
 def reminders_from(bot_id: str, room: str, events: list[dict]) -> list[str]:
