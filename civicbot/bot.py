@@ -42,10 +42,11 @@ from civicbot.plugin import Plugin
 from civicbot.roomsettings import RoomSettings
 from civicbot.scheduler import Scheduler
 from civicbot.secretkey import installation_key
-from civicbot.settings import LIMITS
+from civicbot.settings import LIMITS, WEB
 from civicbot.storage import Database
 from civicbot.templates import TemplateCheckError, Templates
 from civicbot.transport import Transport, TransportError
+from civicbot.web import PublicSite
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,11 @@ class Bot:
         self.scheduler = scheduler
         self.plugin_classes = plugin_classes
         self.prefix = settings.bot.command_prefix
-        defaults = {**settings.plugins, LIMITS: settings.limits.model_dump()}
+        defaults = {
+            **settings.plugins,
+            LIMITS: settings.limits.model_dump(),
+            WEB: settings.web.model_dump(),
+        }
         self.room_settings = RoomSettings(
             db, defaults, {n: c.Config for n, c in plugin_classes.items()}
         )
@@ -91,6 +96,11 @@ class Bot:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
+        keyed_hash = _keyed_hasher(installation_key(settings.bot.data_dir))
+        self.site = PublicSite(
+            settings.web, transport, db, self.room_settings, keyed_hash, clock,
+            self.collect_hook, settings.bot.timezone,
+        )  # fmt: skip
         self._core = CoreServices(
             db=db,
             scheduler=scheduler,
@@ -102,7 +112,8 @@ class Bot:
             bot=BotFacts(self),
             prefix=self.prefix,
             default_timezone=settings.bot.timezone,
-            keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
+            keyed_hash=keyed_hash,
+            public=self.site,
         )
         self._management = RoomManagement(self.room_settings, RoleStore(db), AuditLog(db))
 
@@ -118,6 +129,7 @@ class Bot:
             )
         except CommandDeclarationError as exc:
             raise PluginLoadError(str(exc)) from exc
+        await self.site.start()
         started: list[Plugin[Any]] = []
         name = ""
         try:

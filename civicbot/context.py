@@ -22,6 +22,7 @@ from civicbot.events import Event, Message
 from civicbot.jobs import Jobs
 from civicbot.outgoing import Outgoing, txn_key
 from civicbot.permissions import Permissions
+from civicbot.public import PublicPages
 from civicbot.ratelimit import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
 from civicbot.roomsettings import RoomSettings, RoomSettingsView
 from civicbot.scheduler import Scheduler
@@ -48,6 +49,7 @@ class CoreServices:
     prefix: str
     default_timezone: str
     keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
+    public: PublicPages | None = None  # the public web pages (civicbot.web)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class PluginContext(Generic[ConfigT]):
         self.bot = core.bot
         self.prefix = core.prefix
         self.rooms = Rooms(core.transport)
+        # The room's public page, calendar feeds and noticeboard, as plugins may use them.
+        self.public = core.public
         self.log = logging.getLogger(f"civicbot.plugins.{name}")
         self.jobs: Jobs[JobContext[ConfigT]] = Jobs(
             core.scheduler.scoped(name), core.clock, self._job_context

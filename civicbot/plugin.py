@@ -31,10 +31,32 @@ from civicbot.commands import Command
 from civicbot.context import ConfigT, PluginContext
 from civicbot.corestores import ForgetReport
 from civicbot.events import EventKind
+from civicbot.public import (
+    PublicConsultation,
+    PublicCount,
+    PublicDecision,
+    PublicMeeting,
+    PublicPost,
+    PublicSection,
+    PublicUpdate,
+)
 from civicbot.settings import PluginConfig
 from civicbot.storage import Migration
 
-__all__ = ["DigestSection", "ForgetReport", "Plugin", "PluginConfig", "on"]
+__all__ = [
+    "DigestSection",
+    "ForgetReport",
+    "Plugin",
+    "PluginConfig",
+    "PublicConsultation",
+    "PublicCount",
+    "PublicDecision",
+    "PublicMeeting",
+    "PublicPost",
+    "PublicSection",
+    "PublicUpdate",
+    "on",
+]
 
 
 @dataclass(frozen=True)
@@ -123,6 +145,19 @@ class Plugin(Generic[ConfigT]):
         items across every room (polls they have not voted in, meetings they said they would
         attend, needs they offered help with, consultations they answered that got a reply).
         Only what that person may see; it goes nowhere but their DM."""
+        return None
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        """Contribute to the room's public web page, calendar feed and noticeboard (only for a
+        room whose moderators published it, never a DM). Return only what the room already
+        shows its members, already filtered: no requester of anything private, no forgotten
+        person, names only as the Matrix ids of people who posted it publicly in the room.
+        Return everything current (the page decides how much to show)."""
+        return None
+
+    async def personal_calendar(self, user_id: str) -> list[bytes] | None:
+        """RFC 5545 files of the events ``user_id`` said they are going to, across rooms, for
+        their private calendar feed (a secret URL only they were sent)."""
         return None
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:

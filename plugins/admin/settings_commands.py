@@ -22,7 +22,7 @@ from civicbot.context import Context, RoomManagement
 from civicbot.permissions import Role, role_satisfied
 from civicbot.plugin import Plugin
 from civicbot.roomsettings import SettingError, describe_type, format_value, parse_setting_value
-from civicbot.settings import LIMITS, ROOM, RoomConfig, is_operator_only
+from civicbot.settings import LIMITS, ROOM, WEB, RoomConfig, is_operator_only
 
 
 class SettingsCommands(Plugin[AdminConfig]):
@@ -212,7 +212,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         await ctx.reply(f"Removed {path}; it follows the default again.")
 
     async def _show_all(self, ctx: Context[AdminConfig]) -> None:
-        names = [ROOM, LIMITS, *sorted(self.ctx.bot.plugin_names())]
+        names = [ROOM, LIMITS, WEB, *sorted(self.ctx.bot.plugin_names())]
         groups = [(name, await self._rows(ctx, name)) for name in names]
         await ctx.reply_template("config", groups=groups, one=False, example=_example(groups))
 

@@ -10,7 +10,10 @@ from civicbot_plugins.consultations.service import CLOSED, OPEN
 
 from civicbot.dates import format_when
 from civicbot.events import matrix_to
-from civicbot.plugin import DigestSection
+from civicbot.plugin import DigestSection, PublicConsultation, PublicSection, PublicUpdate
+
+# The public page shows this many consultations, newest first (open ones before the rest).
+PUBLIC_LIMIT = 200
 
 if TYPE_CHECKING:
     from civicbot_plugins.consultations.plugin import ConsultationsPlugin
@@ -83,3 +86,69 @@ async def personal_digest(
     if not lines:
         return None
     return DigestSection("Consultations you answered", "\n".join(lines))
+
+
+async def public_section(plugin: ConsultationsPlugin, room_id: str) -> PublicSection | None:
+    """Consultations for the room's public page: open ones, and for closed ones what was heard
+    (the room's own summary: counts only, nothing when it withheld them, never who answered
+    what) and the council's response and updates ("you said, we did")."""
+    found = []
+    for c in await plugin.store.in_room(room_id, limit=PUBLIC_LIMIT):
+        respondents: int | None = None
+        heard: tuple[str, ...] = ()
+        withheld = ""
+        if c.state != OPEN:
+            summary, minimum = await plugin.runner.summary(c)
+            respondents = summary.people
+            if minimum:
+                withheld = (
+                    f"Fewer than {minimum} people answered and the answers are {c.visibility}, "
+                    "so only the turnout is given."
+                )
+            else:
+                heard = tuple(heard_lines(summary))
+        updates = tuple(
+            PublicUpdate(u.kind, u.status, u.text, u.author, _utc(u.posted_at))
+            for u in await plugin.store.updates(c.id)
+        )
+        found.append(
+            PublicConsultation(
+                label=c.label,
+                title=c.title,
+                description=c.description,
+                state=c.state_text,
+                closes_at=datetime.fromtimestamp(c.closes_at, UTC),
+                respondents=respondents,
+                heard=heard,
+                withheld=withheld,
+                updates=updates,
+                event_id=c.root_event,
+            )
+        )
+    return PublicSection(consultations=tuple(found)) if found else None
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def heard_lines(summary: service.Summary) -> list[str]:
+    """The summary's counts as lines: choices, statements, common ground and splits. Free-text
+    answers are not quoted (they are in the room's thread, with their authors' consent to that
+    room only)."""
+    lines = []
+    for r in summary.results:
+        q = r.question
+        if r.statement:
+            s = r.statement
+            lines.append(f"{q.prompt}: agree {s.agree} · disagree {s.disagree} · pass {s.passed}")
+        elif q.kind == "text":
+            lines.append(f"{q.prompt}: {r.answered} written answer{'s' if r.answered != 1 else ''}")
+        else:
+            counts = ", ".join(f"{o} {n}" for o, n in zip(q.options, r.counts, strict=False))
+            lines.append(f"{q.prompt}: {counts}")
+    for s in summary.common_ground:
+        lines.append(f"Common ground: {s.text} (most {s.verdict})")
+    for s in summary.divisive:
+        lines.append(f"Splits the room: {s.text}")
+    return lines

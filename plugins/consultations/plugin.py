@@ -31,7 +31,7 @@ from civicbot.context import Context
 from civicbot.dates import DateError, format_when, parse_when
 from civicbot.events import EventKind
 from civicbot.permissions import Role
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.plugin import DigestSection, ForgetReport, Plugin, PublicSection, on
 from civicbot.text import clean_text
 
 COUNCILLOR = "councillor"
@@ -374,6 +374,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         from civicbot_plugins.consultations.digest import room_digest
 
         return await room_digest(self, room_id, since, until)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        from civicbot_plugins.consultations.digest import public_section
+
+        return await public_section(self, room_id)
 
     async def personal_digest_section(
         self, user_id: str, since: datetime, until: datetime

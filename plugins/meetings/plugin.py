@@ -36,7 +36,7 @@ from civicbot.commands import CommandError, ItemId, Rest, command
 from civicbot.context import Context, send_notice
 from civicbot.dates import format_when
 from civicbot.events import EventKind
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.plugin import DigestSection, ForgetReport, Plugin, PublicSection, on
 from civicbot.text import clean_text
 
 MeetingId = Annotated[int, ItemId("M")]  # accepts M-3, m3 or 3
@@ -385,6 +385,15 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             return None
         rendered = self.ctx.render("personal", rows=rows)
         return DigestSection("Your meetings", rendered.text, rendered.html, order=30)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        now = self.ctx.clock.now()
+        return await views.public_section(self.store, room_id, self.runner.server, now)
+
+    async def personal_calendar(self, user_id: str) -> list[bytes] | None:
+        now = self.ctx.clock.now()
+        files = await views.personal_calendar(self.store, user_id, self.runner.server, now)
+        return files or None
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         data = await export_person(self.ctx.db, user_id)

@@ -14,6 +14,7 @@ from civicbot_plugins.meetings.store import MeetingStore
 
 from civicbot.dates import format_when
 from civicbot.events import matrix_to
+from civicbot.plugin import PublicMeeting, PublicSection
 
 WEEK = timedelta(days=7)
 
@@ -96,3 +97,50 @@ async def personal_rows(
     name = await records.user_zone(user_id)
     zone = ZoneInfo(name) if name else await ctx.timezone(going[0].room_id)
     return upcoming(going, zone, until, until + WEEK)
+
+
+# The public page lists a meeting's next few dates; its calendar entry holds them all.
+PUBLIC_DATES = 5
+
+
+def public_meeting(meeting: Meeting, server: str, now: datetime) -> PublicMeeting | None:
+    """A fixed meeting for the room's public page and feed, or None once it has no dates to
+    come. Its calendar entry is the very file posted in the room (same UID and SEQUENCE),
+    stamped with its last change so the feed only changes when the meeting does."""
+    schedule = meeting.schedule()
+    if schedule is None:
+        return None
+    starts = tuple(o.start for o in schedule.occurrences(after=now, limit=PUBLIC_DATES))
+    calendar, _ = render.calendar_file(meeting, server, meeting.changed_at)
+    return PublicMeeting(
+        label=meeting.label,
+        title=meeting.title,
+        starts=starts[:PUBLIC_DATES],
+        duration_minutes=int(meeting.duration.total_seconds() // 60),
+        timezone=meeting.timezone,
+        place=meeting.location or "",
+        url=meeting.url or "",
+        event_id=meeting.announce_event_id,
+        moved=meeting.sequence > 0,
+        calendar=calendar,
+    )
+
+
+async def public_section(
+    store: MeetingStore, room_id: str, server: str, now: datetime
+) -> PublicSection | None:
+    """The room's fixed meetings that have not ended (nothing of who answered or is going)."""
+    found = [public_meeting(m, server, now) for m in await store.fixed_in(room_id, now)]
+    meetings = tuple(m for m in found if m is not None and m.starts)
+    return PublicSection(meetings=meetings) if meetings else None
+
+
+async def personal_calendar(
+    store: MeetingStore, person: str, server: str, now: datetime
+) -> list[bytes]:
+    """The calendar files of every meeting ``person`` said they are going to, in any room."""
+    return [
+        render.calendar_file(m, server, m.changed_at)[0]
+        for m in await store.going_to(person, now)
+        if m.schedule() is not None
+    ]

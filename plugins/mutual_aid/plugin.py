@@ -40,7 +40,7 @@ from civicbot.context import Context
 from civicbot.events import EventKind, Message
 from civicbot.logs import private
 from civicbot.permissions import Role
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.plugin import DigestSection, ForgetReport, Plugin, PublicSection, on
 from civicbot.text import clean_text
 
 _ROOM_PART = re.compile(r"(?:^|\s*\|\s*|\n)\s*room\s*:?\s*(?P<room>[^|\n]+?)\s*$", re.I)
@@ -357,6 +357,9 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         self, user_id: str, since: Any, until: Any
     ) -> DigestSection | None:
         return await self.upkeep.personal_digest_section(user_id)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        return await self.upkeep.public_section(room_id)
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         return await self.ledger.export(user_id)

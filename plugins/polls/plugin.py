@@ -36,7 +36,7 @@ from civicbot.dates import DateError, format_when, parse_when
 from civicbot.events import EventKind
 from civicbot.logs import private
 from civicbot.permissions import Role
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.plugin import DigestSection, ForgetReport, Plugin, PublicSection, on
 
 MIN_DURATION = timedelta(minutes=5)
 PollId = Annotated[int, ItemId("P")]  # accepts P-12, p12 or 12
@@ -405,6 +405,9 @@ class PollsPlugin(Plugin[PollsConfig]):
             return None
         rendered = self.ctx.templates.render("personal", rows=rows, prefix=self.ctx.prefix)
         return DigestSection("Your polls", rendered.text, rendered.html, order=20)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        return await reports.public_section(self.store, room_id)
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         return await reports.export_user_data(self.store, user_id)

@@ -15,7 +15,7 @@ from civicbot_plugins.polls.store import PollStore
 from civicbot.context import PluginContext
 from civicbot.dates import format_when
 from civicbot.events import matrix_to
-from civicbot.plugin import ForgetReport
+from civicbot.plugin import ForgetReport, PublicCount, PublicDecision, PublicSection
 from civicbot.transport import TransportError
 
 # A digest lists this many of each kind of poll, then says how many more: a weekly summary
@@ -226,3 +226,30 @@ def forget_report(removed: int, anonymised: int) -> ForgetReport | None:
             "buttons or typed in a room are room events: a moderator can redact them."
         ],
     )
+
+
+async def public_section(store: PollStore, room_id: str) -> PublicSection | None:
+    """Decided polls for the room's public page: the result as it was posted in the room
+    (a small secret ballot's turnout only, never who voted), and the outcome recorded."""
+    decisions = []
+    for poll in await store.decided_in(room_id):
+        result = poll.result or {}
+        winners = set(result.get("winners", []))
+        counts = tuple(
+            PublicCount(o["text"], o["count"], o["percent"], o["text"] in winners)
+            for o in result.get("options", [])
+        )
+        decisions.append(
+            PublicDecision(
+                label=poll.label,
+                question=poll.question,
+                decided_at=poll.closed_at or poll.closes_at,
+                headline=render.headline(poll, result),
+                turnout=render.turnout_line(result),
+                counts=counts,
+                outcome=poll.outcome or "",
+                outcome_at=poll.outcome_at,
+                event_id=poll.results_event_id or poll.start_event_id or poll.text_event_id,
+            )
+        )
+    return PublicSection(decisions=tuple(decisions)) if decisions else None

@@ -218,6 +218,13 @@ class PollStore:
             (room_id, since, until),
         )
 
+    async def decided_in(self, room_id: str) -> list[Poll]:
+        """Closed polls here with a published result, newest first (the public page)."""
+        return await self._many(
+            "room_id = ? AND state = 'closed' AND result IS NOT NULL ORDER BY closed_at DESC",
+            (room_id,),
+        )
+
     # -- responses (open ballots: button votes and !vote) --------------------------------------
     async def add_response(
         self,
