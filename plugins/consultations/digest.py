@@ -141,12 +141,13 @@ def heard_lines(summary: service.Summary) -> list[str]:
         q = r.question
         if r.statement:
             s = r.statement
-            lines.append(f"{q.prompt}: agree {s.agree} · disagree {s.disagree} · pass {s.passed}")
+            lines.append(f"{q.prompt} — agree {s.agree} · disagree {s.disagree} · pass {s.passed}")
         elif q.kind == "text":
-            lines.append(f"{q.prompt}: {r.answered} written answer{'s' if r.answered != 1 else ''}")
+            many = "s" if r.answered != 1 else ""
+            lines.append(f"{q.prompt} — {r.answered} written answer{many} (in the room's thread)")
         else:
             counts = ", ".join(f"{o} {n}" for o, n in zip(q.options, r.counts, strict=False))
-            lines.append(f"{q.prompt}: {counts}")
+            lines.append(f"{q.prompt} — {counts}")
     for s in summary.common_ground:
         lines.append(f"Common ground: {s.text} (most {s.verdict})")
     for s in summary.divisive:

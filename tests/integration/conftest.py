@@ -92,6 +92,7 @@ class BotProcess:
         plugins: dict[str, dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
         limits: dict[str, Any] | None = None,
+        web: dict[str, Any] | None = None,
     ):
         self.synapse = synapse
         self.directory = directory
@@ -111,6 +112,8 @@ class BotProcess:
         }
         if limits:
             tables["limits"] = limits
+        if web:
+            tables["web"] = web
         for name, values in (plugins or {}).items():
             tables[f"plugins.{name}"] = values
         write_config(self.config_path, tables)

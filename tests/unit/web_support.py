@@ -57,7 +57,7 @@ def busy_view(decisions: int = 500, consultations: int = 100, meetings: int = 20
                 "responded",
                 at,
                 14,
-                ("Which first?: Benches 9, Lights 5",),
+                ("Which first? — Benches 9, Lights 5",),
                 "",
                 (update,),
                 f"$c{n}",
