@@ -271,6 +271,8 @@ class Bot:
             log.exception("unexpected failure handling %s", event.event_id)
             acted = True
         self._remember(event.event_id)
+        if acted:
+            self.site.touched(event.room_id)
         if acted and event.event_id:
             failpoints.hit("after-handle")
             await self.db.execute(

@@ -124,6 +124,11 @@ class PublicSite:
         self.default_timezone = default_timezone
         self.printer: Callable[[str], Awaitable[bytes]] | None = None
         self._slugs: dict[str, str] = {}
+        # What the hooks returned, per room, until the room changes or cache_seconds pass:
+        # a year of a room's items costs the plugins tens of milliseconds to gather, and most
+        # requests are for a room nobody has spoken in since the last one.
+        self._views: dict[str, tuple[float, RoomView]] = {}
+        self._rooms: tuple[float, list[str]] | None = None
 
     async def start(self) -> None:
         await self.db.migrate("web", MIGRATIONS)
@@ -135,6 +140,22 @@ class PublicSite:
     @property
     def base_url(self) -> str:
         return self.config.public_url
+
+    # -- freshness -----------------------------------------------------------------------------
+    def touched(self, room_id: str) -> None:
+        """Something happened in ``room_id`` (the core calls this after handling an event): its
+        page is gathered afresh. An event elsewhere (a DM: a private need posted to a room, a
+        !forget me) may change any room, so then every page is."""
+        if self._views.pop(room_id, None) is None:
+            self.invalidate()
+        self._rooms = None
+
+    def invalidate(self) -> None:
+        self._views.clear()
+        self._rooms = None
+
+    def _fresh(self, stamp: float) -> bool:
+        return self.clock.monotonic() - stamp < self.config.cache_seconds
 
     # -- which rooms ---------------------------------------------------------------------------
     def slug(self, room_id: str) -> str:
@@ -151,6 +172,14 @@ class PublicSite:
 
     async def public_rooms(self) -> list[str]:
         """Rooms that opted in, the bot is still in, and that are not a DM."""
+        if self._rooms is not None and self._fresh(self._rooms[0]):
+            return self._rooms[1]
+        stamp = self.clock.monotonic()
+        found = await self._find_public_rooms()
+        self._rooms = (stamp, found)
+        return found
+
+    async def _find_public_rooms(self) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT room_id FROM core_room_settings WHERE plugin = ? AND key = 'public'", (WEB,)
         )
@@ -192,6 +221,17 @@ class PublicSite:
 
     # -- what a room shows ---------------------------------------------------------------------
     async def room_view(self, room_id: str) -> RoomView:
+        """What the room's page shows (gathered again once the room changed)."""
+        cached = self._views.get(room_id)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        stamp = self.clock.monotonic()
+        view = await self.gather(room_id)
+        self._views[room_id] = (stamp, view)
+        return view
+
+    async def gather(self, room_id: str) -> RoomView:
+        """Every plugin's ``public_section`` for the room, names resolved."""
         config = await self._config(room_id)
         name = await self._state(room_id, "m.room.name", "name")
         topic = await self._state(room_id, "m.room.topic", "topic")

@@ -16,6 +16,7 @@ from civicbot.plugin import DigestSection, PublicConsultation, PublicSection, Pu
 PUBLIC_LIMIT = 200
 
 if TYPE_CHECKING:
+    from civicbot_plugins.consultations.models import Consultation
     from civicbot_plugins.consultations.plugin import ConsultationsPlugin
 
 
@@ -93,23 +94,17 @@ async def public_section(plugin: ConsultationsPlugin, room_id: str) -> PublicSec
     (the room's own summary: counts only, nothing when it withheld them, never who answered
     what) and the council's response and updates ("you said, we did")."""
     found = []
+    all_updates = await plugin.store.updates_in_room(room_id)
+    minimum = (await plugin.ctx.config(room_id)).counts_minimum
     for c in await plugin.store.in_room(room_id, limit=PUBLIC_LIMIT):
         respondents: int | None = None
         heard: tuple[str, ...] = ()
         withheld = ""
         if c.state != OPEN:
-            summary, minimum = await plugin.runner.summary(c)
-            respondents = summary.people
-            if minimum:
-                withheld = (
-                    f"Fewer than {minimum} people answered and the answers are {c.visibility}, "
-                    "so only the turnout is given."
-                )
-            else:
-                heard = tuple(heard_lines(summary))
+            respondents, heard, withheld = await _heard(plugin, c, minimum)
         updates = tuple(
             PublicUpdate(u.kind, u.status, u.text, u.author, _utc(u.posted_at))
-            for u in await plugin.store.updates(c.id)
+            for u in all_updates.get(c.id, [])
         )
         found.append(
             PublicConsultation(
@@ -126,6 +121,33 @@ async def public_section(plugin: ConsultationsPlugin, room_id: str) -> PublicSec
             )
         )
     return PublicSection(consultations=tuple(found)) if found else None
+
+
+Heard = tuple[int, tuple[str, ...], str]  # respondents, summary lines, why withheld
+HEARD_KEPT = 5_000
+
+
+async def _heard(plugin: ConsultationsPlugin, c: Consultation, minimum: int) -> Heard:
+    # Answers can no longer change once a consultation closed (a forgotten person's keep their
+    # counts), so each summary is counted once per threshold, not on every page view.
+    cache = plugin.heard
+    key = (c.id, minimum)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    summary, withheld_under = await plugin.runner.summary(c)
+    if withheld_under:
+        why = (
+            f"Fewer than {withheld_under} people answered and the answers are {c.visibility}, "
+            "so only the turnout is given."
+        )
+        found = (summary.people, (), why)
+    else:
+        found = (summary.people, tuple(heard_lines(summary)), "")
+    if len(cache) >= HEARD_KEPT:
+        cache.pop(next(iter(cache)))
+    cache[key] = found
+    return found
 
 
 def _utc(seconds: int) -> datetime:

@@ -77,6 +77,8 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         self.anon = AnonymousAnswers(ctx.db)
         self.runner = ConsultationRunner(ctx, self.store, self.anon)
         self.walks = WalkThrough(self.store, self.anon)
+        # The public page's summaries of closed consultations, by (id, counts_minimum).
+        self.heard: dict[tuple[int, int], tuple[int, tuple[str, ...], str]] = {}
 
     async def setup(self) -> None:
         await self.runner.start()

@@ -62,6 +62,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         self.store = MeetingStore(ctx.db)
         self.records = RecordStore(ctx.db)
         self.runner = MeetingRunner(ctx, self.store, self.records)
+        self.calendars: views.Calendars | None = None  # the public feeds' .ics, made once each
 
     async def setup(self) -> None:
         await self.runner.start()
@@ -388,12 +389,17 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
 
     async def public_section(self, room_id: str) -> PublicSection | None:
         now = self.ctx.clock.now()
-        return await views.public_section(self.store, room_id, self.runner.server, now)
+        return await views.public_section(self.store, room_id, self._calendars(), now)
 
     async def personal_calendar(self, user_id: str) -> list[bytes] | None:
         now = self.ctx.clock.now()
-        files = await views.personal_calendar(self.store, user_id, self.runner.server, now)
+        files = await views.personal_calendar(self.store, user_id, self._calendars(), now)
         return files or None
+
+    def _calendars(self) -> views.Calendars:
+        if self.calendars is None or self.calendars.server != self.runner.server:
+            self.calendars = views.Calendars(self.runner.server)
+        return self.calendars
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         data = await export_person(self.ctx.db, user_id)
