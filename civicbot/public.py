@@ -131,6 +131,9 @@ class PublicPages(Protocol):
     async def noticeboard_pdf(self, room_id: str) -> bytes:
         """The room's printable noticeboard as a one-page A4 PDF (raises :class:`PublicError`)."""
 
+    async def export(self, user_id: str) -> dict[str, str] | None:
+        """What is kept about the person (``!mydata``): whether they have a calendar feed."""
+
     async def forget(self, user_id: str) -> int:
         """Drop the person's calendar feed (``!forget me``); how many rows went."""
 

@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -330,6 +330,18 @@ class PublicSite:
         ):
             return None
         return str(row["person"])
+
+    async def export(self, user_id: str) -> dict[str, str] | None:
+        row = await self.db.fetchone(
+            "SELECT created_at FROM web_calendars WHERE person = ?", (user_id,)
+        )
+        if row is None:
+            return None
+        made = datetime.fromtimestamp(row["created_at"], UTC).isoformat().replace("+00:00", "Z")
+        return {
+            "calendar_feed": f"made {made}; its address is not stored (only a keyed hash of "
+            "it): !calendar sends it to you again, !calendar reset replaces it",
+        }
 
     async def forget(self, user_id: str) -> int:
         return await self.db.execute_rowcount(

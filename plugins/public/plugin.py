@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from civicbot.commands import CommandError, command
 from civicbot.context import Context
@@ -113,6 +114,9 @@ class PublicPlugin(Plugin[PluginConfig]):
             ) from None
         if not await ctx.is_direct():
             await ctx.reply("I've sent you the noticeboard (PDF) by direct message.")
+
+    async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
+        return None if self.ctx.public is None else await self.ctx.public.export(user_id)
 
     async def forget_user(self, user_id: str) -> ForgetReport | None:
         if self.ctx.public is None:

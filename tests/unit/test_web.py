@@ -237,6 +237,11 @@ async def test_personal_calendar_by_dm_only_and_reset_kills_the_old_address(harn
     assert (await client.get("/calendar/not-a-token.ics")).status == 404
     row = await harness.db.fetchone("SELECT * FROM web_calendars")
     assert new.group(1).split("/")[-1].removesuffix(".ics") not in " ".join(map(str, row))
+    assert "calendar_feed" in (await harness.bot.site.export(BOB) or {})
+    await harness.say(dm, BOB, "!forget me")
+    await harness.say(dm, BOB, "!forget me confirm")
+    assert (await client.get(new.group(1))).status == 404
+    assert await harness.db.fetchone("SELECT * FROM web_calendars") is None
 
 
 async def test_noticeboard_page_and_commands_say_what_to_do(harness, client):
