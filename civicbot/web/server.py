@@ -24,7 +24,7 @@ from aiohttp import web
 
 from civicbot.web import render
 from civicbot.web.feeds import merge_calendars
-from civicbot.web.site import PublicSite
+from civicbot.web.site import PublicSite, RoomView
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +167,13 @@ class PublicServer:
 
     async def room(self, request: web.Request) -> web.Response:
         view = await self.site.room_view(await self._room(request))
-        return _html(render.room_page(view, self._base(request), self.site.clock.now()))
+        return _html(_page(view, request.path, lambda: render.room_page(
+            view, self._base(request), self.site.clock.now())))  # fmt: skip
 
     async def everything(self, request: web.Request) -> web.Response:
         view = await self.site.room_view(await self._room(request))
-        now = self.site.clock.now()
-        return _html(render.room_page(view, self._base(request), now, everything=True))
+        return _html(_page(view, request.path, lambda: render.room_page(
+            view, self._base(request), self.site.clock.now(), everything=True)))  # fmt: skip
 
     async def item(self, request: web.Request) -> web.Response:
         label = request.match_info["label"]
@@ -182,12 +183,13 @@ class PublicServer:
         found = view.item(label)
         if found is None:
             raise web.HTTPNotFound()
-        return _html(render.item_page(view, found, self._base(request), self.site.clock.now()))
+        return _html(_page(view, request.path, lambda: render.item_page(
+            view, found, self._base(request), self.site.clock.now())))  # fmt: skip
 
     async def noticeboard(self, request: web.Request) -> web.Response:
         view = await self.site.room_view(await self._room(request))
-        now = self.site.clock.now()
-        return _html(render.noticeboard_page(view, self._base(request), now))
+        return _html(_page(view, request.path, lambda: render.noticeboard_page(
+            view, self._base(request), self.site.clock.now())))  # fmt: skip
 
     async def room_calendar(self, request: web.Request) -> web.Response:
         view = await self.site.room_view(await self._room(request))
@@ -212,6 +214,14 @@ class PublicServer:
     def _base(self, request: web.Request) -> str:
         """Links in pages are absolute to the public address (they are printed, too)."""
         return self.site.base_url
+
+
+def _page(view: RoomView, path: str, make: Callable[[], str]) -> str:
+    """A page of ``view``, rendered once for as long as the view is current."""
+    found = view.pages.get(path)
+    if found is None:
+        found = view.pages[path] = make()
+    return found
 
 
 def _html(text: str) -> web.Response:

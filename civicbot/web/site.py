@@ -72,6 +72,8 @@ class RoomView:
     names: dict[str, str] = field(default_factory=dict)  # Matrix id -> display name
     via: str = ""
     zone: str = "UTC"
+    # Pages rendered from this view, by path: kept as long as the view (until the room changes).
+    pages: dict[str, str] = field(default_factory=dict)
 
     def name_of(self, user_id: str | None) -> str:
         """The display name to print, or "" to print none."""

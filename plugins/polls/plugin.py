@@ -36,7 +36,14 @@ from civicbot.dates import DateError, format_when, parse_when
 from civicbot.events import EventKind
 from civicbot.logs import private
 from civicbot.permissions import Role
-from civicbot.plugin import DigestSection, ForgetReport, Plugin, PublicSection, on
+from civicbot.plugin import (
+    DigestSection,
+    ForgetReport,
+    Plugin,
+    PublicDecision,
+    PublicSection,
+    on,
+)
 
 MIN_DURATION = timedelta(minutes=5)
 PollId = Annotated[int, ItemId("P")]  # accepts P-12, p12 or 12
@@ -58,6 +65,8 @@ class PollsPlugin(Plugin[PollsConfig]):
         super().__init__(ctx)
         self.store = PollStore(ctx.db, ctx.keyed_hash)
         self.runner = PollRunner(ctx, self.store)
+        # The public page's decided polls, each read once: {poll id: (version, decision)}.
+        self.decisions: dict[int, tuple[str, PublicDecision]] = {}
         self.changes = PollChanges(ctx, self.store, self.runner)
 
     async def setup(self) -> None:
@@ -407,7 +416,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         return DigestSection("Your polls", rendered.text, rendered.html, order=20)
 
     async def public_section(self, room_id: str) -> PublicSection | None:
-        return await reports.public_section(self.store, room_id)
+        return await reports.public_section(self.store, room_id, self.decisions)
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         return await reports.export_user_data(self.store, user_id)

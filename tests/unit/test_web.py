@@ -302,3 +302,17 @@ def test_public_types_are_what_plugins_import():
     import civicbot.plugin as api
 
     assert api.PublicSection is PublicSection and api.PublicMeeting is PublicMeeting
+
+
+async def test_a_change_in_the_room_shows_at_once_on_the_cached_page(harness, client):
+    room = await week_in(harness)
+    await publish(harness, room)
+    path = f"/r/{harness.bot.site.slug(room)}"
+    assert "Litter pick on Saturday mornings" in await (await client.get(path)).text()
+    assert "Litter pick on Saturday mornings" in await (await client.get(f"{path}/P-1")).text()
+    await harness.say(room, ANN, "!outcome P-1 Moved to Sundays after all")
+    for page in (path, f"{path}/P-1", f"{path}/all"):
+        html = await (await client.get(page)).text()
+        assert "Moved to Sundays after all" in html and "Saturday mornings" not in html, page
+    await harness.say(room, BOB, "!offer I can walk dogs | ongoing")
+    assert "I can walk dogs" in await (await client.get(path)).text()
