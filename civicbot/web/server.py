@@ -12,6 +12,7 @@ keeps answering while it serves.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import logging
@@ -36,6 +37,9 @@ HTML = "text/html; charset=utf-8"
 ICS = "text/calendar; charset=utf-8"
 LABEL = re.compile(r"^[MPCON]-\d{1,9}$", re.IGNORECASE)
 MAX_CLIENTS = 10_000
+# Requests handled at once; the rest wait their turn outside the event loop's ready queue, so
+# a burst of page views delays the bot's answers in the rooms by a few requests at most.
+IN_FLIGHT = 4
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,6 +93,7 @@ class PublicServer:
         config = site.config
         self.limiter = RequestLimiter(config.requests_burst, config.requests_per_minute)
         self.cache_seconds = config.cache_seconds
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self.app = web.Application(middlewares=[self._limits, self._headers])
         self.app.add_routes([
             web.get("/", self.index),
@@ -115,10 +120,11 @@ class PublicServer:
                 text="Too many requests: please wait a moment.\n",
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
-        try:
-            return await handler(request)
-        except web.HTTPNotFound:
-            return self._not_found()
+        async with self._in_flight:
+            try:
+                return await handler(request)
+            except web.HTTPNotFound:
+                return self._not_found()
 
     @web.middleware
     async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
