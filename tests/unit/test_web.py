@@ -101,6 +101,16 @@ async def test_a_room_appears_only_once_its_moderators_publish_it(harness, clien
     assert (await client.get(f"/r/{slug}/noticeboard")).status == 404
 
 
+async def test_the_server_settings_are_the_operators_alone(harness):
+    room = harness.room()
+    await harness.say(room, MODERATOR, "!config web.listen 0.0.0.0:80")
+    await harness.say(room, MODERATOR, "!config web.public_url https://evil.example")
+    config = await harness.bot.room_settings.get(room, "web")
+    assert config.listen == "127.0.0.1:0" and config.public_url == "https://civic.example.org"
+    await harness.say(room, MODERATOR, "!config web")
+    assert "web.public" in harness.last_text(room) or "public" in harness.last_text(room)
+
+
 async def test_a_dm_is_never_published_whatever_its_settings(harness, client):
     dm = await harness.transport.direct_room(ANN)
     await harness.say(dm, ANN, "!config web.public true")
