@@ -349,9 +349,6 @@ async def test_feed_of_a_repeating_meeting_expands_as_calendar_apps_do(harness, 
         (str(e["SUMMARY"]), e.decoded("DTSTART").strftime("%a %d %H:%M")) for e in found
     )
     residents = [when for title, when in starts if title == "Residents"]
-    assert (
-        residents == ["Mon 30 18:30", "Mon 14 18:30", "Mon 21 18:30", "Tue 08 19:00"]
-        or len(residents) == 4
-    )
+    assert len(residents) == 4
     assert "Tue 08 19:00" in residents and "Mon 07 18:30" not in residents
     assert len([t for t, _ in starts if t == "Garden"]) == 2
