@@ -265,6 +265,10 @@ class Bot:
         """Handle one event; never raises."""
         if event.event_id in self._recent:
             return
+        if self._may_change(event):
+            # Before too: a page asked for between this event's reply and its end must not
+            # be served from what was gathered before it (the reply says it is done).
+            self.site.touched(event.room_id)
         try:
             acted = await self._dispatch(event)
         except Exception:
@@ -279,6 +283,11 @@ class Bot:
                 "INSERT OR IGNORE INTO core_handled (event_id, handled_at) VALUES (?, ?)",
                 (event.event_id, int(time.time())),
             )
+
+    def _may_change(self, event: Event) -> bool:
+        """Whether ``event`` is a command, the way people change what a room shows (events
+        that hooks act on are caught after they ran)."""
+        return event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix)
 
     def _remember(self, event_id: str) -> None:
         if not event_id:

@@ -131,6 +131,8 @@ class PublicSite:
         # requests are for a room nobody has spoken in since the last one.
         self._views: dict[str, tuple[float, RoomView]] = {}
         self._rooms: tuple[float, list[str]] | None = None
+        # Bumped by every change: a gathering that raced a change must not be kept.
+        self._generation = 0
 
     async def start(self) -> None:
         await self.db.migrate("web", MIGRATIONS)
@@ -148,11 +150,13 @@ class PublicSite:
         """Something happened in ``room_id`` (the core calls this after handling an event): its
         page is gathered afresh. An event elsewhere (a DM: a private need posted to a room, a
         !forget me) may change any room, so then every page is."""
+        self._generation += 1
         if self._views.pop(room_id, None) is None:
             self.invalidate()
         self._rooms = None
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._views.clear()
         self._rooms = None
 
@@ -176,9 +180,10 @@ class PublicSite:
         """Rooms that opted in, the bot is still in, and that are not a DM."""
         if self._rooms is not None and self._fresh(self._rooms[0]):
             return self._rooms[1]
-        stamp = self.clock.monotonic()
+        stamp, generation = self.clock.monotonic(), self._generation
         found = await self._find_public_rooms()
-        self._rooms = (stamp, found)
+        if generation == self._generation:
+            self._rooms = (stamp, found)
         return found
 
     async def _find_public_rooms(self) -> list[str]:
@@ -227,9 +232,10 @@ class PublicSite:
         cached = self._views.get(room_id)
         if cached is not None and self._fresh(cached[0]):
             return cached[1]
-        stamp = self.clock.monotonic()
+        stamp, generation = self.clock.monotonic(), self._generation
         view = await self.gather(room_id)
-        self._views[room_id] = (stamp, view)
+        if generation == self._generation:  # nothing changed while gathering
+            self._views[room_id] = (stamp, view)
         return view
 
     async def gather(self, room_id: str) -> RoomView:

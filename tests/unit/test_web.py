@@ -352,3 +352,31 @@ async def test_feed_of_a_repeating_meeting_expands_as_calendar_apps_do(harness, 
     assert len(residents) == 4
     assert "Tue 08 19:00" in residents and "Mon 07 18:30" not in residents
     assert len([t for t, _ in starts if t == "Garden"]) == 2
+
+
+async def test_a_page_gathered_while_its_room_changed_is_not_kept(harness):
+    room = await week_in(harness)
+    await publish(harness, room)
+    site = harness.bot.site
+    gather = site.collect
+
+    async def racing(*args: Any) -> Any:
+        site.touched(room)  # the room changes while the plugins are being asked
+        return await gather(*args)
+
+    site.collect = racing
+    await site.room_view(room)
+    site.collect = gather
+    assert room not in site._views
+    await site.room_view(room)
+    assert room in site._views
+
+
+async def test_a_command_drops_the_rooms_page_before_and_after_it_runs(harness, monkeypatch):
+    room = harness.room()
+    touched: list[str] = []
+    monkeypatch.setattr(harness.bot.site, "touched", touched.append)
+    await harness.say(room, ANN, "just chatting")
+    assert touched == []  # plain chat changes nothing a page shows
+    await harness.say(room, ANN, "!ping")
+    assert touched == [room, room]
