@@ -101,6 +101,7 @@ class Bot:
             settings.web, transport, db, self.room_settings, keyed_hash, clock,
             self.collect_hook, settings.bot.timezone,
         )  # fmt: skip
+        self.flood.pacer.on_send = self.site.touched
         self._core = CoreServices(
             db=db,
             scheduler=scheduler,

@@ -152,10 +152,8 @@ class PublicServer:
     async def index(self, request: web.Request) -> web.Response:
         rooms = []
         for room_id in await self.site.public_rooms():
-            view_url = f"/r/{self.site.slug(room_id)}"
-            name = await self.site._state(room_id, "m.room.name", "name") or "Neighbourhood room"
-            topic = await self.site._state(room_id, "m.room.topic", "topic")
-            rooms.append((view_url, name, topic))
+            view = await self.site.room_view(room_id)  # kept until the room changes
+            rooms.append((f"/r/{view.slug}", view.name, view.topic))
         return _html(render.index_page(rooms))
 
     async def static(self, request: web.Request) -> web.Response:

@@ -53,6 +53,7 @@ MIGRATIONS: list[Migration] = [
 # Bot.collect_hook: (plugin name, result) of every enabled plugin that returned something.
 Collect = Callable[..., Awaitable[list[tuple[str, Any]]]]
 SLUG_LENGTH = 20
+MAX_TRACKED_ROOMS = 100_000
 
 
 @dataclass
@@ -131,8 +132,10 @@ class PublicSite:
         # requests are for a room nobody has spoken in since the last one.
         self._views: dict[str, tuple[float, RoomView]] = {}
         self._rooms: tuple[float, list[str]] | None = None
-        # Bumped by every change: a gathering that raced a change must not be kept.
-        self._generation = 0
+        # Bumped by every change of a room (and the epoch by a change of all): a gathering that
+        # raced a change must not be kept.
+        self._generations: dict[str, int] = {}
+        self._epoch = 0
 
     async def start(self) -> None:
         await self.db.migrate("web", MIGRATIONS)
@@ -147,18 +150,25 @@ class PublicSite:
 
     # -- freshness -----------------------------------------------------------------------------
     def touched(self, room_id: str) -> None:
-        """Something happened in ``room_id`` (the core calls this after handling an event): its
-        page is gathered afresh. An event elsewhere (a DM: a private need posted to a room, a
-        !forget me) may change any room, so then every page is."""
-        self._generation += 1
-        if self._views.pop(room_id, None) is None:
-            self.invalidate()
+        """Something happened in ``room_id``: its page is gathered afresh. The core calls this
+        around every command there and whenever the bot is about to speak there, which is how
+        a change made elsewhere shows (a private need sent by DM is announced in its room; a
+        scheduled close posts the result)."""
+        self._generations[room_id] = self._generations.get(room_id, 0) + 1
+        if len(self._generations) > MAX_TRACKED_ROOMS:
+            self._generations.clear()
+            self._epoch += 1
+        self._views.pop(room_id, None)
         self._rooms = None
 
     def invalidate(self) -> None:
-        self._generation += 1
+        """Gather every page afresh (a person was forgotten: they may be on any of them)."""
+        self._epoch += 1
         self._views.clear()
         self._rooms = None
+
+    def _version(self, room_id: str) -> tuple[int, int]:
+        return (self._epoch, self._generations.get(room_id, 0))
 
     def _fresh(self, stamp: float) -> bool:
         return self.clock.monotonic() - stamp < self.config.cache_seconds
@@ -180,9 +190,9 @@ class PublicSite:
         """Rooms that opted in, the bot is still in, and that are not a DM."""
         if self._rooms is not None and self._fresh(self._rooms[0]):
             return self._rooms[1]
-        stamp, generation = self.clock.monotonic(), self._generation
+        stamp, epoch = self.clock.monotonic(), self._epoch
         found = await self._find_public_rooms()
-        if generation == self._generation:
+        if epoch == self._epoch:
             self._rooms = (stamp, found)
         return found
 
@@ -232,9 +242,9 @@ class PublicSite:
         cached = self._views.get(room_id)
         if cached is not None and self._fresh(cached[0]):
             return cached[1]
-        stamp, generation = self.clock.monotonic(), self._generation
+        stamp, version = self.clock.monotonic(), self._version(room_id)
         view = await self.gather(room_id)
-        if generation == self._generation:  # nothing changed while gathering
+        if version == self._version(room_id):  # nothing changed while gathering
             self._views[room_id] = (stamp, view)
         return view
 
@@ -352,6 +362,7 @@ class PublicSite:
         }
 
     async def forget(self, user_id: str) -> int:
+        self.invalidate()  # their name and posts may be on any page
         return await self.db.execute_rowcount(
             "DELETE FROM web_calendars WHERE person = ?", (user_id,)
         )

@@ -379,4 +379,24 @@ async def test_a_command_drops_the_rooms_page_before_and_after_it_runs(harness, 
     await harness.say(room, ANN, "just chatting")
     assert touched == []  # plain chat changes nothing a page shows
     await harness.say(room, ANN, "!ping")
-    assert touched == [room, room]
+    assert touched[0] == room and set(touched) == {room} and len(touched) >= 2  # before, after
+
+
+async def test_what_a_dm_changes_in_a_room_shows_on_its_page_at_once(harness, client):
+    """Only the room's own events and what the bot says there drop its page: a private need
+    sent by DM is announced in the room, and so shows; a command in another room does not
+    make this room's page be gathered again."""
+    room = await week_in(harness)
+    await publish(harness, room)
+    other = harness.room()
+    path = f"/r/{harness.bot.site.slug(room)}"
+    assert "a ride to the station" not in await (await client.get(path)).text()
+    await harness.say(other, ANN, "!ping")
+    assert room in harness.bot.site._views  # still kept
+    dm = await harness.transport.direct_room(ANN)
+    await harness.say(dm, ANN, "!need a ride to the station | this week")
+    html = await (await client.get(path)).text()
+    assert (
+        "a ride to the station" in html
+        and "Ann Organiser, posted" not in html.split("a ride to the station")[1].split("</li>")[0]
+    )
