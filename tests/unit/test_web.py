@@ -400,3 +400,21 @@ async def test_what_a_dm_changes_in_a_room_shows_on_its_page_at_once(harness, cl
         "a ride to the station" in html
         and "Ann Organiser, posted" not in html.split("a ride to the station")[1].split("</li>")[0]
     )
+
+
+async def test_noticeboard_without_chromium_says_so_and_the_page_still_prints(harness):
+    from civicbot.public import PublicError
+    from civicbot.web.pdf import print_pdf
+
+    with pytest.raises(PublicError, match="Chromium is not installed"):
+        await print_pdf("http://127.0.0.1:1/r/x/noticeboard", "/nonexistent/chromium")
+    room = await week_in(harness)
+    await publish(harness, room)
+
+    async def no_chromium(room_id: str) -> bytes:
+        return await print_pdf("http://127.0.0.1:1/", "/nonexistent/chromium")
+
+    harness.bot.site.printer = no_chromium
+    await harness.say(room, MODERATOR, "!noticeboard")
+    said = harness.last_text(room)
+    assert "Chromium is not installed" in said and "prints from any browser" in said
