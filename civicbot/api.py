@@ -69,6 +69,17 @@ from civicbot.core.events import (
 )
 from civicbot.core.outgoing import Outgoing
 from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.core.public import (
+    PublicConsultation,
+    PublicCount,
+    PublicDecision,
+    PublicError,
+    PublicMeeting,
+    PublicPages,
+    PublicPost,
+    PublicSection,
+    PublicUpdate,
+)
 from civicbot.core.templates import Rendered, TemplateCheckError, Templates
 from civicbot.core.text import clean_text, comparison_key
 from civicbot.logs import privacy_filter, private
@@ -79,6 +90,7 @@ from civicbot.policy.plugin_config import (
     OPERATOR,
     OPERATOR_ONLY,
     ROOM,
+    WEB,
     PluginConfig,
     RoomConfig,
     is_operator_only,
@@ -107,6 +119,7 @@ __all__ = [
     "POLL_TEXT_KEY",
     "POLL_UNDISCLOSED",
     "ROOM",
+    "WEB",
     "AuditEntry",
     "CommandError",
     "CommandInfo",
@@ -129,6 +142,15 @@ __all__ = [
     "PluginConfig",
     "PluginContext",
     "PluginInfo",
+    "PublicConsultation",
+    "PublicCount",
+    "PublicDecision",
+    "PublicError",
+    "PublicMeeting",
+    "PublicPages",
+    "PublicPost",
+    "PublicSection",
+    "PublicUpdate",
     "Rendered",
     "Rest",
     "Role",

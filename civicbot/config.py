@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from civicbot.policy.plugin_config import LimitsConfig, check_zone
+from civicbot.policy.plugin_config import LimitsConfig, WebConfig, check_zone
 
 
 class ConfigError(Exception):
@@ -160,7 +160,18 @@ class Settings(BaseSettings):
     bot: BotSettings = Field(default_factory=lambda: BotSettings())
     # Flood limits the core enforces; rooms may override some (``!config limits.<key>``).
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig())
+    # The public pages (off unless web.listen and web.public_url are set); rooms opt in.
+    web: WebConfig = Field(default_factory=lambda: WebConfig())
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("web")
+    @classmethod
+    def _rooms_opt_in(cls, value: WebConfig) -> WebConfig:
+        if value.public:
+            raise ValueError(
+                "public is for each room's moderators to choose (!config web.public true)"
+            )
+        return value
 
     @property
     def has_homeserver(self) -> bool:

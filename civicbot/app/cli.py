@@ -210,7 +210,9 @@ def _session_user(data_dir: Path) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from civicbot.app.demo import run_demo
 
-    return run_demo(Path(args.dir), port=args.port, residents=args.residents)
+    return run_demo(
+        Path(args.dir), port=args.port, residents=args.residents, web_port=args.web_port
+    )
 
 
 def _resident_count(text: str) -> int:
@@ -271,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run against a private Synapse on this machine")
     demo.add_argument("--dir", default="./demo-data", help="where the demo keeps its state")
     demo.add_argument("--port", type=int, default=8448)
+    demo.add_argument(
+        "--web-port", type=int, default=8090, help="where the rooms' public pages are served"
+    )
     demo.add_argument(
         "--residents",
         type=_resident_count,

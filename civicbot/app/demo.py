@@ -64,11 +64,18 @@ def provision(
 
 
 def bot_settings(
-    synapse: LocalSynapse, accounts: DemoAccounts, data_dir: Path, **bot: object
+    synapse: LocalSynapse,
+    accounts: DemoAccounts,
+    data_dir: Path,
+    web_port: int | None = None,
+    **bot: object,
 ) -> Settings:
-    """Settings for a bot that logs in to the local homeserver."""
+    """Settings for a bot that logs in to the local homeserver (serving the public pages on
+    ``web_port``, on loopback, when given)."""
+    web = {"listen": f"127.0.0.1:{web_port}", "public_url": web_url(web_port)} if web_port else {}
     return Settings.model_validate(
         {
+            "web": web,
             "matrix": {
                 "homeserver": synapse.url,
                 "user_id": accounts.bot_id,
@@ -109,7 +116,11 @@ async def _joined_rooms(resident: object) -> list[str]:
     return list(data.get("joined_rooms", []))
 
 
-def run_demo(directory: Path, port: int = 8448, residents: int = 2) -> int:
+def web_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: int = 8090) -> int:
     """Start everything, print how to connect, run until Ctrl-C."""
     from civicbot.app.runtime import run_bot
     from civicbot.core.dates import warm_up
@@ -130,8 +141,8 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2) -> int:
         accounts = provision(synapse, state_file, residents=residents)
         accounts.room_id = asyncio.run(create_demo_room(synapse, accounts))
         state_file.write_text(json.dumps(asdict(accounts)))
-        settings = bot_settings(synapse, accounts, directory / "bot")
-        print(_banner(synapse, accounts), flush=True)
+        settings = bot_settings(synapse, accounts, directory / "bot", web_port=web_port)
+        print(_banner(synapse, accounts, web_url(web_port)), flush=True)
         setup_logging(settings.bot.log_level)
         warm_up(settings.bot.languages)
         asyncio.run(run_bot(settings))
@@ -145,7 +156,7 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2) -> int:
     return 0
 
 
-def _banner(synapse: LocalSynapse, accounts: DemoAccounts) -> str:
+def _banner(synapse: LocalSynapse, accounts: DemoAccounts, web: str) -> str:
     logins = []
     for number, (user_id, password) in enumerate(accounts.residents(), start=1):
         role = "  (created the room: a moderator)" if number == 1 else ""
@@ -157,6 +168,8 @@ civicbot demo is running.
   Homeserver:  {synapse.url}
   Room:        "{ROOM_NAME}" ({accounts.room_id})
 {shown}
+  Public pages: {web}  (the moderator publishes the room with !config web.public true;
+                then !web gives its page, calendar feed and printable noticeboard)
 
 Connect any Matrix client (Element Web/Desktop: "Edit" the homeserver and enter the URL above),
 log in as a resident, open the room and type !help. Log in as another resident in a second

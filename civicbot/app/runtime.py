@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from civicbot.config import Settings
 from civicbot.core.bot import Bot
@@ -13,6 +14,9 @@ from civicbot.scheduling.clock import SystemClock
 from civicbot.scheduling.scheduler import ClockScheduler
 from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
+from civicbot.web import PublicSite
+from civicbot.web.pdf import print_pdf
+from civicbot.web.server import start_server
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +41,42 @@ async def run_bot(settings: Settings) -> None:
         loop.add_signal_handler(sig, _request_stop, sig, transport)
     if clock.offset_file is not None:  # a test moves the time: see civicbot.scheduling.clock
         loop.add_signal_handler(signal.SIGUSR1, _clock_moved, clock, scheduler)
+    web_runner = None
     try:
         await transport.login()
         # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
         await bot.start()
+        web_runner = await start_web(bot.site)
         scheduler.start()
         log.info("civicbot %s running as %s", bot.version, transport.user_id)
         await transport.run(bot.handle_batch)
     finally:
+        if web_runner is not None:
+            await web_runner.cleanup()
         scheduler.shutdown()
         await bot.stop()
         await transport.close()
         await db.close()
         log.info("stopped cleanly")
+
+
+async def start_web(site: PublicSite) -> Any:
+    """Serve the public pages when the operator set ``[web] listen`` and ``public_url``."""
+    config = site.config
+    if not config.serving:
+        return None
+    host, _, port = config.listen.rpartition(":")
+    host = host.strip("[]")
+    runner = await start_server(site, host, int(port))
+    local = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    local = f"[{local}]" if ":" in local and not local.startswith("[") else local
+
+    async def printer(room_id: str) -> bytes:
+        return await print_pdf(f"http://{local}:{port}/r/{site.slug(room_id)}/noticeboard",
+                               config.chromium)  # fmt: skip
+
+    site.printer = printer
+    return runner
 
 
 def _request_stop(sig: signal.Signals, transport: MatrixTransport) -> None:

@@ -39,7 +39,7 @@ from civicbot.core.routing import Routing
 from civicbot.core.templates import Templates
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
-from civicbot.policy.plugin_config import LIMITS
+from civicbot.policy.plugin_config import LIMITS, WEB
 from civicbot.policy.room_settings import RoomSettings
 from civicbot.scheduling.clock import Clock
 from civicbot.scheduling.scheduler import Scheduler
@@ -47,6 +47,7 @@ from civicbot.storage.core_stores import AuditLog, PersonRecords, RoleStore
 from civicbot.storage.database import Database
 from civicbot.storage.secret_key import installation_key
 from civicbot.transport import Transport, TransportError
+from civicbot.web import PublicSite
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,11 @@ class Bot:
         self.scheduler = scheduler
         self.plugin_classes = plugin_classes
         self.prefix = settings.bot.command_prefix
-        defaults = {**settings.plugins, LIMITS: settings.limits.model_dump()}
+        defaults = {
+            **settings.plugins,
+            LIMITS: settings.limits.model_dump(),
+            WEB: settings.web.model_dump(),
+        }
         self.room_settings = RoomSettings(
             db, defaults, {n: c.Config for n, c in plugin_classes.items()}
         )
@@ -94,6 +99,12 @@ class Bot:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
+        keyed_hash = _keyed_hasher(installation_key(settings.bot.data_dir))
+        self.site = PublicSite(
+            settings.web, transport, db, self.room_settings, keyed_hash, clock,
+            self.collect_hook, settings.bot.timezone,
+        )  # fmt: skip
+        self.flood.pacer.on_send = self.site.touched
         self._core = CoreServices(
             db=db,
             scheduler=scheduler,
@@ -105,7 +116,8 @@ class Bot:
             bot=BotFacts(self),
             prefix=self.prefix,
             default_timezone=settings.bot.timezone,
-            keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
+            keyed_hash=keyed_hash,
+            public=self.site,
         )
         self._management = RoomManagement(
             self.room_settings, RoleStore(db), AuditLog(db), PersonRecords(db)
@@ -133,6 +145,7 @@ class Bot:
             )
         except CommandDeclarationError as exc:
             raise PluginLoadError(str(exc)) from exc
+        await self.site.start()
         started: list[Plugin[Any]] = []
         for name, cls in list(self.plugin_classes.items()):
             plugin = None
@@ -291,18 +304,29 @@ class Bot:
         """Handle one event; never raises."""
         if event.event_id in self._recent:
             return
+        if self._may_change(event):
+            # Before too: a page asked for between this event's reply and its end must not
+            # be served from what was gathered before it (the reply says it is done).
+            self.site.touched(event.room_id)
         try:
             acted = await self._dispatch(event)
         except Exception:
             log.exception("unexpected failure handling %s", event.event_id)
             acted = True
         self._remember(event.event_id)
+        if acted:
+            self.site.touched(event.room_id)
         if acted and event.event_id:
             failpoints.hit("after-handle")
             await self.db.execute(
                 "INSERT OR IGNORE INTO core_handled (event_id, handled_at) VALUES (?, ?)",
                 (event.event_id, int(self.clock.now().timestamp())),
             )
+
+    def _may_change(self, event: Event) -> bool:
+        """Whether ``event`` is a command, the way people change what a room shows (events
+        that hooks act on are caught after they ran)."""
+        return event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix)
 
     def _remember(self, event_id: str) -> None:
         if not event_id:

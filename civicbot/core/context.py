@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from civicbot.core.botinfo import BotInfo, Rooms
 from civicbot.core.events import Event, Message, matrix_to
 from civicbot.core.outgoing import Outgoing, txn_key
+from civicbot.core.public import PublicPages
 from civicbot.core.routing import room_via
 from civicbot.core.templates import Rendered, Templates
 from civicbot.policy.limits import DROPPED, FloodGuard, SendPacer, Verdict, flood_notice
@@ -71,6 +72,7 @@ class CoreServices:
     prefix: str
     default_timezone: str
     keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
+    public: PublicPages | None = None  # the public web pages (civicbot.web)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class PluginContext(Generic[ConfigT]):
         self.bot = core.bot
         self.prefix = core.prefix
         self.rooms = Rooms(core.transport)
+        # The room's public page, calendar feeds and noticeboard, as plugins may use them.
+        self.public = core.public
         self.log = logging.getLogger(f"civicbot.plugins.{name}")
         self.jobs: Jobs[JobContext[ConfigT]] = Jobs(
             core.scheduler.scoped(name), core.clock, self._job_context

@@ -30,11 +30,33 @@ from typing import Any, ClassVar, Generic, get_args, get_origin
 from civicbot.core.commands import Command, HandlerT
 from civicbot.core.context import ConfigT, PluginContext
 from civicbot.core.events import EventKind
+from civicbot.core.public import (
+    PublicConsultation,
+    PublicCount,
+    PublicDecision,
+    PublicMeeting,
+    PublicPost,
+    PublicSection,
+    PublicUpdate,
+)
 from civicbot.policy.plugin_config import PluginConfig
 from civicbot.storage.core_stores import ForgetReport
 from civicbot.storage.database import Migration
 
-__all__ = ["DigestSection", "ForgetReport", "Plugin", "PluginConfig", "on"]
+__all__ = [
+    "DigestSection",
+    "ForgetReport",
+    "Plugin",
+    "PluginConfig",
+    "PublicConsultation",
+    "PublicCount",
+    "PublicDecision",
+    "PublicMeeting",
+    "PublicPost",
+    "PublicSection",
+    "PublicUpdate",
+    "on",
+]
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,19 @@ class Plugin(Generic[ConfigT]):
         items across every room (polls they have not voted in, meetings they said they would
         attend, needs they offered help with, consultations they answered that got a reply).
         Only what that person may see; it goes nowhere but their DM."""
+        return None
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        """Contribute to the room's public web page, calendar feed and noticeboard (only for a
+        room whose moderators published it, never a DM). Return only what the room already
+        shows its members, already filtered: no requester of anything private, no forgotten
+        person, names only as the Matrix ids of people who posted it publicly in the room.
+        Return everything current (the page decides how much to show)."""
+        return None
+
+    async def personal_calendar(self, user_id: str) -> list[bytes] | None:
+        """RFC 5545 files of the events ``user_id`` said they are going to, across rooms, for
+        their private calendar feed (a secret URL only they were sent)."""
         return None
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:

@@ -261,6 +261,9 @@ class SendPacer:
         self._clock = clock
         self._sleep = sleep
         self._rooms: dict[str, TokenBucket] = {}
+        # Told of every room the bot is about to speak in (the public pages drop that room's
+        # kept page: what the bot says there is what changed).
+        self.on_send: Callable[[str], None] | None = None
 
     def configure(self, burst: int, per_second: float) -> None:
         self.burst, self.per_second = max(1, burst), per_second
@@ -280,6 +283,8 @@ class SendPacer:
         return bucket.reserve(now)
 
     async def wait(self, room_id: str) -> None:
+        if self.on_send is not None:
+            self.on_send(room_id)
         delay = self.delay(room_id)
         if delay > 0:
             await self._sleep(delay)

@@ -30,7 +30,8 @@ from civicbot.policy.roles import DEFAULT_ROLE_LEVELS, Role
 
 ROOM = "room"  # the pseudo-plugin that holds room-wide settings
 LIMITS = "limits"  # the pseudo-plugin that holds the flood limits the core enforces
-CORE_SECTIONS = (ROOM, LIMITS)
+WEB = "web"  # the pseudo-plugin of the public web pages (civicbot.web)
+CORE_SECTIONS = (ROOM, LIMITS, WEB)
 OPERATOR_ONLY = "operator_only"
 # Field(..., json_schema_extra=OPERATOR): set in the config file only, never from the chat.
 OPERATOR: JsonDict = {OPERATOR_ONLY: True}
@@ -163,6 +164,56 @@ class LimitsConfig(PluginConfig):
     sends_per_second: float = Field(
         DEFAULT_SENDS_PER_SECOND, ge=0, le=10000, allow_inf_nan=False, json_schema_extra=OPERATOR
     )
+
+
+class WebConfig(PluginConfig):
+    """The public web pages, calendar feeds and noticeboard (:mod:`civicbot.web`). The server
+    and its address are the operator's (``[web]`` in the file); each room's moderators decide
+    whether their room has a page (``!config web.public true``) and whether it shows names."""
+
+    enabled: bool = Field(True, json_schema_extra=OPERATOR)
+    # Off unless both are set: where the bot listens, and the address people reach it at.
+    listen: str = Field("", json_schema_extra=OPERATOR)
+    public_url: str = Field("", json_schema_extra=OPERATOR)
+    # Requests one client (by IP address) may make at once, refilled at requests_per_minute.
+    requests_burst: int = Field(60, ge=1, le=100000, json_schema_extra=OPERATOR)
+    requests_per_minute: float = Field(
+        120.0, ge=1, le=1000000, allow_inf_nan=False, json_schema_extra=OPERATOR
+    )
+    # Seconds browsers and proxies may keep a page (Cache-Control max-age).
+    cache_seconds: int = Field(60, ge=0, le=86400, json_schema_extra=OPERATOR)
+    # Trust X-Forwarded-For from a reverse proxy on loopback, to limit each real client.
+    trust_proxy: bool = Field(True, json_schema_extra=OPERATOR)
+    # The headless Chromium that prints !noticeboard's PDF ("" finds chromium on the PATH).
+    chromium: str = Field("", json_schema_extra=OPERATOR)
+    # Per room: the room has a public page, a calendar feed and a noticeboard.
+    public: bool = Field(
+        False, description="true to publish this room's page, calendar feed and noticeboard"
+    )
+    # Per room: show the display names of people who posted publicly (false: no names at all).
+    names: bool = Field(True, description="false to show no names on the public page")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if not value:
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError('expected host:port, like "127.0.0.1:8090"')
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError('expected the address people open, like "https://civic.example.org"')
+        return value.rstrip("/")
+
+    @property
+    def serving(self) -> bool:
+        """Whether the operator switched the web server on (both keys set)."""
+        return bool(self.listen and self.public_url)
 
 
 # Keys that were the admin plugin's until the core took over flood control.

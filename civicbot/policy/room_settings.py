@@ -28,9 +28,11 @@ from civicbot.config import describe_validation_error
 from civicbot.policy.plugin_config import (
     LIMITS,
     ROOM,
+    WEB,
     LimitsConfig,
     PluginConfig,
     RoomConfig,
+    WebConfig,
     is_operator_only,
     members_of,
 )
@@ -59,6 +61,7 @@ class RoomSettings:
         self.models: dict[str, type[PluginConfig]] = {
             ROOM: RoomConfig,
             LIMITS: LimitsConfig,
+            WEB: WebConfig,
             **models,
         }
         self._cache: dict[tuple[str, str], PluginConfig] = {}

@@ -115,6 +115,7 @@ class BotProcess:
         plugins: dict[str, dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
         limits: dict[str, Any] | None = None,
+        web: dict[str, Any] | None = None,
         extra_plugins: list[str] | None = None,
         pythonpath: list[str] | None = None,
     ):
@@ -139,6 +140,8 @@ class BotProcess:
         }
         if limits:
             tables["limits"] = limits
+        if web:
+            tables["web"] = web
         for name, values in (plugins or {}).items():
             tables[f"plugins.{name}"] = values
         write_config(self.config_path, tables)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from civicbot.api import (
     LIMITS,
     ROOM,
+    WEB,
     CommandError,
     Context,
     Plugin,
@@ -224,7 +225,7 @@ class SettingsCommands(Plugin[AdminConfig]):
         await ctx.reply(f"Removed {path}; it follows the default again.")
 
     async def _show_all(self, ctx: Context[AdminConfig]) -> None:
-        names = [ROOM, LIMITS, *sorted(self.ctx.bot.plugin_names())]
+        names = [ROOM, LIMITS, WEB, *sorted(self.ctx.bot.plugin_names())]
         groups = [(name, await self._rows(ctx, name)) for name in names]
         await ctx.reply_template("config", groups=groups, one=False, example=_example(groups))
 

@@ -8,9 +8,20 @@ from typing import TYPE_CHECKING
 from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.service import CLOSED, OPEN
 
-from civicbot.api import DigestSection, format_when, matrix_to
+from civicbot.api import (
+    DigestSection,
+    PublicConsultation,
+    PublicSection,
+    PublicUpdate,
+    format_when,
+    matrix_to,
+)
+
+# The public page shows this many consultations, newest first (open ones before the rest).
+PUBLIC_LIMIT = 200
 
 if TYPE_CHECKING:
+    from civicbot_plugins.consultations.models import Consultation
     from civicbot_plugins.consultations.plugin import ConsultationsPlugin
 
 
@@ -81,3 +92,91 @@ async def personal_digest(
     if not lines:
         return None
     return DigestSection("Consultations you answered", "\n".join(lines))
+
+
+async def public_section(plugin: ConsultationsPlugin, room_id: str) -> PublicSection | None:
+    """Consultations for the room's public page: open ones, and for closed ones what was heard
+    (the room's own summary: counts only, nothing when it withheld them, never who answered
+    what) and the council's response and updates ("you said, we did")."""
+    found = []
+    all_updates = await plugin.store.updates_in_room(room_id)
+    minimum = (await plugin.ctx.config(room_id)).counts_minimum
+    for c in await plugin.store.in_room(room_id, limit=PUBLIC_LIMIT):
+        respondents: int | None = None
+        heard: tuple[str, ...] = ()
+        withheld = ""
+        if c.state != OPEN:
+            respondents, heard, withheld = await _heard(plugin, c, minimum)
+        updates = tuple(
+            PublicUpdate(u.kind, u.status, u.text, u.author, _utc(u.posted_at))
+            for u in all_updates.get(c.id, [])
+        )
+        found.append(
+            PublicConsultation(
+                label=c.label,
+                title=c.title,
+                description=c.description,
+                state=c.state_text,
+                closes_at=datetime.fromtimestamp(c.closes_at, UTC),
+                respondents=respondents,
+                heard=heard,
+                withheld=withheld,
+                updates=updates,
+                event_id=c.root_event,
+            )
+        )
+    return PublicSection(consultations=tuple(found)) if found else None
+
+
+Heard = tuple[int, tuple[str, ...], str]  # respondents, summary lines, why withheld
+HEARD_KEPT = 5_000
+
+
+async def _heard(plugin: ConsultationsPlugin, c: Consultation, minimum: int) -> Heard:
+    # Answers can no longer change once a consultation closed (a forgotten person's keep their
+    # counts), so each summary is counted once per threshold, not on every page view.
+    cache = plugin.heard
+    key = (c.id, minimum)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    summary, withheld_under = await plugin.runner.summary(c)
+    if withheld_under:
+        why = (
+            f"Fewer than {withheld_under} people answered and the answers are {c.visibility}, "
+            "so only the turnout is given."
+        )
+        found = (summary.people, (), why)
+    else:
+        found = (summary.people, tuple(heard_lines(summary)), "")
+    if len(cache) >= HEARD_KEPT:
+        cache.pop(next(iter(cache)))
+    cache[key] = found
+    return found
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def heard_lines(summary: service.Summary) -> list[str]:
+    """The summary's counts as lines: choices, statements, common ground and splits. Free-text
+    answers are not quoted (they are in the room's thread, with their authors' consent to that
+    room only)."""
+    lines = []
+    for r in summary.results:
+        q = r.question
+        if r.statement:
+            s = r.statement
+            lines.append(f"{q.prompt} — agree {s.agree} · disagree {s.disagree} · pass {s.passed}")
+        elif q.kind == "text":
+            many = "s" if r.answered != 1 else ""
+            lines.append(f"{q.prompt} — {r.answered} written answer{many} (in the room's thread)")
+        else:
+            counts = ", ".join(f"{o} {n}" for o, n in zip(q.options, r.counts, strict=False))
+            lines.append(f"{q.prompt} — {counts}")
+    for s in summary.common_ground:
+        lines.append(f"Common ground: {s.text} (most {s.verdict})")
+    for s in summary.divisive:
+        lines.append(f"Splits the room: {s.text}")
+    return lines

@@ -38,6 +38,7 @@ from civicbot.api import (
     ItemId,
     Lines,
     Plugin,
+    PublicSection,
     Rest,
     Role,
     clean_text,
@@ -90,6 +91,8 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         self.anon = AnonymousAnswers(ctx.db)
         self.runner = ConsultationRunner(ctx, self.store, self.anon)
         self.walks = WalkThrough(self.store, self.anon)
+        # The public page's summaries of closed consultations, by (id, counts_minimum).
+        self.heard: dict[tuple[int, int], tuple[int, tuple[str, ...], str]] = {}
 
     async def setup(self) -> None:
         await self.runner.start()
@@ -387,6 +390,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         from civicbot_plugins.consultations.digest import room_digest
 
         return await room_digest(self, room_id, since, until)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        from civicbot_plugins.consultations.digest import public_section
+
+        return await public_section(self, room_id)
 
     async def personal_digest_section(
         self, user_id: str, since: datetime, until: datetime

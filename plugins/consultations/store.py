@@ -309,6 +309,20 @@ class ConsultationStore:
         )
         return [Update(*r) for r in rows]
 
+    async def updates_in_room(self, room_id: str) -> dict[int, list[Update]]:
+        """Every response and update of the room's consultations, by consultation, in order
+        (one query for the public page, whatever the number of consultations)."""
+        rows = await self.db.fetchall(
+            "SELECT u.consultation_id, u.kind, u.status, u.text, u.author, u.posted_at"
+            " FROM consultations_updates u JOIN consultations_consultations c"
+            " ON c.id = u.consultation_id WHERE c.room_id = ? ORDER BY u.id",
+            (room_id,),
+        )
+        found: dict[int, list[Update]] = {}
+        for r in rows:
+            found.setdefault(r[0], []).append(Update(*r[1:]))
+        return found
+
     async def updates_between(
         self, room_id: str, since: int, until: int
     ) -> list[tuple[int, str, str | None, Update]]:

@@ -29,7 +29,9 @@ def to_iso(when: datetime) -> str:
 
 
 def from_iso(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # fromisoformat reads the "…Z" to_iso writes for a tenth of strptime's cost (a room's
+    # public page reads every meeting's times).
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def maybe_iso(text: str | None) -> datetime | None:

@@ -41,6 +41,7 @@ from civicbot.api import (
     ForgetReport,
     ItemId,
     Plugin,
+    PublicSection,
     Rest,
     clean_text,
     command,
@@ -72,6 +73,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         self.store = MeetingStore(ctx.db)
         self.records = RecordStore(ctx.db)
         self.runner = MeetingRunner(ctx, self.store, self.records)
+        self.calendars: views.Calendars | None = None  # the public feeds' .ics, made once each
 
     async def setup(self) -> None:
         await self.runner.start()
@@ -405,6 +407,20 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             return None
         rendered = self.ctx.render("personal", rows=rows)
         return DigestSection("Your meetings", rendered.text, rendered.html, order=30)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        now = self.ctx.clock.now()
+        return await views.public_section(self.store, room_id, self._calendars(), now)
+
+    async def personal_calendar(self, user_id: str) -> list[bytes] | None:
+        now = self.ctx.clock.now()
+        files = await views.personal_calendar(self.store, user_id, self._calendars(), now)
+        return files or None
+
+    def _calendars(self) -> views.Calendars:
+        if self.calendars is None or self.calendars.server != self.runner.server:
+            self.calendars = views.Calendars(self.runner.server)
+        return self.calendars
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         data = await export_person(self.ctx.db, user_id)

@@ -12,7 +12,7 @@ from civicbot_plugins.meetings.records import RecordStore
 from civicbot_plugins.meetings.service import tally
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.api import format_when, matrix_to
+from civicbot.api import PublicMeeting, PublicSection, format_when, matrix_to
 
 WEEK = timedelta(days=7)
 
@@ -95,3 +95,68 @@ async def personal_rows(
     name = await records.user_zone(user_id)
     zone = ZoneInfo(name) if name else await ctx.timezone(going[0].room_id)
     return upcoming(going, zone, until, until + WEEK)
+
+
+# The public page lists a meeting's next few dates; its calendar entry holds them all.
+PUBLIC_DATES = 5
+CALENDARS_KEPT = 5_000
+
+
+class Calendars:
+    """Calendar files by (meeting, SEQUENCE, last change): building one with its time zone
+    takes milliseconds, and a room's page and feed would build every meeting's on every
+    request. Stamped with the meeting's last change, so a meeting gives the same bytes (and
+    the feed the same ETag) until it changes."""
+
+    def __init__(self, server: str):
+        self.server = server
+        self._files: dict[tuple[int, int, datetime], bytes] = {}
+
+    def of(self, meeting: Meeting) -> bytes:
+        key = (meeting.id, meeting.sequence, meeting.changed_at)
+        found = self._files.get(key)
+        if found is None:
+            found = render.calendar_file(meeting, self.server, meeting.changed_at)[0]
+            if len(self._files) >= CALENDARS_KEPT:
+                self._files.pop(next(iter(self._files)))
+            self._files[key] = found
+        return found
+
+
+def public_meeting(meeting: Meeting, calendars: Calendars, now: datetime) -> PublicMeeting | None:
+    """A fixed meeting for the room's public page and feed, or None once it has no dates to
+    come. Its calendar entry is the very file posted in the room (same UID and SEQUENCE),
+    stamped with its last change so the feed only changes when the meeting does."""
+    schedule = meeting.schedule()
+    if schedule is None:
+        return None
+    starts = tuple(o.start for o in schedule.occurrences(after=now, limit=PUBLIC_DATES))
+    calendar = calendars.of(meeting)
+    return PublicMeeting(
+        label=meeting.label,
+        title=meeting.title,
+        starts=starts[:PUBLIC_DATES],
+        duration_minutes=int(meeting.duration.total_seconds() // 60),
+        timezone=meeting.timezone,
+        place=meeting.location or "",
+        url=meeting.url or "",
+        event_id=meeting.announce_event_id,
+        moved=meeting.sequence > 0,
+        calendar=calendar,
+    )
+
+
+async def public_section(
+    store: MeetingStore, room_id: str, calendars: Calendars, now: datetime
+) -> PublicSection | None:
+    """The room's fixed meetings that have not ended (nothing of who answered or is going)."""
+    found = [public_meeting(m, calendars, now) for m in await store.fixed_in(room_id, now)]
+    meetings = tuple(m for m in found if m is not None and m.starts)
+    return PublicSection(meetings=meetings) if meetings else None
+
+
+async def personal_calendar(
+    store: MeetingStore, person: str, calendars: Calendars, now: datetime
+) -> list[bytes]:
+    """The calendar files of every meeting ``person`` said they are going to, in any room."""
+    return [calendars.of(m) for m in await store.going_to(person, now) if m.schedule() is not None]

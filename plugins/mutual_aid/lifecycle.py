@@ -13,10 +13,19 @@ from typing import Any
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
-from civicbot_plugins.mutual_aid.parsing import OFFER
+from civicbot_plugins.mutual_aid.models import Post
+from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.api import DigestSection, ForgetReport, JobContext, PluginContext, private
+from civicbot.api import (
+    DigestSection,
+    ForgetReport,
+    JobContext,
+    PluginContext,
+    PublicPost,
+    PublicSection,
+    private,
+)
 
 SWEEP = timedelta(minutes=15)
 
@@ -104,6 +113,19 @@ class AidUpkeep:
         text = "\n".join(f"• {line}" for line in views.helping_lines(helping, now))
         return DigestSection("Needs you offered to help with", text, order=40)
 
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        """Open offers and needs for the room's public page, as the room lists them: a private
+        need comes from the store with no poster at all, so it cannot be credited to anyone."""
+        now = self.plugin.clock.now()
+        offers = await self.store.open_posts(room_id, OFFER, now, limit=PUBLIC_LIMIT)
+        needs = await self.store.open_posts(room_id, NEED, now, limit=PUBLIC_LIMIT)
+        if not (offers or needs):
+            return None
+        return PublicSection(
+            offers=tuple(public_post(p) for p in offers),
+            needs=tuple(public_post(p) for p in needs),
+        )
+
     # -- forgetting ----------------------------------------------------------------------------
     async def forget(self, user_id: str) -> ForgetReport:
         """Needs this person was helping with reopen (so nobody waits on a helper who is gone);
@@ -116,3 +138,20 @@ class AidUpkeep:
         )
         notes = [f"{p.short_id} is open again for other helpers" for p in reopened]
         return ForgetReport(removed=removed, anonymised=anonymised, notes=notes)
+
+
+PUBLIC_LIMIT = 100  # open posts of each kind the public page may list
+
+
+def public_post(post: Post) -> PublicPost:
+    """A post as the page shows it; never the requester of a private need."""
+    details = views.details(post, post.created_at).split(" — ", 1)[0].strip(" ·")
+    return PublicPost(
+        label=post.short_id,
+        kind=post.kind,
+        text=post.body,
+        details=details,
+        author=None if post.private else post.poster,
+        posted_at=post.created_at,
+        event_id=post.event_id,
+    )

@@ -42,6 +42,7 @@ from civicbot.api import (
     ForgetReport,
     Message,
     Plugin,
+    PublicSection,
     Rest,
     Role,
     clean_text,
@@ -345,6 +346,9 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         self, user_id: str, since: Any, until: Any
     ) -> DigestSection | None:
         return await self.upkeep.personal_digest_section(user_id)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        return await self.upkeep.public_section(room_id)
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         return await self.ledger.export(user_id)

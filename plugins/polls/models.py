@@ -37,7 +37,9 @@ def to_iso(when: datetime) -> str:
 def from_iso(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # fromisoformat reads the "…Z" that to_iso writes, a tenth of strptime's cost: listing a
+    # year of decisions reads thousands of these.
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def anonymous_voter(salt: str, user_id: str) -> str:

@@ -40,6 +40,8 @@ from civicbot.api import (
     ForgetReport,
     ItemId,
     Plugin,
+    PublicDecision,
+    PublicSection,
     Rest,
     Role,
     command,
@@ -69,6 +71,8 @@ class PollsPlugin(Plugin[PollsConfig]):
         super().__init__(ctx)
         self.store = PollStore(ctx.db, ctx.keyed_hash)
         self.runner = PollRunner(ctx, self.store)
+        # The public page's decided polls, each read once: {poll id: (version, decision)}.
+        self.decisions: dict[int, tuple[str, PublicDecision]] = {}
         self.changes = PollChanges(ctx, self.store, self.runner)
 
     async def setup(self) -> None:
@@ -423,6 +427,9 @@ class PollsPlugin(Plugin[PollsConfig]):
             return None
         rendered = self.ctx.templates.render("personal", rows=rows, prefix=self.ctx.prefix)
         return DigestSection("Your polls", rendered.text, rendered.html, order=20)
+
+    async def public_section(self, room_id: str) -> PublicSection | None:
+        return await reports.public_section(self.store, room_id, self.decisions)
 
     async def export_user_data(self, user_id: str) -> dict[str, Any] | None:
         return await reports.export_user_data(self.store, user_id)

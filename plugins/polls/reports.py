@@ -12,7 +12,16 @@ from civicbot_plugins.polls.lifecycle import PollRunner
 from civicbot_plugins.polls.models import CLOSED, Poll, to_iso
 from civicbot_plugins.polls.store import PollStore
 
-from civicbot.api import ForgetReport, PluginContext, TransportError, format_when, matrix_to
+from civicbot.api import (
+    ForgetReport,
+    PluginContext,
+    PublicCount,
+    PublicDecision,
+    PublicSection,
+    TransportError,
+    format_when,
+    matrix_to,
+)
 
 # A digest lists this many of each kind of poll, then says how many more: a weekly summary
 # of a busy room stays readable (and one message, which Matrix caps at 64 KiB).
@@ -221,4 +230,45 @@ def forget_report(removed: int, anonymised: int) -> ForgetReport | None:
             "Poll totals are kept; who voted for what is removed. Votes given with a poll's "
             "buttons or typed in a room are room events: a moderator can redact them."
         ],
+    )
+
+
+async def public_section(
+    store: PollStore, room_id: str, made: dict[int, tuple[str, PublicDecision]]
+) -> PublicSection | None:
+    """Decided polls for the room's public page: the result as it was posted in the room
+    (a small secret ballot's turnout only, never who voted), and the outcome recorded. A
+    closed poll's result never changes, so each is read once and kept in ``made`` until its
+    outcome is recorded: a year of decisions costs one small query, not 500 polls read."""
+    decisions = []
+    for poll_id, version in await store.decided_in(room_id):
+        kept = made.get(poll_id)
+        if kept is None or kept[0] != version:
+            poll = await store.get(poll_id)
+            if poll is None:
+                continue
+            kept = (version, public_decision(poll))
+            made[poll_id] = kept
+        decisions.append(kept[1])
+    return PublicSection(decisions=tuple(decisions)) if decisions else None
+
+
+def public_decision(poll: Poll) -> PublicDecision:
+    """One decided poll as the public page shows it."""
+    result = poll.result or {}
+    winners = set(result.get("winners", []))
+    counts = tuple(
+        PublicCount(o["text"], o["count"], o["percent"], o["text"] in winners)
+        for o in result.get("options", [])
+    )
+    return PublicDecision(
+        label=poll.label,
+        question=poll.question,
+        decided_at=poll.closed_at or poll.closes_at,
+        headline=render.headline(poll, result),
+        turnout=render.turnout_line(result),
+        counts=counts,
+        outcome=poll.outcome or "",
+        outcome_at=poll.outcome_at,
+        event_id=poll.results_event_id or poll.start_event_id or poll.text_event_id,
     )

@@ -218,6 +218,18 @@ class PollStore:
             (room_id, since, until),
         )
 
+    async def decided_in(self, room_id: str) -> list[tuple[int, str]]:
+        """(id, what may still change: outcome and result message) of the closed polls here
+        with a published result, newest first (the public page reads only what changed)."""
+        rows = await self.db.fetchall(
+            "SELECT id, coalesce(outcome_at, '') || '|' || coalesce(results_event_id, '')"
+            " || '|' || coalesce(outcome, '')"
+            " FROM polls_polls WHERE room_id = ? AND state = 'closed' AND result IS NOT NULL"
+            " ORDER BY closed_at DESC, id DESC",
+            (room_id,),
+        )
+        return [(row[0], row[1]) for row in rows]
+
     # -- responses (open ballots: button votes and !vote) --------------------------------------
     async def add_response(
         self,

@@ -12,6 +12,8 @@ import sys
 import time
 from urllib.parse import quote
 
+import aiohttp
+
 from civicbot.testing.client import Resident
 from tests.integration.conftest import (
     PASSWORD,
@@ -61,8 +63,9 @@ async def test_demo_runs_a_group_room_for_several_residents(tmp_path):
     """`civicbot demo --residents 3`: private Synapse, bot, three printed logins, one named
     group room with all of them; the creator is a moderator, the others are refused as
     neighbours; Ctrl-C exits 0."""
-    port = _free_port()
-    command = ["demo", "--dir", str(tmp_path), "--port", str(port), "--residents", "3"]
+    port, web_port = _free_port(), _free_port()
+    command = ["demo", "--dir", str(tmp_path), "--port", str(port), "--residents", "3",
+               "--web-port", str(web_port)]  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "civicbot", *command],
         stdout=subprocess.PIPE,
@@ -83,6 +86,10 @@ async def test_demo_runs_a_group_room_for_several_residents(tmp_path):
         room = re.search(r"Room:.*\((!\S+)\)", output).group(1)
         homeserver = re.search(r"Homeserver:\s+(\S+)", output).group(1)
         assert homeserver == f"http://127.0.0.1:{port}"
+        pages = re.search(r"Public pages:\s+(\S+)", output).group(1)
+        assert pages == f"http://127.0.0.1:{web_port}"
+        async with aiohttp.ClientSession() as http, http.get(pages) as index:
+            assert index.status == 200 and "No room has published" in await index.text()
         people = [await Resident.login(homeserver, user, password) for user, password in logins]
         try:
             creator, neighbour, _ = people
