@@ -41,9 +41,11 @@ from civicbot.core.converters import (
     Converter,
     ItemId,
     Lines,
+    Number,
     Rest,
     UsageError,
     UserId,
+    whole_number,
 )
 from civicbot.core.dates import (
     DateError,
@@ -105,6 +107,7 @@ __all__ = [
     "Lines",
     "Message",
     "Migration",
+    "Number",
     "Outgoing",
     "PersonRecords",
     "Plugin",
@@ -147,4 +150,5 @@ __all__ = [
     "rewrite_in_key_order",
     "role_satisfied",
     "send_notice",
+    "whole_number",
 ]

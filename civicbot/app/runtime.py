@@ -11,6 +11,7 @@ from civicbot.core.bot import Bot
 from civicbot.core.loader import discover
 from civicbot.scheduling.clock import SystemClock
 from civicbot.scheduling.scheduler import ApScheduler
+from civicbot.storage.data_lock import DataDirLock
 from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
 
@@ -21,6 +22,14 @@ async def run_bot(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; in-flight handlers finish and state is saved before returning."""
     data_dir = settings.bot.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Before anything in data_dir is opened: a second process must not touch the database,
+    # the sync token or the crypto store of the running one (DataDirInUse names its pid).
+    with DataDirLock(data_dir):
+        await _run_locked(settings)
+
+
+async def _run_locked(settings: Settings) -> None:
+    data_dir = settings.bot.data_dir
     db = await Database.open(data_dir / "civicbot.sqlite3")
     clock = SystemClock()
     scheduler = ApScheduler(clock)
@@ -29,6 +38,7 @@ async def run_bot(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, sig, transport)
+    clean = False
     try:
         await transport.login()
         # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
@@ -36,12 +46,17 @@ async def run_bot(settings: Settings) -> None:
         scheduler.start()
         log.info("civicbot %s running as %s", bot.version, transport.user_id)
         await transport.run(bot.handle_batch)
+        clean = True
     finally:
         scheduler.shutdown()
         await bot.stop()
         await transport.close()
         await db.close()
-        log.info("stopped cleanly")
+        # Only a stop that was asked for and finished is clean; a failure says so instead.
+        if clean:
+            log.info("stopped cleanly")
+        else:
+            log.error("stopped after a failure (see above)")
 
 
 def _request_stop(sig: signal.Signals, transport: MatrixTransport) -> None:

@@ -39,11 +39,13 @@ from civicbot.api import (
     Plugin,
     Rest,
     Role,
+    UsageError,
     clean_text,
     command,
     format_when,
     on,
     parse_when,
+    whole_number,
 )
 
 COUNCILLOR = "councillor"
@@ -246,9 +248,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
             return
         number_text, _, value_text = text.partition(" ")
         questions = await self.store.questions(c.id)
-        question = next(
-            (q for q in questions if number_text.isdigit() and q.number == int(number_text)), None
-        )
+        try:
+            number: int | None = whole_number(number_text, 1, len(questions))
+        except UsageError:
+            number = None
+        question = next((q for q in questions if q.number == number), None)
         if question is None:
             raise CommandError(
                 f"{c.label} has questions 1 to {len(questions)}: type {ctx.prefix}answer {c.label} "
