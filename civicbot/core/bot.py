@@ -18,6 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from civicbot import __version__, failpoints
@@ -31,7 +32,8 @@ from civicbot.core.commands import (
     UsageError,
 )
 from civicbot.core.context import Context, CoreServices, PluginContext, RoomManagement
-from civicbot.core.events import Event, EventKind, Message
+from civicbot.core.effects import EffectRunner, Say
+from civicbot.core.events import Event, EventKind
 from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 RECENT_IDS = 10_000
 HANDLED_RETENTION_S = 14 * 24 * 3600
+EFFECT_RETRY = timedelta(minutes=1)
 
 
 class Bot:
@@ -89,6 +92,7 @@ class Bot:
         # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
+        self.effects = EffectRunner(db, transport, self.flood.pacer)
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
@@ -104,6 +108,7 @@ class Bot:
             prefix=self.prefix,
             default_timezone=settings.bot.timezone,
             keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
+            effects=self.effects,
         )
         self._management = RoomManagement(self.room_settings, RoleStore(db), AuditLog(db))
 
@@ -145,10 +150,15 @@ class Bot:
                 table.setdefault(kind, []).append((plugin, attr))
         cutoff = int(time.time()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
+        await self.effects.purge()
         log.info("loaded plugins: %s", ", ".join(self.plugins))
+
+    async def _retry_effects(self) -> None:
+        await self.effects.carry_out_pending()
 
     async def stop(self) -> None:
         """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""
+        self.scheduler.cancel("core:effects")
         for plugin in reversed(list(self.plugins.values())):
             await quietly(plugin.teardown())
             plugin.ctx.jobs.cancel_all()
@@ -201,6 +211,10 @@ class Bot:
         await self._handle_batch(events)
         if not self._caught_up:
             self._caught_up = True
+            # Promises a crash or an outage left unkept (a welcome, a DM, a room) are kept
+            # first, then retried every minute until they are.
+            await self.effects.carry_out_pending()
+            self.scheduler.every("core:effects", EFFECT_RETRY, self._retry_effects)
             for name, plugin in self.plugins.items():
                 if type(plugin).implements("caught_up"):
                     try:
@@ -416,18 +430,23 @@ class Bot:
             await quietly(self.transport.leave(event.room_id))
             return
         log.info("joining %s (invited by %s)", event.room_id, inviter)
-        try:
-            await self.transport.join(event.room_id)
-        except TransportError as exc:
-            log.warning("could not join %s: %s", event.room_id, exc)
-            return
         welcome = (
             f"Hello! I'm civicbot. Type {self.prefix}help to see what I can do here. "
             f"Moderators can choose which tools are switched on with "
             f"{self.prefix}plugins."
         )
-        out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
-        await quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
+        # The welcome is promised before the join: a crash between joining and saying hello
+        # (after which no invite comes again) still ends in one hello. One per invitation.
+        key = f"welcome:{event.room_id}:{event.ts}"
+        await self.effects.promise("core", key, Say(event.room_id, welcome))
+        try:
+            await self.transport.join(event.room_id)
+        except TransportError as exc:
+            log.warning("could not join %s: %s", event.room_id, exc)
+            await self.effects.cancel("core", key)
+            return
+        failpoints.hit("joined-before-welcome")
+        await self.effects.carry_out("core", key)
 
 
 async def _keep(work: Awaitable[Any], into: list[Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Generic, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from civicbot.core.botinfo import BotInfo, Rooms
+from civicbot.core.effects import EffectRunner, PluginEffects
 from civicbot.core.events import Event, Message
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.templates import Rendered, Templates
@@ -70,6 +71,7 @@ class CoreServices:
     prefix: str
     default_timezone: str
     keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
+    effects: EffectRunner
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class PluginContext(Generic[ConfigT]):
         self.bot = core.bot
         self.prefix = core.prefix
         self.rooms = Rooms(core.transport)
+        # Promised effects (a DM, a room, a notice), kept exactly once: civicbot.core.effects.
+        self.effects = PluginEffects(core.effects, name)
         self.log = logging.getLogger(f"civicbot.plugins.{name}")
         self.jobs: Jobs[JobContext[ConfigT]] = Jobs(
             core.scheduler.scoped(name), core.clock, self._job_context
