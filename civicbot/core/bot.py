@@ -39,6 +39,7 @@ from civicbot.core.loader import PluginLoadError, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.plugin import Plugin
 from civicbot.core.templates import TemplateCheckError, Templates
+from civicbot.core.upgrades import TOMBSTONE, RoomReplacements
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
 from civicbot.policy.plugin_config import LIMITS
@@ -93,6 +94,8 @@ class Bot:
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
         self.effects = EffectRunner(db, transport, self.flood.pacer)
+        self.replacements = RoomReplacements(db, transport, self._move_plugins)
+        self.effects.redirect = self.replacements.current
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
@@ -109,6 +112,7 @@ class Bot:
             default_timezone=settings.bot.timezone,
             keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
             effects=self.effects,
+            predecessor=self.replacements.predecessor,
         )
         self._management = RoomManagement(self.room_settings, RoleStore(db), AuditLog(db))
 
@@ -152,6 +156,17 @@ class Bot:
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         await self.effects.purge()
         log.info("loaded plugins: %s", ", ".join(self.plugins))
+
+    async def _move_plugins(self, old_room: str, new_room: str) -> None:
+        self.permissions.forget_room(new_room)
+        for name, plugin in self.plugins.items():
+            if type(plugin).implements("room_replaced"):
+                # Inside the core's transaction: a plugin that fails is logged, the others
+                # still move (what it left behind stays in the old room).
+                try:
+                    await plugin.room_replaced(old_room, new_room)
+                except Exception:
+                    log.exception("plugin %s failed to follow a room upgrade", name)
 
     async def _retry_effects(self) -> None:
         await self.effects.carry_out_pending()
@@ -296,6 +311,9 @@ class Bot:
         if event.kind is EventKind.INVITE:
             await self._on_invite(event)
             return False
+        if event.type == TOMBSTONE and event.state_key == "":
+            # Authorised by the homeserver (a state event needs the power to send it).
+            return await self.replacements.on_tombstone(event)
         if event.sender == self.transport.user_id or event.kind is EventKind.NOTICE:
             return False
         acted = False
@@ -445,6 +463,13 @@ class Bot:
             log.warning("could not join %s: %s", event.room_id, exc)
             await self.effects.cancel("core", key)
             return
+        try:
+            if await self.replacements.on_joined(event.room_id):
+                # The upgrade of a room the bot was already in: no introduction needed.
+                await self.effects.cancel("core", key)
+                return
+        except TransportError as exc:
+            log.warning("could not tell whether %s replaces a room: %s", event.room_id, exc)
         failpoints.hit("joined-before-welcome")
         await self.effects.carry_out("core", key)
 

@@ -72,6 +72,7 @@ class CoreServices:
     default_timezone: str
     keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
     effects: EffectRunner
+    predecessor: Callable[[str], Awaitable[str | None]] | None = None  # room upgrades
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class PluginContext(Generic[ConfigT]):
         self.management = management
         self.bot = core.bot
         self.prefix = core.prefix
-        self.rooms = Rooms(core.transport)
+        self.rooms = Rooms(core.transport, core.predecessor)
         # Promised effects (a DM, a room, a notice), kept exactly once: civicbot.core.effects.
         self.effects = PluginEffects(core.effects, name)
         self.log = logging.getLogger(f"civicbot.plugins.{name}")

@@ -14,7 +14,7 @@ from typing import Any
 from civicbot.core.events import Message
 from civicbot.policy.limits import SendPacer
 from civicbot.policy.permissions import restrict_mentions
-from civicbot.transport import Transport
+from civicbot.transport import Transport, TransportError
 
 
 def txn_key(*parts: str) -> str:
@@ -56,6 +56,15 @@ class Outgoing:
             message.extra["m.new_content"] = _limited(replacement, may_ping_room)
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
+        try:
+            return await self._transport.send_message(room_id, message, txn)
+        except TransportError as exc:
+            if not _other_room_relation(exc) or "m.new_content" in message.extra:
+                raise
+        # A reply or thread to an event of the room this one replaced (a room upgrade moved
+        # the item here): said without the relation, which the homeserver refuses across rooms.
+        message.reply_to = message.thread_root = None
+        message.extra.pop("m.relates_to", None)
         return await self._transport.send_message(room_id, message, txn)
 
     async def event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
@@ -65,7 +74,17 @@ class Outgoing:
             content = _limited(content, may_ping_room=False)
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
-        return await self._transport.send_event(room_id, event_type, content, txn)
+        try:
+            return await self._transport.send_event(room_id, event_type, content, txn)
+        except TransportError as exc:
+            if not _other_room_relation(exc):
+                raise
+        if event_type != "m.room.message" or "m.new_content" in content:
+            # An edit of, or a poll end for, an event in the room a room upgrade replaced:
+            # it can't be said here (the plugin's own notice still is).
+            return ""
+        plain = {k: v for k, v in content.items() if k != "m.relates_to"}
+        return await self._transport.send_event(room_id, event_type, plain, txn)
 
     async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
         txn = self._txn(room_id)
@@ -76,6 +95,11 @@ class Outgoing:
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.redact(room_id, event_id, reason, txn)
+
+
+def _other_room_relation(exc: TransportError) -> bool:
+    """Synapse's refusal of a relation to an event in another room."""
+    return "Relations must be in the same room" in str(exc)
 
 
 def _fold_raw_mentions(message: Message) -> None:

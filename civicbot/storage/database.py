@@ -77,6 +77,17 @@ CORE_MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX core_effects_pending ON core_effects(done_at, promised_at);
     """,
+    # Rooms upgraded (m.room.tombstone) and followed (civicbot.core.upgrades).
+    """
+    CREATE TABLE core_room_replacements (
+        old_room TEXT NOT NULL,
+        new_room TEXT NOT NULL,
+        seen_at INTEGER NOT NULL,
+        moved_at INTEGER,
+        PRIMARY KEY (old_room, new_room)
+    );
+    CREATE INDEX core_room_replacements_new ON core_room_replacements(new_room);
+    """,
 ]
 
 _CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?(\w+)", re.I)

@@ -95,6 +95,15 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
     async def setup(self) -> None:
         await self.runner.start()
 
+    async def room_replaced(self, old_room: str, new_room: str) -> None:
+        """A room upgrade: consultations still open or awaiting the council's response move
+        to the new room, where their close, summary and accountability notice are posted."""
+        await self.ctx.db.execute(
+            "UPDATE consultations_consultations SET room_id = ? WHERE room_id = ? "
+            "AND state IN ('open', 'closed')",
+            (new_room, old_room),
+        )
+
     async def caught_up(self) -> None:
         await self.runner.caught_up()
 

@@ -196,3 +196,63 @@ async def test_expiry_and_reminder_dms_are_sent_once_whatever_instant_the_bot_di
 def test_crash_points_are_counted():
     """The number the issue asks for: crash points proved once-and-only-once above."""
     assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 10
+
+
+# -- room upgrades -------------------------------------------------------------------------------
+async def test_room_upgrade_moves_open_items_settings_roles_and_jobs_to_the_new_room(
+    residents, bots
+):
+    mod, cllr, ann = await residents("mod"), await residents("cllr"), await residents("ann")
+    # Reminders 100 s before a meeting: one falls due after the upgrade, while the test waits.
+    bot = await bots(plugins={"meetings": {"reminders": ["100s"]}})
+    room = await room_with_bot(mod, bot, cllr, ann)
+
+    async def say(who, where, text, expect):
+        who.mark()
+        await who.send_text(where, text)
+        event = await who.wait_for(where, is_notice_from(bot.user_id, expect), timeout=60)
+        return str(event["content"]["body"])
+
+    await say(mod, room, f"!role grant {cllr.user_id} councillor", "Granted")
+    await say(mod, room, "!config polls.default_duration 3d", "")
+    await say(ann, room, "!poll Where should the bench go? | Park | Square", "P-1")
+    await say(ann, room, "!meet Litter pick | in 3 minutes | in 3 hours", "📅 M-1")
+    await say(ann, room, "!meet fix M-1 1", "✅ M-1 is fixed")
+    await say(
+        cllr,
+        room,
+        "!consult Park improvements\ncloses in 2 hours\ntext: What would make it better?",
+        "C-1",
+    )
+    await say(ann, room, "!need a hand carrying shopping", "N-1")
+
+    # Element's "upgrade room": Synapse makes the new room and tombstones the old one.
+    upgraded = await mod._request(
+        "POST", f"/_matrix/client/v3/rooms/{room}/upgrade", {"new_version": "12"}
+    )
+    new_room = upgraded["replacement_room"]
+    # A private room's replacement is invite-only: Element invites its members, the bot too.
+    mod.mark()
+    for person in (bot.user_id, cllr.user_id, ann.user_id):
+        await mod.invite(new_room, person)
+    await cllr.join(new_room)
+    await ann.join(new_room)
+
+    # Everything still open is in the new room: its lists, and the councillor's role there.
+    assert "P-1" in await say(ann, new_room, "!polls", "P-1")
+    assert "M-1" in await say(ann, new_room, "!meetings", "M-1")
+    assert "C-1" in await say(ann, new_room, "!consultations", "C-1")
+    assert "N-1" in await say(ann, new_room, "!needs", "N-1")
+    await say(ann, new_room, "!vote P-1 1", "")
+    # The meeting's reminder job, armed before the upgrade, posts in the new room.
+    reminder = await ann.wait_for(
+        new_room, is_notice_from(bot.user_id, "⏰ M-1: Litter pick starts"), timeout=150
+    )
+    assert "Sorry" not in reminder["content"]["body"]
+    # The councillor's role moved: closing C-1 works and its summary comes here.
+    await say(cllr, new_room, "!consult close C-1", "C-1")
+    said_new = await ann.messages(new_room, limit=100)
+    assert not bodies_from(said_new, bot.user_id, "Hello! I'm civicbot")  # no second hello
+    assert not bodies_from(said_new, bot.user_id, "Sorry, something went wrong")
+    said_old = await ann.messages(room, limit=100)
+    assert not bodies_from(said_old, bot.user_id, "⏰ M-1")
