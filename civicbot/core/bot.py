@@ -94,7 +94,7 @@ class Bot:
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
         self.effects = EffectRunner(db, transport, self.flood.pacer)
-        self.replacements = RoomReplacements(db, transport, self._move_plugins)
+        self.replacements = RoomReplacements(db, transport, self._move_plugins, self.effects)
         self.effects.redirect = self.replacements.current
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()

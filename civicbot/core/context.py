@@ -189,8 +189,10 @@ class PluginContext(Generic[ConfigT]):
         return await self._core.transport.known_direct_room(user_id)
 
     async def forget_direct_room(self, user_id: str) -> int:
-        """Drop the bot's records of its direct chats with ``user_id`` (``!forget me``)."""
-        return await self._core.transport.forget_direct_room(user_id)
+        """Drop the bot's records of its direct chats with ``user_id`` (``!forget me``), and
+        every promise not yet kept that names them."""
+        dropped = await self._core.effects.forget(user_id)
+        return dropped + await self._core.transport.forget_direct_room(user_id)
 
     async def create_private_room(self, name: str, invite: list[str]) -> str:
         """Create a new invite-only room with exactly the bot and the people in ``invite``

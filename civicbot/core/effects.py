@@ -215,6 +215,20 @@ class EffectRunner:
                 kept += 1
         return kept
 
+    async def forget(self, user_id: str) -> int:
+        """Drop every promise not yet kept that names ``user_id`` (``!forget me``): nothing is
+        sent to, or about, a person who asked to be forgotten. Returns how many went."""
+        rows = await self._db.fetchall(
+            "SELECT key, payload FROM core_effects WHERE done_at IS NULL"
+        )
+        quoted = json.dumps(user_id)  # as it stands in a payload: whole, not a prefix
+        naming = [str(key) for key, payload in rows if quoted in str(payload)]
+        for key in naming:
+            await self._db.execute(
+                "DELETE FROM core_effects WHERE key = ? AND done_at IS NULL", (key,)
+            )
+        return len(naming)
+
     async def purge(self) -> None:
         cutoff = int(time.time()) - DONE_RETENTION_S
         await self._db.execute(

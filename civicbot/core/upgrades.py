@@ -21,7 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from civicbot.core.events import Event
+from civicbot.core.effects import EffectRunner, Say
+from civicbot.core.events import Event, matrix_to
 from civicbot.storage.database import Database
 from civicbot.transport import Transport, TransportError
 
@@ -34,10 +35,13 @@ Mover = Callable[[str, str], Awaitable[None]]
 class RoomReplacements:
     """Which rooms were replaced by which, and the move from one to the other."""
 
-    def __init__(self, db: Database, transport: Transport, move_plugins: Mover):
+    def __init__(
+        self, db: Database, transport: Transport, move_plugins: Mover, effects: EffectRunner
+    ):
         self._db = db
         self._transport = transport
         self._move_plugins = move_plugins
+        self._effects = effects
 
     async def current(self, room_id: str) -> str:
         """The room that now stands for ``room_id``: itself, or its (latest) replacement."""
@@ -125,4 +129,12 @@ class RoomReplacements:
                 "AND new_room = ?",
                 (int(time.time()), old, new),
             )
+            # Said once, with the move: where the finished items and their history are.
+            note = (
+                "This room replaces an older one: I've brought over its settings, roles and "
+                "everything still open (polls, meetings, consultations, needs and offers). "
+                f"Earlier items and their history are in the old room: {matrix_to(old)}"
+            )
+            await self._effects.promise("core", f"upgraded:{old}:{new}", Say(new, note))
+        await self._effects.carry_out("core", f"upgraded:{old}:{new}")
         log.info("followed the upgrade of %s to %s", old, new)

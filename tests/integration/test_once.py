@@ -254,5 +254,7 @@ async def test_room_upgrade_moves_open_items_settings_roles_and_jobs_to_the_new_
     said_new = await ann.messages(new_room, limit=100)
     assert not bodies_from(said_new, bot.user_id, "Hello! I'm civicbot")  # no second hello
     assert not bodies_from(said_new, bot.user_id, "Sorry, something went wrong")
+    links = bodies_from(said_new, bot.user_id, "This room replaces an older one")
+    assert len(links) == 1 and room in links[0]  # where the old items' history is
     said_old = await ann.messages(room, limit=100)
     assert not bodies_from(said_old, bot.user_id, "⏰ M-1")

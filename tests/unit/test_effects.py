@@ -175,3 +175,34 @@ async def test_intro_room_promise_survives_a_crash_after_accepting(tmp_path):
         match = await fresh.db.fetchval("SELECT intro_room_id FROM mutual_aid_matches")
         assert match == intro_room
         await fresh.bot.stop()
+
+
+async def test_room_upgrade_moves_open_items_once_and_links_back(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        old = h.room(members=[ANN, BOB])
+        await h.say(old, ANN, "!need a hand with the shopping")
+        new = h.room(members=[ANN, BOB])
+        tombstone = h.transport.make_event(
+            old,
+            "@mod:test",
+            "m.room.tombstone",
+            {"body": "upgraded", "replacement_room": new},
+            state_key="",
+        )
+        await h.bot.handle_batch([tombstone])
+        await h.bot.handle_batch([tombstone])  # seen again (a replay): nothing more
+        notes = [t for t in h.texts(new) if t.startswith("This room replaces an older one")]
+        assert len(notes) == 1 and old in notes[0]
+        await h.say(new, BOB, "!needs")
+        assert "N-1" in h.last_text(new)
+        await h.say(old, BOB, "!needs")
+        assert "N-1" not in h.last_text(old)
+
+
+async def test_forgetting_a_person_drops_what_was_still_promised_to_them(tmp_path):
+    async with BotHarness.create(tmp_path, {}) as h:
+        await h.bot.effects.promise("core", "dm:ann", DirectMessage(ANN, "For Ann"))
+        await h.bot.effects.promise("core", "dm:annie", DirectMessage(ANN + ".org", "Not Ann"))
+        assert await h.bot.effects.forget(ANN) == 1
+        assert await h.bot.effects.is_pending("core", "dm:annie")
+        assert not await h.bot.effects.is_pending("core", "dm:ann")
