@@ -17,6 +17,9 @@ The names fall into groups, in the order a plugin author meets them:
 * what a handler or job is given: :class:`Context`, :class:`JobContext`, :class:`PluginContext`,
   :class:`Event`, :class:`Message`, :class:`Rendered`, :class:`Role`;
 * storage: :class:`Database`, :class:`Migration`;
+* effects a plugin promises and the engine keeps exactly once (``ctx.effects``, see
+  :mod:`civicbot.core.effects`): :class:`Say`, :class:`DirectMessage`, :class:`DirectFile`,
+  :class:`NewRoom` with its :class:`RoomNotice`;
 * helpers for what residents type and read: dates, text cleaning, ``matrix.to`` links, log
   pseudonyms;
 * a few names for the built-in plugins that run rooms (``manages_rooms = True``: the admin
@@ -41,9 +44,11 @@ from civicbot.core.converters import (
     Converter,
     ItemId,
     Lines,
+    Number,
     Rest,
     UsageError,
     UserId,
+    whole_number,
 )
 from civicbot.core.dates import (
     DateError,
@@ -52,6 +57,15 @@ from civicbot.core.dates import (
     parse_duration,
     parse_when,
     resolve_when,
+)
+from civicbot.core.effects import (
+    DirectFile,
+    DirectMessage,
+    Effect,
+    NewRoom,
+    PluginEffects,
+    RoomNotice,
+    Say,
 )
 from civicbot.core.events import (
     POLL_DISCLOSED,
@@ -128,6 +142,9 @@ __all__ = [
     "Database",
     "DateError",
     "DigestSection",
+    "DirectFile",
+    "DirectMessage",
+    "Effect",
     "Event",
     "EventKind",
     "ForgetReport",
@@ -136,11 +153,14 @@ __all__ = [
     "Lines",
     "Message",
     "Migration",
+    "NewRoom",
+    "Number",
     "Outgoing",
     "PersonRecords",
     "Plugin",
     "PluginConfig",
     "PluginContext",
+    "PluginEffects",
     "PluginInfo",
     "PublicConsultation",
     "PublicCount",
@@ -157,6 +177,8 @@ __all__ = [
     "RoleCheck",
     "RoomConfig",
     "RoomManagement",
+    "RoomNotice",
+    "Say",
     "SendPacer",
     "SettingError",
     "TemplateCheckError",
@@ -190,4 +212,5 @@ __all__ = [
     "rewrite_in_key_order",
     "role_satisfied",
     "send_notice",
+    "whole_number",
 ]

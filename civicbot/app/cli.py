@@ -81,6 +81,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from civicbot.app.runtime import run_bot
     from civicbot.core.loader import PluginLoadError
+    from civicbot.storage.data_lock import DataDirInUse
     from civicbot.storage.secret_key import SecretKeyError
     from civicbot.transport import TransportError
 
@@ -110,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     warm_up(settings.bot.languages)  # in the background: the first odd date must not wait
     try:
         asyncio.run(run_bot(settings))
-    except (PluginLoadError, SecretKeyError, TransportError) as exc:
+    except (DataDirInUse, PluginLoadError, SecretKeyError, TransportError) as exc:
         print(f"civicbot: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

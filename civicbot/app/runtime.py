@@ -9,9 +9,11 @@ from typing import Any
 
 from civicbot.config import Settings
 from civicbot.core.bot import Bot
-from civicbot.core.loader import PluginLoadError, discover_all, split_problems
+from civicbot.core.loader import PluginLoadError, PluginProblem, discover_all, split_problems
+from civicbot.core.plugin import Plugin
 from civicbot.scheduling.clock import SystemClock
 from civicbot.scheduling.scheduler import ClockScheduler
+from civicbot.storage.data_lock import DataDirLock
 from civicbot.storage.database import Database
 from civicbot.transport.matrix import MatrixTransport
 from civicbot.web import PublicSite
@@ -29,6 +31,16 @@ async def run_bot(settings: Settings) -> None:
         raise PluginLoadError("; ".join(problem.why for problem in fatal + optional))
     data_dir = settings.bot.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Before anything in data_dir is opened: a second process must not touch the database,
+    # the sync token or the crypto store of the running one (DataDirInUse names its pid).
+    with DataDirLock(data_dir):
+        await _run_locked(settings, classes, optional)
+
+
+async def _run_locked(
+    settings: Settings, classes: dict[str, type[Plugin[Any]]], optional: list[PluginProblem]
+) -> None:
+    data_dir = settings.bot.data_dir
     db = await Database.open(data_dir / "civicbot.sqlite3")
     clock = SystemClock.from_environment()
     scheduler = ClockScheduler(clock)
@@ -42,6 +54,7 @@ async def run_bot(settings: Settings) -> None:
     if clock.offset_file is not None:  # a test moves the time: see civicbot.scheduling.clock
         loop.add_signal_handler(signal.SIGUSR1, _clock_moved, clock, scheduler)
     web_runner = None
+    clean = False
     try:
         await transport.login()
         # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
@@ -50,6 +63,7 @@ async def run_bot(settings: Settings) -> None:
         scheduler.start()
         log.info("civicbot %s running as %s", bot.version, transport.user_id)
         await transport.run(bot.handle_batch)
+        clean = True
     finally:
         if web_runner is not None:
             await web_runner.cleanup()
@@ -57,7 +71,11 @@ async def run_bot(settings: Settings) -> None:
         await bot.stop()
         await transport.close()
         await db.close()
-        log.info("stopped cleanly")
+        # Only a stop that was asked for and finished is clean; a failure says so instead.
+        if clean:
+            log.info("stopped cleanly")
+        else:
+            log.error("stopped after a failure (see above)")
 
 
 async def start_web(site: PublicSite) -> Any:

@@ -17,6 +17,7 @@ import hmac
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from civicbot import __version__, failpoints
@@ -30,13 +31,15 @@ from civicbot.core.commands import (
     UsageError,
 )
 from civicbot.core.context import Context, CoreServices, PluginContext, RoomManagement
-from civicbot.core.events import Event, EventKind, Message
+from civicbot.core.effects import EffectRunner, Say
+from civicbot.core.events import Event, EventKind
 from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, optional_plugins, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.plugin import Plugin
 from civicbot.core.routing import Routing
 from civicbot.core.templates import Templates
+from civicbot.core.upgrades import TOMBSTONE, RoomReplacements
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
 from civicbot.policy.plugin_config import LIMITS, WEB
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 
 RECENT_IDS = 10_000
 HANDLED_RETENTION_S = 14 * 24 * 3600
+EFFECT_RETRY = timedelta(minutes=1)
 
 
 class Bot:
@@ -96,6 +100,9 @@ class Bot:
         # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
+        self.effects = EffectRunner(db, transport, self.flood.pacer)
+        self.replacements = RoomReplacements(db, transport, self._move_plugins, self.effects)
+        self.effects.redirect = self.replacements.current
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
@@ -118,6 +125,8 @@ class Bot:
             default_timezone=settings.bot.timezone,
             keyed_hash=keyed_hash,
             public=self.site,
+            effects=self.effects,
+            predecessor=self.replacements.predecessor,
         )
         self._management = RoomManagement(
             self.room_settings, RoleStore(db), AuditLog(db), PersonRecords(db)
@@ -182,6 +191,7 @@ class Bot:
                 table.setdefault(kind, []).append((plugin, attr))
         cutoff = int(self.clock.now().timestamp()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
+        await self.effects.purge()
         log.info("loaded plugins: %s", ", ".join(self.plugins))
 
     def leave_out(self, name: str, why: str) -> None:
@@ -196,8 +206,23 @@ class Bot:
         self.plugin_classes.pop(name, None)
         self.left_out[name] = why
 
+    async def _move_plugins(self, old_room: str, new_room: str) -> None:
+        self.permissions.forget_room(new_room)
+        for name, plugin in self.plugins.items():
+            if type(plugin).implements("room_replaced"):
+                # Inside the core's transaction: a plugin that fails is logged, the others
+                # still move (what it left behind stays in the old room).
+                try:
+                    await plugin.room_replaced(old_room, new_room)
+                except Exception:
+                    log.exception("plugin %s failed to follow a room upgrade", name)
+
+    async def _retry_effects(self) -> None:
+        await self.effects.carry_out_pending()
+
     async def stop(self) -> None:
         """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""
+        self.scheduler.cancel("core:effects")
         for plugin in reversed(list(self.plugins.values())):
             await quietly(plugin.teardown())
             plugin.ctx.jobs.cancel_all()
@@ -251,6 +276,10 @@ class Bot:
         if not self._caught_up:
             self._caught_up = True
             await self.routing.warm()
+            # Promises a crash or an outage left unkept (a welcome, a DM, a room) are kept
+            # first, then retried every minute until they are.
+            await self.effects.carry_out_pending()
+            self.scheduler.every("core:effects", EFFECT_RETRY, self._retry_effects)
             for name, plugin in self.plugins.items():
                 if type(plugin).implements("caught_up"):
                     try:
@@ -344,6 +373,9 @@ class Bot:
         if event.kind is EventKind.INVITE:
             await self._on_invite(event)
             return False
+        if event.type == TOMBSTONE and event.state_key == "":
+            # Authorised by the homeserver (a state event needs the power to send it).
+            return await self.replacements.on_tombstone(event)
         if event.sender == self.transport.user_id or event.kind is EventKind.NOTICE:
             return False
         acted = False
@@ -482,18 +514,30 @@ class Bot:
             await quietly(self.transport.leave(event.room_id))
             return
         log.info("joining %s (invited by %s)", event.room_id, inviter)
-        try:
-            await self.transport.join(event.room_id)
-        except TransportError as exc:
-            log.warning("could not join %s: %s", event.room_id, exc)
-            return
         welcome = (
             f"Hello! I'm civicbot. Type {self.prefix}help to see what I can do here. "
             f"Moderators can choose which tools are switched on with "
             f"{self.prefix}plugins."
         )
-        out = Outgoing(self.transport, txn_key("welcome", event.room_id), self.flood.pacer)
-        await quietly(out.message(event.room_id, Message(welcome), may_ping_room=False))
+        # The welcome is promised before the join: a crash between joining and saying hello
+        # (after which no invite comes again) still ends in one hello. One per invitation.
+        key = f"welcome:{event.room_id}:{event.ts}"
+        await self.effects.promise("core", key, Say(event.room_id, welcome))
+        try:
+            await self.transport.join(event.room_id)
+        except TransportError as exc:
+            log.warning("could not join %s: %s", event.room_id, exc)
+            await self.effects.cancel("core", key)
+            return
+        try:
+            if await self.replacements.on_joined(event.room_id):
+                # The upgrade of a room the bot was already in: no introduction needed.
+                await self.effects.cancel("core", key)
+                return
+        except TransportError as exc:
+            log.warning("could not tell whether %s replaces a room: %s", event.room_id, exc)
+        failpoints.hit("joined-before-welcome")
+        await self.effects.carry_out("core", key)
 
 
 async def _keep(work: Awaitable[Any], into: list[Any]) -> None:

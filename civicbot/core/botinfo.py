@@ -6,13 +6,13 @@ name these types without importing the context (no import cycle, even under TYPE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from civicbot.core.events import Event
 from civicbot.policy.plugin_config import PluginConfig
-from civicbot.transport import Transport
+from civicbot.transport import Transport, TransportError
 
 
 @dataclass
@@ -80,8 +80,17 @@ class BotInfo(Protocol):
 class Rooms:
     """A read-only view of the rooms the bot is in."""
 
-    def __init__(self, transport: Transport):
+    def __init__(
+        self,
+        transport: Transport,
+        predecessor: Callable[[str], Awaitable[str | None]] | None = None,
+    ):
         self._transport = transport
+        self._predecessor = predecessor
+
+    async def predecessor(self, room_id: str) -> str | None:
+        """The room ``room_id`` replaced in a room upgrade (its history is there), if any."""
+        return await self._predecessor(room_id) if self._predecessor is not None else None
 
     @property
     def bot_user_id(self) -> str:
@@ -98,8 +107,22 @@ class Rooms:
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None
     ) -> list[Event]:
-        """Every event relating to ``event_id`` (all pages), e.g. to recount a poll."""
-        return await self._transport.relations(room_id, event_id, rel_type)
+        """Every event relating to ``event_id`` (all pages), e.g. to recount a poll. After a
+        room upgrade an item moved to the new room has its event in the old one: the rooms
+        it came through are read too."""
+        rooms = [room_id]
+        while (older := await self.predecessor(rooms[-1])) is not None and older not in rooms:
+            rooms.append(older)
+        if len(rooms) == 1:
+            return await self._transport.relations(room_id, event_id, rel_type)
+        found: dict[str, Event] = {}
+        for room in reversed(rooms):
+            try:
+                for event in await self._transport.relations(room, event_id, rel_type):
+                    found.setdefault(event.event_id, event)
+            except TransportError:
+                continue  # the event is not in this one of the rooms
+        return list(found.values())
 
     async def joined_rooms(self) -> list[str]:
         """Every room the bot is in (for work that runs per room, like the weekly digest)."""

@@ -23,6 +23,7 @@ text goes to the parent instead.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Annotated, Any, TypeVar, cast, get_args, get_origin, get_type
 
 from civicbot.core.context import Context
 from civicbot.core.converters import (
+    MAX_DIGITS,
     CommandError,
     Converter,
     ItemId,
@@ -39,6 +41,7 @@ from civicbot.core.converters import (
     UserId,
     short,
     split_parts,
+    whole_number,
 )
 from civicbot.policy.roles import Role
 
@@ -169,9 +172,12 @@ async def _convert(param: Parameter, raw: str, ctx: Context[Any]) -> Any:
         return await value if inspect.isawaitable(value) else value
     try:
         if conv is int:
-            return int(raw)
+            return whole_number(raw, what="a whole number")
         if conv is float:
-            return float(raw.replace(",", "."))
+            value = float(raw.replace(",", "."))
+            if not math.isfinite(value) or abs(value) >= 10**MAX_DIGITS:
+                raise UsageError(f"'{short(raw)}' is out of range: type a smaller number")
+            return value
         if conv is bool:
             return _to_bool(raw)
         return raw

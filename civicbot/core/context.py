@@ -16,6 +16,7 @@ from typing import Any, Generic, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from civicbot.core.botinfo import BotInfo, Rooms
+from civicbot.core.effects import EffectRunner, PluginEffects
 from civicbot.core.events import Event, Message, matrix_to
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.public import PublicPages
@@ -72,7 +73,9 @@ class CoreServices:
     prefix: str
     default_timezone: str
     keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
+    effects: EffectRunner
     public: PublicPages | None = None  # the public web pages (civicbot.web)
+    predecessor: Callable[[str], Awaitable[str | None]] | None = None  # room upgrades
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,11 @@ class PluginContext(Generic[ConfigT]):
         self.management = management
         self.bot = core.bot
         self.prefix = core.prefix
-        self.rooms = Rooms(core.transport)
+        self.rooms = Rooms(core.transport, core.predecessor)
         # The room's public page, calendar feeds and noticeboard, as plugins may use them.
         self.public = core.public
+        # Promised effects (a DM, a room, a notice), kept exactly once: civicbot.core.effects.
+        self.effects = PluginEffects(core.effects, name)
         self.log = logging.getLogger(f"civicbot.plugins.{name}")
         self.jobs: Jobs[JobContext[ConfigT]] = Jobs(
             core.scheduler.scoped(name), core.clock, self._job_context
@@ -205,8 +210,10 @@ class PluginContext(Generic[ConfigT]):
         return await self._core.transport.known_direct_room(user_id)
 
     async def forget_direct_room(self, user_id: str) -> int:
-        """Drop the bot's records of its direct chats with ``user_id`` (``!forget me``)."""
-        return await self._core.transport.forget_direct_room(user_id)
+        """Drop the bot's records of its direct chats with ``user_id`` (``!forget me``), and
+        every promise not yet kept that names them."""
+        dropped = await self._core.effects.forget(user_id)
+        return dropped + await self._core.transport.forget_direct_room(user_id)
 
     async def create_private_room(self, name: str, invite: list[str]) -> str:
         """Create a new invite-only room with exactly the bot and the people in ``invite``

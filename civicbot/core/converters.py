@@ -110,6 +110,57 @@ class ItemId(Converter):
         return int(match.group(1))
 
 
+# No number a person types to civicbot needs more digits than this; Python refuses to read
+# ones of over 4,300 digits at all (a ValueError deep in a plugin, so the apology).
+MAX_DIGITS = 15
+
+
+def whole_number(
+    raw: str, lowest: int | None = None, highest: int | None = None, what: str = "a number"
+) -> int:
+    """``raw`` as a whole number from ``lowest`` to ``highest`` (either may be open), or a
+    :class:`UsageError` that says what to type. Every number a person types is read through
+    this (or the :class:`Number` converter), however long or odd it is."""
+    text = raw.strip().lstrip("#").replace("\u2212", "-")
+    digits = text.removeprefix("-").removeprefix("+")
+    if not digits.isascii() or not digits.isdigit():
+        raise UsageError(f"'{short(raw)}' should be {what}, like {lowest or 1}")
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        value = None
+    else:
+        value = int(text)
+    if (
+        value is None
+        or (lowest is not None and value < lowest)
+        or (highest is not None and value > highest)
+    ):
+        raise UsageError(f"'{short(raw)}' is out of range: {_range_text(lowest, highest, what)}")
+    return value
+
+
+def _range_text(lowest: int | None, highest: int | None, what: str) -> str:
+    if lowest is not None and highest is not None:
+        return f"type {what} from {lowest} to {highest}"
+    if lowest is not None:
+        return f"type {what} of {lowest} or more"
+    if highest is not None:
+        return f"type {what} of {highest} or less"
+    return f"type {what} of at most {MAX_DIGITS} digits"
+
+
+class Number(Converter):
+    """A whole number in a range: ``count: Annotated[int, Number(1, 50)]``."""
+
+    def __init__(self, lowest: int | None = None, highest: int | None = None, what: str = ""):
+        self.lowest = lowest
+        self.highest = highest
+        self.what = what or "a number"
+        self.metavar = "number"
+
+    def convert(self, raw: str, ctx: Context[Any]) -> int:
+        return whole_number(raw, self.lowest, self.highest, self.what)
+
+
 def short(text: str, limit: int = 40) -> str:
     """``text`` on one line, cut to ``limit`` characters for echoing back."""
     text = " ".join(text.split())

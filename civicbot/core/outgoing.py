@@ -29,7 +29,7 @@ from civicbot.policy.permissions import (
     restrict_mentions,
     user_ids_in,
 )
-from civicbot.transport import Transport
+from civicbot.transport import Transport, TransportError
 
 log = logging.getLogger("civicbot.core.outgoing")
 
@@ -85,7 +85,17 @@ class Outgoing:
                 message.mentions = tuple(sorted({*message.mentions, *message.notify}))
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
-        event_id = await self._transport.send_message(room_id, message, txn)
+        try:
+            event_id = await self._transport.send_message(room_id, message, txn)
+        except TransportError as exc:
+            if not _other_room_relation(exc) or "m.new_content" in message.extra:
+                raise
+            # A reply or thread to an event of the room this one replaced (a room upgrade moved
+            # the item here): said without the relation, which the homeserver refuses across
+            # rooms.
+            message.reply_to = message.thread_root = None
+            message.extra.pop("m.relates_to", None)
+            event_id = await self._transport.send_message(room_id, message, txn)
         if message.notify and not others <= set(message.notify):
             await self._tell_privately(room_id, event_id, message, sorted(others))
         return event_id
@@ -128,7 +138,17 @@ class Outgoing:
             content["m.new_content"] = _limited(replacement, may_ping_room)
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
-        return await self._transport.send_event(room_id, event_type, content, txn)
+        try:
+            return await self._transport.send_event(room_id, event_type, content, txn)
+        except TransportError as exc:
+            if not _other_room_relation(exc):
+                raise
+        if event_type != "m.room.message" or "m.new_content" in content:
+            # An edit of, or a poll end for, an event in the room a room upgrade replaced:
+            # it can't be said here (the plugin's own notice still is).
+            return ""
+        plain = {k: v for k, v in content.items() if k != "m.relates_to"}
+        return await self._transport.send_event(room_id, event_type, plain, txn)
 
     async def file(self, room_id: str, data: bytes, filename: str, content_type: str) -> str:
         """Post a file. An ``m.file`` notifies every member of the room it goes to (no push
@@ -148,6 +168,11 @@ class Outgoing:
         txn = self._txn(room_id)
         await self._pacer.wait(room_id)
         return await self._transport.redact(room_id, event_id, reason, txn)
+
+
+def _other_room_relation(exc: TransportError) -> bool:
+    """Synapse's refusal of a relation to an event in another room."""
+    return "Relations must be in the same room" in str(exc)
 
 
 def _fold_raw_mentions(message: Message) -> None:

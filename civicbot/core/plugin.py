@@ -177,6 +177,13 @@ class Plugin(Generic[ConfigT]):
         """Remove or anonymise ``user_id``'s data, keeping totals (for ``!forget me``)."""
         return None
 
+    async def room_replaced(self, old_room: str, new_room: str) -> None:
+        """``old_room`` was upgraded to ``new_room``: move what is still open there (items,
+        their deadlines: re-arm the jobs) to the new room. Runs inside the core's transaction
+        that moves the room's settings and roles, once per upgrade. Finished items may stay
+        in the old room, where their history is."""
+        return None
+
     # -- introspection used by the loader ------------------------------------------------------
     @classmethod
     def declared_commands(cls) -> list[Command]:

@@ -63,6 +63,32 @@ CORE_MIGRATIONS: list[Migration] = [
         'person_burst', 'person_per_minute', 'room_burst', 'room_per_minute', 'cooldown_seconds'
     );
     """,
+    # The outbox of promised effects (civicbot.core.effects): written with the state change
+    # it belongs to, kept (payload wiped) for a while once done so a replay is recognised.
+    """
+    CREATE TABLE core_effects (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        promised_at INTEGER NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        done_at INTEGER
+    );
+    CREATE INDEX core_effects_pending ON core_effects(done_at, promised_at);
+    """,
+    # Rooms upgraded (m.room.tombstone) and followed (civicbot.core.upgrades).
+    """
+    CREATE TABLE core_room_replacements (
+        old_room TEXT NOT NULL,
+        new_room TEXT NOT NULL,
+        seen_at INTEGER NOT NULL,
+        moved_at INTEGER,
+        PRIMARY KEY (old_room, new_room)
+    );
+    CREATE INDEX core_room_replacements_new ON core_room_replacements(new_room);
+    """,
 ]
 
 _CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?(\w+)", re.I)

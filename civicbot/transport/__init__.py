@@ -12,6 +12,9 @@ from typing import Any, Protocol
 from civicbot.core.events import Event, Message
 
 EventSink = Callable[[list[Event]], Awaitable[None]]
+# The state event a room made for a promised effect carries ({"key": the effect's key}), so a
+# retry after a crash finds the room instead of making a second one (civicbot.core.effects).
+INTENT_TYPE = "org.civicbot.intent"
 
 
 class TransportError(Exception):
@@ -82,10 +85,11 @@ class Transport(Protocol):
         """Drop every record of ``user_id``'s direct chats (``!forget me``); returns how many
         records went."""
 
-    async def create_private_room(self, name: str, invite: list[str]) -> str:
+    async def create_private_room(self, name: str, invite: list[str], intent: str = "") -> str:
         """Create a new invite-only, unpublished room called ``name`` with exactly the bot and
         ``invite`` in it (invited, not yet joined); returns its id. Each call makes a new room:
-        callers remember the id to avoid making a second one."""
+        callers remember the id to avoid making a second one. ``intent`` is put in the room as
+        an :data:`INTENT_TYPE` state event, by which a retry finds the room."""
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

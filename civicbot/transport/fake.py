@@ -9,7 +9,7 @@ from typing import Any
 
 from civicbot.core.events import Event, Message
 from civicbot.scheduling.clock import Clock, SystemClock, ms
-from civicbot.transport import EventSink, TransportError
+from civicbot.transport import INTENT_TYPE, EventSink, TransportError
 
 
 @dataclass
@@ -246,10 +246,12 @@ class FakeTransport:
                 forgotten += 1
         return forgotten
 
-    async def create_private_room(self, name: str, invite: list[str]) -> str:
+    async def create_private_room(self, name: str, invite: list[str], intent: str = "") -> str:
         room_id = f"!private{next(self._ids)}:test"
         room = self.add_room(room_id, [self.user_id, *invite], creator=self.user_id)
         room.create["content"]["name"] = name
+        if intent:
+            room.state[(INTENT_TYPE, "")] = {"key": intent}
         self.created_rooms.append((room_id, name, list(invite)))
         return room_id
 

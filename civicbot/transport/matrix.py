@@ -33,7 +33,7 @@ from civicbot.core.events import Event, EventKind, Message
 from civicbot.scheduling.clock import Clock, SystemClock
 from civicbot.storage.database import Database
 from civicbot.storage.secret_key import installation_key
-from civicbot.transport import EventSink, TransportError
+from civicbot.transport import INTENT_TYPE, EventSink, TransportError
 from civicbot.transport.crypto import (
     ENCRYPTION_STATE,
     STORE_DIR,
@@ -456,7 +456,7 @@ class MatrixTransport:
             if not token:
                 return found
 
-    async def create_private_room(self, name: str, invite: list[str]) -> str:
+    async def create_private_room(self, name: str, invite: list[str], intent: str = "") -> str:
         """An invite-only room for the bot and ``invite`` (e.g. two people it introduces):
         not a DM (no ``is_direct``), not in the room directory, history visible to members
         only from their invite."""
@@ -467,6 +467,8 @@ class MatrixTransport:
                 "content": {"history_visibility": "invited"},
             }
         ]
+        if intent:
+            initial_state.append({"type": INTENT_TYPE, "state_key": "", "content": {"key": intent}})
         if invite and all([await self.crypto.can_encrypt_for(person) for person in invite]):
             initial_state.append(dict(ENCRYPTION_STATE))
         body = {

@@ -18,7 +18,15 @@ from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import ANONYMOUS, CLOSED, OPEN, PUBLIC
 from civicbot_plugins.consultations.store import ConsultationStore
 
-from civicbot.api import Context, JobContext, Message, PluginContext, Rendered, format_when
+from civicbot.api import (
+    Context,
+    JobContext,
+    Message,
+    PluginContext,
+    Rendered,
+    Say,
+    format_when,
+)
 
 VISIBILITY_TEXT = {
     PUBLIC: "public (shown with names at the close)",
@@ -132,8 +140,14 @@ class ConsultationRunner:
             return  # answered meanwhile, or the notice went out already (before a restart)
         days = service.days_waiting(c.closed_at or 0, int(job.now.timestamp()))
         notice = job.render("overdue", c=c, days=days, author=c.author)
-        await job.send(c.room_id, notice, mentions=(c.author,))
-        await self.store.mark_overdue_noticed(c.id, int(job.now.timestamp()))
+        # Marked and promised together: posted once by the engine, even if this send gives
+        # up (it was marked after the send, so a job that gave up left it to the next start).
+        key = f"overdue:{c.id}"
+        async with self.ctx.db.transaction():
+            if await self.store.mark_overdue_noticed(c.id, int(job.now.timestamp())):
+                say = Say(c.room_id, notice.text, notice.html, mentions=(c.author,))
+                await self.ctx.effects.promise(key, say)
+        await self.ctx.effects.carry_out(key)
 
     # -- closing -------------------------------------------------------------------------------
     async def close(self, c: Consultation, speaker: Speaker) -> None:

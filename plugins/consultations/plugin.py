@@ -41,11 +41,13 @@ from civicbot.api import (
     PublicSection,
     Rest,
     Role,
+    UsageError,
     clean_text,
     command,
     format_when,
     on,
     parse_when,
+    whole_number,
 )
 
 COUNCILLOR = "councillor"
@@ -96,6 +98,15 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
 
     async def setup(self) -> None:
         await self.runner.start()
+
+    async def room_replaced(self, old_room: str, new_room: str) -> None:
+        """A room upgrade: consultations still open or awaiting the council's response move
+        to the new room, where their close, summary and accountability notice are posted."""
+        await self.ctx.db.execute(
+            "UPDATE consultations_consultations SET room_id = ? WHERE room_id = ? "
+            "AND state IN ('open', 'closed')",
+            (new_room, old_room),
+        )
 
     async def caught_up(self) -> None:
         await self.runner.caught_up()
@@ -250,9 +261,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
             return
         number_text, _, value_text = text.partition(" ")
         questions = await self.store.questions(c.id)
-        question = next(
-            (q for q in questions if number_text.isdigit() and q.number == int(number_text)), None
-        )
+        try:
+            number: int | None = whole_number(number_text, 1, len(questions))
+        except UsageError:
+            number = None
+        question = next((q for q in questions if q.number == number), None)
         if question is None:
             raise CommandError(
                 f"{c.label} has questions 1 to {len(questions)}: type {ctx.prefix}answer {c.label} "

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from civicbot.api import clean_text
+from civicbot.api import UsageError, clean_text, whole_number
 
 TEXT, ONE, SEVERAL, STATEMENT = "text", "one", "several", "statement"
 PUBLIC, PRIVATE, ANONYMOUS = "public", "private", "anonymous"
@@ -195,8 +195,11 @@ def _letters(question: Question, text: str) -> list[str]:
         token = token.strip(" .)")
         if not token:
             continue
-        if token.isdigit() and 1 <= int(token) <= len(question.options):
-            token = LETTERS[int(token) - 1]
+        if token.isascii() and token.isdigit():
+            try:
+                token = LETTERS[whole_number(token, 1, len(question.options)) - 1]
+            except UsageError:
+                pass  # refused below, naming the choices there are
         names = [o.lower() for o in question.options]
         if token in names:
             token = LETTERS[names.index(token)]

@@ -78,6 +78,15 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
     async def setup(self) -> None:
         await self.runner.start()
 
+    async def room_replaced(self, old_room: str, new_room: str) -> None:
+        """A room upgrade: meetings still being planned or coming up (their reminders are
+        armed by id) move to the new room; the rest stay with the old room's history."""
+        await self.ctx.db.execute(
+            "UPDATE meetings_meetings SET room_id = ? WHERE room_id = ? "
+            "AND state IN ('proposed', 'fixed')",
+            (new_room, old_room),
+        )
+
     async def caught_up(self) -> None:
         await self.runner.caught_up()
 

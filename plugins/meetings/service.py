@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from civicbot.api import format_when
+from civicbot.api import UsageError, format_when, whole_number
 
 AVAIL_EXAMPLE = "!avail M-3 1y 2? 3n (yes, if need be, no), or !avail M-3 all"
 TZ_EXAMPLE = "Europe/London, Europe/Warsaw or America/New_York"
@@ -222,10 +222,12 @@ def best_slot(table: Table) -> Best | None:
 
 def slot_number(text: str, slot_count: int) -> int:
     """``2`` (from ``!meet fix M-3 2``) → 2, checked against the meeting's slots."""
-    cleaned = text.strip().lstrip("#")
-    if not cleaned.isdigit() or not 1 <= int(cleaned) <= slot_count:
-        raise AnswerError(f"Pick a time by its number, 1 to {slot_count}, like: !meet fix M-3 2")
-    return int(cleaned)
+    try:
+        return whole_number(text, 1, slot_count)
+    except UsageError:
+        raise AnswerError(
+            f"Pick a time by its number, 1 to {slot_count}, like: !meet fix M-3 2"
+        ) from None
 
 
 @cache

@@ -16,9 +16,22 @@ from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match
 from civicbot_plugins.mutual_aid.parsing import NEED
 from civicbot_plugins.mutual_aid.store import AidStore
 
-from civicbot.api import CommandError, Context, Message, PluginContext, Role, private
+from civicbot.api import (
+    CommandError,
+    Context,
+    Message,
+    NewRoom,
+    PluginContext,
+    Role,
+    RoomNotice,
+    private,
+)
 
 MAX_MODERATORS_TOLD = 10
+_LATER = (
+    "Done: you accepted the offer for {id}. I couldn't start the private chat just now; "
+    "I'll keep trying, and you'll both get an invitation."
+)
 _ASKED = (
     "Thank you! I've asked the person who needs {id} whether they'd like your help; if they "
     "accept, I'll introduce you both in a private chat."
@@ -33,6 +46,13 @@ class AidHandoff:
         self.store = store
         self.ledger = ledger
         self.log = plugin.log
+        plugin.effects.on_done(self._effect_done)
+
+    async def _effect_done(self, key: str, result: str) -> None:
+        """An introduction room was made: its id goes on the match, in the same transaction
+        that marks the promise kept."""
+        if key.startswith("intro:"):
+            await self.store.set_intro_room(int(key.split(":")[1]), result)
 
     # -- posting -------------------------------------------------------------------------------
     async def announce(self, ctx: Context[Any], post: Post) -> None:
@@ -163,30 +183,31 @@ class AidHandoff:
         is_owner = await self.store.is_owner(post, ctx.sender)
         accepted = await self.accepted_match(post) if is_owner and post.state == MATCHED else None
         if accepted is not None and accepted.intro_room_id is None:
-            # Accepted, but the room was never made (the homeserver refused, or a crash): the
-            # requester typing !accept again makes it now.
-            await self.introduce(ctx, post, accepted, ctx.sender)
-            return f"Done: I've started a private chat for {post.short_id}."
+            # Accepted, but the room is not made yet (the homeserver refused, or is down): the
+            # requester typing !accept again tries now (the promise itself is never lost).
+            if await self.introduce(post, accepted, ctx.sender):
+                return f"Done: I've started a private chat for {post.short_id}."
+            return _LATER.format(id=post.short_id)
         transition = service.accept(post, match, is_owner=is_owner, now=ctx.now)
         assert match is not None and match.helper is not None
-        if not await self.store.apply(post, transition, now=ctx.now, match=match):
-            raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
-        await self.introduce(ctx, post, match, ctx.sender)
+        # The acceptance and the promise of the introduction room commit together: a crash
+        # after this can neither lose the room nor, retried, make a second one.
+        async with self.plugin.db.transaction():
+            if not await self.store.apply(post, transition, now=ctx.now, match=match):
+                raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
+            await self.promise_introduction(post, match, ctx.sender)
+        if not await self.plugin.effects.carry_out(intro_key(match)):
+            return _LATER.format(id=post.short_id)
+        self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)
         return (
             f"Done: I've started a private chat with you and the helper for {post.short_id}. "
             "Look for the invitation."
         )
 
-    async def introduce(self, ctx: Context[Any], post: Post, match: Match, requester: str) -> None:
-        """A small private room with exactly the two of them and the bot, made once per match."""
+    async def promise_introduction(self, post: Post, match: Match, requester: str) -> None:
+        """Promise a small private room with exactly the two of them and the bot, and the
+        introduction in it: made once per match, however often this runs."""
         assert match.helper is not None
-        current = await self.store.match(match.id)
-        room_id = current.intro_room_id if current else None
-        if room_id is None:
-            room_id = await self.plugin.create_private_room(
-                f"{post.short_id}: mutual aid", [requester, match.helper]
-            )
-            await self.store.set_intro_room(match.id, room_id)
         config = await self.plugin.config(post.room_id)
         intro = self.plugin.render(
             "intro",
@@ -195,12 +216,18 @@ class AidHandoff:
             requester=requester,
             timebank=config.timebank,
         )
-        await ctx.send_message(
-            room_id,
-            # For exactly the two of them: it notifies both (the room holds only them and me).
-            Message(intro.text, intro.html, notify=(match.helper, requester)),
+        room = NewRoom(
+            f"{post.short_id}: mutual aid",
+            (requester, match.helper),
+            (RoomNotice(intro.text, intro.html, (match.helper, requester)),),
         )
-        self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)
+        await self.plugin.effects.promise(intro_key(match), room)
+
+    async def introduce(self, post: Post, match: Match, requester: str) -> bool:
+        """Promise the introduction (if it is not yet) and keep it now if the homeserver lets
+        us; False when it is still to be made (it is retried every minute)."""
+        await self.promise_introduction(post, match, requester)
+        return await self.plugin.effects.carry_out(intro_key(match)) is not None
 
     async def decline(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
         match = await self.pending(post, helper)
@@ -269,3 +296,8 @@ class AidHandoff:
                 f"A moderator took down your post {post.short_id} (“{post.body}”). Ask the "
                 "room's moderators if you'd like to know why.",
             )
+
+
+def intro_key(match: Match) -> str:
+    """The effect key of a match's introduction room (one room per match, ever)."""
+    return f"intro:{match.id}"

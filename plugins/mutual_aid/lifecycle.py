@@ -1,8 +1,10 @@
 """Timers and hooks: expiry and the reminder before it, the digests, forgetting a person.
 
 The expiry job runs every :data:`SWEEP` (and once at start, for what came due while the bot
-was down). Its DMs are keyed by the job and its due time, so a run repeated after a crash does
-not message anyone twice; each post's reminder is sent once (``mark_reminded``).
+was down). A post's change (expired, reminded) and the DM that tells its poster are one
+promised effect (``ctx.effects``): written in one transaction, the DM then kept by the engine
+until it is sent, exactly once, whatever instant the bot dies or however long the homeserver
+is away.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from civicbot_plugins.mutual_aid.store import AidStore
 
 from civicbot.api import (
     DigestSection,
+    DirectMessage,
     ForgetReport,
     JobContext,
     PluginContext,
@@ -54,28 +57,37 @@ class AidUpkeep:
     async def sweep(self, job: JobContext[Any]) -> None:
         """Expire what is past its expiry, remind what expires soon; the poster is told by DM."""
         now = job.now
+        db, effects = self.plugin.db, self.plugin.effects
         for post in await self.jobs.past_expiry(now):
             change = service.expire(post, now)
-            if change is None or not await self.store.apply(post, change, now=now):
+            if change is None:
                 continue
-            poster = await self.store.requester_of(post)
-            if poster is not None:
-                await job.dm(
-                    poster,
-                    f"Your post {post.short_id} (“{post.body}”) has expired. To bring it back, "
-                    f"type `{self.plugin.prefix}renew {post.short_id}`.",
-                )
+            key = f"expired:{post.id}:{post.expires_at.isoformat()}"
+            async with db.transaction():
+                if not await self.store.apply(post, change, now=now):
+                    continue
+                poster = await self.store.requester_of(post)
+                if poster is not None:
+                    text = (
+                        f"Your post {post.short_id} (“{post.body}”) has expired. To bring it "
+                        f"back, type `{self.plugin.prefix}renew {post.short_id}`."
+                    )
+                    await effects.promise(key, DirectMessage(poster, text))
+            await effects.carry_out(key)
         for post in await self.jobs.expiring_between(now, now + service.REMIND_BEFORE):
-            if not await self.jobs.mark_reminded(post.id):
-                continue
-            poster = await self.store.requester_of(post)
-            if poster is not None:
-                await job.dm(
-                    poster,
-                    f"Your post {post.short_id} (“{post.body}”) expires on "
-                    f"{post.expires_at:%a %-d %b}. To keep it up, type "
-                    f"`{self.plugin.prefix}renew {post.short_id}`.",
-                )
+            key = f"reminder:{post.id}:{post.expires_at.isoformat()}"
+            async with db.transaction():
+                if not await self.jobs.mark_reminded(post.id):
+                    continue
+                poster = await self.store.requester_of(post)
+                if poster is not None:
+                    text = (
+                        f"Your post {post.short_id} (“{post.body}”) expires on "
+                        f"{post.expires_at:%a %-d %b}. To keep it up, type "
+                        f"`{self.plugin.prefix}renew {post.short_id}`."
+                    )
+                    await effects.promise(key, DirectMessage(poster, text))
+            await effects.carry_out(key)
 
     # -- digests -------------------------------------------------------------------------------
     async def digest_section(

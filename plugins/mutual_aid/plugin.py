@@ -73,6 +73,19 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     async def setup(self) -> None:
         await self.ctx.db.execute("PRAGMA secure_delete=ON")  # forgotten rows are overwritten
 
+    async def room_replaced(self, old_room: str, new_room: str) -> None:
+        """A room upgrade: open and matched posts move to the new room (a need sent by DM now
+        goes there); finished ones stay with the old room's history."""
+        await self.ctx.db.execute(
+            "UPDATE mutual_aid_posts SET room_id = ? WHERE room_id = ? "
+            "AND state IN ('open', 'matched')",
+            (new_room, old_room),
+        )
+        await self.ctx.db.execute(
+            "UPDATE OR IGNORE mutual_aid_rooms SET room_id = ? WHERE room_id = ?",
+            (new_room, old_room),
+        )
+
     async def caught_up(self) -> None:
         self.upkeep.start()  # after the backlog: a !renew typed while down is read first
 

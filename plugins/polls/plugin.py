@@ -84,6 +84,17 @@ class PollsPlugin(Plugin[PollsConfig]):
     async def caught_up(self) -> None:
         await self.runner.caught_up()
 
+    async def room_replaced(self, old_room: str, new_room: str) -> None:
+        """A room upgrade: polls still open carry on in the new room (their deadlines are
+        read by id, so the armed jobs close them there); closed ones stay with their history."""
+        await self.ctx.db.execute(
+            "UPDATE polls_polls SET room_id = ? WHERE room_id = ? "
+            "AND state IN ('posting', 'open', 'closing')",
+            (new_room, old_room),
+        )
+        for poll in await self.store.unfinished():
+            self.runner.track(poll)
+
     async def teardown(self) -> None:
         self.runner.stop()
         await self.store.secret.close()
