@@ -16,7 +16,8 @@ The names fall into groups, in the order a plugin author meets them:
   (:class:`UsageError`, :class:`CommandError`);
 * what a handler or job is given: :class:`Context`, :class:`JobContext`, :class:`PluginContext`,
   :class:`Event`, :class:`Message`, :class:`Rendered`, :class:`Role`;
-* storage: :class:`Database`, :class:`Migration`;
+* storage: :class:`Database`, :class:`Migration`, and for anything secret or anonymous
+  :class:`PrivateStore` (``ctx.private_store``) and :func:`coarse_time`;
 * helpers for what residents type and read: dates, text cleaning, ``matrix.to`` links, log
   pseudonyms;
 * a few names for the built-in plugins that run rooms (``manages_rooms = True``: the admin
@@ -81,14 +82,25 @@ from civicbot.policy.room_settings import (
 from civicbot.scheduling.clock import ms
 from civicbot.storage.core_stores import FORGOTTEN, AuditEntry, PersonRecords
 from civicbot.storage.database import Database, Migration, rewrite_in_key_order
+from civicbot.storage.private_store import ALREADY as ALREADY_TOOK_PART
+from civicbot.storage.private_store import SAME as SAME_CONTRIBUTION
+from civicbot.storage.private_store import TAKEN as TOOK_PART
+from civicbot.storage.private_store import (
+    PrivateStore,
+    PrivateStoreBusy,
+    coarse_time,
+)
 from civicbot.transport import TransportError
 
 __all__ = [
+    "ALREADY_TOOK_PART",
     "FORGOTTEN",
     "LIMITS",
     "OPERATOR",
     "OPERATOR_ONLY",
     "ROOM",
+    "SAME_CONTRIBUTION",
+    "TOOK_PART",
     "AuditEntry",
     "CommandError",
     "CommandInfo",
@@ -111,6 +123,8 @@ __all__ = [
     "PluginConfig",
     "PluginContext",
     "PluginInfo",
+    "PrivateStore",
+    "PrivateStoreBusy",
     "Rendered",
     "Rest",
     "Role",
@@ -125,6 +139,7 @@ __all__ = [
     "UsageError",
     "UserId",
     "clean_text",
+    "coarse_time",
     "command",
     "comparison_key",
     "describe_delta",

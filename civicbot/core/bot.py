@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import difflib
 import fnmatch
-import hashlib
-import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from civicbot import __version__, failpoints
@@ -45,7 +43,7 @@ from civicbot.scheduling.clock import Clock
 from civicbot.scheduling.scheduler import Scheduler
 from civicbot.storage.core_stores import AuditLog, RoleStore
 from civicbot.storage.database import Database
-from civicbot.storage.secret_key import installation_key
+from civicbot.storage.secret_key import installation_key, keyed_hasher
 from civicbot.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -103,7 +101,7 @@ class Bot:
             bot=BotFacts(self),
             prefix=self.prefix,
             default_timezone=settings.bot.timezone,
-            keyed_hash=_keyed_hasher(installation_key(settings.bot.data_dir)),
+            keyed_hash=keyed_hasher(installation_key(settings.bot.data_dir)),
         )
         self._management = RoomManagement(self.room_settings, RoleStore(db), AuditLog(db))
 
@@ -432,12 +430,3 @@ class Bot:
 
 async def _keep(work: Awaitable[Any], into: list[Any]) -> None:
     into.append(await work)
-
-
-def _keyed_hasher(secret: bytes) -> Callable[[str], str]:
-    """HMAC-SHA256 with the installation secret, which stays inside this closure."""
-
-    def keyed_hash(text: str) -> str:
-        return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
-
-    return keyed_hash

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from civicbot.core.events import Event
 from civicbot.policy.plugin_config import PluginConfig
-from civicbot.transport import Transport
+from civicbot.transport import Transport, TransportError
 
 
 @dataclass
@@ -100,6 +100,14 @@ class Rooms:
     ) -> list[Event]:
         """Every event relating to ``event_id`` (all pages), e.g. to recount a poll."""
         return await self._transport.relations(room_id, event_id, rel_type)
+
+    async def is_private(self, room_id: str) -> bool:
+        """Whether ``room_id`` is a room of at most two members (the bot and one person): what
+        happens there is that person's, so nothing may count it per room or keep its time."""
+        try:
+            return len(await self._transport.joined_members(room_id)) <= 2
+        except TransportError:  # unknown now: treat as private, the safe side
+            return True
 
     async def joined_rooms(self) -> list[str]:
         """Every room the bot is in (for work that runs per room, like the weekly digest)."""

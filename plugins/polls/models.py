@@ -105,6 +105,11 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE polls_polls ADD COLUMN edits INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE polls_polls ADD COLUMN edit_event_id TEXT
     """,
+    # The privacy threshold of a secret poll, fixed when it opens: lowering the room's
+    # setting later must not reveal a vote already cast (it can only be raised).
+    """
+    ALTER TABLE polls_polls ADD COLUMN min_secret_voters INTEGER NOT NULL DEFAULT 0
+    """,
 ]
 
 OPEN, POSTING, CLOSING, CLOSED = "open", "posting", "closing", "closed"
@@ -169,6 +174,12 @@ class Poll:
     close_event_id: str | None = None  # the "!poll close" or "!poll cancel", to spot a replay
     edits: int = 0
     edit_event_id: str | None = None
+    min_secret_voters: int = 0  # fixed when the poll opened
+
+    def secret_threshold(self, configured: int) -> int:
+        """The threshold that protects this poll's voters: as it was when the poll opened,
+        or higher if the room has raised it since (never lower)."""
+        return max(self.min_secret_voters, configured)
 
     @property
     def label(self) -> str:
@@ -235,6 +246,7 @@ class Poll:
             close_event_id=row["close_event_id"],
             edits=row["edits"],
             edit_event_id=row["edit_event_id"],
+            min_secret_voters=row["min_secret_voters"],
         )
 
 
@@ -253,6 +265,7 @@ class NewPoll:
     created_at: datetime
     closes_at: datetime
     thread_root: str | None
+    min_secret_voters: int = 0
 
     @classmethod
     def typed(
