@@ -87,7 +87,8 @@ MIGRATIONS: list[Migration] = [
     ) WITHOUT ROWID
     """,
 ]
-_TABLES = {
+# table: (its columns, the key first; how many columns the key has)
+TABLES = {
     "private_participants": (("item", "who", "receipt", "extra", "batch"), 2),
     "private_contributions": (("key", "item", "payload"), 1),
     "private_batches": (("token", "item"), 1),
@@ -165,7 +166,7 @@ class PrivateStore:
         drop: Callable[[tuple[Any, ...]], bool] | None = None,
     ) -> None:
         assert self._db is not None
-        columns, width = _TABLES[table]
+        columns, width = TABLES[table]
         await rewrite_in_key_order(self._db, table, columns, width, list(add), drop)
 
     async def _finish_or_undo(self) -> list[Lost]:

@@ -1,0 +1,216 @@
+"""Issue 19, fast tier: the attacks of an operator holding copies of ``data_dir``, played against
+the engine (every plugin gets these guarantees): the private store under copies taken at every
+write and in pairs, DM metadata in the core, coarse times and fixed thresholds.
+
+The integration tier (``tests/integration/test_privacy_by_construction.py``) plays the same join
+against the real bot and Synapse.
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from civicbot.core.events import Event, EventKind
+from civicbot.storage.database import Database
+from civicbot.storage.private_store import PrivateStore, coarse_time
+from civicbot.storage.secret_key import keyed_hasher
+from civicbot.testing.forensics import linkable, merge, page_images, pair_links, snapshot
+from civicbot.transport.sync import SyncReader
+
+PEOPLE = [f"@{name}:test" for name in ("kim", "ann", "zed", "bob", "lou", "cat", "dan", "eve")]
+CHOICES = ['["a"]', '["b"]', '["c"]']
+
+
+async def cast_all(tmp_path: Path, batch: int, monkeypatch) -> list[dict[str, bytes]]:
+    """Eight people take part in one item, in an order that is neither alphabetical nor random;
+    the files are copied after every write and mid-commit (before and after each transaction,
+    together: what a copy catching the journal can hold). Returns every copy."""
+    main = await Database.open(tmp_path / "civicbot.sqlite3")
+    store = PrivateStore(main, "survey")
+    copies: list[dict[str, bytes]] = []
+    mid_commit: list[list[str]] = []
+    original = Database.transaction
+
+    @asynccontextmanager
+    async def watched(self):
+        before = snapshot(tmp_path)
+        async with original(self) as db:
+            yield db
+        if self is store._db:
+            after = snapshot(tmp_path)
+            copies.append(after)
+            mid_commit.append(
+                linkable(
+                    merge(page_images(before), page_images(after)),
+                    PEOPLE,
+                    [c.encode() for c in CHOICES],
+                )
+            )
+
+    monkeypatch.setattr(Database, "transaction", watched)
+    for n, who in enumerate(PEOPLE):
+        status = await store.take_part("item:1", who, CHOICES[n % 3], batch=batch)
+        assert status == "taken"
+        copies.append(snapshot(tmp_path))
+    await store.seal("item:1", batch)
+    copies.append(snapshot(tmp_path))
+    assert sorted(await store.contributions("item:1")) == sorted(
+        CHOICES[n % 3] for n in range(len(PEOPLE))
+    )
+    assert await store.count("item:1") == len(PEOPLE)
+    monkeypatch.undo()
+    await store.close()
+    await main.close()
+    assert all(found == [] for found in mid_commit), mid_commit
+    return copies
+
+
+def links_in(copies: list[dict[str, bytes]], scratch: Path) -> list[tuple[str, str]]:
+    """The reconstruction attack on every pair of copies (each a "before" and an "after")."""
+    found: set[tuple[str, str]] = set()
+    for before, after in itertools.combinations(copies, 2):
+        found |= set(pair_links(before, after, "private-survey.sqlite3", scratch))
+    return sorted(found)
+
+
+async def test_the_pair_attack_finds_one_by_one_writes(tmp_path, monkeypatch):
+    """The detector must work: with batches of one, a pair of copies around a write shows one
+    person counted and one answer arriving."""
+    copies = await cast_all(tmp_path, 1, monkeypatch)
+    assert links_in(copies, tmp_path / "scratch")
+
+
+async def test_no_copy_and_no_pair_of_copies_links_anyone_to_what_they_said(tmp_path, monkeypatch):
+    copies = await cast_all(tmp_path, 3, monkeypatch)
+    assert len(copies) > 20
+    assert links_in(copies, tmp_path / "scratch") == []
+
+
+async def test_a_stop_loses_only_what_waited_and_says_whom_to_ask(tmp_path):
+    main = await Database.open(tmp_path / "civicbot.sqlite3")
+    store = PrivateStore(main, "survey")
+    for who in PEOPLE[:7]:  # 6 wait → 3 written; 4 wait when the bot stops
+        await store.take_part("item:1", who, '["a"]', batch=3)
+    await store.close()
+    again = PrivateStore(main, "survey")
+    lost = await again.recover()
+    assert len(lost) == 4 and {x.who for x in lost} < set(PEOPLE[:7])
+    assert await again.count("item:1") == 3
+    assert len(await again.contributions("item:1")) == 3
+    for x in lost:  # they may answer again
+        assert await again.take_part("item:1", x.who, '["b"]', batch=3) == "taken"
+    assert await again.recover() == []
+    await again.close()
+    await main.close()
+
+
+async def test_a_replay_is_recognised_and_a_second_answer_refused(tmp_path):
+    main = await Database.open(tmp_path / "civicbot.sqlite3")
+    store = PrivateStore(main, "survey")
+    assert await store.take_part("i", PEOPLE[0], "x", batch=2, receipt="r1") == "taken"
+    assert await store.take_part("i", PEOPLE[0], "x", batch=2, receipt="r1") == "same"
+    assert await store.take_part("i", PEOPLE[0], "y", batch=2, receipt="r2") == "already"
+    await store.close()
+    await main.close()
+
+
+async def test_a_private_room_leaves_no_time_and_no_clear_id_in_the_sync_marks(tmp_path):
+    """Issue 19 §1: ``room_last:<room>`` = ts|event_id for a DM named, by its time, who wrote
+    the private need that came in that second. A private room's mark now holds neither."""
+    db = await Database.open(tmp_path / "civicbot.sqlite3")
+    reader = SyncReader("@bot:test", db, FakeApi([]))
+    reader.keyed_hash = keyed_hasher(b"k" * 32)
+    dm, public = "!dm-kim:test", "!street:test"
+    reader.private_room = lambda room_id: room_id == dm
+    events = [
+        Event("$kim-need", dm, "@kim:test", EventKind.MESSAGE, "m.room.message", 1_700_000_123_456),
+        Event(
+            "$offer", public, "@ann:test", EventKind.MESSAGE, "m.room.message", 1_700_000_124_000
+        ),
+    ]
+    await reader.save_position("s1", events)
+    rows = dict(await db.fetchall("SELECT key, value FROM core_kv"))
+    assert rows[f"room_last:{public}"] == "1700000124000|$offer"  # a public room keeps its time
+    everything = " ".join(f"{k} {v}" for k, v in rows.items())
+    for trace in (dm, "$kim-need", "1700000123", "kim"):
+        assert trace not in everything, trace
+    # The mark still ends a page-back over a gap in the DM: at its own event.
+    reader._api = FakeApi(
+        [
+            {"event_id": "$later", "origin_server_ts": 5, "type": "m.room.message"},
+            {"event_id": "$kim-need", "origin_server_ts": 4, "type": "m.room.message"},
+            {"event_id": "$older", "origin_server_ts": 3, "type": "m.room.message"},
+        ]
+    )
+    assert [e["event_id"] for e in await reader._fill_gap(dm, "token")] == ["$later"]
+    await db.close()
+
+
+def test_private_items_keep_the_day_not_the_second():
+    at = datetime(2026, 12, 6, 17, 42, 13, 123456, tzinfo=UTC)
+    assert coarse_time(at) == datetime(2026, 12, 6, tzinfo=UTC)
+    assert coarse_time(at + timedelta(hours=5)) == datetime(2026, 12, 6, 22, 42, tzinfo=UTC) - (
+        timedelta(hours=22, minutes=42)
+    )
+
+
+async def test_a_private_need_keeps_its_day_only(tmp_path):
+    from tests.unit.plugins.mutual_aid_support import NOW, open_store, post
+
+    db, store, _ = await open_store(tmp_path / "civicbot.sqlite3")
+    later = NOW + timedelta(hours=3, minutes=17, seconds=9)
+    need = await post(store, "need", "someone to talk to", private=True, now=later)
+    offer = await post(store, "offer", "a ladder to lend", now=later)
+    assert need.created_at == coarse_time(later) and need.updated_at == coarse_time(later)
+    assert need.expires_at > later + timedelta(days=13)  # rounded up, never cut short
+    assert offer.created_at == later  # a public post keeps its time
+    await db.close()
+
+
+@pytest.mark.parametrize("lowered", [1, 2])
+async def test_a_secret_threshold_cannot_be_lowered_after_the_poll_opened(tmp_path, lowered):
+    from tests.unit.plugins.polls_support import ANN, BOB, dm_room, polls_harness
+
+    async with polls_harness(tmp_path, plugins={"polls": {"min_secret_voters": 3}}) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Spend the grant on? | Benches | Planters | secret")
+        await h.say(dm_room(h, BOB), BOB, "!vote P-1 2")
+        await h.bot.room_settings.set(room, "polls", "min_secret_voters", lowered, ANN)
+        await h.say(room, ANN, "!poll close P-1")
+        result = h.last_text(room)
+        assert "Fewer than 3 people voted, so only the turnout is published" in result
+        assert "Planters: █" not in result
+
+
+async def test_a_consultation_threshold_cannot_be_lowered_after_it_opened(tmp_path):
+    from tests.unit.plugins.consultations_support import (
+        ANN,
+        CLLR,
+        consult_harness,
+        council_room,
+        park,
+    )
+
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park("private"))
+        await h.say(room, ANN, "!answer C-1 2 a")
+        await h.bot.room_settings.set(room, "consultations", "counts_minimum", 1, CLLR)
+        await h.say(room, CLLR, "!consult close C-1")
+        summary = next(t for t in h.texts(room) if t.startswith("📊 Summary of C-1"))
+        assert "Benches: 1" not in summary
+
+
+class FakeApi:
+    """One page of ``/messages``, newest first, as the homeserver pages back."""
+
+    def __init__(self, chunk: list[dict]):
+        self.chunk = chunk
+
+    async def request(self, method: str, path: str, body=None):
+        return {"chunk": self.chunk, "end": None}
