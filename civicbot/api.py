@@ -86,6 +86,7 @@ from civicbot.storage.private_store import ALREADY as ALREADY_TOOK_PART
 from civicbot.storage.private_store import SAME as SAME_CONTRIBUTION
 from civicbot.storage.private_store import TAKEN as TOOK_PART
 from civicbot.storage.private_store import (
+    Lost,
     PrivateStore,
     PrivateStoreBusy,
     coarse_time,
@@ -115,6 +116,7 @@ __all__ = [
     "ItemId",
     "JobContext",
     "Lines",
+    "Lost",
     "Message",
     "Migration",
     "Outgoing",

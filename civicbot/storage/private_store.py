@@ -65,6 +65,7 @@ BUSY_TIMEOUT_MS = 20_000  # how long a write waits for another reader of the fil
 TAKEN, SAME, ALREADY = "taken", "same", "already"
 COUNTED = ""  # a participant whose contribution is on disk
 WAITING = "waiting"  # ... whose contribution is still in memory
+LOST = "lost"  # ... whose contribution was in memory when the bot stopped: to be asked again
 
 MIGRATIONS: list[Migration] = [
     """
@@ -130,7 +131,6 @@ class PrivateStore:
         self._db: Database | None = None
         self._lock = asyncio.Lock()  # one write at a time: checks, then the transactions
         self._waiting: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
-        self._lost: list[Lost] | None = None
 
     # -- the file ------------------------------------------------------------------------------
     async def _open(self) -> Database:
@@ -151,7 +151,7 @@ class PrivateStore:
             db = Database(conn)
             await db.migrate("private", MIGRATIONS)
             self._db = db
-            self._lost = await self._finish_or_undo()
+            await self._finish_or_undo()
         return self._db
 
     async def close(self) -> None:
@@ -169,16 +169,18 @@ class PrivateStore:
         columns, width = TABLES[table]
         await rewrite_in_key_order(self._db, table, columns, width, list(add), drop)
 
-    async def _finish_or_undo(self) -> list[Lost]:
+    async def _finish_or_undo(self) -> None:
         """After a stop: a batch that reached the disk has its participants counted; anyone
-        whose contribution never did is dropped and returned, to be asked again."""
+        whose contribution never did is marked lost (no longer taking part, so they may send
+        it again) until :meth:`asked_again` says they were told."""
         assert self._db is not None
         written = {r[0] for r in await self._db.fetchall("SELECT token FROM private_batches")}
         rows = [
             tuple(r)
             for r in await self._db.fetchall(
                 "SELECT item, who, receipt, extra, batch FROM private_participants"
-                " WHERE batch != ''"
+                " WHERE batch NOT IN ('', ?)",
+                (LOST,),
             )
         ]
         done = [r for r in rows if r[4] in written]
@@ -194,20 +196,38 @@ class PrivateStore:
             async with self._db.transaction():
                 await self._rewrite("private_batches", drop=lambda r: True)
         if lost:
+            gone = {(r[0], r[1]) for r in lost}
             async with self._db.transaction():
                 await self._rewrite(
-                    "private_participants", drop=lambda r: r[4] != COUNTED and r[4] not in written
+                    "private_participants",
+                    [(r[0], r[1], "", r[3], LOST) for r in lost],
+                    drop=lambda r: (r[0], r[1]) in gone,
                 )
             log.warning("%d private contributions were not stored before a stop", len(lost))
-        return [Lost(r[0], r[1], r[3]) for r in lost]
 
     async def recover(self) -> list[Lost]:
-        """Who must be asked again (once per start): their contribution was in memory when the
-        bot stopped, and their participation is undone so that they can send it again."""
+        """Whom to ask again: their contribution was in memory when the bot stopped, so they
+        no longer count as taking part. They stay listed (across further stops) until
+        :meth:`asked_again` is called for them, or until they take part again."""
         async with self._lock:
-            await self._open()
-            lost, self._lost = self._lost or [], []
-        return lost
+            db = await self._open()
+            rows = await db.fetchall(
+                "SELECT item, who, extra FROM private_participants WHERE batch = ?", (LOST,)
+            )
+        return [Lost(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    async def asked_again(self, lost: list[Lost]) -> None:
+        """They have been told (or need not be): forget that they were lost."""
+        if not lost:
+            return
+        done = {(x.item, x.who) for x in lost}
+        async with self._lock:
+            db = await self._open()
+            async with db.transaction():
+                await self._rewrite(
+                    "private_participants",
+                    drop=lambda r: r[4] == LOST and (r[0], r[1]) in done,
+                )
 
     # -- taking part ---------------------------------------------------------------------------
     async def take_part(
@@ -232,8 +252,9 @@ class PrivateStore:
                 db = await self._open()
                 marks = ", ".join("?" for _ in (who, *aliases))
                 kept = await db.fetchval(
-                    f"SELECT receipt FROM private_participants WHERE item = ? AND who IN ({marks})",
-                    (item, who, *aliases),
+                    "SELECT receipt FROM private_participants"
+                    f" WHERE item = ? AND who IN ({marks}) AND batch != ?",
+                    (item, who, *aliases, LOST),
                 )
                 if kept is not None:
                     return SAME if receipt and kept == receipt else ALREADY
@@ -241,7 +262,9 @@ class PrivateStore:
                     return str(refusal)
                 async with db.transaction():
                     await self._rewrite(
-                        "private_participants", [(item, who, receipt, extra, WAITING)]
+                        "private_participants",
+                        [(item, who, receipt, extra, WAITING)],
+                        drop=lambda r: r[0] == item and r[1] == who,  # a lost row
                     )
                 waiting = self._waiting[item]
                 waiting.append((who, payload))
@@ -354,8 +377,9 @@ class PrivateStore:
         marks = ", ".join("?" for _ in (who, *aliases))
         return bool(
             await db.fetchval(
-                f"SELECT 1 FROM private_participants WHERE item = ? AND who IN ({marks})",
-                (item, who, *aliases),
+                "SELECT 1 FROM private_participants"
+                f" WHERE item = ? AND who IN ({marks}) AND batch != ?",
+                (item, who, *aliases, LOST),
             )
         )
 
@@ -364,8 +388,8 @@ class PrivateStore:
         db = await self._open()
         return bool(
             await db.fetchval(
-                "SELECT 1 FROM private_participants WHERE item = ? AND receipt = ?",
-                (item, receipt),
+                "SELECT 1 FROM private_participants WHERE item = ? AND receipt = ? AND batch != ?",
+                (item, receipt, LOST),
             )
         )
 
@@ -373,14 +397,19 @@ class PrivateStore:
         """``(who, extra)`` of everyone who took part in ``item`` (waiting ones included)."""
         db = await self._open()
         rows = await db.fetchall(
-            "SELECT who, extra FROM private_participants WHERE item = ? ORDER BY who", (item,)
+            "SELECT who, extra FROM private_participants WHERE item = ? AND batch != ?"
+            " ORDER BY who",
+            (item, LOST),
         )
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def count(self, item: str) -> int:
         db = await self._open()
         return int(
-            await db.fetchval("SELECT COUNT(*) FROM private_participants WHERE item = ?", (item,))
+            await db.fetchval(
+                "SELECT COUNT(*) FROM private_participants WHERE item = ? AND batch != ?",
+                (item, LOST),
+            )
             or 0
         )
 
@@ -388,7 +417,8 @@ class PrivateStore:
         """Every item ``who`` took part in (for their data export)."""
         db = await self._open()
         rows = await db.fetchall(
-            "SELECT item FROM private_participants WHERE who = ? ORDER BY item", (who,)
+            "SELECT item FROM private_participants WHERE who = ? AND batch != ? ORDER BY item",
+            (who, LOST),
         )
         return [str(r[0]) for r in rows]
 
@@ -405,11 +435,19 @@ class PrivateStore:
                     " WHERE who = ?",
                     (who,),
                 )
-                if r[0] in stand_ins
+                if r[0] in stand_ins or r[4] == LOST
             ]
             if not rows:
                 return 0
-            renamed = [(r[0], stand_ins[r[0]], r[2], "", r[4]) for r in rows if stand_ins[r[0]]]
+            # A lost row (asked again, not yet answered) goes too: nothing to keep of it.
+            rows = [r for r in rows if r[4] != LOST] + [
+                (r[0], r[1], r[2], r[3], r[4]) for r in rows if r[4] == LOST
+            ]
+            renamed = [
+                (r[0], stand_ins[r[0]], r[2], "", r[4])
+                for r in rows
+                if r[4] != LOST and stand_ins.get(r[0])
+            ]
             mine = {(r[0], r[1]) for r in rows}
             for item, new in stand_ins.items():
                 self._waiting[item] = [
@@ -420,7 +458,7 @@ class PrivateStore:
                 await self._rewrite(
                     "private_participants", renamed, drop=lambda r: (r[0], r[1]) in mine
                 )
-        return len(rows)
+        return sum(1 for r in rows if r[4] != LOST)
 
     async def drop_participants(self, item: str, which: Callable[[str], bool]) -> None:
         """Drop the participants of ``item`` whose name ``which`` is true for."""

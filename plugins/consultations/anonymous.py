@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from civicbot.api import ALREADY_TOOK_PART, Database, PrivateStore
+from civicbot.api import ALREADY_TOOK_PART, Database, Lost, PrivateStore
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,14 @@ class AnonymousAnswers:
         )
         return ALREADY if status == ALREADY_TOOK_PART else STORED
 
-    async def lost(self) -> list[tuple[int, str]]:
-        """(consultation id, person) whose answers were in memory when the bot stopped: they
-        may answer again, and are asked to."""
+    async def lost(self) -> list[Lost]:
+        """Answers that were in memory when the bot stopped: their people may answer again,
+        and are asked to (then :meth:`asked_again`). ``item`` is ``consultation:<id>``."""
         store = await self._ready()
-        return [(_number(x.item), x.who) for x in await store.recover()]
+        return [x for x in await store.recover() if x.item.startswith("consultation:")]
+
+    async def asked_again(self, lost: list[Lost]) -> None:
+        await (await self._ready()).asked_again(lost)
 
     async def replayed(self, consultation_id: int, salt: str, event_id: str) -> bool:
         store = await self._ready()

@@ -112,19 +112,24 @@ class ConsultationRunner:
     async def _ask_again_for_lost_answers(self) -> None:
         """Anonymous answers wait in memory for their batch (see :mod:`anonymous`): those held
         when the bot stopped were never stored, so their people are asked to answer again."""
-        for consultation_id, person in await self.anon.lost():
-            c = await self.store.get(consultation_id)
-            if c is None or c.state != OPEN or await self.anon.has_answered(c.id, person):
+        lost = await self.anon.lost()
+        told = []
+        for entry in lost:
+            c = await self.store.get(int(entry.item.split(":")[1]))
+            if c is None or c.state != OPEN:
+                told.append(entry)
                 continue
             text = (
                 f"I restarted before your anonymous answers to {c.label} were stored, so they "
                 f"were not counted. Please answer again: type {self.ctx.prefix}answer {c.label}."
             )
             try:
-                room = await self.ctx.direct_room(person)
+                room = await self.ctx.direct_room(entry.who)
                 await self.ctx.send(room, text, key=f"anon-lost:{secrets.token_hex(8)}")
-            except TransportError as exc:
+                told.append(entry)
+            except TransportError as exc:  # asked at the next start instead
                 log.warning("could not ask someone to answer %s again: %s", c.label, exc)
+        await self.anon.asked_again(told)
 
     async def caught_up(self) -> None:
         """Closes and notices that came due while the bot was down (past times run at once)."""

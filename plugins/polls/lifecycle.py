@@ -108,12 +108,14 @@ class PollRunner:
     async def _ask_again_for_lost_ballots(self) -> None:
         """Secret ballots wait in memory for their batch (see :mod:`secret`): those the bot
         held when it stopped were never stored, so their voters are asked to vote again."""
-        for poll_id, voter in await self.store.secret.lost():
-            if voter.startswith(ANONYMOUS):
-                continue  # forgotten meanwhile: nobody to ask
+        lost = await self.store.secret.lost()
+        told = []
+        for entry in lost:
+            poll_id, voter = int(entry.item.split(":")[1]), entry.who
             poll = await self.store.get(poll_id)
-            if poll is None or poll.state != OPEN or await self.store.secret.has_voted(poll, voter):
-                continue  # closed, or they have voted again already (a replayed !vote)
+            if voter.startswith(ANONYMOUS) or poll is None or poll.state != OPEN:
+                told.append(entry)  # forgotten meanwhile, or closed: nobody to ask
+                continue
             text = (
                 f"I restarted before your secret vote in P-{poll_id} was stored, so it was not "
                 f"counted. Please send it again: `{self.prefix}vote P-{poll_id} …`."
@@ -121,8 +123,10 @@ class PollRunner:
             try:
                 room = await self.ctx.direct_room(voter)
                 await self.ctx.send(room, text, key=f"secret-lost:{secrets.token_hex(8)}")
-            except TransportError as exc:
+                told.append(entry)
+            except TransportError as exc:  # asked at the next start instead
                 log.warning("could not ask a voter to vote again in P-%d: %s", poll_id, exc)
+        await self.store.secret.asked_again(told)
 
     def track(self, poll: Poll) -> None:
         if poll.start_event_id and poll.state in (OPEN, CLOSING):

@@ -27,6 +27,7 @@ from civicbot.api import (
     ALREADY_TOOK_PART,
     CommandError,
     Database,
+    Lost,
     PrivateStore,
     PrivateStoreBusy,
     failpoints,
@@ -161,11 +162,14 @@ class SecretBallots:
             return CLOSED
         return COUNTED  # taken now, or this very vote again (SAME_CONTRIBUTION)
 
-    async def lost(self) -> list[tuple[int, str]]:
-        """(poll id, voter) of ballots that were in memory when the bot stopped: their voters
-        may vote again, and are asked to."""
+    async def lost(self) -> list[Lost]:
+        """Ballots that were in memory when the bot stopped: their voters may vote again, and
+        are asked to (then :meth:`asked_again`). ``item`` is ``poll:<id>``."""
         store = await self._ready()
-        return [(int(x.item.split(":")[1]), x.who) for x in await store.recover()]
+        return [x for x in await store.recover() if x.item.startswith("poll:")]
+
+    async def asked_again(self, lost: list[Lost]) -> None:
+        await (await self._ready()).asked_again(lost)
 
     # -- reading -------------------------------------------------------------------------------
     async def has_voted(self, poll: Poll, voter: str) -> bool:

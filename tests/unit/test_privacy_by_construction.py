@@ -214,3 +214,39 @@ class FakeApi:
 
     async def request(self, method: str, path: str, body=None):
         return {"chunk": self.chunk, "end": None}
+
+
+async def test_whom_to_ask_again_survives_a_second_stop_until_they_were_told(tmp_path):
+    main = await Database.open(tmp_path / "civicbot.sqlite3")
+    store = PrivateStore(main, "survey")
+    await store.take_part("item:1", PEOPLE[0], "x", batch=3)
+    await store.close()
+    for _ in range(2):  # stopped again before anyone was told
+        store = PrivateStore(main, "survey")
+        assert [x.who for x in await store.recover()] == [PEOPLE[0]]
+        assert not await store.took_part("item:1", PEOPLE[0])
+        assert await store.count("item:1") == 0
+        await store.close()
+    store = PrivateStore(main, "survey")
+    await store.asked_again(await store.recover())
+    assert await store.recover() == []
+    await store.close()
+    await main.close()
+
+
+async def test_a_banned_moderator_keeps_no_power_anywhere(tmp_path):
+    """Issue 19 §4: roles and power levels count only while their holder is in the room,
+    checked by the engine for every plugin (a DM command names the room, the check is here)."""
+    from civicbot.policy.roles import Role
+    from civicbot.testing.harness import MODERATOR
+    from tests.unit.plugins.polls_support import ANN, polls_harness
+
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN])
+        permissions = h.bot.permissions
+        assert await permissions.has(room, MODERATOR, Role.MODERATOR)
+        assert await permissions.may_ping_room(room, MODERATOR)
+        h.transport.rooms[room].members.remove(MODERATOR)  # banned
+        assert not await permissions.has(room, MODERATOR, Role.MODERATOR)
+        assert not await permissions.has(room, MODERATOR, Role.ADMIN)
+        assert not await permissions.may_ping_room(room, MODERATOR)
