@@ -109,6 +109,11 @@ class Rooms:
         except TransportError:  # unknown now: treat as private, the safe side
             return True
 
+    async def create_event(self, room_id: str) -> dict[str, Any] | None:
+        """The room's whole ``m.room.create`` event (its sender, time and ``content.type``:
+        ``m.space`` for a space)."""
+        return await self._transport.create_event(room_id)
+
     async def joined_rooms(self) -> list[str]:
         """Every room the bot is in (for work that runs per room, like the weekly digest)."""
         return await self._transport.joined_rooms()

@@ -289,6 +289,21 @@ class AidStore(SearchQueries):
             "UPDATE mutual_aid_matches SET intro_room_id = ? WHERE id = ?", (room_id, match_id)
         )
 
+    async def intro_rooms(self) -> set[str]:
+        """Every introduction room the plugin made (never a place for a need)."""
+        rows = await self.db.fetchall(
+            "SELECT intro_room_id FROM mutual_aid_matches WHERE intro_room_id IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
+    async def remove_unposted(self, post_id: int) -> None:
+        """Undo a post that could not be posted in its room (nothing half-done is kept)."""
+        async with self.db.transaction():
+            await self.db.execute("DELETE FROM mutual_aid_requesters WHERE post_id = ?", (post_id,))
+            await self.db.execute(
+                "DELETE FROM mutual_aid_posts WHERE id = ? AND event_id IS NULL", (post_id,)
+            )
+
     # -- lists and search ----------------------------------------------------------------------
     async def open_posts(
         self, room_id: str, kind: str, now: datetime, limit: int = 20, offset: int = 0

@@ -250,3 +250,92 @@ async def test_a_banned_moderator_keeps_no_power_anywhere(tmp_path):
         assert not await permissions.has(room, MODERATOR, Role.MODERATOR)
         assert not await permissions.has(room, MODERATOR, Role.ADMIN)
         assert not await permissions.may_ping_room(room, MODERATOR)
+
+
+# -- where a private need may go (issue 19 §2, issue 22 §2) -------------------------------------
+def _made(h, room: str, days_ago: float, space: bool = False) -> None:
+    create = h.transport.rooms[room].create
+    create["origin_server_ts"] = int((h.clock.now().timestamp() - days_ago * 86400) * 1000)
+    if space:
+        create["content"]["type"] = "m.space"
+
+
+async def test_a_fresh_look_alike_room_never_receives_a_private_need(tmp_path):
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, CAT, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        real, fake = h.room(members=[ANN, BOB]), h.room(members=[ANN, CAT])
+        _made(h, real, 200)
+        _made(h, fake, 0.01)  # made a minute ago by a neighbour, named like the real one
+        await ask(h, fake, CAT, "!needs")  # the attacker's room in use, as in the attack
+        ann_dm = await dm(h, ANN)
+        # "room: 2" (the look-alike, in the attack's list) names no room that may take it.
+        refused = await ask(h, ann_dm, ANN, "!need someone to talk to | room: 2")
+        assert refused.startswith("Which room should I post it in? Nothing is posted")
+        assert fake not in refused and real in refused
+        posted = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        assert posted.startswith("N-1 is posted in the room")
+        assert "A neighbour needs: someone to talk to" in h.last_text(real)
+        assert not any("someone to talk to" in t for t in h.texts(fake))
+        # Its moderators (its maker) can opt in: then it is offered, beside the real room, and
+        # nothing is posted until the person chooses.
+        await h.bot.room_settings.set(fake, "mutual_aid", "accepts_private_needs", True, CAT)
+        question = await ask(h, await dm(h, ANN), ANN, "!need a lift")
+        assert question.startswith("Which room should I post it in? Nothing is posted")
+        assert "made today" in question and fake in question and real in question
+        assert not any("a lift" in t for t in h.texts(fake) + h.texts(real))
+
+
+async def test_spaces_introduction_rooms_and_rooms_of_two_never_take_a_private_need(tmp_path):
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, CAT, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        street = h.room(members=[ANN, BOB, CAT])
+        space = h.room(members=[ANN, BOB])
+        _made(h, street, 100)
+        _made(h, space, 100, space=True)
+        pair = h.room(members=[])  # the bot, the moderator: and Ann joins it below
+        h.transport.rooms[pair].members = [ANN, h.transport.user_id]
+        ann_dm = await dm(h, ANN)
+        assert (await ask(h, ann_dm, ANN, "!need a lift to the station")).startswith("N-1 is")
+        await ask(h, street, BOB, "!can N-1")
+        await ask(h, ann_dm, ANN, "!accept N-1")
+        intro = [r for r, _, _ in h.transport.created_rooms]
+        assert intro, "an introduction room was made"
+        posted = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        assert posted.startswith("N-2 is posted in the room")  # one room could take it
+        assert "someone to talk to" in h.last_text(street)
+        for room in (space, pair, *intro):
+            assert not any("someone to talk to" in t for t in h.texts(room)), room
+
+
+async def test_a_need_that_cannot_be_posted_is_told_and_leaves_nothing_behind(tmp_path):
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        street = h.room(members=[ANN, BOB])
+        ann_dm = await dm(h, ANN)
+        h.transport.fail_sends = 1  # the homeserver refuses the post (M_FORBIDDEN in a space)
+        reply = await ask(h, ann_dm, ANN, "!need a lift to the station")
+        assert "I couldn't post that" in reply and "nothing was saved" in reply
+        assert not any("a lift" in t for t in h.texts(street))
+        assert "a lift" not in await ask(h, ann_dm, ANN, "!mine")
+        assert await h.db.fetchval("SELECT COUNT(*) FROM mutual_aid_posts") == 0
+
+
+async def test_outsiders_learn_nothing_of_a_rooms_needs(tmp_path):
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        street = h.room(members=[ANN, BOB])
+        await ask(h, await dm(h, ANN), ANN, "!need a lift to the station")
+        outsider = "@eve:test"
+        elsewhere = h.room(members=[outsider])
+        eve_dm = await dm(h, outsider)
+        missing = await ask(h, eve_dm, outsider, "!can N-99")
+        for room in (eve_dm, elsewhere):
+            assert await ask(h, room, outsider, "!can N-1") == missing.replace("N-99", "N-1")
+            reply = await ask(h, room, outsider, "!report N-1 spam")
+            assert reply == missing.replace("N-99", "N-1")
+        assert "N-1" in await ask(h, street, BOB, "!needs")  # a member still sees and acts
+        assert "asked the person who needs N-1" in await ask(h, street, BOB, "!can N-1")
