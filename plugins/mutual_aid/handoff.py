@@ -13,7 +13,7 @@ from typing import Any
 
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.ledger import AidLedger
-from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match, Post
+from civicbot_plugins.mutual_aid.models import ACCEPTED, DECLINED, MATCHED, OFFERED, Match, Post
 from civicbot_plugins.mutual_aid.parsing import NEED
 from civicbot_plugins.mutual_aid.store import AidStore
 
@@ -228,9 +228,23 @@ class AidHandoff:
         helper = ctx.sender
         in_room = answer_in_room and not await ctx.is_direct()
         if post.private and in_room and await self.store.is_owner(post, helper):
-            # The room must not learn it was theirs: the usual answer here, the real one by DM.
+            # The room must not learn it was theirs: the answer a neighbour who never offered
+            # would get here (matched, ended or open alike), the real one by DM.
             await ctx.dm(helper, f"{post.short_id} is your own need, so I've done nothing.")
+            try:
+                service.offer_help(post, is_owner=False, now=ctx.now, helper_match=None)
+            except service.AidError as error:
+                raise CommandError(str(error)) from None
             return _ASKED.format(id=post.short_id)
+        declined = [
+            m for m in await self.store.matches_of(post.id, (DECLINED,)) if m.helper == helper
+        ]
+        if declined:
+            # One answer is enough: a declined helper can't message the requester again and again.
+            raise CommandError(
+                f"The person who asked for {post.short_id} has already answered your offer. "
+                "Thank you all the same: `!needs` lists other needs."
+            )
         transition = service.offer_help(
             post,
             is_owner=await self.store.is_owner(post, helper),

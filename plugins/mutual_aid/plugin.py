@@ -159,6 +159,9 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
 
     async def _edit(self, ctx: Ctx, kind: str, spec: Any) -> None:
         post = await self._find(kind, spec.edit_of)
+        if post.private and not await ctx.is_direct():
+            # Owner or not, the same answer here: the room must not learn whose it is.
+            await self.handoff.requester_only(ctx, post)
         if not await self.store.is_owner(post, ctx.sender):
             raise CommandError(f"Only the person who posted {post.short_id} can change it.")
         if post.state not in ("open", "matched"):

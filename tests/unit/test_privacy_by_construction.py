@@ -339,3 +339,34 @@ async def test_outsiders_learn_nothing_of_a_rooms_needs(tmp_path):
             assert reply == missing.replace("N-99", "N-1")
         assert "N-1" in await ask(h, street, BOB, "!needs")  # a member still sees and acts
         assert "asked the person who needs N-1" in await ask(h, street, BOB, "!can N-1")
+
+
+async def test_the_requester_typing_in_the_room_gets_what_anyone_would(tmp_path):
+    """Issue 19 §4, the reply oracle: an edit, a second `!can`, `!can` on a matched need."""
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, CAT, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        ann_dm = await dm(h, ANN)
+        await ask(h, ann_dm, ANN, "!need a lift to the station")
+        for command in ("!need N-1 | a lift to the shops", "!can N-1"):
+            first = await ask(h, room, ANN, command)
+            assert first == await ask(h, room, CAT, command), command
+        await ask(h, ann_dm, ANN, "!accept N-1")  # Cat offered; Ann accepts: N-1 is matched
+        assert await ask(h, room, ANN, "!can N-1") == await ask(h, room, BOB, "!can N-1")
+
+
+async def test_a_declined_helper_cannot_offer_again_and_again(tmp_path):
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        ann_dm = await dm(h, ANN)
+        await ask(h, ann_dm, ANN, "!need a lift to the station")
+        await ask(h, room, BOB, "!can N-1")
+        await ask(h, ann_dm, ANN, "!decline N-1")
+        told = len(h.texts(ann_dm))
+        for _ in range(10):
+            await h.advance(timedelta(minutes=2))  # slower than the flood limit
+            assert "already answered your offer" in await ask(h, room, BOB, "!can N-1")
+        assert len(h.texts(ann_dm)) == told  # no more messages to the requester
