@@ -370,3 +370,30 @@ async def test_a_declined_helper_cannot_offer_again_and_again(tmp_path):
             await h.advance(timedelta(minutes=2))  # slower than the flood limit
             assert "already answered your offer" in await ask(h, room, BOB, "!can N-1")
         assert len(h.texts(ann_dm)) == told  # no more messages to the requester
+
+
+async def test_no_log_pseudonym_is_shared_between_a_private_item_and_a_public_action(
+    tmp_path, caplog
+):
+    """Issue 19 §4, the log join: "offer O-1 posted by <private:X>" and "need N-2 posted by
+    <private:X>" named the requester. Private items are logged with no pseudonym at all."""
+    import logging
+    import re
+
+    from tests.unit.plugins.polls_support import dm_room, polls_harness
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, ask, dm, harness
+
+    caplog.set_level(logging.INFO)
+    async with harness(tmp_path / "aid") as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, "!offer a ladder to lend")
+        await ask(h, await dm(h, ANN), ANN, "!need someone to talk to")
+    async with polls_harness(tmp_path / "polls") as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Spend it on? | Benches | Planters | secret")
+        await h.say(dm_room(h, ANN), ANN, "!vote P-1 2")
+    public = set(re.findall(r"<private:[^>]+>", caplog.text))
+    assert public  # the public offer is logged under a pseudonym
+    for line in caplog.text.splitlines():
+        if "N-1" in line or "secret ballot" in line:
+            assert not re.search(r"<private:[^>]+>", line), line
