@@ -146,3 +146,37 @@ async def test_a_reader_that_never_lets_go_gets_the_vote_asked_again(tmp_path, m
         assert "has been counted" in h.last_text(dm)
         await h.say(room, ANN, "!poll close P-1")
         assert "2 people voted" in h.last_text(room)
+
+
+async def test_ballots_in_the_old_sidecar_file_move_into_the_private_store(tmp_path):
+    """An installation upgraded from secret-ballots.sqlite3: its voters and ballots move into
+    private-polls.sqlite3 (ballots under new random keys) and the old file is removed."""
+    async with polls_harness(tmp_path, plugins={"polls": {"min_secret_voters": 1}}) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "!poll Spend the grant on? | Benches | Planters | secret")
+        old = sqlite3.connect(tmp_path / secret_module.LEGACY_FILE)
+        old.executescript(
+            """
+            CREATE TABLE polls_secret_voters (poll_id INTEGER, voter TEXT, receipt TEXT,
+                PRIMARY KEY (poll_id, voter)) WITHOUT ROWID;
+            CREATE TABLE polls_secret_ballots (ballot_key TEXT PRIMARY KEY, poll_id INTEGER,
+                answers TEXT, reason TEXT) WITHOUT ROWID;
+            CREATE TABLE polls_secret_receipts (poll_id INTEGER, receipt TEXT,
+                PRIMARY KEY (poll_id, receipt)) WITHOUT ROWID;
+            """
+        )
+        with old:
+            old.execute("INSERT INTO polls_secret_voters VALUES (1, ?, 'r1')", (ANN,))
+            old.execute("INSERT INTO polls_secret_ballots VALUES ('k1', 1, '[\"a\"]', '')")
+        old.close()
+        h = await restart(h)  # the upgrade
+        ann_dm = dm_room(h, ANN)
+        await h.say(ann_dm, ANN, "!vote P-1 2")
+        assert "You have already voted in P-1" in h.last_text(ann_dm)
+        assert not (tmp_path / secret_module.LEGACY_FILE).exists()
+        await h.say(dm_room(h, BOB), BOB, "!vote P-1 2")
+        assert "has been counted" in h.last_text(dm_room(h, BOB))
+        polls = h.bot.plugins["polls"]
+        assert await polls.store.secret.voter_count(1) == 2
+        ballots = await polls.store.secret.ballots(1, closing_minimum=1)
+        assert sorted(b[0] for b in ballots) == [["2"], ["a"]]  # the old one kept as it was
