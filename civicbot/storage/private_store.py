@@ -271,7 +271,15 @@ class PrivateStore:
                 size = max(1, batch)
                 if len(waiting) >= 2 * size:
                     chosen = random.SystemRandom().sample(range(len(waiting)), size)
-                    await self._write_batch(item, [waiting[i] for i in chosen])
+                    try:
+                        await self._write_batch(item, [waiting[i] for i in chosen])
+                    except sqlite3.OperationalError as exc:
+                        if "locked" not in str(exc) and "busy" not in str(exc):
+                            raise
+                        # This person is recorded and their answer waits: the batch is
+                        # written at the next chance (its people stay waiting meanwhile).
+                        log.warning("a private batch waits for a reader to let go: %s", exc)
+                        await _abandon(db)
                 return TAKEN
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
@@ -296,16 +304,17 @@ class PrivateStore:
         token = secrets.token_hex(16)
         try:
             async with self._db.transaction():
+                # Waiting, or marked by an earlier attempt that could not write its batch.
                 rows = await self._db.fetchall(
                     "SELECT item, who, receipt, extra FROM private_participants"
-                    " WHERE item = ? AND batch = ?",
-                    (item, WAITING),
+                    " WHERE item = ? AND batch NOT IN (?, ?)",
+                    (item, COUNTED, LOST),
                 )
                 marked = [(*tuple(r), token) for r in rows if r[1] in people]
                 await self._rewrite(
                     "private_participants",
                     marked,
-                    drop=lambda r: r[0] == item and r[4] == WAITING and r[1] in people,
+                    drop=lambda r: r[0] == item and r[4] not in (COUNTED, LOST) and r[1] in people,
                 )
             failpoints.hit("private-batch-marked")
             async with self._db.transaction():

@@ -397,3 +397,37 @@ async def test_no_log_pseudonym_is_shared_between_a_private_item_and_a_public_ac
     for line in caplog.text.splitlines():
         if "N-1" in line or "secret ballot" in line:
             assert not re.search(r"<private:[^>]+>", line), line
+
+
+async def test_a_batch_held_up_by_a_reader_is_written_later_and_nothing_is_asked_twice(
+    tmp_path, monkeypatch
+):
+    """The person is recorded and told; their answer waits for the next batch. A mark left by
+    the failed attempt is taken up again, so a later restart does not ask them twice."""
+    import sqlite3
+
+    main = await Database.open(tmp_path / "civicbot.sqlite3")
+    store = PrivateStore(main, "survey")
+    original = PrivateStore._rewrite
+    calls = {"n": 0}
+
+    async def busy_once(self, table, add=(), drop=None):
+        if table == "private_contributions" and calls["n"] == 0:
+            calls["n"] += 1
+            raise sqlite3.OperationalError("database is locked")
+        await original(self, table, add, drop)
+
+    monkeypatch.setattr(PrivateStore, "_rewrite", busy_once)
+    for who in PEOPLE[:2]:  # two wait, batch of one: the write is held up
+        assert await store.take_part("item:1", who, '["a"]', batch=1) == "taken"
+    assert calls["n"] == 1 and await store.contributions("item:1") == []
+    for who in PEOPLE[2:4]:
+        assert await store.take_part("item:1", who, '["b"]', batch=1) == "taken"
+    await store.seal("item:1", 1)
+    assert len(await store.contributions("item:1")) == 4
+    await store.close()
+    again = PrivateStore(main, "survey")
+    assert await again.recover() == []  # nobody is asked again: every answer is stored
+    assert await again.count("item:1") == 4
+    await again.close()
+    await main.close()
