@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -75,20 +74,10 @@ async def run_once(respondents: int, anonymous: bool) -> dict[str, float]:
             people = [(f"@resident{n}:bench", answers_of(rng, n)) for n in range(respondents)]
             agree = sum(a[4] == "agree" for _, a in people)
             if anonymous:
-                db = await plugin.anon._open()
-                async with db.transaction():
-                    await db.executemany(
-                        "INSERT INTO consultations_anon_bundles VALUES (?, 1, ?)",
-                        sorted((secrets.token_hex(16), json.dumps(a)) for _, a in people[:-1]),
-                    )
-                    await db.executemany(
-                        "INSERT INTO consultations_anon_voters VALUES (1, ?, 0)",
-                        sorted((who,) for who, _ in people[:-1]),
-                    )
-                    await db.executemany(
-                        "INSERT INTO consultations_anon_receipts VALUES (1, ?)",
-                        sorted((secrets.token_hex(16),) for _ in people[:-1]),
-                    )
+                await plugin.anon.private.import_rows(
+                    [("consultation:1", who, "", "") for who, _ in people[:-1]],
+                    [("consultation:1", json.dumps(a)) for _, a in people[:-1]],
+                )
                 # The last respondent submits for real: what one submission costs at this size.
                 started = time.perf_counter()
                 await plugin.anon.submit(1, "salt", people[-1][0], "$bench", people[-1][1], False)

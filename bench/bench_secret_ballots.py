@@ -1,9 +1,10 @@
 """How long one secret ballot takes to cast, by how many are stored already.
 
-Each cast is two transactions on the secret-ballot file (rollback journal, synchronous=FULL,
-secure_delete), each rewriting the tables it touches in key order (see
-``plugins/polls/secret.py``), so the cost grows with the number of secret votes stored in all
-polls. In-process, on a temporary directory; no homeserver.
+Secret ballots live in the engine's private store (``civicbot/storage/private_store.py``:
+rollback journal, synchronous=FULL, secure_delete). Cast here with batches of one, the worst
+case: every cast writes its voter, and (once two wait) a batch of one ballot in three more
+transactions, each rewriting the table it touches in key order, so the cost grows with the number
+of secret votes stored in all polls. In-process, on a temporary directory; no homeserver.
 
     python bench/bench_secret_ballots.py [--stored 0,1000,5000] [--casts 50] [--dir DIR]
 

@@ -16,7 +16,8 @@ The names fall into groups, in the order a plugin author meets them:
   (:class:`UsageError`, :class:`CommandError`);
 * what a handler or job is given: :class:`Context`, :class:`JobContext`, :class:`PluginContext`,
   :class:`Event`, :class:`Message`, :class:`Rendered`, :class:`Role`;
-* storage: :class:`Database`, :class:`Migration`;
+* storage: :class:`Database`, :class:`Migration`, and for anything secret or anonymous
+  :class:`PrivateStore` (``ctx.private_store``) and :func:`coarse_time`;
 * effects a plugin promises and the engine keeps exactly once (``ctx.effects``, see
   :mod:`civicbot.core.effects`): :class:`Say`, :class:`DirectMessage`, :class:`DirectFile`,
   :class:`NewRoom` with its :class:`RoomNotice`;
@@ -120,9 +121,19 @@ from civicbot.policy.room_settings import (
 from civicbot.scheduling.clock import ms
 from civicbot.storage.core_stores import FORGOTTEN, AuditEntry, PersonRecords
 from civicbot.storage.database import Database, Migration, rewrite_in_key_order
+from civicbot.storage.private_store import ALREADY as ALREADY_TOOK_PART
+from civicbot.storage.private_store import SAME as SAME_CONTRIBUTION
+from civicbot.storage.private_store import TAKEN as TOOK_PART
+from civicbot.storage.private_store import (
+    Lost,
+    PrivateStore,
+    PrivateStoreBusy,
+    coarse_time,
+)
 from civicbot.transport import TransportError
 
 __all__ = [
+    "ALREADY_TOOK_PART",
     "FORGOTTEN",
     "LIMITS",
     "OPERATOR",
@@ -133,6 +144,8 @@ __all__ = [
     "POLL_TEXT_KEY",
     "POLL_UNDISCLOSED",
     "ROOM",
+    "SAME_CONTRIBUTION",
+    "TOOK_PART",
     "WEB",
     "AuditEntry",
     "CommandError",
@@ -151,6 +164,7 @@ __all__ = [
     "ItemId",
     "JobContext",
     "Lines",
+    "Lost",
     "Message",
     "Migration",
     "NewRoom",
@@ -162,6 +176,8 @@ __all__ = [
     "PluginContext",
     "PluginEffects",
     "PluginInfo",
+    "PrivateStore",
+    "PrivateStoreBusy",
     "PublicConsultation",
     "PublicCount",
     "PublicDecision",
@@ -187,6 +203,7 @@ __all__ = [
     "UsageError",
     "UserId",
     "clean_text",
+    "coarse_time",
     "command",
     "comparison_key",
     "describe_delta",

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import difflib
 import fnmatch
-import hashlib
-import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +46,7 @@ from civicbot.scheduling.clock import Clock
 from civicbot.scheduling.scheduler import Scheduler
 from civicbot.storage.core_stores import AuditLog, PersonRecords, RoleStore
 from civicbot.storage.database import Database
-from civicbot.storage.secret_key import installation_key
+from civicbot.storage.secret_key import installation_key, keyed_hasher
 from civicbot.transport import Transport, TransportError
 from civicbot.web import PublicSite
 
@@ -106,7 +104,7 @@ class Bot:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._started = clock.monotonic()
         self._caught_up = False
-        keyed_hash = _keyed_hasher(installation_key(settings.bot.data_dir))
+        keyed_hash = keyed_hasher(installation_key(settings.bot.data_dir))
         self.site = PublicSite(
             settings.web, transport, db, self.room_settings, keyed_hash, clock,
             self.collect_hook, settings.bot.timezone,
@@ -542,12 +540,3 @@ class Bot:
 
 async def _keep(work: Awaitable[Any], into: list[Any]) -> None:
     into.append(await work)
-
-
-def _keyed_hasher(secret: bytes) -> Callable[[str], str]:
-    """HMAC-SHA256 with the installation secret, which stays inside this closure."""
-
-    def keyed_hash(text: str) -> str:
-        return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
-
-    return keyed_hash

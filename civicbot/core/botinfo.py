@@ -124,6 +124,19 @@ class Rooms:
                 continue  # the event is not in this one of the rooms
         return list(found.values())
 
+    async def is_private(self, room_id: str) -> bool:
+        """Whether ``room_id`` is a room of at most two members (the bot and one person): what
+        happens there is that person's, so nothing may count it per room or keep its time."""
+        try:
+            return len(await self._transport.joined_members(room_id)) <= 2
+        except TransportError:  # unknown now: treat as private, the safe side
+            return True
+
+    async def create_event(self, room_id: str) -> dict[str, Any] | None:
+        """The room's whole ``m.room.create`` event (its sender, time and ``content.type``:
+        ``m.space`` for a space)."""
+        return await self._transport.create_event(room_id)
+
     async def joined_rooms(self) -> list[str]:
         """Every room the bot is in (for work that runs per room, like the weekly digest)."""
         return await self._transport.joined_rooms()

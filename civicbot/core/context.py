@@ -31,6 +31,7 @@ from civicbot.scheduling.jobs import Jobs
 from civicbot.scheduling.scheduler import Scheduler
 from civicbot.storage.core_stores import AuditLog, PersonRecords, RoleStore
 from civicbot.storage.database import Database
+from civicbot.storage.private_store import PrivateStore
 from civicbot.transport import Transport
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
@@ -121,6 +122,16 @@ class PluginContext(Generic[ConfigT]):
             core.scheduler.scoped(name), core.clock, self._job_context
         )
         self._core = core
+        self._private: PrivateStore | None = None
+
+    @property
+    def private_store(self) -> PrivateStore:
+        """This plugin's private store (``private-<plugin>.sqlite3``): where anything that must
+        never be tied to a person is kept — who took part on one side, what they said on the
+        other, written in shuffled batches (see :mod:`civicbot.storage.private_store`)."""
+        if self._private is None:
+            self._private = PrivateStore(self.db, self.name)
+        return self._private
 
     async def config(self, room_id: str) -> ConfigT:
         """This plugin's settings for ``room_id`` (defaults merged with the room's overrides)."""

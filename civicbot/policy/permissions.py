@@ -11,7 +11,7 @@ from civicbot.policy.plugin_config import ROOM, RoomConfig
 from civicbot.policy.roles import DEFAULT_ROLE_LEVELS, Role
 from civicbot.policy.room_settings import RoomSettings
 from civicbot.storage.database import Database
-from civicbot.transport import Transport
+from civicbot.transport import Transport, TransportError
 
 CREATOR_LEVEL = math.inf
 MAX_PLAIN_MENTIONS = 10  # more than this pings "many people": only for those who may ping @room
@@ -194,9 +194,21 @@ class Permissions:
             **room.role_levels,
         }
 
+    async def joined(self, room_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` is joined to ``room_id`` now. A power level or a granted role
+        counts only while its holder is in the room: a banned or departed moderator keeps
+        their level in ``m.room.power_levels`` (and their granted row) but must not go on
+        moderating, by a DM or anywhere else."""
+        try:
+            return user_id in await self._transport.joined_members(room_id)
+        except TransportError:
+            return False  # unknown now: no powers, the safe side
+
     async def has(self, room_id: str, user_id: str, role: str) -> bool:
         if role == Role.EVERYONE:
             return True
+        if not await self.joined(room_id, user_id):
+            return False
         levels = await self.power_levels(room_id)
         return role_satisfied(
             role,
@@ -207,7 +219,7 @@ class Permissions:
 
     async def may_ping_room(self, room_id: str, user_id: str | None) -> bool:
         """Whether a message sent for ``user_id`` may notify the whole room (None: nobody)."""
-        if user_id is None:
+        if user_id is None or not await self.joined(room_id, user_id):
             return False
         return (await self.power_levels(room_id)).can_notify_room(user_id)
 

@@ -134,6 +134,7 @@ _ON_AN_INDEX = {  # the table is the second argument (of an index, a trigger, AL
 _PLUGIN_PRAGMAS = {("secure_delete", "on"), ("secure_delete", "1"), ("wal_checkpoint", None)}
 _PLUGIN_PRAGMAS |= {("database_list", None), ("data_version", None)}  # read-only, fts5 asks
 _PLUGIN_PRAGMAS |= {("wal_checkpoint", mode) for mode in ("passive", "full", "restart", "truncate")}
+_SCHEMA_PRAGMAS = {"table_info", "table_xinfo", "index_list", "foreign_key_list"}
 # The schema catalogue may be read (a plugin listing its own tables); nothing else of SQLite's.
 _CATALOGUE = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_sequence"}
 _CATALOGUE |= {"pragma_database_list"}  # where the database file is (for a file beside it)
@@ -164,6 +165,8 @@ def owner_authorizer(
             return sqlite3.SQLITE_OK if allowed(arg2) else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_PRAGMA:
             pragma = ((arg1 or "").lower(), arg2.lower() if arg2 else None)
+            if pragma[0] in _SCHEMA_PRAGMAS:  # reading the shape of one of its own tables
+                return sqlite3.SQLITE_OK if allowed(arg2) else sqlite3.SQLITE_DENY
             return sqlite3.SQLITE_OK if pragma in _PLUGIN_PRAGMAS else sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_DENY  # ATTACH, DETACH, views, virtual tables, anything new
 

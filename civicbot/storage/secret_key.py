@@ -11,8 +11,11 @@ with one line saying what to do.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 KEY_FILE = "secret.key"
@@ -57,6 +60,15 @@ def installation_key(data_dir: Path) -> bytes:
             f"on purpose, move {data_dir} away."
         )
     return _create(path)
+
+
+def keyed_hasher(secret: bytes) -> Callable[[str], str]:
+    """HMAC-SHA256 with the installation secret, which stays inside this closure."""
+
+    def keyed_hash(text: str) -> str:
+        return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
+
+    return keyed_hash
 
 
 def holds_data(data_dir: Path) -> bool:

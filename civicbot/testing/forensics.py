@@ -9,6 +9,7 @@ ballots by the ballots; when one snapshot holds both kinds of change, they pair 
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 from collections import defaultdict
 from pathlib import Path
@@ -95,3 +96,51 @@ def merge(*versions: dict[str, PageImages]) -> dict[str, PageImages]:
             for number, images in pages.items():
                 merged[base][number] |= images
     return merged
+
+
+def _read_private_store(data: bytes | None, path: Path) -> tuple[dict[str, str], set[str]] | None:
+    """(who → their state, contribution keys) of one copy of a private store file, read as
+    it lies (a journal beside it is not applied), or None when it can't be read."""
+    if not data:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    try:
+        con = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            people = {
+                f"{item} {who}": str(state)
+                for item, who, state in con.execute(
+                    "SELECT item, who, batch FROM private_participants"
+                )
+            }
+            keys = {str(k) for (k,) in con.execute("SELECT key FROM private_contributions")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None  # caught mid-write: nothing readable, nothing linked
+    return people, keys
+
+
+def pair_links(
+    before: dict[str, bytes], after: dict[str, bytes], name: str, scratch: Path
+) -> list[tuple[str, str]]:
+    """The reconstruction attack on two copies of a private store (``name``, e.g.
+    ``private-polls.sqlite3``): the people settled between the copies (absent or waiting in the
+    first, past waiting in the second) and the contributions that arrived. When contributions
+    arrived and exactly one person settled, that person is linked to them: returned as
+    ``(who, contribution key)``. Empty when no such certainty exists."""
+    first = _read_private_store(before.get(name), scratch / "before.sqlite3")
+    second = _read_private_store(after.get(name), scratch / "after.sqlite3")
+    if first is None or second is None:
+        return []
+    (people_before, keys_before), (people_after, keys_after) = first, second
+    arrived = sorted(keys_after - keys_before)
+    settled = [
+        who
+        for who, state in people_after.items()
+        if state != "waiting" and people_before.get(who, "waiting") == "waiting"
+    ]
+    if arrived and len(settled) == 1:
+        return [(settled[0], key) for key in arrived]
+    return []

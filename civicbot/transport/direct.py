@@ -87,8 +87,10 @@ class DirectChats:
         db: Database,
         user_id: str,
         crypto: RoomCrypto | None = None,
+        keyed_hash: Callable[[str], str] | None = None,
     ):
         self.user_id = user_id
+        self._keyed_hash = keyed_hash
         self._client = client
         self._api = api
         self._crypto = crypto
@@ -101,6 +103,28 @@ class DirectChats:
         self._not_direct: dict[str, set[str]] = {}
 
     # -- the m.direct record -------------------------------------------------------------------
+    def _saved_key(self, person: str) -> str:
+        """Where the DM last used with ``person`` is kept: under a keyed hash of the person, so
+        a copy of the database does not say whose DM a room is (the homeserver's ``m.direct``
+        does, and the operator of the homeserver is trusted with that already)."""
+        if self._keyed_hash is None:
+            return f"dm:{person}"
+        return "dm:~" + self._keyed_hash(f"dm:{person}")
+
+    async def tidy_legacy(self) -> None:
+        """Drop what older versions kept in clear: ``dm:<person>`` rows, and the per-room
+        time marks of direct chats (both would tie a person to the moment they wrote)."""
+        if self._keyed_hash is None:
+            return
+        await self._db.execute("DELETE FROM core_kv WHERE key LIKE 'dm:@%'")
+        rooms = {room for rooms in (await self.recorded()).values() for room in rooms}
+        for room in rooms:
+            await self._db.execute("DELETE FROM core_kv WHERE key = ?", (f"room_last:{room}",))
+
+    def is_recorded_direct(self, room_id: str) -> bool:
+        """Whether ``room_id`` is in the cached ``m.direct`` (False before it was read)."""
+        return any(room_id in rooms for rooms in (self._m_direct or {}).values())
+
     def _account_data_path(self) -> str:
         return f"/_matrix/client/v3/user/{quote(self.user_id)}/account_data/m.direct"
 
@@ -210,7 +234,7 @@ class DirectChats:
     async def direct_room(self, person: str) -> str:
         """``person``'s DM with the bot: the last one used, another recorded one, or a new one.
         Every candidate is checked against the rule first; none is ever adopted unrecorded."""
-        key = f"dm:{person}"
+        key = self._saved_key(person)
         saved = await self._db.kv_get(key)
         recorded = list((await self.recorded()).get(person, []))
         # A saved room not in the record (from before m.direct was kept) is checked like any
@@ -240,12 +264,12 @@ class DirectChats:
 
     async def known_room(self, person: str) -> str | None:
         """The DM last used with ``person`` (for their data export), if any."""
-        return await self._db.kv_get(f"dm:{person}")
+        return await self._db.kv_get(self._saved_key(person))
 
     async def forget(self, person: str) -> int:
         """Drop every record of ``person``'s direct chats; returns how many there were."""
         removed = await self._db.execute_rowcount(
-            "DELETE FROM core_kv WHERE key = ?", (f"dm:{person}",)
+            "DELETE FROM core_kv WHERE key IN (?, ?)", (self._saved_key(person), f"dm:{person}")
         )
         direct = await self.recorded()
         if direct.pop(person, None) is not None:
@@ -310,5 +334,6 @@ class DirectChats:
                 log.warning("could not say goodbye in %s: %s", event.room_id, exc)
             await leave(event.room_id)
             await self._unrecord(event.room_id)
-            if await self._db.kv_get(f"dm:{person}") == event.room_id:
-                await self._db.execute("DELETE FROM core_kv WHERE key = ?", (f"dm:{person}",))
+            key = self._saved_key(person)
+            if await self._db.kv_get(key) == event.room_id:
+                await self._db.execute("DELETE FROM core_kv WHERE key = ?", (key,))

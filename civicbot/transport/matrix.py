@@ -32,7 +32,7 @@ from civicbot.config import MatrixSettings
 from civicbot.core.events import Event, EventKind, Message
 from civicbot.scheduling.clock import Clock, SystemClock
 from civicbot.storage.database import Database
-from civicbot.storage.secret_key import installation_key
+from civicbot.storage.secret_key import installation_key, keyed_hasher
 from civicbot.transport import INTENT_TYPE, EventSink, TransportError
 from civicbot.transport.crypto import (
     ENCRYPTION_STATE,
@@ -96,7 +96,10 @@ class MatrixTransport:
         self._user_id = settings.user_id
         self._synced = False  # no sync since this start has answered yet
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
-        self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto)
+        keyed = keyed_hasher(installation_key(data_dir))
+        self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto, keyed)
+        self._sync.keyed_hash = keyed
+        self._sync.private_room = self._private_room
         self._stopping = asyncio.Event()
         # A new store knows no room as encrypted; until a full-state sync has told it, nio
         # would send in clear to an encrypted room the bot was already in.
@@ -129,9 +132,21 @@ class MatrixTransport:
             await self.device.upload_device_keys()
             await self.e2e.after_login(self.user_id)
 
+    def _private_room(self, room_id: str) -> bool:
+        """A recorded DM, or any room of at most two members (the bot and one person): its
+        activity is that person's, so no time of it is kept (see ``SyncReader.save_position``)."""
+        if self.direct.is_recorded_direct(room_id):
+            return True
+        room = self.client.rooms.get(room_id)
+        return room is not None and room.member_count <= 2
+
     # -- sync loop -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
         """Sync until :meth:`stop`. Each batch is handled, then its position saved."""
+        try:
+            await self.direct.tidy_legacy()
+        except TransportError as exc:  # m.direct unreadable now: tidied at the next start
+            log.warning("could not read the direct chats to tidy old records: %s", exc)
         token = await self._db.kv_get("sync_token")
         if token is None:
             token = await self._first_sync(sink)

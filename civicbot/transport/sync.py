@@ -81,6 +81,11 @@ class SyncReader:
         self._db = db
         self._api = api
         self._decrypt = decrypt
+        # Set by the transport: which rooms are private (a DM, or any room of two), and the
+        # installation's keyed hash. A private room's mark names neither the room nor the
+        # event in clear and carries no time (see :meth:`save_position`).
+        self.private_room: Callable[[str], bool] = lambda room_id: False
+        self.keyed_hash: Callable[[str], str] | None = None
 
     async def collect(self, response: SyncResponse) -> Batch:
         """Every event of the batch to hand to the core, invites first."""
@@ -159,19 +164,50 @@ class SyncReader:
 
     async def save_position(self, token: str, events: list[Event]) -> None:
         """Store where to sync from next and, per room, the newest event seen: the mark a
-        later gap pages back to. One statement, as it runs after every sync."""
+        later gap pages back to. One statement, as it runs after every sync.
+
+        A private room's mark is kept under a keyed hash of the room, holding a keyed hash of
+        the event and no time: a copy of the files must not say when a person wrote to the bot
+        (a private need's time would name them), and the mark still lets a gap stop at it."""
         rows = [("sync_token", token)]
         newest: dict[str, Event] = {}
         for event in events:
             if event.event_id:
                 newest[event.room_id] = event
-        rows += [(f"room_last:{room}", f"{e.ts}|{e.event_id}") for room, e in newest.items()]
+        clear: list[str] = []
+        for room, e in newest.items():
+            if self.keyed_hash is not None and self.private_room(room):
+                rows.append((self._private_mark_key(room), f"0|~{self._event_mark(e.event_id)}"))
+                clear.append(f"room_last:{room}")
+            else:
+                rows.append((f"room_last:{room}", f"{e.ts}|{e.event_id}"))
         marks = ", ".join("(?, ?)" for _ in rows)
         await self._db.execute(
             f"INSERT INTO core_kv (key, value) VALUES {marks} "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [value for row in rows for value in row],
         )
+        if clear:  # a mark from before the room was known as private
+            holes = ", ".join("?" for _ in clear)
+            await self._db.execute(f"DELETE FROM core_kv WHERE key IN ({holes})", clear)
+
+    def _private_mark_key(self, room_id: str) -> str:
+        assert self.keyed_hash is not None
+        return "room_last:~" + self.keyed_hash(f"sync-room:{room_id}")
+
+    def _event_mark(self, event_id: str) -> str:
+        assert self.keyed_hash is not None
+        return self.keyed_hash(f"sync-event:{event_id}")
+
+    async def _mark(self, room_id: str) -> tuple[int, str]:
+        """The room's mark: (its time, or 0 when it has none; the event id, or ``~hash``)."""
+        mark = None
+        if self.keyed_hash is not None:
+            mark = await self._db.kv_get(self._private_mark_key(room_id))
+        if mark is None:
+            mark = await self._db.kv_get(f"room_last:{room_id}") or "0|"
+        ts_text, _, last_id = mark.partition("|")
+        return int(ts_text), last_id
 
     async def _fill_gap(self, room_id: str, prev_batch: str) -> list[dict[str, Any]]:
         """Page back over a gap to the newest event we saw in this room before it (or one we
@@ -179,9 +215,11 @@ class SyncReader:
 
         Federated events can arrive late with older timestamps, so time alone is only a
         fallback: we stop on time when we pass well below the last event we saw."""
-        mark = await self._db.kv_get(f"room_last:{room_id}") or "0|"
-        last_ts_text, _, last_id = mark.partition("|")
-        floor_ts = int(last_ts_text) - LATE_EVENT_ALLOWANCE_MS
+        last_ts, last_id = await self._mark(room_id)
+        hashed = last_id.startswith("~")
+        # A private room's mark has no time: only its event (or a handled one, or our join)
+        # ends the page-back.
+        floor_ts = last_ts - LATE_EVENT_ALLOWANCE_MS if last_ts else -1
         older: list[dict[str, Any]] = []
         token: str | None = prev_batch
         while token and len(older) < GAP_MAX_EVENTS:
@@ -193,8 +231,10 @@ class SyncReader:
             chunk = page.get("chunk") or []
             reached = False
             for raw in chunk:
+                event_id = str(raw.get("event_id") or "")
                 if (
-                    raw.get("event_id") == last_id
+                    event_id == last_id
+                    or (hashed and event_id and f"~{self._event_mark(event_id)}" == last_id)
                     or int(raw.get("origin_server_ts") or 0) < floor_ts
                     or self.own_join([raw]) is not None
                     or await self._known(raw.get("event_id", ""))

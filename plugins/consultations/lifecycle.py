@@ -7,6 +7,8 @@ transaction ids (and the homeserver drops the copies)."""
 from __future__ import annotations
 
 import functools
+import logging
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,8 +27,11 @@ from civicbot.api import (
     PluginContext,
     Rendered,
     Say,
+    TransportError,
     format_when,
 )
+
+log = logging.getLogger(__name__)
 
 VISIBILITY_TEXT = {
     PUBLIC: "public (shown with names at the close)",
@@ -105,8 +110,31 @@ class ConsultationRunner:
             elif c.state == CLOSED and c.summary_posted:
                 await self.arm_overdue(c, only_future=True)
 
+    async def _ask_again_for_lost_answers(self) -> None:
+        """Anonymous answers wait in memory for their batch (see :mod:`anonymous`): those held
+        when the bot stopped were never stored, so their people are asked to answer again."""
+        lost = await self.anon.lost()
+        told = []
+        for entry in lost:
+            c = await self.store.get(int(entry.item.split(":")[1]))
+            if c is None or c.state != OPEN:
+                told.append(entry)
+                continue
+            text = (
+                f"I restarted before your anonymous answers to {c.label} were stored, so they "
+                f"were not counted. Please answer again: type {self.ctx.prefix}answer {c.label}."
+            )
+            try:
+                room = await self.ctx.direct_room(entry.who)
+                await self.ctx.send(room, text, key=f"anon-lost:{secrets.token_hex(8)}")
+                told.append(entry)
+            except TransportError as exc:  # asked at the next start instead
+                log.warning("could not ask someone to answer %s again: %s", c.label, exc)
+        await self.anon.asked_again(told)
+
     async def caught_up(self) -> None:
         """Closes and notices that came due while the bot was down (past times run at once)."""
+        await self._ask_again_for_lost_answers()
         now = self.ctx.clock.now().timestamp()
         for c in await self.store.in_state(OPEN, CLOSED):
             if c.state == OPEN and c.closes_at <= now:
@@ -179,9 +207,16 @@ class ConsultationRunner:
         await self.store.mark_summary_posted(fresh.id)
         await self.arm_overdue(fresh, only_future=False)
 
+    async def minimum(self, c: Consultation) -> int:
+        return c.threshold((await self.ctx.config(c.room_id)).counts_minimum)
+
     async def bundles(self, c: Consultation) -> list[tuple[str, dict[int, str]]]:
         if c.visibility == ANONYMOUS:
-            return await self.anon.bundles(c.id)
+            # Once it has closed, whatever still waits for its batch is written, however few:
+            # the councillor's export needs every answer (input is never a dead end). Fewer
+            # than the threshold in all, and the two sides of the store link them by their
+            # number alone whatever the batches; the published counts are withheld then.
+            return await self.anon.bundles(c.id, 1 if c.state != OPEN else None)
         return await self.store.bundles(c.id)
 
     async def summary(self, c: Consultation) -> tuple[service.Summary, int]:
@@ -189,7 +224,7 @@ class ConsultationRunner:
         questions = await self.store.questions(c.id)
         bundles = await self.bundles(c)
         summary = service.summarise(questions, bundles, show_texts=c.visibility == PUBLIC)
-        minimum = (await self.ctx.config(c.room_id)).counts_minimum
+        minimum = await self.minimum(c)
         # In the room everyone knows who said they answered: with one or two respondents, the counts
         # of a private or anonymous consultation would tell how each of them answered.
         hidden = c.visibility != PUBLIC

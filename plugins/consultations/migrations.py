@@ -74,4 +74,9 @@ MIGRATIONS = [
         step INTEGER NOT NULL                   -- the question asked, or 0: asking to follow
     )
     """,
+    # The privacy threshold of a consultation's counts, fixed when it opens (raised later,
+    # never lowered after people answered).
+    """
+    ALTER TABLE consultations_consultations ADD COLUMN counts_minimum INTEGER NOT NULL DEFAULT 0
+    """,
 ]

@@ -30,6 +30,12 @@ class Consultation:
     responded_at: int | None
     overdue_noticed_at: int | None
     summary_posted: bool
+    counts_minimum: int = 0  # fixed when it opened
+
+    def threshold(self, configured: int) -> int:
+        """The counts threshold protecting its respondents: as it was when it opened, or
+        higher if the room has raised it since (never lower)."""
+        return max(self.counts_minimum, configured)
 
     @property
     def label(self) -> str:
@@ -51,12 +57,13 @@ class Update:
 
 COLUMNS = (
     "id, room_id, author, title, description, visibility, moderated, closes_at, state, status, "
-    "salt, root_event, created_at, closed_at, responded_at, overdue_noticed_at, summary_posted"
+    "salt, root_event, created_at, closed_at, responded_at, overdue_noticed_at, summary_posted, "
+    "counts_minimum"
 )
 
 
 def consultation_of(row: Any) -> Consultation:
     values = list(row)
     values[6] = bool(values[6])
-    values[-1] = bool(values[-1])
+    values[-2] = bool(values[-2])
     return Consultation(*values)

@@ -90,7 +90,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
     def __init__(self, ctx: Any):
         super().__init__(ctx)
         self.store = ConsultationStore(ctx.db)
-        self.anon = AnonymousAnswers(ctx.db)
+        self.anon = AnonymousAnswers(ctx.db, ctx.private_store)
         self.runner = ConsultationRunner(ctx, self.store, self.anon)
         self.walks = WalkThrough(self.store, self.anon)
         # The public page's summaries of closed consultations, by (id, counts_minimum).
@@ -155,6 +155,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
             parsed,
             int(closes.timestamp()),
             int(ctx.now.timestamp()),
+            counts_minimum=ctx.config.counts_minimum,
         )
         questions = await self.store.questions(c.id)
         root = await ctx.reply(

@@ -45,6 +45,7 @@ class ConsultationStore:
         spec: Any,
         closes_at: int,
         now: int,
+        counts_minimum: int = 0,
     ) -> Consultation:
         async with self.db.transaction():
             found = await self.db.fetchval(
@@ -53,8 +54,8 @@ class ConsultationStore:
             if found is None:
                 await self.db.execute(
                     "INSERT INTO consultations_consultations (source_event, room_id, author, title,"
-                    " description, visibility, moderated, closes_at, state, salt, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " description, visibility, moderated, closes_at, state, salt, created_at,"
+                    " counts_minimum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source_event,
                         room_id,
@@ -67,6 +68,7 @@ class ConsultationStore:
                         OPEN,
                         secrets.token_hex(16),
                         now,
+                        counts_minimum,
                     ),
                 )
                 found = await self.db.fetchval("SELECT last_insert_rowid()")

@@ -139,7 +139,13 @@ class WalkThrough:
         if c.visibility == ANONYMOUS:
             draft = self._drafts.get((ctx.sender, c.id), {})
             outcome = await self.anon.submit(
-                c.id, c.salt, ctx.sender, ctx.event.event_id, draft, follow
+                c.id,
+                c.salt,
+                ctx.sender,
+                ctx.event.event_id,
+                draft,
+                follow,
+                batch=c.threshold(ctx.config.counts_minimum),
             )
             self._drafts.pop((ctx.sender, c.id), None)
             await self.store.end_walk(ctx.sender)

@@ -79,6 +79,8 @@ class DigestPlugin(Plugin[DigestConfig]):
     @on(EventKind.MESSAGE, observe=True)
     async def count_message(self, ctx: Ctx) -> None:
         event = ctx.event
+        if await self.ctx.rooms.is_private(event.room_id):
+            return  # a DM's hourly counts would say when its person wrote to the bot
         at = event.ts // 1000 if event.ts else int(ctx.now.timestamp())
         self.counter.message(event.room_id, at, event.thread_root)
 

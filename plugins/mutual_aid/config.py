@@ -25,6 +25,13 @@ class MutualAidConfig(PluginConfig):
         False,
         description="post a thank-you in the room when a need is done, unless the requester says",
     )
+    accepts_private_needs: bool = Field(
+        False,
+        description=(
+            "moderators mark the neighbourhood's room: needs sent by DM list it first, and a room"
+            " made in the last 7 days is offered only when marked (and never chosen by default)"
+        ),
+    )
     expiry_days: int = Field(
         14, ge=1, le=90, description="days a post stays up when it names no expiry: 1 to 90"
     )

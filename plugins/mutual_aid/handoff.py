@@ -8,11 +8,12 @@ message, a list or a log line (people are logged with :func:`civicbot.logs.priva
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.ledger import AidLedger
-from civicbot_plugins.mutual_aid.models import ACCEPTED, MATCHED, OFFERED, Match, Post
+from civicbot_plugins.mutual_aid.models import ACCEPTED, DECLINED, MATCHED, OFFERED, Match, Post
 from civicbot_plugins.mutual_aid.parsing import NEED
 from civicbot_plugins.mutual_aid.store import AidStore
 
@@ -24,6 +25,7 @@ from civicbot.api import (
     PluginContext,
     Role,
     RoomNotice,
+    TransportError,
     private,
 )
 
@@ -36,6 +38,37 @@ _ASKED = (
     "Thank you! I've asked the person who needs {id} whether they'd like your help; if they "
     "accept, I'll introduce you both in a private chat."
 )
+
+
+FRESH_DAYS = 7  # a room younger than this takes a private need only when marked by moderators
+
+
+@dataclass(frozen=True)
+class CandidateRoom:
+    """A room a private need could go to, with what tells look-alike rooms apart."""
+
+    room_id: str
+    name: str
+    address: str
+    people: int
+    age_days: float | None
+    moderators: list[str]
+
+    @property
+    def fresh(self) -> bool:
+        return self.age_days is not None and self.age_days < FRESH_DAYS
+
+    def describe(self) -> str:
+        parts = [self.name]
+        if self.address and self.address != self.name:
+            parts.append(self.address)
+        parts.append(f"{self.people} {'person' if self.people == 1 else 'people'}")
+        if self.age_days is not None:
+            days = int(self.age_days)
+            parts.append("made today" if days < 1 else f"made {days} day{'s' * (days != 1)} ago")
+        if self.moderators:
+            parts.append("moderators: " + ", ".join(self.moderators))
+        return " — ".join(parts)
 
 
 class AidHandoff:
@@ -59,7 +92,16 @@ class AidHandoff:
         """Post it in its room (a private need de-identified), once: a replay re-sends with the
         same transaction id and the homeserver drops it."""
         rendered = self.plugin.render("post", **views.announce_values(post, ctx.prefix))
-        event_id = await ctx.send_message(post.room_id, Message(rendered.text, rendered.html))
+        try:
+            event_id = await ctx.send_message(post.room_id, Message(rendered.text, rendered.html))
+        except TransportError as exc:
+            # Told, and nothing half-done: a post nobody can see is not kept (issue 22 §2).
+            self.log.warning("could not post %s in its room: %s", post.short_id, exc)
+            await self.store.remove_unposted(post.id)
+            raise CommandError(
+                "I couldn't post that in the room you chose (I may not be allowed to write "
+                "there), so nothing was saved. Send it again for another room."
+            ) from None
         if event_id:
             await self.store.set_event(post.id, event_id)
 
@@ -94,37 +136,87 @@ class AidHandoff:
                 f"`{ctx.prefix}can {need.short_id}`.",
             )
 
-    async def choose_room(self, ctx: Context[Any], known: list[str], named: str | None) -> str:
-        """Where a need sent by DM goes: the one room with mutual aid the sender is in, or the
-        one they named with ``room: …``; several and none named, ask."""
-        rooms = []
-        for room_id in known:
-            members = await self.plugin.rooms.joined_members(room_id)
-            if ctx.sender in members and len(members) > 2:
-                if (await self.plugin.config(room_id)).enabled:
-                    rooms.append((room_id, await self._room_name(room_id)))
+    async def choose_room(self, ctx: Context[Any], named: str | None) -> str:
+        """Where a need sent by DM goes (issue 19 §2, issue 22 §2).
+
+        The candidates come from the bot's own room state, not from past commands: rooms the
+        bot and the sender are both in, with mutual aid on, that are neither a space, nor an
+        introduction room, nor a room of two. A room made in the last ``FRESH_DAYS`` days (a
+        look-alike an attacker just made) is a candidate only if its moderators marked it
+        (``accepts_private_needs``); marked rooms are listed first. Several
+        candidates and none named: the person is asked, each room shown with what tells it
+        apart (its address, members, age, moderators); nothing is posted until they choose. A
+        fresh room, even marked (its maker moderates it), is never chosen by default."""
+        rooms = await self._candidate_rooms(ctx)
         if not rooms:
             raise CommandError(
-                "I don't know a room of yours that uses mutual aid yet. Type `!needs` once in "
-                "your neighbourhood room, then send me the need again."
+                "I don't share a neighbourhood room with you where mutual aid is on and private "
+                "needs are welcome, so nothing was posted. Ask a moderator of your neighbourhood "
+                f"room to type `{ctx.prefix}config mutual_aid.accepts_private_needs true` there, "
+                "then send me the need again."
             )
         if named is not None:
-            picked = [r for i, r in enumerate(rooms, 1) if named in (str(i), r[1]) or named == r[0]]
-            picked = picked or [r for r in rooms if r[1].lower().startswith(named.lower())]
+            key = named.strip().lower()
+            picked = [
+                r
+                for i, r in enumerate(rooms, 1)
+                if key in (str(i), r.name.lower(), r.address.lower()) or named == r.room_id
+            ]
             if len(picked) == 1:
-                return picked[0][0]
-        elif len(rooms) == 1:
-            return rooms[0][0]
-        listed = "\n".join(f"{i}. {name}" for i, (_, name) in enumerate(rooms, 1))
+                return picked[0].room_id
+        elif len(rooms) == 1 and not rooms[0].fresh:
+            return rooms[0].room_id  # a fresh room is chosen by name only, never by default
+        listed = "\n".join(f"{i}. {r.describe()}" for i, r in enumerate(rooms, 1))
         raise CommandError(
-            f"Which room should I post it in?\n{listed}\nSend it again ending with "
-            f"`| room: 1` (or the room's name)."
+            f"Which room should I post it in? Nothing is posted until you choose.\n{listed}\n"
+            "Send it again ending with `| room: 1` (or the room's address)."
         )
 
-    async def _room_name(self, room_id: str) -> str:
-        state = await self.plugin.rooms.state_event(room_id, "m.room.name")
-        name = (state or {}).get("name")
-        return str(name) if name else room_id
+    async def _candidate_rooms(self, ctx: Context[Any]) -> list[CandidateRoom]:
+        rooms = self.plugin.rooms
+        intro = await self.store.intro_rooms()
+        now_ms = ctx.now.timestamp() * 1000
+        found: list[tuple[bool, CandidateRoom]] = []
+        for room_id in await rooms.joined_rooms():
+            if room_id in intro or room_id == ctx.room_id:
+                continue
+            try:
+                members = await rooms.joined_members(room_id)
+                if ctx.sender not in members or len(members) <= 2:
+                    continue
+                config = await self.plugin.config(room_id)
+                if not config.enabled:
+                    continue
+                create = await rooms.create_event(room_id) or {}
+                if (create.get("content") or {}).get("type") == "m.space":
+                    continue
+                created = create.get("origin_server_ts")
+                age_days = (now_ms - created) / 86_400_000 if isinstance(created, int) else None
+                marked = bool(config.accepts_private_needs)
+                if not marked and age_days is not None and age_days < FRESH_DAYS:
+                    continue  # a fresh room is offered only when its moderators opted in
+                found.append((marked, await self._describe(room_id, members, age_days)))
+            except TransportError as exc:
+                self.log.info("a room could not be checked for a private need: %s", exc)
+        # Marked rooms first; unmarked ones stay listed, so marking a look-alike (its maker
+        # moderates it) can't hide the real room.
+        found.sort(key=lambda f: not f[0])
+        return [room for _, room in found]
+
+    async def _describe(
+        self, room_id: str, members: list[str], age_days: float | None
+    ) -> CandidateRoom:
+        rooms = self.plugin.rooms
+        name = str((await rooms.state_event(room_id, "m.room.name") or {}).get("name") or "")
+        alias = (await rooms.state_event(room_id, "m.room.canonical_alias") or {}).get("alias")
+        power = await self.plugin.permissions.power_levels(room_id)
+        moderators = sorted(m for m in members if m != rooms.bot_user_id and power.level(m) >= 50)[
+            :3
+        ]
+        return CandidateRoom(
+            room_id, name or str(alias or room_id), str(alias or ""), len(members) - 1,
+            age_days, moderators,
+        )  # fmt: skip
 
     async def requester_only(self, ctx: Context[Any], post: Post) -> Post:
         """A private need is answered for only in a DM: in a room, anyone asking gets the same
@@ -149,9 +241,23 @@ class AidHandoff:
         helper = ctx.sender
         in_room = answer_in_room and not await ctx.is_direct()
         if post.private and in_room and await self.store.is_owner(post, helper):
-            # The room must not learn it was theirs: the usual answer here, the real one by DM.
+            # The room must not learn it was theirs: the answer a neighbour who never offered
+            # would get here (matched, ended or open alike), the real one by DM.
             await ctx.dm(helper, f"{post.short_id} is your own need, so I've done nothing.")
+            try:
+                service.offer_help(post, is_owner=False, now=ctx.now, helper_match=None)
+            except service.AidError as error:
+                raise CommandError(str(error)) from None
             return _ASKED.format(id=post.short_id)
+        declined = [
+            m for m in await self.store.matches_of(post.id, (DECLINED,)) if m.helper == helper
+        ]
+        if declined:
+            # One answer is enough: a declined helper can't message the requester again and again.
+            raise CommandError(
+                f"The person who asked for {post.short_id} has already answered your offer. "
+                "Thank you all the same: `!needs` lists other needs."
+            )
         transition = service.offer_help(
             post,
             is_owner=await self.store.is_owner(post, helper),

@@ -134,7 +134,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             return
         room_id = ctx.room_id
         if direct:
-            room_id = await self.handoff.choose_room(ctx, await self.rooms.all(), named)
+            room_id = await self.handoff.choose_room(ctx, named)
         else:
             await self.rooms.seen(ctx.room_id, ctx.now)
         config = await self.ctx.config(room_id)
@@ -149,7 +149,10 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             now=ctx.now,
             thanks=config.thanks_default,
         )
-        self.log.info("%s %s posted by %s", kind, post.short_id, private(ctx.sender))
+        if direct:  # no pseudonym: one shared with public actions would name the requester
+            self.log.info("private need %s posted", post.short_id)
+        else:
+            self.log.info("%s %s posted by %s", kind, post.short_id, private(ctx.sender))
         if post.event_id is None:
             await self.handoff.announce(ctx, post)
         matches = await self.handoff.suggest(ctx, post, ctx.sender) if new else []
@@ -157,6 +160,9 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
 
     async def _edit(self, ctx: Ctx, kind: str, spec: Any) -> None:
         post = await self._find(kind, spec.edit_of)
+        if post.private and not await ctx.is_direct():
+            # Owner or not, the same answer here: the room must not learn whose it is.
+            await self.handoff.requester_only(ctx, post)
         if not await self.store.is_owner(post, ctx.sender):
             raise CommandError(f"Only the person who posted {post.short_id} can change it.")
         if post.state not in ("open", "matched"):
@@ -168,7 +174,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     @command("can", examples=("!can N-42",))
     async def can(self, ctx: Ctx, need_id: str) -> None:
         """Offer to help with a need: the person who asked decides whether to accept."""
-        await ctx.reply(await self.handoff.can(ctx, await self._arg(need_id, NEED)))
+        await ctx.reply(await self.handoff.can(ctx, await self._arg(need_id, NEED, ctx)))
 
     @on(EventKind.MEMBERSHIP)
     async def room_in_use(self, ctx: Ctx) -> bool:
@@ -348,7 +354,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     async def report(self, ctx: Ctx, id_and_why: Rest) -> None:
         """Flag a post to the room's moderators, privately: its id, then why."""
         post_id, _, why = id_and_why.strip().partition(" ")
-        post = await self._arg(post_id)
+        post = await self._arg(post_id, member=ctx)
         await ctx.reply(await self.handoff.report(ctx, post, clean_text(why)))
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -370,7 +376,19 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         return await self.upkeep.forget(user_id)
 
     # -- helpers -------------------------------------------------------------------------------
-    async def _arg(self, raw: str, kind: str | None = None) -> Post:
+    async def _arg(self, raw: str, kind: str | None = None, member: Ctx | None = None) -> Post:
+        """The post ``raw`` names. With ``member``, only for a member of the post's room:
+        anyone else gets the answer a missing post gets, so outsiders learn nothing of it."""
+        post = await self._parse_arg(raw, kind)
+        if member is not None and member.sender not in await self.ctx.rooms.joined_members(
+            post.room_id
+        ):
+            raise CommandError(
+                f"There's no {post.short_id}. `!needs` and `!offers` list the open posts here."
+            )
+        return post
+
+    async def _parse_arg(self, raw: str, kind: str | None = None) -> Post:
         try:
             found_kind, number = parse_post_id(raw)
         except AidInputError as error:

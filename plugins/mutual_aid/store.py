@@ -30,7 +30,7 @@ requester, so something must be able to.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from civicbot_plugins.mutual_aid.matching import index_terms
@@ -46,7 +46,7 @@ from civicbot_plugins.mutual_aid.sealing import Sealer
 from civicbot_plugins.mutual_aid.search import SearchQueries
 from civicbot_plugins.mutual_aid.service import Transition
 
-from civicbot.api import Database
+from civicbot.api import Database, coarse_time
 
 
 def requester_context(post_id: int) -> str:
@@ -80,6 +80,10 @@ class AidStore(SearchQueries):
         if private and spec.kind != NEED:
             raise ValueError("only needs can be private")
         source_key = self._keyed_hash(f"mutual_aid:source:{source_event_id}")
+        # A private need keeps the day it came, not its second: that second, matched against
+        # any other trace of when someone wrote to the bot, would name them.
+        at = coarse_time(now) if private else now
+        expires = (at + timedelta(days=1) if private else now) + spec.expires_in
         async with self.db.transaction():
             existing = await self._one("source_key = ?", (source_key,))
             if existing is not None:
@@ -110,9 +114,9 @@ class AidStore(SearchQueries):
                     int(spec.ongoing),
                     int(notify),
                     int(thanks),
-                    to_iso(now),
-                    to_iso(now),
-                    to_iso(now + spec.expires_in),
+                    to_iso(at),
+                    to_iso(at),
+                    to_iso(expires),
                 ),
             )
             if private:
@@ -128,6 +132,8 @@ class AidStore(SearchQueries):
         """Re-posting with the id: new text and options, same id, same state. The expiry becomes
         the later of the current one and ``spec.expires_in`` from now (14 days unless the re-post
         named one), and the reminder is re-armed. Check ownership before calling."""
+        at = coarse_time(now) if post.private else now
+        expires = (at + timedelta(days=1) if post.private else now) + spec.expires_in
         await self.db.execute(
             "UPDATE mutual_aid_posts SET body = ?, terms = ?, category = ?, urgency = ?,"
             " urgency_rank = ?, area = ?, ongoing = ?, updated_at = ?, expires_at = ?,"
@@ -140,8 +146,8 @@ class AidStore(SearchQueries):
                 URGENCY_ORDER[spec.urgency],
                 spec.area,
                 int(spec.ongoing),
-                to_iso(now),
-                to_iso(max(post.expires_at, now + spec.expires_in)),
+                to_iso(at),
+                to_iso(max(post.expires_at, expires)),
                 post.id,
             ),
         )
@@ -282,6 +288,21 @@ class AidStore(SearchQueries):
         await self.db.execute(
             "UPDATE mutual_aid_matches SET intro_room_id = ? WHERE id = ?", (room_id, match_id)
         )
+
+    async def intro_rooms(self) -> set[str]:
+        """Every introduction room the plugin made (never a place for a need)."""
+        rows = await self.db.fetchall(
+            "SELECT intro_room_id FROM mutual_aid_matches WHERE intro_room_id IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
+    async def remove_unposted(self, post_id: int) -> None:
+        """Undo a post that could not be posted in its room (nothing half-done is kept)."""
+        async with self.db.transaction():
+            await self.db.execute("DELETE FROM mutual_aid_requesters WHERE post_id = ?", (post_id,))
+            await self.db.execute(
+                "DELETE FROM mutual_aid_posts WHERE id = ? AND event_id IS NULL", (post_id,)
+            )
 
     # -- lists and search ----------------------------------------------------------------------
     async def open_posts(

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from civicbot_plugins.polls import render
-from civicbot_plugins.polls.models import CANCELLED, CLOSED, CLOSING, OPEN, Poll, anonymous_voter
+from civicbot_plugins.polls.models import (
+    ANONYMOUS,
+    CANCELLED,
+    CLOSED,
+    CLOSING,
+    OPEN,
+    Poll,
+    anonymous_voter,
+)
 from civicbot_plugins.polls.secret import withhold_small_result
 from civicbot_plugins.polls.service import (
     PollKind,
@@ -83,6 +92,7 @@ class PollRunner:
     async def caught_up(self) -> None:
         """The backlog from while we were down has been handled: close every overdue poll."""
         self._caught_up = True
+        await self._ask_again_for_lost_ballots()
         now = self.ctx.clock.now()
         for poll in await self.store.unfinished():
             if poll.state != OPEN or poll.closes_at > now:
@@ -91,6 +101,29 @@ class PollRunner:
                 await self.close(poll.id, closed_by="")
             except TransportError as exc:  # close() has armed a retry
                 log.warning("could not close overdue %s yet: %s", poll.label, exc)
+
+    async def _ask_again_for_lost_ballots(self) -> None:
+        """Secret ballots wait in memory for their batch (see :mod:`secret`): those the bot
+        held when it stopped were never stored, so their voters are asked to vote again."""
+        lost = await self.store.secret.lost()
+        told = []
+        for entry in lost:
+            poll_id, voter = int(entry.item.split(":")[1]), entry.who
+            poll = await self.store.get(poll_id)
+            if voter.startswith(ANONYMOUS) or poll is None or poll.state != OPEN:
+                told.append(entry)  # forgotten meanwhile, or closed: nobody to ask
+                continue
+            text = (
+                f"I restarted before your secret vote in P-{poll_id} was stored, so it was not "
+                f"counted. Please send it again: `{self.prefix}vote P-{poll_id} …`."
+            )
+            try:
+                room = await self.ctx.direct_room(voter)
+                await self.ctx.send(room, text, key=f"secret-lost:{secrets.token_hex(8)}")
+                told.append(entry)
+            except TransportError as exc:  # asked at the next start instead
+                log.warning("could not ask a voter to vote again in P-%d: %s", poll_id, exc)
+        await self.store.secret.asked_again(told)
 
     def track(self, poll: Poll) -> None:
         if poll.start_event_id and poll.state in (OPEN, CLOSING):
@@ -239,7 +272,14 @@ class PollRunner:
                 result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
                 if poll.secret:
                     config = await self.ctx.config(poll.room_id)
-                    result = withhold_small_result(result, config.min_secret_voters)
+                    minimum = poll.secret_threshold(config.min_secret_voters)
+                    # Below the threshold the ballots were dropped unwritten at the seal (see
+                    # secret.py): the turnout is who voted.
+                    voters = await self.store.secret.voter_count(poll.id)
+                    if voters < minimum:
+                        result["voters"] = voters
+                        result["turnout"] = round(100 * voters / members) if members else None
+                    result = withhold_small_result(result, minimum)
                 zone = await self.ctx.timezone(poll.room_id)
                 values = render.result_values(poll, result, self.prefix, now, zone)
                 results_id = await self.ctx.send(
@@ -264,7 +304,9 @@ class PollRunner:
         self, poll: Poll, end: tuple[int, str, str] | None
     ) -> tuple[Tally, Any, int | None, str | None]:
         if poll.secret:
-            ballots = await self.store.secret.ballots(poll.id)
+            configured = (await self.ctx.config(poll.room_id)).min_secret_voters
+            minimum = poll.secret_threshold(configured)
+            ballots = await self.store.secret.ballots(poll.id, closing_minimum=minimum)
             ranked = poll.kind is PollKind.RANKED
             tally = count_ballots(ballots, poll.option_ids, ranked=ranked)
             return tally, self._runoff(poll, tally), None, None

@@ -84,4 +84,9 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE polls_polls ADD COLUMN edits INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE polls_polls ADD COLUMN edit_event_id TEXT
     """,
+    # A secret poll's privacy threshold, fixed when it opens (a room's setting may raise it
+    # later, never lower it after people voted).
+    """
+    ALTER TABLE polls_polls ADD COLUMN min_secret_voters INTEGER NOT NULL DEFAULT 0
+    """,
 ]

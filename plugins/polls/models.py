@@ -89,6 +89,12 @@ class Poll:
     close_event_id: str | None = None  # the "!poll close" or "!poll cancel", to spot a replay
     edits: int = 0
     edit_event_id: str | None = None
+    min_secret_voters: int = 0  # fixed when the poll opened
+
+    def secret_threshold(self, configured: int) -> int:
+        """The threshold that protects this poll's voters: as it was when the poll opened,
+        or higher if the room has raised it since (never lower)."""
+        return max(self.min_secret_voters, configured)
 
     @property
     def label(self) -> str:
@@ -155,6 +161,7 @@ class Poll:
             close_event_id=row["close_event_id"],
             edits=row["edits"],
             edit_event_id=row["edit_event_id"],
+            min_secret_voters=row["min_secret_voters"],
         )
 
 
@@ -173,6 +180,7 @@ class NewPoll:
     created_at: datetime
     closes_at: datetime
     thread_root: str | None
+    min_secret_voters: int = 0
 
     @classmethod
     def typed(

@@ -48,7 +48,6 @@ from civicbot.api import (
     format_when,
     on,
     parse_when,
-    private,
 )
 
 MIN_DURATION = timedelta(minutes=5)
@@ -69,7 +68,7 @@ class PollsPlugin(Plugin[PollsConfig]):
 
     def __init__(self, ctx: Any):
         super().__init__(ctx)
-        self.store = PollStore(ctx.db, ctx.keyed_hash)
+        self.store = PollStore(ctx.db, ctx.keyed_hash, ctx.private_store)
         self.runner = PollRunner(ctx, self.store)
         # The public page's decided polls, each read once: {poll id: (version, decision)}.
         self.decisions: dict[int, tuple[str, PublicDecision]] = {}
@@ -132,6 +131,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         spec, closes = await self._read(text, zone, ctx.now)
         new = NewPoll.typed(ctx, spec, zone.key, closes, spec.options)
         new.closes_at = closes or ctx.now + timedelta(days=config.default_duration_days)
+        new.min_secret_voters = config.min_secret_voters
         poll, _ = await self.store.create(new)
         return poll
 
@@ -295,10 +295,18 @@ class PollsPlugin(Plugin[PollsConfig]):
         withdrawing = service.withdraw_refusal(poll, choice.answers)
         if withdrawing:
             raise CommandError(withdrawing)
+        threshold = poll.secret_threshold(ctx.config.min_secret_voters)
         status = await self.store.secret.cast(
-            poll, ctx.sender, ctx.event.event_id, choice.answers, choice.reason, not refusal
+            poll,
+            ctx.sender,
+            ctx.event.event_id,
+            choice.answers,
+            choice.reason,
+            not refusal,
+            batch=threshold,
         )
-        self.log.info("secret ballot for %s from %s: %s", poll.label, private(ctx.sender), status)
+        # No pseudonym: one shared with public actions would name the voter (issue 19 §4).
+        self.log.info("secret ballot for %s: %s", poll.label, status)
         reply, counted = service.secret_reply(poll, status == COUNTED, status == ALREADY, refusal)
         if not counted:
             raise CommandError(reply)

@@ -1,31 +1,14 @@
-"""Secret ballots on disk: who voted and what was chosen, with nothing that pairs them — not in
-the tables, not in the page layout, and not in any copy of the files taken at any moment.
+"""Secret ballots: who voted and what was chosen, kept in the engine's private store
+(:mod:`civicbot.storage.private_store`, the file ``private-polls.sqlite3``) so that no copy of the
+files, taken at any moment or in pairs, pairs a voter with a ballot.
 
-Three tables, in their own database file (``secret-ballots.sqlite3`` beside the main one):
-``polls_secret_ballots`` (what: answers under random keys), ``polls_secret_receipts`` (a salted
-hash of each ``!vote`` event, to recognise a replay) and ``polls_secret_voters`` (who, with the
-receipt of their ballot's event, to refuse a second ballot and to answer a replay).
+The store keeps the voters (with a salted hash of their ``!vote`` event, to recognise a replay)
+apart from the ballots, and writes ballots only in shuffled batches of at least the poll's
+``min_secret_voters`` (fixed when the poll opened), the rest at the close. A ballot waiting in
+memory when the bot stops is asked for again (:meth:`SecretBallots.lost`).
 
-Why a file of its own, in rollback-journal mode: the main database is in WAL mode, and while any
-other reader holds a read transaction (a backup tool, the ``sqlite3`` shell) the log cannot be
-reset, so it keeps one page image per commit; two neighbouring commits, one adding a voter and
-one a ballot, paired them. A rollback journal holds only the page images of the transaction in
-progress and is deleted at its commit: no history of commits accumulates. A reader holding the
-file blocks our commit instead; the cast waits for it (``busy_timeout``) and, if it never lets
-go, the voter is asked to send the vote again.
-
-Why two transactions per ballot: whatever is in flight can be seen by whoever copies the files
-mid-commit (the journal's images next to the new pages), or is left behind by a SIGKILL (a hot
-journal). So a cast writes the ballot and its receipt in one transaction, and the voter in a
-second, after the first journal is gone: any one copy shows at most one of the two being added.
-A crash between them leaves the receipt, so the replayed ``!vote`` writes only the voter.
-
-Why every row is rewritten in each transaction: SQLite puts each new row just below the previous
-one on its page, so the rows' offsets would give their order of arrival, and the n-th voter
-would match the n-th ballot. A table touched by a cast is emptied (``secure_delete`` overwrites
-the rows) and written back in key order, so its pages depend on which rows there are, not on
-when they came (alphabetical for voters, random for ballots). That costs about 6 ms per 1,000
-secret votes stored (in all polls) for each ballot cast (``bench/bench_secret_ballots.py``).
+Ballots from before the private store (``secret-ballots.sqlite3``, or older still the main
+database) are moved into it on the first start and the old copies removed.
 """
 
 from __future__ import annotations
@@ -34,50 +17,26 @@ import asyncio
 import hashlib
 import json
 import logging
-import secrets
-import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from civicbot_plugins.polls.models import ANONYMOUS, OPEN, Poll, anonymous_voter
 
-from civicbot.api import CommandError, Database, Migration, failpoints, rewrite_in_key_order
+from civicbot.api import (
+    ALREADY_TOOK_PART,
+    CommandError,
+    Database,
+    Lost,
+    PrivateStore,
+    PrivateStoreBusy,
+    failpoints,
+)
 
 log = logging.getLogger(__name__)
 
 COUNTED, ALREADY, CLOSED = "counted", "already", "closed"
-FILE_NAME = "secret-ballots.sqlite3"
-BUSY_TIMEOUT_MS = 20_000  # how long a cast waits for another reader of the file to let go
-
-SECRET_MIGRATIONS: list[Migration] = [
-    """
-    CREATE TABLE polls_secret_voters (
-        poll_id INTEGER NOT NULL,
-        voter TEXT NOT NULL,
-        receipt TEXT NOT NULL,
-        PRIMARY KEY (poll_id, voter)
-    ) WITHOUT ROWID;
-    CREATE TABLE polls_secret_ballots (
-        ballot_key TEXT PRIMARY KEY,
-        poll_id INTEGER NOT NULL,
-        answers TEXT NOT NULL,
-        reason TEXT NOT NULL DEFAULT ''
-    ) WITHOUT ROWID;
-    CREATE TABLE polls_secret_receipts (
-        poll_id INTEGER NOT NULL,
-        receipt TEXT NOT NULL,
-        PRIMARY KEY (poll_id, receipt)
-    ) WITHOUT ROWID
-    """,
-]
-# table, its columns (the key first), how many columns the key has
-_TABLES = {
-    "polls_secret_voters": (("poll_id", "voter", "receipt"), 2),
-    "polls_secret_ballots": (("ballot_key", "poll_id", "answers", "reason"), 1),
-    "polls_secret_receipts": (("poll_id", "receipt"), 2),
-}
+LEGACY_FILE = "secret-ballots.sqlite3"
 BUSY_REPLY = (
     "I couldn't record your secret vote just now (my ballot box is busy). Nothing was counted: "
     "please send the same vote again in a minute."
@@ -90,85 +49,76 @@ def receipt(poll: Poll, event_id: str) -> str:
     return hashlib.blake2s(f"{poll.salt}:{event_id}".encode(), digest_size=16).hexdigest()
 
 
+def remove_database_files(path: Path) -> None:
+    """A SQLite file and whatever journal or log it left beside it."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def item(poll_id: int) -> str:
+    return f"poll:{poll_id}"
+
+
 class SecretBallots:
-    """Repository over the secret-ballot file. ``db`` is the main database: the file lives
-    beside it, and the poll's state (open or not) is read there."""
+    """The polls plugin's view of its private store. ``main`` is the main database: the
+    poll's state (open or not) is read there, under the store's lock."""
 
-    def __init__(self, db: Database):
-        self.main = db
-        self._db: Database | None = None
-        self._lock = asyncio.Lock()  # one cast (or forget) at a time: checks, then two writes
+    def __init__(self, main: Database, private: PrivateStore):
+        self.main = main
+        self.private = private
+        self._imported = False
 
-    async def _open(self) -> Database:
-        if self._db is None:
-            row = await self.main.fetchone(
-                "SELECT file FROM pragma_database_list WHERE name = 'main'"
-            )
-            main_file = str(row[0]) if row is not None and row[0] else ""
-            path = str(Path(main_file).with_name(FILE_NAME)) if main_file else ":memory:"
-            conn = await aiosqlite.connect(path, isolation_level=None)
-            # DELETE: no log of past commits; FULL: a commit is on disk before the voter is
-            # told; secure_delete: a rewritten row leaves no old copy in free space.
-            for pragma in (
-                "journal_mode=DELETE",
-                "synchronous=FULL",
-                "secure_delete=ON",
-                "temp_store=MEMORY",
-                f"busy_timeout={BUSY_TIMEOUT_MS}",
-            ):
-                await conn.execute(f"PRAGMA {pragma}")
-            db = Database(conn)
-            await db.migrate("polls", SECRET_MIGRATIONS)
-            self._db = db
+    async def _ready(self) -> PrivateStore:
+        if not self._imported:
+            self._imported = True
             await self._move_legacy_rows()
-        return self._db
+        return self.private
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self.private.close()
 
     async def _move_legacy_rows(self) -> None:
-        """Ballots cast before the secret file existed sit in the main database: move them
-        here (in key order), then overwrite them there and empty its log."""
-        assert self._db is not None
-        tables = set(await self.main.table_names())
-        if "polls_secret_voters" not in tables:
-            return
-        voters = await self.main.fetchall("SELECT poll_id, voter FROM polls_secret_voters")
-        ballots = await self.main.fetchall(
-            "SELECT ballot_key, poll_id, answers, reason FROM polls_secret_ballots"
-        )
-        marks = await self.main.fetchall("SELECT poll_id, receipt FROM polls_secret_receipts")
-        if not (voters or ballots or marks):
-            return
-        # Old voter rows named no receipt; "" means a replay of that old ballot reads "already".
-        new = {
-            "polls_secret_voters": [(v[0], v[1], "") for v in voters],
-            "polls_secret_ballots": [tuple(b) for b in ballots],
-            "polls_secret_receipts": [tuple(m) for m in marks],
-        }
-        async with self._db.transaction():
-            for table, rows in new.items():
-                await self._rewrite(table, rows)
-        async with self.main.transaction():
-            for table in new:
-                await self.main.execute(f"DELETE FROM {table}")
-        await self.main.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
-        log.info("moved %d secret ballots into %s", len(ballots), FILE_NAME)
-
-    async def _rewrite(
-        self,
-        table: str,
-        add: list[tuple[Any, ...]] | None = None,
-        drop: Callable[[tuple[Any, ...]], bool] | None = None,
-    ) -> None:
-        """``table`` rewritten in key order (see
-        :func:`civicbot.storage.database.rewrite_in_key_order`).
-        Call inside a transaction."""
-        assert self._db is not None
-        columns, width = _TABLES[table]
-        await rewrite_in_key_order(self._db, table, columns, width, add or (), drop)
+        """Ballots kept before the private store: in ``secret-ballots.sqlite3`` or, older, in
+        the main database. Moved in (ballots under new random keys), then removed there."""
+        voters: list[tuple[str, str, str, str]] = []
+        ballots: list[tuple[str, str]] = []
+        row = await self.main.fetchone("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        main_file = str(row[0]) if row is not None and row[0] else ""
+        legacy = Path(main_file).with_name(LEGACY_FILE) if main_file else None
+        sources: list[Database] = [self.main]
+        if legacy is not None and legacy.exists():
+            sources.append(Database(await aiosqlite.connect(str(legacy), isolation_level=None)))
+        for source in sources:
+            if "polls_secret_voters" not in set(await source.table_names()):
+                continue
+            columns = {
+                r[1] for r in await source.fetchall("PRAGMA table_info(polls_secret_voters)")
+            }
+            mark = "receipt" if "receipt" in columns else "''"
+            for r in await source.fetchall(
+                f"SELECT poll_id, voter, {mark} FROM polls_secret_voters"
+            ):
+                voters.append((item(r[0]), str(r[1]), str(r[2]), ""))
+            for r in await source.fetchall(
+                "SELECT poll_id, answers, reason FROM polls_secret_ballots"
+            ):
+                ballots.append((item(r[0]), json.dumps([json.loads(r[1]), r[2]])))
+        if voters or ballots:
+            await self.private.import_rows(voters, ballots)
+            log.info("moved %d secret ballots into the private store", len(ballots))
+        if "polls_secret_voters" in set(await self.main.table_names()):
+            async with self.main.transaction():
+                for table in (
+                    "polls_secret_voters",
+                    "polls_secret_ballots",
+                    "polls_secret_receipts",
+                ):
+                    await self.main.execute(f"DELETE FROM {table}")
+            await self.main.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+        if len(sources) > 1:
+            await sources[1].close()
+            assert legacy is not None
+            await asyncio.to_thread(remove_database_files, legacy)
 
     # -- casting -------------------------------------------------------------------------------
     async def cast(
@@ -179,140 +129,94 @@ class SecretBallots:
         answers: list[str],
         reason: str = "",
         in_time: bool = True,
+        batch: int = 1,
     ) -> str:
         """Record a ballot: "counted" (also for the same event again, even once too late),
-        "already" (one ballot each) or "closed" (also when not ``in_time``). Raises a
-        :class:`CommandError` asking for the vote again when the file stays locked."""
-        mark = receipt(poll, event_id)
-        async with self._lock:
-            db = await self._open()
-            try:
-                kept = await db.fetchval(
-                    "SELECT receipt FROM polls_secret_voters WHERE poll_id = ? AND voter IN (?, ?)",
-                    (poll.id, voter, anonymous_voter(poll.salt, voter)),
-                )
-                if kept is not None:
-                    return COUNTED if kept == mark else ALREADY
-                if await db.fetchval(
-                    "SELECT 1 FROM polls_secret_receipts WHERE poll_id = ? AND receipt = ?",
-                    (poll.id, mark),
-                ):
-                    # This very ballot was stored, and we stopped before noting the voter.
-                    await self._note_voter(poll.id, voter, mark)
-                    return COUNTED
-                state = await self.main.fetchval(
-                    "SELECT state FROM polls_polls WHERE id = ?", (poll.id,)
-                )
-                if state != OPEN or not in_time:
-                    return CLOSED
-                await self._store_ballot(poll.id, mark, answers, reason)
-                failpoints.hit("secret-ballot-stored")
-                await self._note_voter(poll.id, voter, mark)
-                return COUNTED
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                log.warning("the secret-ballot file stayed locked by another reader: %s", exc)
-                await self._abandon(db)
-                raise CommandError(BUSY_REPLY) from None
+        "already" (one ballot each) or "closed" (also when not ``in_time``). The ballot is
+        written with ``batch`` - 1 others at least. Raises a :class:`CommandError` asking for
+        the vote again when the file stays locked."""
+        store = await self._ready()
 
-    @staticmethod
-    async def _abandon(db: Database) -> None:
-        """Roll back a transaction whose COMMIT was refused: ``Database.transaction`` rolls back
-        only errors raised inside it, and a connection left mid-transaction would keep its
-        lock and shut every other reader out."""
+        async def still_open() -> str | None:
+            state = await self.main.fetchval(
+                "SELECT state FROM polls_polls WHERE id = ?", (poll.id,)
+            )
+            return CLOSED if state != OPEN or not in_time else None
+
         try:
-            await db.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            pass  # no transaction was open
+            status = await store.take_part(
+                item(poll.id),
+                voter,
+                json.dumps([answers, reason]),
+                batch=batch,
+                receipt=receipt(poll, event_id),
+                aliases=(anonymous_voter(poll.salt, voter),),
+                may=still_open,
+            )
+        except PrivateStoreBusy:
+            raise CommandError(BUSY_REPLY) from None
+        failpoints.hit("secret-ballot-stored")
+        if status == ALREADY_TOOK_PART:
+            return ALREADY
+        if status == CLOSED:
+            return CLOSED
+        return COUNTED  # taken now, or this very vote again (SAME_CONTRIBUTION)
 
-    async def _store_ballot(self, poll_id: int, mark: str, answers: list[str], reason: str) -> None:
-        """The first transaction: the ballot and its receipt, nothing about the voter."""
-        assert self._db is not None
-        async with self._db.transaction():
-            ballot = (secrets.token_hex(16), poll_id, json.dumps(answers), reason)
-            await self._rewrite("polls_secret_ballots", [ballot])
-            await self._rewrite("polls_secret_receipts", [(poll_id, mark)])
-            failpoints.hit("secret-ballot-uncommitted")
+    async def lost(self) -> list[Lost]:
+        """Ballots that were in memory when the bot stopped: their voters may vote again, and
+        are asked to (then :meth:`asked_again`). ``item`` is ``poll:<id>``."""
+        store = await self._ready()
+        return [x for x in await store.recover() if x.item.startswith("poll:")]
 
-    async def _note_voter(self, poll_id: int, voter: str, mark: str) -> None:
-        """The second transaction: the voter, nothing about the ballot."""
-        assert self._db is not None
-        async with self._db.transaction():
-            await self._rewrite("polls_secret_voters", [(poll_id, voter, mark)])
+    async def asked_again(self, lost: list[Lost]) -> None:
+        await (await self._ready()).asked_again(lost)
 
     # -- reading -------------------------------------------------------------------------------
     async def has_voted(self, poll: Poll, voter: str) -> bool:
-        db = await self._open()
-        return bool(
-            await db.fetchval(
-                "SELECT 1 FROM polls_secret_voters WHERE poll_id = ? AND voter IN (?, ?)",
-                (poll.id, voter, anonymous_voter(poll.salt, voter)),
-            )
-        )
+        store = await self._ready()
+        return await store.took_part(item(poll.id), voter, (anonymous_voter(poll.salt, voter),))
 
-    async def ballots(self, poll_id: int) -> list[tuple[list[str], str]]:
-        async with self._lock:  # a cast in progress finishes first: a close counts it
-            db = await self._open()
-            rows = await db.fetchall(
-                "SELECT answers, reason FROM polls_secret_ballots WHERE poll_id = ?", (poll_id,)
-            )
-        return [(json.loads(row[0]), row[1]) for row in rows]
+    async def ballots(
+        self, poll_id: int, closing_minimum: int | None = None
+    ) -> list[tuple[list[str], str]]:
+        """The ballots on disk. At the close, pass the poll's threshold: those still waiting
+        are written first (or, below the threshold, dropped: the result is withheld)."""
+        store = await self._ready()
+        if closing_minimum is not None:
+            await store.seal(item(poll_id), closing_minimum)
+        rows = [json.loads(p) for p in await store.contributions(item(poll_id))]
+        return [(list(r[0]), str(r[1])) for r in rows]
 
     async def voter_count(self, poll_id: int) -> int:
-        db = await self._open()
-        return int(
-            await db.fetchval(
-                "SELECT COUNT(*) FROM polls_secret_voters WHERE poll_id = ?", (poll_id,)
-            )
-            or 0
-        )
+        return await (await self._ready()).count(item(poll_id))
 
     async def polls_of(self, user_id: str) -> list[int]:
-        db = await self._open()
-        rows = await db.fetchall(
-            "SELECT poll_id FROM polls_secret_voters WHERE voter = ? ORDER BY poll_id", (user_id,)
+        store = await self._ready()
+        return sorted(
+            int(i.split(":")[1]) for i in await store.items_of(user_id) if i.startswith("poll:")
         )
-        return [row[0] for row in rows]
 
     # -- forgetting ----------------------------------------------------------------------------
     async def forget(self, user_id: str, polls: list[tuple[int, bool, str]]) -> tuple[int, int]:
         """Drop ``user_id``'s voter rows in closed polls and rename them to the poll's
         stand-in in open ones; ``polls`` is ``(poll id, closed, stand-in)``. Returns
         (removed, anonymised)."""
-        closed = {poll_id for poll_id, is_closed, _ in polls if is_closed}
-        alias = {poll_id: stand_in for poll_id, is_closed, stand_in in polls if not is_closed}
-        async with self._lock:
-            db = await self._open()
-            rows = await db.fetchall(
-                "SELECT poll_id, voter, receipt FROM polls_secret_voters WHERE voter = ?",
-                (user_id,),
-            )
-            mine = [tuple(r) for r in rows if r[0] in closed or r[0] in alias]
-            if not mine:
-                return 0, 0
-            renamed = [(p, alias[p], mark) for p, _, mark in mine if p in alias]
-            async with db.transaction():
-                await self._rewrite(
-                    "polls_secret_voters", renamed, drop=lambda row: tuple(row) in mine
-                )
-        return len(mine) - len(renamed), len(renamed)
+        store = await self._ready()
+        mine = set(await store.items_of(user_id))
+        plan: dict[str, str | None] = {
+            item(p): (None if closed else stand_in)
+            for p, closed, stand_in in polls
+            if item(p) in mine
+        }
+        await store.replace_participant(user_id, plan)
+        renamed = sum(1 for v in plan.values() if v)
+        return len(plan) - renamed, renamed
 
     async def drop_stand_ins(self, poll_id: int) -> None:
         """At a poll's close: the stand-ins of people forgotten while it was open go (its
         result holds their totals, and the salt beside a stand-in would reveal it again)."""
-        async with self._lock:
-            db = await self._open()
-            if not await db.fetchval(
-                "SELECT 1 FROM polls_secret_voters WHERE poll_id = ? AND voter LIKE ?",
-                (poll_id, ANONYMOUS + "%"),
-            ):
-                return
-            async with db.transaction():
-                await self._rewrite(
-                    "polls_secret_voters",
-                    drop=lambda row: row[0] == poll_id and str(row[1]).startswith(ANONYMOUS),
-                )
+        store = await self._ready()
+        await store.drop_participants(item(poll_id), lambda who: who.startswith(ANONYMOUS))
 
 
 def withhold_small_result(result: dict[str, Any], minimum: int) -> dict[str, Any]:

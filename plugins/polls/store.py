@@ -21,18 +21,20 @@ from civicbot_plugins.polls.models import (
 from civicbot_plugins.polls.secret import SecretBallots
 from civicbot_plugins.polls.service import Response
 
-from civicbot.api import Database
+from civicbot.api import Database, PrivateStore
 
 
 class PollStore:
     """Repository over the ``polls_`` tables."""
 
-    def __init__(self, db: Database, keyed_hash: Callable[[str], str]):
+    def __init__(
+        self, db: Database, keyed_hash: Callable[[str], str], private: PrivateStore | None = None
+    ):
         """``keyed_hash`` turns each poll's stored nonce into its salt: the salt, and so the
         stand-ins it makes for forgotten voters, cannot be recomputed from the database."""
         self.db = db
         self._keyed_hash = keyed_hash
-        self.secret = SecretBallots(db)
+        self.secret = SecretBallots(db, private or PrivateStore(db, "polls"))
 
     # -- polls ---------------------------------------------------------------------------------
     async def create(self, new: NewPoll) -> tuple[Poll, bool]:
@@ -41,7 +43,7 @@ class PollStore:
         rowcount = await self.db.execute_rowcount(
             "INSERT INTO polls_polls (room_id, source_event_id, creator, question, kind,"
             " max_selections, options, secret, hidden, timezone, salt, created_at, closes_at,"
-            " thread_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " thread_root, min_secret_voters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(source_event_id) DO NOTHING",
             (
                 new.room_id,
@@ -58,6 +60,7 @@ class PollStore:
                 to_iso(new.created_at),
                 to_iso(new.closes_at),
                 new.thread_root,
+                new.min_secret_voters,
             ),
         )
         poll = await self._one("source_event_id = ?", (new.source_event_id,))

@@ -139,7 +139,11 @@ async def test_mydata_then_forget_me_leaves_no_trace_in_any_table(residents, bot
     before = table_traces(database, ann.user_id)  # a reader may look while the bot runs
     for where in ("core_roles.user_id", "core_room_settings.changed_by", "core_audit.actor"):
         assert any(trace.startswith(where) for trace in before), where
-    assert any(trace.startswith("core_kv.key: dm:") for trace in before)
+    # Her DM is recorded under a keyed hash of her, not her id (issue 19 §1): it is no trace.
+    assert not any(trace.startswith("core_kv") for trace in before)
+    with sqlite3.connect(database) as db:
+        dm_keys = [k for (k,) in db.execute("SELECT key FROM core_kv WHERE key LIKE 'dm:%'")]
+    assert dm_keys and all(k.startswith("dm:~") for k in dm_keys)
 
     ann.mark()
     done = await ask(ann, room, "!forget me", bot)
@@ -153,6 +157,8 @@ async def test_mydata_then_forget_me_leaves_no_trace_in_any_table(residents, bot
 
     assert await bot.stop() == 0
     assert table_traces(database, ann.user_id, localpart) == []
+    with sqlite3.connect(database) as db:  # her DM record went with her
+        assert db.execute("SELECT key FROM core_kv WHERE key LIKE 'dm:%'").fetchall() == []
     assert table_traces(database, mod.user_id)  # the scan does find people who stayed
     # Deleted and overwritten rows are zeroed too, not left in free space or the journal.
     for path in database.parent.glob("civicbot.sqlite3*"):

@@ -154,15 +154,15 @@ async def test_post_answer_three_ways_close_respond_and_overdue_once(residents, 
         at = raw.find(SECRET_TEXT.encode())
         if at < 0:
             continue
-        assert path.name == "consultations-anonymous.sqlite3"  # not the main file nor a log
+        assert path.name == "private-consultations.sqlite3"  # not the main file nor a log
         (size,) = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()
         page = raw[at // size * size : (at // size + 1) * size]
         assert dan.user_id.encode() not in page  # who and what never share a page
-    anon = sqlite3.connect(data / "consultations-anonymous.sqlite3")
+    anon = sqlite3.connect(data / "private-consultations.sqlite3")  # the private store
     try:
-        voters = anon.execute("SELECT * FROM consultations_anon_voters").fetchall()
-        assert voters == [(2, dan.user_id, 1)]
-        bundles = anon.execute("SELECT * FROM consultations_anon_bundles").fetchall()
+        voters = anon.execute("SELECT item, who, extra, batch FROM private_participants")
+        assert voters.fetchall() == [("consultation:2", dan.user_id, "follow", "")]
+        bundles = anon.execute("SELECT * FROM private_contributions").fetchall()
         assert (
             len(bundles) == 1 and SECRET_TEXT in bundles[0][2] and dan.user_id not in str(bundles)
         )

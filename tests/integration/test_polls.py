@@ -147,13 +147,14 @@ async def test_secret_ballot_by_direct_message_keeps_no_voter_choice_link(reside
     assert bob.user_id not in body and cat.user_id not in body
     assert await bot.stop() == 0
 
-    # Secret ballots live in their own file (see plugins/polls/secret.py), the rest in the main.
+    # Secret ballots live in the polls plugin's private store (see plugins/polls/secret.py and
+    # civicbot/storage/private_store.py), the rest in the main database.
     db = sqlite3.connect(bot.directory / "data" / "civicbot.sqlite3")
-    db.execute("ATTACH ? AS secret", (str(bot.directory / "data" / "secret-ballots.sqlite3"),))
+    db.execute("ATTACH ? AS secret", (str(bot.directory / "data" / "private-polls.sqlite3"),))
     try:
-        voters = db.execute("SELECT poll_id, voter FROM secret.polls_secret_voters").fetchall()
-        assert sorted(voters) == sorted((1, r.user_id) for r in (ann, bob, cat))
-        ballots = db.execute("SELECT * FROM secret.polls_secret_ballots").fetchall()
+        voters = db.execute("SELECT item, who FROM secret.private_participants").fetchall()
+        assert sorted(voters) == sorted(("poll:1", r.user_id) for r in (ann, bob, cat))
+        ballots = db.execute("SELECT * FROM secret.private_contributions").fetchall()
         assert len(ballots) == 3
         tables = [
             f"{schema}.{r[0]}"
@@ -168,7 +169,7 @@ async def test_secret_ballot_by_direct_message_keeps_no_voter_choice_link(reside
                 r.user_id in " ".join(map(str, row)) for row in rows for r in (bob, cat)
             )
             if names_voter:  # a table that knows a secret voter holds no choice at all
-                assert not columns & {"answers", "choice", "reason"}, table
+                assert not columns & {"answers", "choice", "reason", "payload"}, table
         assert db.execute("SELECT COUNT(*) FROM polls_responses").fetchone()[0] == 0
     finally:
         db.close()

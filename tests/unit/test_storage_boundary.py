@@ -78,6 +78,9 @@ async def test_a_plugin_may_keep_its_own_data_safe(db: Database) -> None:
     tools = db.scoped("tools")
     await tools.execute("PRAGMA secure_delete=ON")
     await tools.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert [r[1] for r in await tools.fetchall("PRAGMA table_info(tools_loans)")] == ["id", "who"]
+    with pytest.raises(sqlite3.DatabaseError):
+        await tools.fetchall("PRAGMA table_info(core_roles)")
 
 
 async def test_a_plugins_transaction_holds_the_core_writes_it_causes(db: Database) -> None:

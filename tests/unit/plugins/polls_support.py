@@ -77,5 +77,6 @@ def dm_room(h: BotHarness, user: str) -> str:
 
 
 def secret_file(h: BotHarness) -> sqlite3.Connection:
-    """The secret-ballot database beside the main one (read as anyone on the disk could)."""
-    return sqlite3.connect(h.path / "secret-ballots.sqlite3")
+    """The polls plugin's private store beside the main database (read as anyone on the disk
+    could): secret voters and ballots, see civicbot/storage/private_store.py."""
+    return sqlite3.connect(h.path / "private-polls.sqlite3")

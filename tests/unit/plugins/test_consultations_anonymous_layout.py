@@ -12,8 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from civicbot_plugins.consultations.anonymous import FILE_NAME, TABLES
-
+from civicbot.storage.private_store import TABLES
 from civicbot.testing.harness import BotHarness
 from tests.unit.plugins.consultations_support import (
     ANN,
@@ -26,6 +25,7 @@ from tests.unit.plugins.consultations_support import (
 )
 from tests.unit.plugins.test_polls_secret_layout import layout, pages_of, record
 
+FILE_NAME = "private-consultations.sqlite3"  # the plugin's private store (civicbot/storage)
 # Arrival order deliberately not alphabetical: cat, ann, bob.
 ANSWERS = {
     CAT: ("Cat wants a pond", "c", "b", "disagree"),
@@ -51,8 +51,9 @@ def fresh_layout(path: Path, table: str, scratch: Path) -> list[list[tuple[int, 
     target = sqlite3.connect(fresh)
     target.execute(sql)
     with target:
-        marks = ", ".join("?" * len(rows[0]))
-        target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
     target.close()
     return layout(fresh, table)
 
@@ -79,10 +80,16 @@ async def test_respondents_and_answers_lie_in_key_order_with_no_trace_in_the_mai
                 assert layout(anon_file, table) == fresh_layout(anon_file, table, scratch), table
         assert not (tmp_path / f"{FILE_NAME}-journal").exists()
         assert not (tmp_path / f"{FILE_NAME}-wal").exists()
+        # Three answers are fewer than twice the threshold (3): none is written before the close.
+        assert rows_by_position(anon_file, "private_contributions") == []
+        await h.say(room, CLLR, "!consult close C-1")
+        for table in TABLES:
+            assert layout(anon_file, table) == fresh_layout(anon_file, table, scratch), table
 
-        voters = rows_by_position(anon_file, "consultations_anon_voters")
+        voters = rows_by_position(anon_file, "private_participants")
         assert [v[1] for v in voters] == sorted([ANN, BOB, CAT])  # by name, not by arrival
-        bundles = rows_by_position(anon_file, "consultations_anon_bundles")
+        bundles = rows_by_position(anon_file, "private_contributions")
+        assert len(bundles) == 3
         assert [b[0] for b in bundles] == sorted(b[0] for b in bundles)  # by random key
         # No table pairs a person with an answer: the voters' table holds no answer, the
         # answers' tables hold no person, and none of them has a time or a rowid.
@@ -93,7 +100,7 @@ async def test_respondents_and_answers_lie_in_key_order_with_no_trace_in_the_mai
             ).fetchone()
             assert "WITHOUT ROWID" in sql and "_at" not in sql
             text = " ".join(map(str, con.execute(f"SELECT * FROM {table}").fetchall()))
-            if table == "consultations_anon_voters":
+            if table == "private_participants":
                 assert not any(a[0] in text for a in ANSWERS.values())
             else:
                 assert not any(who in text for who in ANSWERS)

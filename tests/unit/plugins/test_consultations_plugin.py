@@ -268,8 +268,8 @@ async def test_forgetting_an_anonymous_respondent_keeps_the_turnout_without_the_
         assert await p.export_user_data(ANN) is None
         assert await p.anon.voter_count(1) == 1
         assert await p.anon.followers(1) == []
-        db = await p.anon._open()
-        assert ANN not in str(await db.fetchall("SELECT * FROM consultations_anon_voters"))
+        db = await p.anon.private._open()
+        assert ANN not in str(await db.fetchall("SELECT * FROM private_participants"))
 
 
 async def test_a_private_consultation_shows_counts_but_no_texts_and_hides_a_tiny_turnout(tmp_path):

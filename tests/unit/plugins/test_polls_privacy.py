@@ -63,11 +63,12 @@ async def test_secret_ballot_by_direct_message_leaves_no_voter_choice_link(tmp_p
             table: {r[1] for r in secret.execute(f"PRAGMA table_info({table})")}
             for (table,) in secret.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
-        assert columns["polls_secret_voters"] == {"poll_id", "voter", "receipt"}
-        assert columns["polls_secret_ballots"] == {"ballot_key", "poll_id", "answers", "reason"}
-        for table in ("polls_secret_voters", "polls_secret_ballots", "polls_secret_receipts"):
+        assert columns["private_participants"] == {"item", "who", "receipt", "extra", "batch"}
+        assert columns["private_contributions"] == {"key", "item", "payload"}
+        for table in ("private_participants", "private_contributions", "private_batches"):
             (sql,) = secret.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,))
             assert "WITHOUT ROWID" in sql[0]
+        for table in ("polls_secret_voters", "polls_secret_ballots", "polls_secret_receipts"):
             assert await h.db.fetchval(f"SELECT COUNT(*) FROM {table}") == 0  # main: empty
         assert secret.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert await h.db.fetchval("SELECT COUNT(*) FROM polls_responses") == 0
@@ -75,12 +76,18 @@ async def test_secret_ballot_by_direct_message_leaves_no_voter_choice_link(tmp_p
             for row in secret.execute(f"SELECT * FROM {table}"):
                 values = " ".join(str(v) for v in tuple(row))
                 if any(user in values for user in (ANN, BOB, CAT)):
-                    assert "answers" not in names, table
-        keys = [r[0] for r in secret.execute("SELECT ballot_key FROM polls_secret_ballots")]
-        assert len(keys) == 3 and all(len(k) == 32 for k in keys)
+                    assert "payload" not in names, table
+        # Ballots are written in batches of the threshold (3) once twice that wait, the rest at
+        # the close: none is on disk yet, while every voter is (to refuse a second ballot).
+        assert secret.execute("SELECT COUNT(*) FROM private_contributions").fetchone() == (0,)
+        assert secret.execute("SELECT COUNT(*) FROM private_participants").fetchone() == (3,)
         secret.close()
 
         await h.say(room, ANN, "!poll close P-1")
+        secret = secret_file(h)
+        keys = [r[0] for r in secret.execute("SELECT key FROM private_contributions")]
+        assert len(keys) == 3 and all(len(k) == 32 for k in keys)
+        secret.close()
         results = h.last_text(room)
         assert "Winner: Lights." in results
         assert "3. Lights: ███████░░░ 2 (67%)" in results
@@ -148,7 +155,7 @@ async def test_export_and_forget_keep_totals_but_not_who_voted(tmp_path):
         assert "You have already voted in P-3" in h.texts()[-1]
         rows = await h.db.fetchall("SELECT voter FROM polls_responses")
         secret = secret_file(h)
-        rows += secret.execute("SELECT voter FROM polls_secret_voters").fetchall()
+        rows += secret.execute("SELECT who FROM private_participants").fetchall()
         secret.close()
         assert BOB not in {row[0] for row in rows}
 

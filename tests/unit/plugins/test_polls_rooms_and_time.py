@@ -168,14 +168,17 @@ async def test_a_replayed_secret_ballot_is_answered_as_counted_again(tmp_path):
 
         h.transport.send_event = recording
         await h.bot.handle_batch([vote])
+        # The ballot waited in memory for its batch (see civicbot/storage/private_store.py), so
+        # the stop lost it; the replayed vote counts it, answered as before, and Bob, having
+        # voted again, is not asked to.
         assert attempts == [(first.txn_id, first.body)]
-        secret = secret_file(h)
-        assert secret.execute("SELECT COUNT(*) FROM polls_secret_ballots").fetchone()[0] == 1
-        secret.close()
         await h.say(dm, BOB, "!vote P-1 1")  # a second ballot is still refused
         assert "You have already voted in P-1" in h.last_text(dm)
         await h.say(room, ANN, "!poll close P-1")
         assert "2. Planters: ██████████ 1 (100%)" in h.last_text(room)
+        secret = secret_file(h)
+        assert secret.execute("SELECT COUNT(*) FROM private_contributions").fetchone()[0] == 1
+        secret.close()
         # Even replayed after the close, Bob's ballot is the one that was counted.
         attempts.clear()
         await h.db.execute("DELETE FROM core_handled")
