@@ -35,7 +35,7 @@ async def run_bot(settings: Settings) -> None:
         await bot.start()
         scheduler.start()
         log.info("civicbot %s running as %s", bot.version, transport.user_id)
-        await transport.run(bot.handle_batch)
+        await transport.run(bot.accept)
     finally:
         scheduler.shutdown()
         await bot.stop()

@@ -9,7 +9,6 @@ twice.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import fnmatch
 import hashlib
@@ -36,6 +35,7 @@ from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.plugin import Plugin
+from civicbot.core.rooms import RoomQueues
 from civicbot.core.templates import TemplateCheckError, Templates
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
@@ -90,6 +90,7 @@ class Bot:
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._rooms = RoomQueues(self.handle_event)
         self._started = clock.monotonic()
         self._caught_up = False
         self._core = CoreServices(
@@ -148,7 +149,9 @@ class Bot:
         log.info("loaded plugins: %s", ", ".join(self.plugins))
 
     async def stop(self) -> None:
-        """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""
+        """Finish what is queued, then tear every plugin down and cancel its jobs (their
+        deadlines stay in its tables)."""
+        await self._rooms.drain()
         for plugin in reversed(list(self.plugins.values())):
             await quietly(plugin.teardown())
             plugin.ctx.jobs.cancel_all()
@@ -196,31 +199,30 @@ class Bot:
 
     # -- events --------------------------------------------------------------------------------
     async def handle_batch(self, events: list[Event]) -> None:
-        """Handle one sync batch: rooms concurrently, each room's events in order. After the
-        first batch of a start (the backlog), tell every plugin it has caught up."""
-        await self._handle_batch(events)
-        if not self._caught_up:
-            self._caught_up = True
-            for name, plugin in self.plugins.items():
-                if type(plugin).implements("caught_up"):
-                    try:
-                        await plugin.caught_up()
-                    except Exception:
-                        log.exception("plugin %s failed after catching up", name)
+        """Handle one sync batch and wait for it: rooms concurrently, each room's events in
+        order (what :meth:`accept` does, awaited to the end)."""
+        await (await self.accept(events))
 
-    async def _handle_batch(self, events: list[Event]) -> None:
-        fresh = await self._unhandled(events)
-        by_room: dict[str, list[Event]] = {}
-        for event in fresh:
-            by_room.setdefault(event.room_id, []).append(event)
-        if len(by_room) == 1:
-            await self._handle_room(next(iter(by_room.values())))
-        elif by_room:
-            await asyncio.gather(*(self._handle_room(evs) for evs in by_room.values()))
+    async def accept(self, events: list[Event]) -> Awaitable[None]:
+        """Queue one sync batch on its rooms' queues (:mod:`civicbot.core.rooms`) and return
+        as soon as it is queued, with an awaitable that completes once every event of it has
+        been handled. Waits first only while the queues are full (back-pressure on the sync
+        loop). After the first batch of a start (the backlog), every plugin hears it has
+        caught up."""
+        done = await self._rooms.submit(await self._unhandled(events))
+        if self._caught_up:
+            return done
+        self._caught_up = True
+        return self._catch_up(done)
 
-    async def _handle_room(self, events: list[Event]) -> None:
-        for event in events:
-            await self.handle_event(event)
+    async def _catch_up(self, backlog: Awaitable[None]) -> None:
+        await backlog
+        for name, plugin in self.plugins.items():
+            if type(plugin).implements("caught_up"):
+                try:
+                    await plugin.caught_up()
+                except Exception:
+                    log.exception("plugin %s failed after catching up", name)
 
     async def _unhandled(self, events: list[Event]) -> list[Event]:
         me = self.transport.user_id

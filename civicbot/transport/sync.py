@@ -6,8 +6,9 @@ response into the list of events the core handles and records where the next syn
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -81,6 +82,15 @@ class SyncReader:
         self._db = db
         self._api = api
         self._decrypt = decrypt
+        # Each room's newest event read so far: the mark a gap pages back to, kept here too
+        # because the saved one trails behind while earlier batches are still being handled.
+        self._marks: dict[str, str] = {}
+
+    def note(self, events: list[Event]) -> None:
+        """Remember each room's newest event of a batch that was read (not yet handled)."""
+        for event in events:
+            if event.event_id:
+                self._marks[event.room_id] = f"{event.ts}|{event.event_id}"
 
     async def collect(self, response: SyncResponse) -> Batch:
         """Every event of the batch to hand to the core, invites first."""
@@ -179,7 +189,7 @@ class SyncReader:
 
         Federated events can arrive late with older timestamps, so time alone is only a
         fallback: we stop on time when we pass well below the last event we saw."""
-        mark = await self._db.kv_get(f"room_last:{room_id}") or "0|"
+        mark = self._marks.get(room_id) or await self._db.kv_get(f"room_last:{room_id}") or "0|"
         last_ts_text, _, last_id = mark.partition("|")
         floor_ts = int(last_ts_text) - LATE_EVENT_ALLOWANCE_MS
         older: list[dict[str, Any]] = []
@@ -222,3 +232,47 @@ class SyncReader:
 
 def _source(item: dict[str, Any] | MegolmEvent) -> dict[str, Any]:
     return item.source if isinstance(item, MegolmEvent) else item
+
+
+class PositionKeeper:
+    """Saves sync positions in batch order, each once its batch has been handled.
+
+    The sync loop does not wait for the core: it hands a batch on and syncs again. What it must
+    not do is store a position past an event that is still waiting in a room's queue, or a
+    crash would lose it. So every batch's position waits here for its own completion and for
+    every batch before it; ``after`` (the held encrypted events released into the batch) runs
+    just before the save."""
+
+    def __init__(self, reader: SyncReader):
+        self._reader = reader
+        self._batches: asyncio.Queue[
+            tuple[Awaitable[None], str, list[Event], Callable[[], Awaitable[None]] | None] | None
+        ] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(
+        self,
+        done: Awaitable[None],
+        token: str,
+        events: list[Event],
+        after: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._save_in_order())
+        self._batches.put_nowait((done, token, events, after))
+
+    async def _save_in_order(self) -> None:
+        while (item := await self._batches.get()) is not None:
+            done, token, events, after = item
+            await done
+            if after is not None:
+                await after()
+            await self._reader.save_position(token, events)
+
+    async def finish(self) -> None:
+        """Wait until every batch handed on is handled and its position saved."""
+        if self._task is None:
+            return
+        self._batches.put_nowait(None)
+        task, self._task = self._task, None
+        await task
