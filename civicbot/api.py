@@ -55,7 +55,7 @@ from civicbot.core.dates import (
 )
 from civicbot.core.events import Event, EventKind, Message, matrix_to
 from civicbot.core.outgoing import Outgoing
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, observe, on
 from civicbot.core.templates import Rendered, TemplateCheckError, Templates
 from civicbot.core.text import clean_text, comparison_key
 from civicbot.logs import privacy_filter, private
@@ -136,6 +136,7 @@ __all__ = [
     "is_operator_only",
     "matrix_to",
     "ms",
+    "observe",
     "on",
     "parse_duration",
     "parse_setting_value",

@@ -34,7 +34,7 @@ from civicbot.core.events import Event, EventKind, Message
 from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
-from civicbot.core.plugin import Plugin
+from civicbot.core.plugin import Plugin, Wants
 from civicbot.core.rooms import RoomQueues
 from civicbot.core.templates import TemplateCheckError, Templates
 from civicbot.policy.floodcontrol import FloodControl
@@ -85,7 +85,13 @@ class Bot:
         )
         self.plugins: dict[str, Plugin[Any]] = {}
         self.index = CommandIndex({})
-        self._hooks: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
+        self._hooks: dict[EventKind, list[tuple[Plugin[Any], str, Wants | None]]] = {}
+        # Batch observers (``@observe``): one call per batch and room, made as it is queued.
+        self._batch_observers: list[tuple[Plugin[Any], frozenset[EventKind], str]] = []
+        self._batch_kinds: frozenset[EventKind] = frozenset()
+        # Plain messages are not looked up in core_handled when queued (nothing acts on most
+        # of them): a hook that does want one looks it up first (see _dispatch).
+        self._unchecked: set[str] = set()
         # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
@@ -142,8 +148,14 @@ class Bot:
             raise PluginLoadError(f"plugin '{name}' failed to load: {why}") from exc
         for plugin in self.plugins.values():
             for kind, attr in type(plugin).declared_event_hooks():
-                table = self._observers if type(plugin).observes(attr) else self._hooks
-                table.setdefault(kind, []).append((plugin, attr))
+                if type(plugin).observes(attr):
+                    self._observers.setdefault(kind, []).append((plugin, attr))
+                else:
+                    hook = (plugin, attr, type(plugin).wants(attr))
+                    self._hooks.setdefault(kind, []).append(hook)
+            for kinds, attr in type(plugin).declared_batch_observers():
+                self._batch_observers.append((plugin, frozenset(kinds), attr))
+                self._batch_kinds |= frozenset(kinds)
         cutoff = int(time.time()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         log.info("loaded plugins: %s", ", ".join(self.plugins))
@@ -209,7 +221,10 @@ class Bot:
         been handled. Waits first only while the queues are full (back-pressure on the sync
         loop). After the first batch of a start (the backlog), every plugin hears it has
         caught up."""
-        done = await self._rooms.submit(await self._unhandled(events))
+        fresh = await self._unhandled(events)
+        if self._batch_observers:
+            await self._observe_batch(fresh)
+        done = await self._rooms.submit(fresh)
         if self._caught_up:
             return done
         self._caught_up = True
@@ -224,17 +239,38 @@ class Bot:
                 except Exception:
                     log.exception("plugin %s failed after catching up", name)
 
+    async def _observe_batch(self, events: list[Event]) -> None:
+        me = self.transport.user_id
+        kinds = self._batch_kinds
+        by_room: dict[str, list[Event]] = {}
+        for e in events:
+            if e.kind in kinds and e.sender != me:
+                by_room.setdefault(e.room_id, []).append(e)
+        for room_id, seen in by_room.items():
+            for plugin, wanted, attr in self._batch_observers:
+                if not (await self.room_settings.get(room_id, plugin.ctx.name)).enabled:
+                    continue
+                mine = [e for e in seen if e.kind in wanted]
+                if not mine:
+                    continue
+                try:
+                    getattr(plugin, attr)(mine)
+                except Exception:
+                    log.exception("%s observer %s failed in %s", plugin.ctx.name, attr, room_id)
+
     async def _unhandled(self, events: list[Event]) -> list[Event]:
         me = self.transport.user_id
-        # Our own events and notices never make us act, so they need no lookup.
-        ids = [
-            e.event_id
-            for e in events
-            if e.event_id
-            and e.event_id not in self._recent
-            and e.sender != me
-            and e.kind is not EventKind.NOTICE
-        ]
+        prefix = self.prefix
+        # Our own events and notices never make us act, so they need no lookup; nor does a
+        # plain message here (it is looked up later if a hook turns out to want it).
+        ids = []
+        for e in events:
+            if not e.event_id or e.event_id in self._recent or e.sender == me:
+                continue
+            if e.kind is EventKind.MESSAGE and not e.body.startswith(prefix):
+                self._unchecked.add(e.event_id)
+            elif e.kind is not EventKind.NOTICE:
+                ids.append(e.event_id)
         done: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -255,12 +291,14 @@ class Bot:
     async def handle_event(self, event: Event) -> None:
         """Handle one event; never raises."""
         if event.event_id in self._recent:
+            self._unchecked.discard(event.event_id)
             return
         try:
             acted = await self._dispatch(event)
         except Exception:
             log.exception("unexpected failure handling %s", event.event_id)
             acted = True
+        self._unchecked.discard(event.event_id)
         self._remember(event.event_id)
         if acted and event.event_id:
             failpoints.hit("after-handle")
@@ -291,10 +329,16 @@ class Bot:
             await self._observe(event, plugin, attr)
         if event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix):
             acted = await self._on_command(event)
-        for plugin, attr in self._hooks.get(event.kind, []):
+        for plugin, attr, when in self._hooks.get(event.kind, ()):
+            if when is not None and not when(plugin, event):
+                continue
             config = await self.room_settings.get(event.room_id, plugin.ctx.name)
             if not config.enabled:
                 continue
+            if event.event_id in self._unchecked:
+                self._unchecked.discard(event.event_id)
+                if await self._handled_before(event.event_id):  # replayed after a crash
+                    return False
             # Each hook method its own transaction ids: two hooks of one plugin both speak.
             ctx = self._context(event, plugin, config, key_suffix=f"{plugin.ctx.name}:{attr}")
             said: list[Any] = []
@@ -306,6 +350,11 @@ class Bot:
             # core_handled row. Anything else, a failure included, counts as acted.
             acted = acted or not (said and said[0] is False)
         return acted
+
+    async def _handled_before(self, event_id: str) -> bool:
+        return bool(
+            await self.db.fetchval("SELECT 1 FROM core_handled WHERE event_id = ?", (event_id,))
+        )
 
     async def _observe(self, event: Event, plugin: Plugin[Any], attr: str) -> None:
         """Run an observer: no timeout task and no apology (it is cheap and never sends), its

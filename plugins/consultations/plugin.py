@@ -91,6 +91,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         self.walks = WalkThrough(self.store, self.anon)
 
     async def setup(self) -> None:
+        await self.store.load_walkers()
         await self.runner.start()
 
     async def caught_up(self) -> None:
@@ -268,7 +269,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
             "response by DM."
         )
 
-    @on(EventKind.MESSAGE)
+    @on(EventKind.MESSAGE, when=lambda self, event: self.store.may_walk(event.sender))
     async def dm_message(self, ctx: Ctx) -> bool:
         """Plain text in someone's DM with the bot carries their walk-through on. Any other
         message was not for this hook: False tells the core nothing was done with it."""

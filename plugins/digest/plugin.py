@@ -3,6 +3,7 @@ digest itself: counted by observers, posted by :mod:`lifecycle`, built by :mod:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from civicbot_plugins.digest.store import MIGRATIONS, DigestStore
 from civicbot.api import (
     CommandError,
     Context,
+    Event,
     EventKind,
     ForgetReport,
     JobContext,
@@ -26,7 +28,7 @@ from civicbot.api import (
     Role,
     command,
     format_when,
-    on,
+    observe,
 )
 
 Ctx = Context[DigestConfig]
@@ -74,19 +76,17 @@ class DigestPlugin(Plugin[DigestConfig]):
     async def _tick(self, job: JobContext[DigestConfig]) -> None:
         await self.runner.tick(job.now)
 
-    # -- counting (observers: cheap, never send, never mark an event handled) -----------------
-    @on(EventKind.MESSAGE, observe=True)
-    async def count_message(self, ctx: Ctx) -> None:
-        event = ctx.event
-        at = event.ts // 1000 if event.ts else int(ctx.now.timestamp())
-        self.counter.message(event.room_id, at, event.thread_root)
-
-    @on(EventKind.MEMBERSHIP, observe=True)
-    async def count_join(self, ctx: Ctx) -> None:
-        event = ctx.event
-        if event.membership == "join" and event.state_key and event.state_key == event.sender:
-            at = event.ts // 1000 if event.ts else int(ctx.now.timestamp())
-            self.counter.joined(event.room_id, event.sender, at)
+    # -- counting (batch observers: cheap, never send, never mark an event handled) ----------
+    @observe(EventKind.MESSAGE, EventKind.MEMBERSHIP)
+    def count(self, events: Sequence[Event]) -> None:
+        now = int(self.ctx.clock.now().timestamp())
+        counter = self.counter
+        for event in events:
+            at = event.ts // 1000 if event.ts else now
+            if event.kind is EventKind.MESSAGE:
+                counter.message(event.room_id, at, event.thread_root)
+            elif event.membership == "join" and event.state_key and event.state_key == event.sender:
+                counter.joined(event.room_id, event.sender, at)
 
     # -- commands ------------------------------------------------------------------------------
     @command("digest", examples=("!digest", "!digest preview", "!digest subscribe"))
