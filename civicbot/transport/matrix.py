@@ -44,6 +44,7 @@ from civicbot.transport.direct import DirectChats
 from civicbot.transport.encryption import EncryptionDuties
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
 from civicbot.transport.login import DeviceLogin
+from civicbot.transport.schemas import install as cache_nio_validators
 from civicbot.transport.sync import (
     FIRST_SYNC_FILTER,
     SYNC_FILTER,
@@ -53,6 +54,8 @@ from civicbot.transport.sync import (
 )
 
 log = logging.getLogger(__name__)
+
+cache_nio_validators()
 
 __all__ = ["Backoff", "MatrixTransport"]
 
