@@ -1,8 +1,10 @@
 """Timers and hooks: expiry and the reminder before it, the digests, forgetting a person.
 
 The expiry job runs every :data:`SWEEP` (and once at start, for what came due while the bot
-was down). Its DMs are keyed by the job and its due time, so a run repeated after a crash does
-not message anyone twice; each post's reminder is sent once (``mark_reminded``).
+was down), and goes on page by page until nothing due is left: thousands that fell due while
+the bot was away are cleared in one run, as fast as the send pacer lets their DMs out. Its DMs
+are keyed by the job and its due time, so a run repeated after a crash does not message anyone
+twice; each post's reminder is sent once (``mark_reminded``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
+from civicbot_plugins.mutual_aid.models import Post, to_iso
 from civicbot_plugins.mutual_aid.parsing import OFFER
 from civicbot_plugins.mutual_aid.store import AidStore
 
 from civicbot.api import DigestSection, ForgetReport, JobContext, PluginContext, private
 
 SWEEP = timedelta(minutes=15)
+PAGE = 500  # posts read at a time by the expiry job
 
 
 # A digest lists this many new offers and thanks, then says how many more (the waiting needs
@@ -45,17 +49,11 @@ class AidUpkeep:
     async def sweep(self, job: JobContext[Any]) -> None:
         """Expire what is past its expiry, remind what expires soon; the poster is told by DM."""
         now = job.now
-        for post in await self.jobs.past_expiry(now):
-            change = service.expire(post, now)
-            if change is None or not await self.store.apply(post, change, now=now):
-                continue
-            poster = await self.store.requester_of(post)
-            if poster is not None:
-                await job.dm(
-                    poster,
-                    f"Your post {post.short_id} (“{post.body}”) has expired. To bring it back, "
-                    f"type `{self.plugin.prefix}renew {post.short_id}`.",
-                )
+        after = ("", 0)
+        while page := await self.jobs.past_expiry(now, PAGE, after):
+            for post in page:
+                await self._expire(job, post, now)
+            after = (to_iso(page[-1].expires_at), page[-1].id)
         for post in await self.jobs.expiring_between(now, now + service.REMIND_BEFORE):
             if not await self.jobs.mark_reminded(post.id):
                 continue
@@ -67,6 +65,18 @@ class AidUpkeep:
                     f"{post.expires_at:%a %-d %b}. To keep it up, type "
                     f"`{self.plugin.prefix}renew {post.short_id}`.",
                 )
+
+    async def _expire(self, job: JobContext[Any], post: Post, now: datetime) -> None:
+        change = service.expire(post, now)
+        if change is None or not await self.store.apply(post, change, now=now):
+            return
+        poster = await self.store.requester_of(post)
+        if poster is not None:
+            await job.dm(
+                poster,
+                f"Your post {post.short_id} (“{post.body}”) has expired. To bring it back, "
+                f"type `{self.plugin.prefix}renew {post.short_id}`.",
+            )
 
     # -- digests -------------------------------------------------------------------------------
     async def digest_section(
