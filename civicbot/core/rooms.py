@@ -45,6 +45,13 @@ class BatchDone:
         if self._left == 0 and not self._done.done():
             self._done.set_result(None)
 
+    def _fail(self, exc: BaseException) -> None:
+        if not self._done.done():
+            if isinstance(exc, asyncio.CancelledError):
+                self._done.cancel()
+            else:
+                self._done.set_exception(exc)
+
     def done(self) -> bool:
         return self._done.done()
 
@@ -104,6 +111,15 @@ class RoomQueues:
                     await self._handle(event)
                 except Exception:  # the handler never raises; a worker must not die anyway
                     log.exception("handling %s in %s failed", event.event_id, room)
+                except BaseException as exc:
+                    # Cancelled, or the process is going down: whoever awaits this batch hears
+                    # it (and saves no position past it); the rest of the queue stays queued.
+                    queue.popleft()
+                    self._pending -= 1
+                    done._fail(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return
                 queue.popleft()
                 self._pending -= 1
                 done._one_done()

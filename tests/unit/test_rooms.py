@@ -113,3 +113,27 @@ async def test_a_position_is_saved_only_once_its_batch_and_every_earlier_one_is_
     handler.gates["!slow"].set()
     await keeper.finish()
     assert positions.saved == ["t1", "t2"]
+
+
+class Fatal(BaseException):
+    pass
+
+
+async def test_a_fatal_error_reaches_whoever_awaits_the_batch_and_the_room_goes_on() -> None:
+    seen: list[str] = []
+
+    async def handle(event: Event) -> None:
+        if event.event_id == "$!r1":
+            raise Fatal
+        seen.append(event.event_id)
+
+    queues = RoomQueues(handle)
+    done = await queues.submit([message("!r", 1)])
+    try:
+        await done
+    except Fatal:
+        pass
+    else:
+        raise AssertionError("the batch did not report the fatal error")
+    await (await queues.submit([message("!r", 2)]))
+    assert seen == ["$!r2"] and queues.pending == 0
