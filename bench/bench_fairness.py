@@ -7,9 +7,10 @@ Everything runs on loopback: a private Synapse started here, the real bot as a
 ``python -m civicbot run`` child process (its default settings and limits), and the bare
 matrix-nio echo bot of ``bench_ping_latency.py`` (``sync_forever``, one callback) as another.
 Both bot accounts are in the same ``--rooms`` rooms. ``--busy`` of them get a burst at once:
-``--residents`` residents each send ``--pings`` ``!ping`` there (5 x 5 by default, inside
-civicbot's default limits), all together. Meanwhile a moderator in one quiet room sends
-``!ping`` every ``--every`` seconds, and between pings a plain message (the floor).
+``--residents`` residents of each of those rooms (its own: one person in many rooms would meet
+civicbot's limit for one person everywhere) each send ``--pings`` ``!ping`` there (5 x 5 by
+default, inside civicbot's default limits), all together. Meanwhile a moderator in one quiet
+room sends ``!ping`` every ``--every`` seconds, and between pings a plain message (the floor).
 
 All latencies are from the moment the moderator starts the send to the ``origin_server_ts``
 Synapse stamps on the answer (same machine, same clock): for a ``!ping``, each bot's reply; for
@@ -78,11 +79,13 @@ async def quiet_room(moderator: Any, room: str, count: int, every: float) -> lis
     return sent
 
 
-async def burst(residents: list[Any], rooms: list[str], pings: int) -> list[tuple[str, str]]:
+async def burst(residents: dict[str, list[Any]], pings: int) -> list[tuple[str, str]]:
     async def one(resident: Any, room: str) -> list[tuple[str, str]]:
         return [(room, await resident.send_text(room, "!ping")) for _ in range(pings)]
 
-    done = await asyncio.gather(*(one(r, room) for r in residents for room in rooms))
+    done = await asyncio.gather(
+        *(one(r, room) for room, people in residents.items() for r in people)
+    )
     return [each for part in done for each in part]
 
 
@@ -117,24 +120,25 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
         moderator = await Resident.login(
             synapse.url, synapse.register("moderator", password), password
         )
-        residents = [
-            await Resident.login(synapse.url, synapse.register(f"resident{n}", password), password)
-            for n in range(args.residents)
-        ]
         print(f"creating {args.rooms} rooms with both bots…", file=sys.stderr)
         rooms = await make_rooms(moderator, bots, args.rooms)
         await wait_joined(moderator, rooms, bots, timeout=60 + args.rooms)
         quiet, busy = rooms[0], rooms[1 : 1 + args.busy]
-        for room in busy:
-            for resident in residents:
-                await moderator.invite(room, resident.user_id)
+        residents: dict[str, list[Any]] = {}
+        for r, room in enumerate(busy):
+            residents[room] = []
+            for n in range(args.residents):
+                user = synapse.register(f"resident{r}x{n}", password)
+                resident = await Resident.login(synapse.url, user, password)
+                await moderator.invite(room, user)
                 await resident.join(room)
+                residents[room].append(resident)
         await asyncio.sleep(3)  # let both bots' syncs settle after the set-up
         print("burst…", file=sys.stderr)
         cpu_before = {c.name: c.cpu_seconds() for c in children}
         started = time.time() * 1000
         quiet_task = asyncio.create_task(quiet_room(moderator, quiet, args.quiet_pings, args.every))
-        asked = await burst(residents, busy, args.pings)
+        asked = await burst(residents, args.pings)
         sent = await quiet_task
         # Wait for every answer (or give up after a minute of no progress).
         answers: dict[tuple[str, str], int] = {}
@@ -156,7 +160,7 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
             await asyncio.sleep(1)
         cpu = {c.name: (c.cpu_seconds() or 0) - (cpu_before[c.name] or 0) for c in children}
         history = {e["event_id"]: e for e in await moderator.messages(quiet, limit=1000)}
-        for each in (moderator, *residents):
+        for each in (moderator, *(r for people in residents.values() for r in people)):
             await each.close()
     finally:
         for child in children:
