@@ -19,7 +19,7 @@ burst). Each bot's quiet-room numbers (median, p95, max) are reported side by si
 floor, and how long each bot took to answer the whole burst.
 
     python bench/bench_fairness.py [--rooms 201] [--busy 20] [--residents 5] [--pings 5]
-        [--quiet-pings 20] [--every 1.0] [--keep DIR]
+        [--quiet-pings 20] [--every 1.0] [--quiet-people 3] [--keep DIR]
 
 Exits 1 when a target is missed, 2 when a bot missed a ``!ping``.
 """
@@ -68,13 +68,16 @@ async def wait_joined(moderator: Any, rooms: list[str], bots: list[str], timeout
             await asyncio.sleep(0.5)
 
 
-async def quiet_room(moderator: Any, room: str, count: int, every: float) -> list[tuple]:
-    """Send ``count`` pings and plain messages, alternating; return (kind, event id, start ms)."""
+async def quiet_room(people: list[Any], room: str, count: int, every: float) -> list[tuple]:
+    """Send ``count`` pings and plain messages, alternating, taking turns among ``people`` (one
+    person pinging every second would meet civicbot's default limit for one person, 20 a
+    minute); return (kind, event id, start ms)."""
     sent: list[tuple[str, str, float]] = []
     for n in range(count):
+        speaker = people[n % len(people)]
         for kind, body in (("ping", "!ping"), ("floor", f"plain message {n}")):
             start = time.time() * 1000
-            sent.append((kind, await moderator.send_text(room, body), start))
+            sent.append((kind, await speaker.send_text(room, body), start))
             await asyncio.sleep(every / 2)
     return sent
 
@@ -124,6 +127,13 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
         rooms = await make_rooms(moderator, bots, args.rooms)
         await wait_joined(moderator, rooms, bots, timeout=60 + args.rooms)
         quiet, busy = rooms[0], rooms[1 : 1 + args.busy]
+        quiet_people = [moderator]
+        for n in range(1, args.quiet_people):
+            user = synapse.register(f"neighbour{n}", password)
+            person = await Resident.login(synapse.url, user, password)
+            await moderator.invite(quiet, user)
+            await person.join(quiet)
+            quiet_people.append(person)
         residents: dict[str, list[Any]] = {}
         for r, room in enumerate(busy):
             residents[room] = []
@@ -137,7 +147,9 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
         print("burst…", file=sys.stderr)
         cpu_before = {c.name: c.cpu_seconds() for c in children}
         started = time.time() * 1000
-        quiet_task = asyncio.create_task(quiet_room(moderator, quiet, args.quiet_pings, args.every))
+        quiet_task = asyncio.create_task(
+            quiet_room(quiet_people, quiet, args.quiet_pings, args.every)
+        )
         asked = await burst(residents, args.pings)
         sent = await quiet_task
         # Wait for every answer (or give up after a minute of no progress).
@@ -160,7 +172,7 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
             await asyncio.sleep(1)
         cpu = {c.name: (c.cpu_seconds() or 0) - (cpu_before[c.name] or 0) for c in children}
         history = {e["event_id"]: e for e in await moderator.messages(quiet, limit=1000)}
-        for each in (moderator, *(r for people in residents.values() for r in people)):
+        for each in (*quiet_people, *(r for people in residents.values() for r in people)):
             await each.close()
     finally:
         for child in children:
@@ -233,6 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pings", type=int, default=5, help="!ping per resident and busy room")
     parser.add_argument("--quiet-pings", type=int, default=20, help="!ping in the quiet room")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between quiet pings")
+    parser.add_argument(
+        "--quiet-people", type=int, default=3, help="people taking turns to ping the quiet room"
+    )
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep the logs")
     args = parser.parse_args(argv)
     if args.busy >= args.rooms:
