@@ -9,8 +9,9 @@ matrix-nio echo bot of ``bench_ping_latency.py`` (``sync_forever``, one callback
 Both bot accounts are in the same ``--rooms`` rooms. ``--busy`` of them get a burst at once:
 ``--residents`` residents of each of those rooms (its own: one person in many rooms would meet
 civicbot's limit for one person everywhere) each send ``--pings`` ``!ping`` there (5 x 5 by
-default, inside civicbot's default limits), all together. Meanwhile a moderator in one quiet
-room sends ``!ping`` every ``--every`` seconds, and between pings a plain message (the floor).
+default, inside civicbot's default limits), all together. Meanwhile ``--quiet-people`` people
+in one quiet room take turns to send ``!ping`` every ``--every`` seconds, and between pings a
+plain message (the floor).
 
 All latencies are from the moment the moderator starts the send to the ``origin_server_ts``
 Synapse stamps on the answer (same machine, same clock): for a ``!ping``, each bot's reply; for
