@@ -1,7 +1,10 @@
 """Core dispatch throughput with the fake transport, on one core.
 
-Targets (foundation issue): at least 5,000 plain messages per second and 1,000 commands per
-second, each command writing to the database.
+Targets: at most 5 µs of CPU per plain message with every built-in plugin on, i.e. at least
+100,000 plain messages per second on one core (issue 23; the foundation issue asked 5,000/s),
+and 1,000 commands per second, each command writing to the database. CPU time (user + system,
+the aiosqlite thread included) per event is reported beside the rate, so a busy machine, which
+slows the wall clock, says less about the bot than about its neighbours.
 
 The real :class:`~civicbot.core.bot.Bot` runs with every discovered plugin plus a benchmark-only
 plugin, a real SQLite database in a temporary directory and the in-memory
@@ -46,7 +49,8 @@ from civicbot.core.loader import discover
 from civicbot.core.plugin import Plugin
 from civicbot.testing.harness import BotHarness
 
-MESSAGE_TARGET = 5_000.0  # plain messages per second
+MESSAGE_TARGET = 100_000.0  # plain messages per second
+MESSAGE_CPU_TARGET_US = 5.0  # CPU per plain message
 COMMAND_TARGET = 1_000.0  # commands per second, each writing to the database
 
 
@@ -146,8 +150,9 @@ class Bench:
             )
         return out
 
-    async def run(self, workload: Workload, count: int) -> float:
-        """Feed ``count`` events through the bot; check what it did; return events per second."""
+    async def run(self, workload: Workload, count: int) -> tuple[float, float]:
+        """Feed ``count`` events through the bot; check what it did; return events per second
+        and µs of CPU per event."""
         raws = self.raw_events(workload, count)
         batches = [raws[i : i + self.batch] for i in range(0, len(raws), self.batch)]
         sent_before = len(self.h.transport.sent)
@@ -155,12 +160,12 @@ class Bench:
         handle_batch = self.h.bot.handle_batch
         from_raw = Event.from_raw
         gc.collect()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for batch in batches:
             await handle_batch([from_raw(raw, room_id) for raw, room_id in batch])
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         await self.verify(workload, raws, sent_before, handled_before)
-        return count / elapsed
+        return count / elapsed, cpu / count * 1e6
 
     async def verify(
         self,
@@ -232,7 +237,7 @@ async def main_async(args: argparse.Namespace) -> int:
     plugins = {**discover(builtin_only=True), BenchWritePlugin.name: BenchWritePlugin}
     lifted: dict[str, Any] = dict(LIFTED_LIMITS) if args.rate_limits == "off" else {}
     counts = {"plain": args.messages, "benchwrite": args.commands, "ping": args.commands}
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="civicbot-bench-") as tmp:
         async with BotHarness.create(Path(tmp), plugins, limits=lifted) as harness:
             args.limits_note = limits_note(args.rate_limits, lifted)
@@ -253,7 +258,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def report(
-    args: argparse.Namespace, results: dict[str, list[float]], counts: dict[str, int]
+    args: argparse.Namespace, results: dict[str, list[tuple[float, float]]], counts: dict[str, int]
 ) -> int:
     print()
     print(f"civicbot dispatch benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}")
@@ -263,18 +268,26 @@ def report(
         f"{args.repeats} runs after a warm-up"
     )
     print()
-    print("| workload | events per run | median /s | best /s | target /s | met |")
-    print("|---|---:|---:|---:|---:|:-:|")
+    print(
+        "| workload | events per run | median /s | best /s | target /s "
+        "| CPU µs per event (median) | met |"
+    )
+    print("|---|---:|---:|---:|---:|---:|:-:|")
     short = []
     for key, workload in WORKLOADS.items():
-        rates = results[key]
+        rates = [rate for rate, _ in results[key]]
+        cpu_us = statistics.median(us for _, us in results[key])
         median = statistics.median(rates)
-        met = median >= workload.target
+        # Plain messages are held to their CPU cost (the wall clock counts the neighbours).
+        met = cpu_us <= MESSAGE_CPU_TARGET_US if key == "plain" else median >= workload.target
         if not met:
             short.append(workload.name)
+        target = f"{workload.target:,.0f}" + (
+            f" (≤ {MESSAGE_CPU_TARGET_US:g} µs CPU)" if key == "plain" else ""
+        )
         print(
             f"| {workload.name} | {counts[key]:,} | {median:,.0f} | {max(rates):,.0f} | "
-            f"{workload.target:,.0f} | {'yes' if met else 'NO'} |"
+            f"{target} | {cpu_us:.1f} | {'yes' if met else 'NO'} |"
         )
     print()
     if short:

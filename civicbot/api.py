@@ -83,7 +83,7 @@ from civicbot.core.events import (
     poll_response_answers,
 )
 from civicbot.core.outgoing import Outgoing
-from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, on
+from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, observe, on
 from civicbot.core.public import (
     PublicConsultation,
     PublicCount,
@@ -216,6 +216,7 @@ __all__ = [
     "matrix_to",
     "ms",
     "notice_replacement",
+    "observe",
     "on",
     "parse_duration",
     "parse_setting_value",

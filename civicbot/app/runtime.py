@@ -62,7 +62,7 @@ async def _run_locked(
         web_runner = await start_web(bot.site)
         scheduler.start()
         log.info("civicbot %s running as %s", bot.version, transport.user_id)
-        await transport.run(bot.handle_batch)
+        await transport.run(bot.accept)
         clean = True
     finally:
         if web_runner is not None:

@@ -9,7 +9,6 @@ twice.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import fnmatch
 import logging
@@ -34,7 +33,8 @@ from civicbot.core.events import Event, EventKind
 from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, optional_plugins, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
-from civicbot.core.plugin import Plugin
+from civicbot.core.plugin import Plugin, Wants
+from civicbot.core.rooms import RoomQueues
 from civicbot.core.routing import Routing
 from civicbot.core.templates import Templates
 from civicbot.core.upgrades import TOMBSTONE, RoomReplacements
@@ -94,7 +94,13 @@ class Bot:
         self.plugins: dict[str, Plugin[Any]] = {}
         self.left_out: dict[str, str] = {}  # optional plugins that could not load, and why
         self.index = CommandIndex({})
-        self._hooks: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
+        self._hooks: dict[EventKind, list[tuple[Plugin[Any], str, Wants | None]]] = {}
+        # Batch observers (``@observe``): one call per batch and room, made as it is queued.
+        self._batch_observers: list[tuple[Plugin[Any], frozenset[EventKind], str]] = []
+        self._batch_kinds: frozenset[EventKind] = frozenset()
+        # Plain messages are not looked up in core_handled when queued (nothing acts on most
+        # of them): a hook that does want one looks it up first (see _dispatch).
+        self._unchecked: set[str] = set()
         # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
@@ -102,6 +108,7 @@ class Bot:
         self.replacements = RoomReplacements(db, transport, self._move_plugins, self.effects)
         self.effects.redirect = self.replacements.current
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._rooms = RoomQueues(self.handle_event)
         self._started = clock.monotonic()
         self._caught_up = False
         keyed_hash = keyed_hasher(installation_key(settings.bot.data_dir))
@@ -185,8 +192,14 @@ class Bot:
             )
         for plugin in self.plugins.values():
             for kind, attr in type(plugin).declared_event_hooks():
-                table = self._observers if type(plugin).observes(attr) else self._hooks
-                table.setdefault(kind, []).append((plugin, attr))
+                if type(plugin).observes(attr):
+                    self._observers.setdefault(kind, []).append((plugin, attr))
+                else:
+                    hook = (plugin, attr, type(plugin).wants(attr))
+                    self._hooks.setdefault(kind, []).append(hook)
+            for kinds, attr in type(plugin).declared_batch_observers():
+                self._batch_observers.append((plugin, frozenset(kinds), attr))
+                self._batch_kinds |= frozenset(kinds)
         cutoff = int(self.clock.now().timestamp()) - HANDLED_RETENTION_S
         await self.db.execute("DELETE FROM core_handled WHERE handled_at < ?", (cutoff,))
         await self.effects.purge()
@@ -219,7 +232,9 @@ class Bot:
         await self.effects.carry_out_pending()
 
     async def stop(self) -> None:
-        """Tear every plugin down and cancel its jobs (their deadlines stay in its tables)."""
+        """Finish what is queued, then tear every plugin down and cancel its jobs (their
+        deadlines stay in its tables)."""
+        await self._rooms.drain()
         self.scheduler.cancel("core:effects")
         for plugin in reversed(list(self.plugins.values())):
             await quietly(plugin.teardown())
@@ -268,48 +283,71 @@ class Bot:
 
     # -- events --------------------------------------------------------------------------------
     async def handle_batch(self, events: list[Event]) -> None:
-        """Handle one sync batch: rooms concurrently, each room's events in order. After the
-        first batch of a start (the backlog), tell every plugin it has caught up."""
-        await self._handle_batch(events)
-        if not self._caught_up:
-            self._caught_up = True
-            await self.routing.warm()
-            # Promises a crash or an outage left unkept (a welcome, a DM, a room) are kept
-            # first, then retried every minute until they are.
-            await self.effects.carry_out_pending()
-            self.scheduler.every("core:effects", EFFECT_RETRY, self._retry_effects)
-            for name, plugin in self.plugins.items():
-                if type(plugin).implements("caught_up"):
-                    try:
-                        await plugin.caught_up()
-                    except Exception:
-                        log.exception("plugin %s failed after catching up", name)
+        """Handle one sync batch and wait for it: rooms concurrently, each room's events in
+        order (what :meth:`accept` does, awaited to the end)."""
+        await (await self.accept(events))
 
-    async def _handle_batch(self, events: list[Event]) -> None:
+    async def accept(self, events: list[Event]) -> Awaitable[None]:
+        """Queue one sync batch on its rooms' queues (:mod:`civicbot.core.rooms`) and return
+        as soon as it is queued, with an awaitable that completes once every event of it has
+        been handled. Waits first only while the queues are full (back-pressure on the sync
+        loop). After the first batch of a start (the backlog), every plugin hears it has
+        caught up."""
         fresh = await self._unhandled(events)
-        by_room: dict[str, list[Event]] = {}
-        for event in fresh:
-            by_room.setdefault(event.room_id, []).append(event)
-        if len(by_room) == 1:
-            await self._handle_room(next(iter(by_room.values())))
-        elif by_room:
-            await asyncio.gather(*(self._handle_room(evs) for evs in by_room.values()))
+        if self._batch_observers:
+            await self._observe_batch(fresh)
+        done = await self._rooms.submit(fresh)
+        if self._caught_up:
+            return done
+        self._caught_up = True
+        return self._catch_up(done)
 
-    async def _handle_room(self, events: list[Event]) -> None:
-        for event in events:
-            await self.handle_event(event)
+    async def _catch_up(self, backlog: Awaitable[None]) -> None:
+        await backlog
+        await self.routing.warm()
+        # Promises a crash or an outage left unkept (a welcome, a DM, a room) are kept first,
+        # then retried every minute until they are.
+        await self.effects.carry_out_pending()
+        self.scheduler.every("core:effects", EFFECT_RETRY, self._retry_effects)
+        for name, plugin in self.plugins.items():
+            if type(plugin).implements("caught_up"):
+                try:
+                    await plugin.caught_up()
+                except Exception:
+                    log.exception("plugin %s failed after catching up", name)
+
+    async def _observe_batch(self, events: list[Event]) -> None:
+        me = self.transport.user_id
+        kinds = self._batch_kinds
+        by_room: dict[str, list[Event]] = {}
+        for e in events:
+            if e.kind in kinds and e.sender != me:
+                by_room.setdefault(e.room_id, []).append(e)
+        for room_id, seen in by_room.items():
+            for plugin, wanted, attr in self._batch_observers:
+                if not (await self.room_settings.get(room_id, plugin.ctx.name)).enabled:
+                    continue
+                mine = [e for e in seen if e.kind in wanted]
+                if not mine:
+                    continue
+                try:
+                    getattr(plugin, attr)(mine)
+                except Exception:
+                    log.exception("%s observer %s failed in %s", plugin.ctx.name, attr, room_id)
 
     async def _unhandled(self, events: list[Event]) -> list[Event]:
         me = self.transport.user_id
-        # Our own events and notices never make us act, so they need no lookup.
-        ids = [
-            e.event_id
-            for e in events
-            if e.event_id
-            and e.event_id not in self._recent
-            and e.sender != me
-            and e.kind is not EventKind.NOTICE
-        ]
+        prefix = self.prefix
+        # Our own events and notices never make us act, so they need no lookup; nor does a
+        # plain message here (it is looked up later if a hook turns out to want it).
+        ids = []
+        for e in events:
+            if not e.event_id or e.event_id in self._recent or e.sender == me:
+                continue
+            if e.kind is EventKind.MESSAGE and not e.body.startswith(prefix):
+                self._unchecked.add(e.event_id)
+            elif e.kind is not EventKind.NOTICE:
+                ids.append(e.event_id)
         done: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -330,6 +368,7 @@ class Bot:
     async def handle_event(self, event: Event) -> None:
         """Handle one event; never raises."""
         if event.event_id in self._recent:
+            self._unchecked.discard(event.event_id)
             return
         if self._may_change(event):
             # Before too: a page asked for between this event's reply and its end must not
@@ -340,6 +379,7 @@ class Bot:
         except Exception:
             log.exception("unexpected failure handling %s", event.event_id)
             acted = True
+        self._unchecked.discard(event.event_id)
         self._remember(event.event_id)
         if acted:
             self.site.touched(event.room_id)
@@ -381,10 +421,16 @@ class Bot:
             await self._observe(event, plugin, attr)
         if event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix):
             acted = await self._on_command(event)
-        for plugin, attr in self._hooks.get(event.kind, []):
+        for plugin, attr, when in self._hooks.get(event.kind, ()):
+            if when is not None and not when(plugin, event):
+                continue
             config = await self.room_settings.get(event.room_id, plugin.ctx.name)
             if not config.enabled:
                 continue
+            if event.event_id in self._unchecked:
+                self._unchecked.discard(event.event_id)
+                if await self._handled_before(event.event_id):  # replayed after a crash
+                    return False
             # Each hook method its own transaction ids: two hooks of one plugin both speak.
             ctx = self._context(event, plugin, config, key_suffix=f"{plugin.ctx.name}:{attr}")
             said: list[Any] = []
@@ -396,6 +442,11 @@ class Bot:
             # core_handled row. Anything else, a failure included, counts as acted.
             acted = acted or not (said and said[0] is False)
         return acted
+
+    async def _handled_before(self, event_id: str) -> bool:
+        return bool(
+            await self.db.fetchval("SELECT 1 FROM core_handled WHERE event_id = ?", (event_id,))
+        )
 
     async def _observe(self, event: Event, plugin: Plugin[Any], attr: str) -> None:
         """Run an observer: no timeout task and no apology (it is cheap and never sends), its

@@ -50,7 +50,10 @@ async def guarded(
     that are not commands (``apologise=False``) never post the apology: nobody asked the bot
     anything, and any member could repeat the event."""
     try:
-        await asyncio.wait_for(work, HANDLER_TIMEOUT)
+        # A timer, not a task per handler (asyncio.wait_for makes one): the hot path of every
+        # hooked event goes through here.
+        async with asyncio.timeout(HANDLER_TIMEOUT):
+            await work
     except UsageError as exc:
         if command is not None:
             await quietly(ctx.reply(usage_text(command, exc, ctx.prefix)))

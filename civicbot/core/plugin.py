@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, get_args, get_origin
 
 from civicbot.core.commands import Command, HandlerT
 from civicbot.core.context import ConfigT, PluginContext
-from civicbot.core.events import EventKind
+from civicbot.core.events import Event, EventKind
 from civicbot.core.public import (
     PublicConsultation,
     PublicCount,
@@ -55,8 +55,11 @@ __all__ = [
     "PublicPost",
     "PublicSection",
     "PublicUpdate",
+    "observe",
     "on",
 ]
+# A hook's cheap, synchronous test of an event: ``when(plugin, event)``.
+Wants = Callable[[Any, Event], bool]
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,21 @@ class DigestSection:
     order: int = 50  # lower comes first
 
 
-def on(*kinds: EventKind, observe: bool = False) -> Callable[[HandlerT], HandlerT]:
+def on(
+    *kinds: EventKind, observe: bool = False, when: Wants | None = None
+) -> Callable[[HandlerT], HandlerT]:
     """Mark a method ``async def handler(self, ctx: Context) -> None`` as an event hook.
 
-    ``observe=True`` makes it an observer: it only looks (counting messages for the digest)
-    and must be cheap and never send. An observer does not make the event *handled*, so the
-    core writes no ``core_handled`` row for it: a plain message stays as cheap to dispatch as
-    one nobody hooks. The price is that a message replayed after a crash is observed again,
-    so an observer must tolerate seeing an event twice (or keep its own dedup).
+    ``when`` is a cheap, synchronous test ``when(plugin, event) -> bool`` that the core runs
+    before it makes anything for the hook (no settings read, no context, no task): a hook that
+    wants few events (a DM walk-through, say) costs every other event one function call. It
+    must not block or do I/O; the hook itself checks again whatever needs the homeserver.
+
+    ``observe=True`` makes it an observer: it only looks and must be cheap and never send. An
+    observer does not make the event *handled*, so the core writes no ``core_handled`` row for
+    it; the price is that a message replayed after a crash is observed again, so an observer
+    must tolerate seeing an event twice (or keep its own dedup). To count many events, prefer
+    :func:`observe`, which is called once per batch.
 
     A full hook may return ``False`` to say the event was not for it and it did nothing (no
     send, no write): the core then records nothing for it either. Any other return (None
@@ -85,9 +95,27 @@ def on(*kinds: EventKind, observe: bool = False) -> Callable[[HandlerT], Handler
     def decorate(func: HandlerT) -> HandlerT:
         func.__civicbot_events__ = tuple(kinds)  # type: ignore[attr-defined]
         func.__civicbot_observe__ = observe  # type: ignore[attr-defined]
+        func.__civicbot_when__ = when  # type: ignore[attr-defined]
         return func
 
     return decorate
+
+
+def observe(*kinds: EventKind) -> Callable[[BatchObserver], BatchObserver]:
+    """Mark a synchronous method ``def seen(self, events: Sequence[Event]) -> None`` as a batch
+    observer: called once per sync batch and room in which the plugin is switched on, with that
+    room's new events of ``kinds`` in order (never the bot's own, never notices), as they are
+    queued to be handled. It counts, it never sends or awaits, and like any observer it must
+    tolerate seeing an event again after a crash. Costs a plain message almost nothing."""
+
+    def decorate(func: BatchObserver) -> BatchObserver:
+        func.__civicbot_batch_events__ = tuple(kinds)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+BatchObserver = Callable[[Any, Sequence[Event]], None]
 
 
 class Plugin(Generic[ConfigT]):
@@ -201,6 +229,20 @@ class Plugin(Generic[ConfigT]):
             for kind in getattr(member, "__civicbot_events__", ()):
                 found.append((kind, attr))
         return found
+
+    @classmethod
+    def declared_batch_observers(cls) -> list[tuple[tuple[EventKind, ...], str]]:
+        found = []
+        for attr, member in inspect.getmembers(cls, inspect.isfunction):
+            kinds = getattr(member, "__civicbot_batch_events__", ())
+            if kinds:
+                found.append((kinds, attr))
+        return found
+
+    @classmethod
+    def wants(cls, attr: str) -> Wants | None:
+        """The cheap test declared with ``@on(..., when=...)`` for the hook ``attr``, if any."""
+        return getattr(getattr(cls, attr), "__civicbot_when__", None)
 
     @classmethod
     def observes(cls, attr: str) -> bool:

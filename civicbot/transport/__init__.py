@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 from civicbot.core.events import Event, Message
 
-EventSink = Callable[[list[Event]], Awaitable[None]]
+# Takes one sync batch and returns once it is queued (it may wait while the core is full),
+# with an awaitable that completes once every event of the batch has been handled.
+EventSink = Callable[[list[Event]], Awaitable[Awaitable[None]]]
 # The state event a room made for a promised effect carries ({"key": the effect's key}), so a
 # retry after a crash finds the room instead of making a second one (civicbot.core.effects).
 INTENT_TYPE = "org.civicbot.intent"
@@ -32,7 +34,8 @@ class Transport(Protocol):
     user_id: str
 
     async def run(self, sink: EventSink) -> None:
-        """Sync until :meth:`stop`, handing each batch to ``sink`` before saving the position."""
+        """Sync until :meth:`stop`, handing each batch to ``sink``; a batch's position is saved
+        only once ``sink``'s awaitable says the batch is handled (and every earlier one)."""
 
     async def stop(self) -> None: ...
 

@@ -45,9 +45,18 @@ from civicbot.transport.direct import DirectChats
 from civicbot.transport.encryption import EncryptionDuties
 from civicbot.transport.http import NETWORK_ERRORS, Backoff, HomeserverApi
 from civicbot.transport.login import DeviceLogin
-from civicbot.transport.sync import FIRST_SYNC_FILTER, SYNC_FILTER, SYNC_TIMEOUT_MS, SyncReader
+from civicbot.transport.schemas import install as cache_nio_validators
+from civicbot.transport.sync import (
+    FIRST_SYNC_FILTER,
+    SYNC_FILTER,
+    SYNC_TIMEOUT_MS,
+    PositionKeeper,
+    SyncReader,
+)
 
 log = logging.getLogger(__name__)
+
+cache_nio_validators()
 
 __all__ = ["Backoff", "MatrixTransport"]
 
@@ -142,7 +151,9 @@ class MatrixTransport:
 
     # -- sync loop -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
-        """Sync until :meth:`stop`. Each batch is handled, then its position saved."""
+        """Sync until :meth:`stop`. Each batch is handed to the core, which queues it per
+        room, and the next sync starts at once; a batch's position is saved once it (and every
+        batch before it) has been handled (:class:`~civicbot.transport.sync.PositionKeeper`)."""
         try:
             await self.direct.tidy_legacy()
         except TransportError as exc:  # m.direct unreadable now: tidied at the next start
@@ -154,9 +165,16 @@ class MatrixTransport:
                 return
         released = await self.e2e.start()  # held when we stopped: their keys may have come
         if released:
-            await sink([Event.from_raw(r.source, r.room_id) for r in released])
+            await (await sink([Event.from_raw(r.source, r.room_id) for r in released]))
             await self.e2e.handled(released)
         log.info("listening for events")
+        keeper = PositionKeeper(self._sync)
+        try:
+            await self._sync_loop(sink, token, keeper)
+        finally:
+            await keeper.finish()
+
+    async def _sync_loop(self, sink: EventSink, token: str, keeper: PositionKeeper) -> None:
         backoff = Backoff()
         while not self._stopping.is_set():
             response = await self._sync_or_stop(token)
@@ -177,14 +195,16 @@ class MatrixTransport:
             # First: a late-read event is older than the batch, and save_position keeps each
             # room's last event as the mark a later gap pages back to.
             events = [Event.from_raw(r.source, r.room_id) for r in released] + events
-            await sink(events)
-            await self.e2e.handled(released)  # after the core has them
+            self._sync.note(events)
+            done = await sink(events)
             try:
                 await self.direct.watch(events, self.send_message, self.leave)
             except TransportError as exc:  # checked again before every private send anyway
                 log.warning("could not close a direct chat that stopped being private: %s", exc)
             token = response.next_batch
-            await self._sync.save_position(token, events)
+            # The held events are let go only after the core has handled them.
+            after = (lambda held=released: self.e2e.handled(held)) if released else None
+            keeper.add(done, token, events, after)
 
     async def _login_again(self) -> None:
         """Our saved session was logged out (or expired): log in afresh with the password."""
@@ -222,7 +242,7 @@ class MatrixTransport:
                 return None
         self._full_state_needed = False  # this sync was one
         await self.e2e.after_sync(response)
-        await sink(await self._invite_events(response))
+        await (await sink(await self._invite_events(response)))
         newest = [
             Event.from_raw(info.timeline.events[-1].source, room_id)
             for room_id, info in response.rooms.join.items()

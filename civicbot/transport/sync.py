@@ -6,8 +6,9 @@ response into the list of events the core handles and records where the next syn
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -86,6 +87,15 @@ class SyncReader:
         # event in clear and carries no time (see :meth:`save_position`).
         self.private_room: Callable[[str], bool] = lambda room_id: False
         self.keyed_hash: Callable[[str], str] | None = None
+        # Each room's newest event read so far: the mark a gap pages back to, kept here too
+        # because the saved one trails behind while earlier batches are still being handled.
+        self._marks: dict[str, str] = {}
+
+    def note(self, events: list[Event]) -> None:
+        """Remember each room's newest event of a batch that was read (not yet handled)."""
+        for event in events:
+            if event.event_id:
+                self._marks[event.room_id] = f"{event.ts}|{event.event_id}"
 
     async def collect(self, response: SyncResponse) -> Batch:
         """Every event of the batch to hand to the core, invites first."""
@@ -215,7 +225,14 @@ class SyncReader:
 
         Federated events can arrive late with older timestamps, so time alone is only a
         fallback: we stop on time when we pass well below the last event we saw."""
-        last_ts, last_id = await self._mark(room_id)
+        # The newest event read (kept in memory: the saved mark trails behind while earlier
+        # batches are still being handled), else the saved mark.
+        in_memory = self._marks.get(room_id)
+        if in_memory:
+            ts_text, _, last_id = in_memory.partition("|")
+            last_ts = int(ts_text)
+        else:
+            last_ts, last_id = await self._mark(room_id)
         hashed = last_id.startswith("~")
         # A private room's mark has no time: only its event (or a handled one, or our join)
         # ends the page-back.
@@ -262,3 +279,47 @@ class SyncReader:
 
 def _source(item: dict[str, Any] | MegolmEvent) -> dict[str, Any]:
     return item.source if isinstance(item, MegolmEvent) else item
+
+
+class PositionKeeper:
+    """Saves sync positions in batch order, each once its batch has been handled.
+
+    The sync loop does not wait for the core: it hands a batch on and syncs again. What it must
+    not do is store a position past an event that is still waiting in a room's queue, or a
+    crash would lose it. So every batch's position waits here for its own completion and for
+    every batch before it; ``after`` (the held encrypted events released into the batch) runs
+    just before the save."""
+
+    def __init__(self, reader: SyncReader):
+        self._reader = reader
+        self._batches: asyncio.Queue[
+            tuple[Awaitable[None], str, list[Event], Callable[[], Awaitable[None]] | None] | None
+        ] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(
+        self,
+        done: Awaitable[None],
+        token: str,
+        events: list[Event],
+        after: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._save_in_order())
+        self._batches.put_nowait((done, token, events, after))
+
+    async def _save_in_order(self) -> None:
+        while (item := await self._batches.get()) is not None:
+            done, token, events, after = item
+            await done
+            if after is not None:
+                await after()
+            await self._reader.save_position(token, events)
+
+    async def finish(self) -> None:
+        """Wait until every batch handed on is handled and its position saved."""
+        if self._task is None:
+            return
+        self._batches.put_nowait(None)
+        task, self._task = self._task, None
+        await task

@@ -97,6 +97,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         self.heard: dict[tuple[int, int], tuple[int, tuple[str, ...], str]] = {}
 
     async def setup(self) -> None:
+        await self.store.load_walkers()
         await self.runner.start()
 
     async def room_replaced(self, old_room: str, new_room: str) -> None:
@@ -286,7 +287,7 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
             "response by DM."
         )
 
-    @on(EventKind.MESSAGE)
+    @on(EventKind.MESSAGE, when=lambda self, event: self.store.may_walk(event.sender))
     async def dm_message(self, ctx: Ctx) -> bool:
         """Plain text in someone's DM with the bot carries their walk-through on. Any other
         message was not for this hook: False tells the core nothing was done with it."""

@@ -340,10 +340,18 @@ class ConsultationStore:
         return [(r[0], r[1], r[2], Update(*r[3:])) for r in rows]
 
     # -- walk-throughs -------------------------------------------------------------------------
+    async def load_walkers(self) -> None:
+        rows = await self.db.fetchall("SELECT user_id FROM consultations_walks")
+        self._walkers = {row[0] for row in rows}
+
+    def may_walk(self, user_id: str) -> bool:
+        """Whether ``user_id`` may have a walk-through going (True until the list is read)."""
+        return self._walkers is None or user_id in self._walkers
+
     async def walk(self, user_id: str) -> tuple[int, str, int] | None:
         if self._walkers is None:
-            rows = await self.db.fetchall("SELECT user_id FROM consultations_walks")
-            self._walkers = {row[0] for row in rows}
+            await self.load_walkers()
+        assert self._walkers is not None
         if user_id not in self._walkers:
             return None
         row = await self.db.fetchone(

@@ -11,7 +11,7 @@ keyed hash per member, no text and no Matrix id.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from civicbot_plugins.digest.store import DigestStore
 
@@ -19,9 +19,17 @@ HOUR = 3600
 
 
 class WeekCounter:
-    def __init__(self, store: DigestStore, keyed_hash: Callable[[str], str]):
+    def __init__(
+        self,
+        store: DigestStore,
+        keyed_hash: Callable[[str], str],
+        is_private: Callable[[str], Awaitable[bool]] | None = None,
+    ):
         self._store = store
         self._hash = keyed_hash
+        # A room of two (a DM) is never counted: its hourly counts would say when its person
+        # wrote to the bot. Asked once per room per flush, not per message.
+        self._is_private = is_private
         self._messages: defaultdict[tuple[str, int], int] = defaultdict(int)
         self._replies: defaultdict[tuple[str, int, str], int] = defaultdict(int)
         self._joins: dict[tuple[str, str], int] = {}
@@ -47,6 +55,16 @@ class WeekCounter:
             return
         messages, replies, joins = self._messages, self._replies, self._joins
         self._messages, self._replies, self._joins = defaultdict(int), defaultdict(int), {}
+        if self._is_private is not None:
+            rooms = {room for room, _ in messages} | {room for room, _, _ in replies}
+            private = {room for room in rooms if await self._is_private(room)}
+            if private:
+                messages = defaultdict(
+                    int, {k: n for k, n in messages.items() if k[0] not in private}
+                )
+                replies = defaultdict(
+                    int, {k: n for k, n in replies.items() if k[0] not in private}
+                )
         try:
             await self._store.add_counts(
                 [(room, hour, n) for (room, hour), n in messages.items()],
@@ -75,3 +93,9 @@ class WeekCounter:
         member = self._hash(f"digest-member:{user_id}")
         self._joins = {k: v for k, v in self._joins.items() if k[1] != member}
         return member
+
+
+def _without(
+    counts: defaultdict[tuple[str, ...], int], rooms: set[str]
+) -> defaultdict[tuple[str, ...], int]:
+    return defaultdict(int, {key: n for key, n in counts.items() if key[0] not in rooms})

@@ -3,6 +3,7 @@ digest itself: counted by observers, posted by :mod:`lifecycle`, built by :mod:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from civicbot_plugins.digest.store import DigestStore
 from civicbot.api import (
     CommandError,
     Context,
+    Event,
     EventKind,
     ForgetReport,
     JobContext,
@@ -27,7 +29,7 @@ from civicbot.api import (
     Role,
     command,
     format_when,
-    on,
+    observe,
 )
 
 Ctx = Context[DigestConfig]
@@ -44,7 +46,7 @@ class DigestPlugin(Plugin[DigestConfig]):
     def __init__(self, ctx: Any):
         super().__init__(ctx)
         self.store = DigestStore(ctx.db)
-        self.counter = WeekCounter(self.store, ctx.keyed_hash)
+        self.counter = WeekCounter(self.store, ctx.keyed_hash, ctx.rooms.is_private)
         self.looks = DigestTemplates(ctx.templates, ctx.default_config.template_dir)
         self.composer = Composer(ctx, self.store, self.looks)
         self.runner = DigestRunner(ctx, self.store, self.counter, self.composer)
@@ -75,21 +77,17 @@ class DigestPlugin(Plugin[DigestConfig]):
     async def _tick(self, job: JobContext[DigestConfig]) -> None:
         await self.runner.tick(job.now)
 
-    # -- counting (observers: cheap, never send, never mark an event handled) -----------------
-    @on(EventKind.MESSAGE, observe=True)
-    async def count_message(self, ctx: Ctx) -> None:
-        event = ctx.event
-        if await self.ctx.rooms.is_private(event.room_id):
-            return  # a DM's hourly counts would say when its person wrote to the bot
-        at = event.ts // 1000 if event.ts else int(ctx.now.timestamp())
-        self.counter.message(event.room_id, at, event.thread_root)
-
-    @on(EventKind.MEMBERSHIP, observe=True)
-    async def count_join(self, ctx: Ctx) -> None:
-        event = ctx.event
-        if event.membership == "join" and event.state_key and event.state_key == event.sender:
-            at = event.ts // 1000 if event.ts else int(ctx.now.timestamp())
-            self.counter.joined(event.room_id, event.sender, at)
+    # -- counting (batch observers: cheap, never send, never mark an event handled) ----------
+    @observe(EventKind.MESSAGE, EventKind.MEMBERSHIP)
+    def count(self, events: Sequence[Event]) -> None:
+        now = int(self.ctx.clock.now().timestamp())
+        counter = self.counter
+        for event in events:
+            at = event.ts // 1000 if event.ts else now
+            if event.kind is EventKind.MESSAGE:
+                counter.message(event.room_id, at, event.thread_root)
+            elif event.membership == "join" and event.state_key and event.state_key == event.sender:
+                counter.joined(event.room_id, event.sender, at)
 
     # -- commands ------------------------------------------------------------------------------
     @command("digest", examples=("!digest", "!digest preview", "!digest subscribe"))

@@ -1,10 +1,11 @@
 """Timers and hooks: expiry and the reminder before it, the digests, forgetting a person.
 
 The expiry job runs every :data:`SWEEP` (and once at start, for what came due while the bot
-was down). A post's change (expired, reminded) and the DM that tells its poster are one
-promised effect (``ctx.effects``): written in one transaction, the DM then kept by the engine
-until it is sent, exactly once, whatever instant the bot dies or however long the homeserver
-is away.
+was down), and goes on page by page until nothing due is left: thousands that fell due while
+the bot was away are cleared in one run, as fast as the send pacer lets their DMs out. A post's
+change (expired, reminded) and the DM that tells its poster are one promised effect
+(``ctx.effects``): written in one transaction, the DM then kept by the engine until it is sent,
+exactly once, whatever instant the bot dies or however long the homeserver is away.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from civicbot_plugins.mutual_aid import service, views
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.lifecycle_store import AidJobs
-from civicbot_plugins.mutual_aid.models import Post
+from civicbot_plugins.mutual_aid.models import Post, to_iso
 from civicbot_plugins.mutual_aid.parsing import NEED, OFFER
 from civicbot_plugins.mutual_aid.store import AidStore
 
@@ -31,6 +32,7 @@ from civicbot.api import (
 )
 
 SWEEP = timedelta(minutes=15)
+PAGE = 500  # posts read at a time by the expiry job
 
 
 # A digest lists this many new offers and thanks, then says how many more (the waiting needs
@@ -58,22 +60,11 @@ class AidUpkeep:
         """Expire what is past its expiry, remind what expires soon; the poster is told by DM."""
         now = job.now
         db, effects = self.plugin.db, self.plugin.effects
-        for post in await self.jobs.past_expiry(now):
-            change = service.expire(post, now)
-            if change is None:
-                continue
-            key = f"expired:{post.id}:{post.expires_at.isoformat()}"
-            async with db.transaction():
-                if not await self.store.apply(post, change, now=now):
-                    continue
-                poster = await self.store.requester_of(post)
-                if poster is not None:
-                    text = (
-                        f"Your post {post.short_id} (“{post.body}”) has expired. To bring it "
-                        f"back, type `{self.plugin.prefix}renew {post.short_id}`."
-                    )
-                    await effects.promise(key, DirectMessage(poster, text))
-            await effects.carry_out(key)
+        after = ("", 0)
+        while page := await self.jobs.past_expiry(now, PAGE, after):
+            for post in page:
+                await self._expire(post, now)
+            after = (to_iso(page[-1].expires_at), page[-1].id)
         for post in await self.jobs.expiring_between(now, now + service.REMIND_BEFORE):
             key = f"reminder:{post.id}:{post.expires_at.isoformat()}"
             async with db.transaction():
@@ -88,6 +79,24 @@ class AidUpkeep:
                     )
                     await effects.promise(key, DirectMessage(poster, text))
             await effects.carry_out(key)
+
+    async def _expire(self, post: Post, now: datetime) -> None:
+        change = service.expire(post, now)
+        if change is None:
+            return
+        effects = self.plugin.effects
+        key = f"expired:{post.id}:{post.expires_at.isoformat()}"
+        async with self.plugin.db.transaction():
+            if not await self.store.apply(post, change, now=now):
+                return
+            poster = await self.store.requester_of(post)
+            if poster is not None:
+                text = (
+                    f"Your post {post.short_id} (“{post.body}”) has expired. To bring it "
+                    f"back, type `{self.plugin.prefix}renew {post.short_id}`."
+                )
+                await effects.promise(key, DirectMessage(poster, text))
+        await effects.carry_out(key)
 
     # -- digests -------------------------------------------------------------------------------
     async def digest_section(

@@ -19,10 +19,15 @@ class AidJobs:
         self.db = store.db
 
     # -- expiry --------------------------------------------------------------------------------
-    async def past_expiry(self, now: datetime, limit: int = 500) -> list[Post]:
-        """Open posts whose expiry has passed (for the expiry job)."""
+    async def past_expiry(
+        self, now: datetime, limit: int = 500, after: tuple[str, int] = ("", 0)
+    ) -> list[Post]:
+        """Open posts whose expiry has passed (for the expiry job), a page at a time in
+        (expires_at, id) order after ``after``: a post the job leaves open is not read again."""
         return await self.store._many(
-            "state = 'open' AND expires_at <= ? ORDER BY expires_at LIMIT ?", (to_iso(now), limit)
+            "state = 'open' AND expires_at <= ? AND (expires_at, id) > (?, ?)"
+            " ORDER BY expires_at, id LIMIT ?",
+            (to_iso(now), after[0], after[1], limit),
         )
 
     async def expiring_between(self, now: datetime, until: datetime) -> list[Post]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from civicbot.config import MatrixSettings
 from civicbot.storage.database import Database
@@ -28,8 +29,11 @@ async def test_a_group_room_is_never_taken_for_a_direct_chat(synapse, residents,
         await transport.login()
         await transport.join(room)
 
-        async def ignore(events: list) -> None:
+        async def handled() -> None:
             return None
+
+        async def ignore(events: list) -> Awaitable[None]:
+            return handled()  # a sink queues the batch and says when it is handled
 
         await transport._first_sync(ignore)  # a restarted bot: it has not seen the members
         await ann.send_text(room, "!mydata")

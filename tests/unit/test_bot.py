@@ -8,7 +8,7 @@ from civicbot.core.commands import CommandError, Rest, command
 from civicbot.core.context import Context
 from civicbot.core.events import EventKind
 from civicbot.core.loader import PluginLoadError, discover
-from civicbot.core.plugin import Plugin, PluginConfig, on
+from civicbot.core.plugin import Plugin, PluginConfig, observe, on
 from civicbot.policy.permissions import Role
 from civicbot.testing.harness import MODERATOR, BotHarness
 
@@ -339,3 +339,68 @@ async def test_observers_and_declining_hooks_record_nothing(tmp_path, caplog):
         taken = await h.say(room, "@ann:test", "take me")
         assert watcher.taken == [taken.event_id]
         assert await h.db.fetchval("SELECT event_id FROM core_handled") == taken.event_id
+
+
+class PickyPlugin(Plugin):
+    """A hook that says cheaply which events it wants, and a batch observer."""
+
+    name = "picky"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.asked: list[str] = []
+        self.taken: list[str] = []
+        self.batches: list[list[str]] = []
+
+    def wanted(self, event) -> bool:
+        self.asked.append(event.body)
+        return event.body.startswith("walk")
+
+    @on(EventKind.MESSAGE, when=lambda self, event: self.wanted(event))
+    async def walk(self, ctx: Context) -> None:
+        self.taken.append(ctx.event.body)
+        await ctx.reply(f"took {ctx.event.body}")
+
+    @observe(EventKind.MESSAGE)
+    def seen(self, events) -> None:
+        self.batches.append([e.body for e in events])
+
+
+async def test_a_hook_runs_only_for_what_its_cheap_test_wants(tmp_path):
+    async with BotHarness.create(tmp_path, {"picky": PickyPlugin}) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "just chatting")
+        await h.say(room, "@ann:test", "walk on")
+        picky = h.bot.plugins["picky"]
+        assert picky.asked == ["just chatting", "walk on"]
+        assert picky.taken == ["walk on"]
+        assert h.texts(room) == ["took walk on"]
+        assert await h.db.fetchval("SELECT count(*) FROM core_handled") == 1
+
+
+async def test_a_wanted_plain_message_replayed_after_a_crash_is_not_handled_twice(tmp_path):
+    async with BotHarness.create(tmp_path, {"picky": PickyPlugin}) as h:
+        room = h.room()
+        walk = await h.say(room, "@ann:test", "walk on")
+        fresh = await h.restart()  # a new process: nothing remembered but the database
+        await fresh.bot.handle_batch([walk])
+        assert fresh.bot.plugins["picky"].taken == []
+        assert h.texts(room) == ["took walk on"]
+        await fresh.close()
+
+
+async def test_a_batch_observer_sees_each_room_once_per_batch_where_it_is_on(tmp_path):
+    async with BotHarness.create(tmp_path, {"picky": PickyPlugin}) as h:
+        room, other, off = h.room(), h.room(), h.room()
+        await h.bot.room_settings.set(off, "picky", "enabled", False, actor=MODERATOR)
+        events = [
+            h.transport.make_event(
+                r, "@ann:test", "m.room.message", {"msgtype": "m.text", "body": b}
+            )
+            for r, b in ((room, "a"), (other, "b"), (room, "c"), (off, "d"))
+        ]
+        notice = h.transport.make_event(
+            room, "@ann:test", "m.room.message", {"msgtype": "m.notice", "body": "n"}
+        )
+        await h.bot.handle_batch([*events, notice])
+        assert sorted(h.bot.plugins["picky"].batches) == [["a", "c"], ["b"]]

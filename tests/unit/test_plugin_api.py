@@ -325,6 +325,24 @@ async def test_a_broken_template_is_found_at_load(tmp_path):
         await BotHarness.start(tmp_path, {"brokentemplate": BrokenTemplate})
 
 
+async def test_a_template_naming_an_unknown_filter_is_found_at_load(tmp_path):
+    """Templates are only parsed at load (compiled on first use): a filter that does not exist,
+    which only compiling used to find, is still caught."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "hello.txt").write_text("Hello\n{{ name | shout }}")
+
+    class UnknownFilter(Templated):
+        name = "unknownfilter"
+
+        @classmethod
+        def template_dir(cls) -> Path:
+            return folder
+
+    with pytest.raises(PluginLoadError, match=r"hello\.txt line 2: No filter named 'shout'"):
+        await BotHarness.start(tmp_path, {"unknownfilter": UnknownFilter})
+
+
 def test_the_harness_loads_only_built_ins_unless_a_test_names_more():
     built_in = discover(builtin_only=True)
     assert set(built_in) >= {"help", "ping", "admin", "privacy", "polls"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from civicbot_plugins.mutual_aid.lifecycle import PAGE
+from civicbot_plugins.mutual_aid.models import to_iso
 from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
 
 from civicbot.core.events import matrix_to
@@ -295,3 +297,30 @@ async def test_reactions_and_joins_that_are_not_for_mutual_aid_leave_no_handled_
         )
         handled = {r[0] for r in await h.db.fetchall("SELECT event_id FROM core_handled")}
         assert hand.event_id in handled
+
+
+async def test_one_expiry_run_clears_everything_that_fell_due_however_much(tmp_path):
+    """More posts fell due while the bot was down than one page of the job holds: a single run
+    expires them all, and a post it has to leave open does not stop it."""
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN])
+        await ask(h, room, ANN, "!offer lifts to the shops")  # O-1, a real post
+        now = h.clock.now()
+        due = to_iso(now - timedelta(days=1))
+        rows = [
+            ("offer", n, room, f"bulk{n}", "", f"offer {n}", "offer", "", "anytime", 2,
+             to_iso(now - timedelta(days=20)), to_iso(now - timedelta(days=20)), due)
+            for n in range(2, 2 + 3 * PAGE)
+        ]  # fmt: skip
+        await h.db.executemany(
+            "INSERT INTO mutual_aid_posts (kind, number, room_id, source_key, poster, body,"
+            " terms, category, urgency, urgency_rank, created_at, updated_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        await h.advance(timedelta(minutes=16))  # one run of the expiry job
+        left = await h.db.fetchval(
+            "SELECT count(*) FROM mutual_aid_posts WHERE state = 'open' AND expires_at <= ?",
+            (to_iso(h.clock.now()),),
+        )
+        assert left == 0
