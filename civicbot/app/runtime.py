@@ -44,8 +44,17 @@ async def _run_locked(
     db = await Database.open(data_dir / "civicbot.sqlite3")
     clock = SystemClock.from_environment()
     scheduler = ClockScheduler(clock)
-    transport = MatrixTransport(settings.matrix, data_dir, db, clock=clock)
-    bot = Bot(settings, transport, db, clock, scheduler, classes)
+    transport: MatrixTransport | None = None
+    try:
+        transport = MatrixTransport(settings.matrix, data_dir, db, clock=clock)
+        bot = Bot(settings, transport, db, clock, scheduler, classes)
+    except BaseException:
+        # A refusal here (a missing secret.key) must still close the database: its worker
+        # thread is not a daemon, and the process would hang at exit after the one-line error.
+        if transport is not None:
+            await transport.close()
+        await db.close()
+        raise
     for problem in optional:
         bot.leave_out(problem.name, problem.why)
     loop = asyncio.get_running_loop()
@@ -57,6 +66,9 @@ async def _run_locked(
     clean = False
     try:
         await transport.login()
+        if transport.stop_requested:  # SIGTERM while logging in: nothing started, nothing owed
+            clean = True
+            return
         # Plugins arm jobs in setup(); none runs until every plugin has loaded (all or nothing).
         await bot.start()
         web_runner = await start_web(bot.site)

@@ -21,12 +21,14 @@ forgets it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 from nio import AsyncClient, RoomCreateError, RoomPreset
 
+from civicbot import failpoints
 from civicbot.core.events import Event, EventKind, Message
 from civicbot.storage.database import Database
 from civicbot.transport import TransportError
@@ -38,6 +40,9 @@ log = logging.getLogger("civicbot.transport.matrix")
 
 NOT_DIRECT_CACHE = 10_000  # rooms remembered as not a DM (cleared whole when full)
 MEMBER_HISTORY_STEPS = 5  # how far back to look for the invite that made a room a DM
+# A DM being made when the bot stopped is taken up if the homeserver stamped its creation at
+# most this long before the attempt was noted (the two clocks may differ a little).
+PENDING_SLACK_MS = 5 * 60_000
 NO_LONGER_PRIVATE = (
     "Someone else has been let into this chat, so it is no longer private and I'm leaving it. "
     "Ask me for anything private in a room we share and I'll start a new direct chat with you."
@@ -245,6 +250,18 @@ class DirectChats:
                 if candidate != saved:
                     await self._db.kv_set(key, candidate)
                 return candidate
+        pending_key = "pending_" + key
+        pending = await self._db.kv_get(pending_key)
+        if pending is not None:
+            orphan = await self._made_before_a_crash(person, int(pending), set(candidates))
+            if orphan is not None:
+                await self._record(person, orphan)
+                await self._db.kv_set(key, orphan)
+                await self._db.execute("DELETE FROM core_kv WHERE key = ?", (pending_key,))
+                return orphan
+        # Noted before asking (createRoom has no transaction id): a crash between the room's
+        # creation and its record must not leave the person a second, empty invitation.
+        await self._db.kv_set(pending_key, str(int(time.time() * 1000)))
         encrypt = self._crypto is not None and await self._crypto.can_encrypt_for(person)
         response = await self._api.retry(
             "create direct room",
@@ -258,9 +275,40 @@ class DirectChats:
         if isinstance(response, RoomCreateError):
             # No user id in the message: it reaches the logs.
             raise TransportError(f"could not open a direct chat: {response.message}")
+        failpoints.hit("dm-created")  # made on the homeserver, not yet recorded
         await self._record(person, response.room_id)
         await self._db.kv_set(key, response.room_id)
+        await self._db.execute("DELETE FROM core_kv WHERE key = ?", (pending_key,))
         return response.room_id
+
+    async def _made_before_a_crash(self, person: str, noted_ms: int, seen: set[str]) -> str | None:
+        """The DM the bot was making for ``person`` when it stopped, if the homeserver made it:
+        a room the bot created (no earlier than the attempt was noted) whose only members are
+        the two of them. Rooms left unrecorded on purpose (``!forget me``) are older."""
+        try:
+            joined = await self._api.request("GET", "/_matrix/client/v3/joined_rooms")
+        except TransportError:
+            return None
+        recorded = {r for rooms in (await self.recorded()).values() for r in rooms}
+        for room_id in joined.get("joined_rooms") or []:
+            if not isinstance(room_id, str) or room_id in recorded or room_id in seen:
+                continue
+            path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state"
+            try:
+                state = await self._api.request_list(path)
+            except TransportError:
+                continue
+            create = next((e for e in state if e.get("type") == "m.room.create"), {})
+            made = create.get("origin_server_ts")
+            if create.get("sender") != self.user_id or not isinstance(made, int):
+                continue
+            if (
+                made >= noted_ms - PENDING_SLACK_MS
+                and dm_problem(state, self.user_id, person, True) is None
+            ):
+                log.info("%s: a direct chat made before a stop, taken up", room_id)
+                return room_id
+        return None
 
     async def known_room(self, person: str) -> str | None:
         """The DM last used with ``person`` (for their data export), if any."""
@@ -270,6 +318,9 @@ class DirectChats:
         """Drop every record of ``person``'s direct chats; returns how many there were."""
         removed = await self._db.execute_rowcount(
             "DELETE FROM core_kv WHERE key IN (?, ?)", (self._saved_key(person), f"dm:{person}")
+        )
+        await self._db.execute(
+            "DELETE FROM core_kv WHERE key = ?", ("pending_" + self._saved_key(person),)
         )
         direct = await self.recorded()
         if direct.pop(person, None) is not None:

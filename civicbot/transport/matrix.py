@@ -11,9 +11,11 @@ message is skipped (:mod:`civicbot.transport.sync`). Requests are retried throug
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from nio import (
@@ -55,6 +57,7 @@ from civicbot.transport.sync import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 cache_nio_validators()
 
@@ -134,7 +137,10 @@ class MatrixTransport:
         if self.encrypted:
             store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             stores = set(store_dir.glob("*.db"))
-        self.user_id = await self.device.log_in()
+        user_id = await self._unless_stopping(self.device.log_in())
+        if user_id is None:  # SIGTERM while the homeserver was unreachable: nothing to finish
+            return
+        self.user_id = user_id
         if self.encrypted:
             device_store = store_file(store_dir, self.user_id, self.client.device_id)
             self._full_state_needed = device_store not in stores
@@ -309,6 +315,26 @@ class MatrixTransport:
 
     async def stop(self) -> None:
         self.request_stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopping.is_set()
+
+    async def _unless_stopping(self, call: Awaitable[T]) -> T | None:
+        """``call``'s result, or None once a stop is asked for first (``call`` is cancelled):
+        a login retried through an outage must not outlive a SIGTERM."""
+        work = asyncio.ensure_future(call)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if work.done():
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return None
 
     def request_stop(self) -> None:
         """Finish the batch in hand, save the position, return from :meth:`run`."""

@@ -56,7 +56,8 @@ EXPIRY_POINTS = (
     "effect-promised:mutual_aid.reminder",  # marked reminded, its poster not yet told
     "effect-sent:mutual_aid.reminder",  # reminded, not yet recorded
 )
-CRASH_POINTS = WELCOME_POINTS + INTRO_POINTS + EXPIRY_POINTS
+DM_POINTS = ("dm-created",)  # a direct chat made on the homeserver, not yet recorded
+CRASH_POINTS = WELCOME_POINTS + INTRO_POINTS + EXPIRY_POINTS + DM_POINTS
 
 
 async def start_and_die_at(bot, failpoint: str) -> None:
@@ -104,6 +105,27 @@ async def test_welcome_is_said_once_whatever_instant_the_bot_dies(residents, bot
         await caught_up(mod, home, bot)
         assert len(bodies_from(await mod.messages(room), bot.user_id, "Hello!")) == 1, point
         assert await bot.stop() == 0
+
+
+async def test_a_direct_chat_is_made_once_whatever_instant_the_bot_dies(residents, bots):
+    """createRoom has no transaction id: a bot killed between making a DM and recording it
+    made a second one on the replay, and the person had two invitations (one of them empty)."""
+    mod, ann = await residents("mod"), await residents("ann")
+    bot = await bots()
+    room = await room_with_bot(mod, bot, ann)
+    assert await bot.stop() == 0
+    await ann.send_text(room, "!mine")  # answered by direct message: the bot makes the DM
+    await start_and_die_at(bot, "dm-created")
+    await start_clean(bot)
+    dm = await ann.wait_for_invite_from(bot.user_id, exclude=[room], timeout=60)
+    await ann.join(dm)
+    await ann.wait_for(
+        dm, lambda e: e.get("sender") == bot.user_id and e["type"] == "m.room.message", timeout=60
+    )
+    await caught_up(mod, room, bot)
+    await ann._sync(1)
+    assert [r for r in ann._invites if r not in (room, dm)] == []
+    assert sorted(await ann.joined_members(dm)) == sorted([ann.user_id, bot.user_id])
 
 
 def _rooms_invited_to(resident, name: str) -> list[str]:
@@ -195,7 +217,7 @@ async def test_expiry_and_reminder_dms_are_sent_once_whatever_instant_the_bot_di
 
 def test_crash_points_are_counted():
     """The number the issue asks for: crash points proved once-and-only-once above."""
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 10
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 11
 
 
 # -- room upgrades -------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ async def test_a_group_room_is_never_taken_for_a_direct_chat(synapse, residents,
         await db.close()
 
 
+async def _handled() -> None:
+    return None
+
+
 async def test_a_restarted_bot_catches_up_without_waiting_for_news(synapse, tmp_path):
     """The first sync after a start fetches what came meanwhile and must answer at once: it
     long-polled 30 s when nothing had, and the plugins heard that they had caught up (late
@@ -66,8 +70,8 @@ async def test_a_restarted_bot_catches_up_without_waiting_for_news(synapse, tmp_
     try:
         await first.login()
 
-        async def ignore(events: list) -> None:
-            return None
+        async def ignore(events: list) -> Awaitable[None]:
+            return _handled()  # the core's sink answers with "all handled" to wait on
 
         await first._first_sync(ignore)  # the earlier run: a sync position is saved
     finally:
@@ -84,8 +88,9 @@ async def test_a_restarted_bot_catches_up_without_waiting_for_news(synapse, tmp_
     again.client.sync = recorded  # type: ignore[method-assign]
     caught_up = asyncio.Event()
 
-    async def sink(events: list) -> None:
+    async def sink(events: list) -> Awaitable[None]:
         caught_up.set()
+        return _handled()
 
     try:
         await again.login()

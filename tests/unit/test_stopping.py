@@ -1,0 +1,45 @@
+"""A stop asked for at any moment is honoured: SIGTERM must not wait out a login retried through
+an outage (up to ten minutes of backoff), which is what a service manager sends at shutdown."""
+
+import signal
+import socket
+import subprocess
+import sys
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens
+
+
+def test_sigterm_while_the_homeserver_is_unreachable_stops_cleanly(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[matrix]\nhomeserver = "http://127.0.0.1:{_closed_port()}"\n'
+        'user_id = "@bot:localhost"\npassword = "x"\n'
+        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n'
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "civicbot", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert bot.stdout is not None
+        seen = []
+        for line in bot.stdout:  # wait until it is retrying the login, however long that takes
+            seen.append(line)
+            if "login: unreachable" in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        bot.send_signal(signal.SIGTERM)
+        rest, _ = bot.communicate(timeout=60)  # before the fix: ten minutes of retries
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait()
+    assert bot.returncode == 0, "".join(seen) + rest
+    assert "Traceback" not in "".join(seen) + rest
