@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -110,6 +111,13 @@ async def start_web(site: PublicSite) -> Any:
 
 
 def _request_stop(sig: signal.Signals, transport: MatrixTransport) -> None:
+    if transport.stop_requested:
+        # Asked twice: the operator means now. Nothing is lost by not finishing: what was in
+        # flight is replayed at the next start (positions are saved only once handled, promised
+        # effects stay in the outbox), exactly as after a crash.
+        log.warning("received %s again: stopping now without finishing", sig.name)
+        logging.shutdown()
+        os._exit(128 + sig.value)
     log.info("received %s: finishing what is in flight, then stopping", sig.name)
     transport.request_stop()
 

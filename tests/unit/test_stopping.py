@@ -43,3 +43,26 @@ def test_sigterm_while_the_homeserver_is_unreachable_stops_cleanly(tmp_path):
             bot.wait()
     assert bot.returncode == 0, "".join(seen) + rest
     assert "Traceback" not in "".join(seen) + rest
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+
+def test_a_second_signal_stops_at_once(monkeypatch):
+    """The first SIGTERM finishes what is in flight; a second one (an operator pressing Ctrl-C
+    again) must not be ignored: everything unfinished is replayed at the next start."""
+    from civicbot.app import runtime
+
+    exits: list[int] = []
+    monkeypatch.setattr(runtime.os, "_exit", exits.append)
+    monkeypatch.setattr(runtime.logging, "shutdown", lambda: None)  # pytest's handlers stay
+    transport = _Transport()
+    runtime._request_stop(signal.SIGTERM, transport)  # type: ignore[arg-type]
+    assert transport.stop_requested and exits == []
+    runtime._request_stop(signal.SIGINT, transport)  # type: ignore[arg-type]
+    assert exits == [128 + signal.SIGINT.value]
