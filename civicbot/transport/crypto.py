@@ -68,6 +68,16 @@ class RoomCrypto:
     def __init__(self, client: AsyncClient, api: HomeserverApi):
         self._client = client
         self._api = api
+        # Rooms the bot has just made: their first send loads the state from the homeserver
+        # even when a sync brought the room already, because that sync may have caught the
+        # room half-made (before its m.room.encryption or the invite), and nio would then send
+        # the first private message in clear, or encrypt it for nobody.
+        self._just_made: set[str] = set()
+
+    def made(self, room_id: str) -> None:
+        """The bot created ``room_id`` a moment ago (see :meth:`ensure_room`)."""
+        if self.active:
+            self._just_made.add(room_id)
 
     @property
     def active(self) -> bool:
@@ -109,7 +119,8 @@ class RoomCrypto:
         is not in a sync yet, and nio refuses to send to a room it does not know when
         encryption is on. Its whole state (members joined and invited, encryption) is loaded
         from the homeserver, so invitees get the room key too."""
-        if not self.active or room_id in self._client.rooms:
+        fresh = room_id in self._just_made
+        if not self.active or (room_id in self._client.rooms and not fresh):
             return
         state = await self._api.request_list(f"/_matrix/client/v3/rooms/{quote(room_id)}/state")
         room = MatrixRoom(room_id, self._client.user_id)
@@ -122,8 +133,10 @@ class RoomCrypto:
             else:
                 room.handle_event(event)
         room.members_synced = True  # the full state names every member
-        # A sync may have brought the room meanwhile: keep nio's own then.
-        if room_id in self._client.rooms:
+        # A sync may have brought the room meanwhile: keep nio's own then, unless the bot has
+        # just made it: this state, read after the creation finished, is the whole of it.
+        self._just_made.discard(room_id)
+        if room_id in self._client.rooms and not fresh:
             return
         self._client.rooms[room_id] = room
         if room.encrypted and self._client.olm is not None:

@@ -255,6 +255,8 @@ class DirectChats:
         if pending is not None:
             orphan = await self._made_before_a_crash(person, int(pending), set(candidates))
             if orphan is not None:
+                if self._crypto is not None:
+                    self._crypto.made(orphan)
                 await self._record(person, orphan)
                 await self._db.kv_set(key, orphan)
                 await self._db.execute("DELETE FROM core_kv WHERE key = ?", (pending_key,))
@@ -275,6 +277,8 @@ class DirectChats:
         if isinstance(response, RoomCreateError):
             # No user id in the message: it reaches the logs.
             raise TransportError(f"could not open a direct chat: {response.message}")
+        if self._crypto is not None:
+            self._crypto.made(response.room_id)
         failpoints.hit("dm-created")  # made on the homeserver, not yet recorded
         await self._record(person, response.room_id)
         await self._db.kv_set(key, response.room_id)

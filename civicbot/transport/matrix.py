@@ -543,4 +543,5 @@ class MatrixTransport:
         room_id = data.get("room_id")
         if not isinstance(room_id, str):
             raise TransportError("could not create a private room")  # no ids: it is logged
+        self.crypto.made(room_id)
         return room_id

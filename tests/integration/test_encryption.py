@@ -146,8 +146,9 @@ async def test_an_encrypted_room_works_as_a_plain_one(encrypted_residents, bots)
 
     counted = await ask(ann, direct, "!vote P-2 2", bot)
     assert "has been counted" in counted["content"]["body"]
-    said = [e["type"] for e in await ann.stored_events(direct) if "state_key" not in e]
-    assert said and set(said) == {"m.room.encrypted"}, said  # the ballot and every answer
+    stored = [e for e in await ann.stored_events(direct) if "state_key" not in e]
+    said = [e["type"] for e in stored]
+    assert said and set(said) == {"m.room.encrypted"}, stored  # the ballot and every answer
     ann.mark()
     await ann.send_text(room, "!poll close P-2")
     tally = await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-2"))

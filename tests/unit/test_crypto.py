@@ -68,3 +68,63 @@ def test_the_encryption_store_is_backed_up_and_restored(tmp_path, capsys):
     finally:
         copy.close()
     assert (restored / "crypto" / "@bot:example.org_DEV_verified_devices").exists()
+
+
+class _Olm:
+    def update_tracked_users(self, room) -> None:
+        self.tracked = sorted(room.users)
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.user_id = "@bot:hs"
+        self.olm = _Olm()
+        self.rooms: dict = {}
+        self.encrypted_rooms: set[str] = set()
+
+
+class _Api:
+    def __init__(self, state: list[dict]) -> None:
+        self.state = state
+
+    async def request_list(self, path: str) -> list[dict]:
+        return self.state
+
+
+def _member(user: str, membership: str, sender: str = "@bot:hs") -> dict:
+    return {"type": "m.room.member", "state_key": user, "sender": sender,
+            "event_id": f"$m-{user}", "origin_server_ts": 1,
+            "content": {"membership": membership}}  # fmt: skip
+
+
+async def test_a_room_the_bot_just_made_is_read_whole_even_when_a_sync_caught_it_half_made():
+    """A sync that ran while createRoom was still writing the room gave nio the room without
+    its m.room.encryption and the invite: the first private message went out in clear."""
+    from nio import MatrixRoom
+
+    from civicbot.transport.crypto import ENCRYPTION_STATE, RoomCrypto
+
+    client = _Client()
+    half = MatrixRoom("!dm:hs", client.user_id)  # what the racing sync brought
+    client.rooms["!dm:hs"] = half
+    whole = [
+        {"type": "m.room.create", "state_key": "", "sender": "@bot:hs", "event_id": "$c",
+         "origin_server_ts": 1, "content": {"room_version": "12"}},
+        _member("@bot:hs", "join"),
+        dict(ENCRYPTION_STATE, sender="@bot:hs", event_id="$e", origin_server_ts=1),
+        _member("@ann:hs", "invite"),
+    ]  # fmt: skip
+    crypto = RoomCrypto(client, _Api(whole))  # type: ignore[arg-type]
+
+    async def nothing() -> None:
+        return None
+
+    crypto.maintain = nothing  # type: ignore[method-assign]
+    await crypto.ensure_room("!dm:hs")
+    assert not client.rooms["!dm:hs"].encrypted  # a room it did not make: nio's own is kept
+
+    crypto.made("!dm:hs")
+    await crypto.ensure_room("!dm:hs")
+    room = client.rooms["!dm:hs"]
+    assert room.encrypted and "!dm:hs" in client.encrypted_rooms
+    assert "@ann:hs" in room.invited_users and client.olm.tracked == ["@ann:hs", "@bot:hs"]
