@@ -96,7 +96,14 @@ from civicbot.core.public import (
     PublicUpdate,
 )
 from civicbot.core.templates import Rendered, TemplateCheckError, Templates
-from civicbot.core.text import clean_text, comparison_key
+from civicbot.core.text import (
+    ChoiceError,
+    clean_text,
+    comparison_key,
+    list_choices,
+    read_choices,
+    yes_or_no,
+)
 from civicbot.logs import privacy_filter, private
 from civicbot.policy.limits import SendPacer
 from civicbot.policy.permissions import restrict_mentions, role_satisfied
@@ -148,6 +155,7 @@ __all__ = [
     "TOOK_PART",
     "WEB",
     "AuditEntry",
+    "ChoiceError",
     "CommandError",
     "CommandInfo",
     "Context",
@@ -213,6 +221,7 @@ __all__ = [
     "format_value",
     "format_when",
     "is_operator_only",
+    "list_choices",
     "matrix_to",
     "ms",
     "notice_replacement",
@@ -225,10 +234,12 @@ __all__ = [
     "poll_response_answers",
     "privacy_filter",
     "private",
+    "read_choices",
     "resolve_when",
     "restrict_mentions",
     "rewrite_in_key_order",
     "role_satisfied",
     "send_notice",
     "whole_number",
+    "yes_or_no",
 ]
