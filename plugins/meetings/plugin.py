@@ -246,7 +246,10 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
     @command(
         "meet move",
         parent=meet,
-        examples=("!meet move M-3 thu 10 dec 19:00", "!meet move M-3 2026-12-08 to wed 19:00"),
+        examples=(
+            "!meet move M-3 next thursday 19:00",
+            "!meet move M-3 next tuesday to wed 19:00",
+        ),
     )
     async def move(self, ctx: Context[MeetingsConfig], meeting: MeetingId, new_time: Rest) -> None:
         """Move a fixed meeting; for a repeating one, move one date: `<date> to <new time>`."""
@@ -260,7 +263,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             if len(parts) != 2:
                 raise CommandError(
                     f"{found.label} repeats: move one date at a time, like {ctx.prefix}meet "
-                    f"move {found.label} 2026-12-08 to wed 19:00"
+                    f"move {found.label} {lookups.one_date_of(found, ctx.now)} to <new time>"
                 )
             original = await lookups.occurrence_on(ctx, found, parts[0], zone)
             start = await lookups.read_when(parts[1], zone, ctx.now)
@@ -276,7 +279,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         await self._changed(ctx, found.id, values)
 
     @command(
-        "meet cancel", parent=meet, examples=("!meet cancel M-3", "!meet cancel M-3 2026-12-08")
+        "meet cancel", parent=meet, examples=("!meet cancel M-3", "!meet cancel M-3 next tuesday")
     )
     async def cancel(
         self, ctx: Context[MeetingsConfig], meeting: MeetingId, date_of_one: Rest | None = None
@@ -344,7 +347,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         proposed = [row for row, m in zip(rows, found, strict=True) if m.state == PROPOSED]
         await ctx.reply(self.ctx.render("list", fixed=fixed, proposed=proposed))
 
-    @command("minutes", examples=("!minutes M-3 We agreed the litter pick on 12 Dec.",))
+    @command("minutes", examples=("!minutes M-3 We agreed the litter pick for next saturday.",))
     async def minutes(self, ctx: Context[MeetingsConfig], meeting: MeetingId, text: Rest) -> None:
         """After the meeting, record what was decided (several lines allowed; organiser or a
         moderator). It is posted in the meeting's thread and shown in the digest."""

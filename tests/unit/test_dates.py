@@ -202,3 +202,42 @@ def test_warm_up_runs_in_the_background_and_sets_the_languages(languages):
     assert not thread.is_alive()
     assert dates._languages == ("en", "de")
     assert parse_when("Freitag 18:00", LONDON, NOW).day == 27
+
+
+@pytest.mark.parametrize(
+    ("short", "full"),
+    [
+        ("next thurs 7pm", "next thursday 7pm"),
+        ("thurs 7pm", "thursday 7pm"),
+        ("thu 19:00", "thursday 19:00"),
+        ("tues 6pm", "tuesday 6pm"),
+        ("weds 18:00", "wednesday 18:00"),
+        ("fri", "friday"),
+        ("sat 10am", "saturday 10am"),
+        ("sun 10am", "sunday 10am"),
+        ("mon 9am", "monday 9am"),
+        ("3 sept 10:00", "3 september 10:00"),
+    ],
+)
+def test_weekday_and_month_abbreviations_are_read(short, full):
+    # Issue 22 §4: "next thurs 7pm" was "I couldn't read … as a time".
+    assert parse_when(short, LONDON, NOW) == parse_when(full, LONDON, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("tue 2 dec 18:00", "2 Dec is a Wednesday: did you mean Wed 2 Dec or Tue 1 Dec?"),
+        ("sat 6 dec 10am", "6 Dec is a Sunday: did you mean Sun 6 Dec or Sat 5 Dec?"),
+        ("Friday 1st of December", "1 Dec is a Tuesday: did you mean Tue 1 Dec or Fri 4 Dec?"),
+    ],
+)
+def test_a_weekday_that_disagrees_with_the_date_is_asked_about(text, question):
+    with pytest.raises(DateError) as caught:
+        parse_when(text, LONDON, NOW)
+    assert str(caught.value) == question
+
+
+def test_a_weekday_that_agrees_with_the_date_is_fine():
+    assert parse_when("wed 2 dec 18:00", LONDON, NOW) == datetime(2026, 12, 2, 18, tzinfo=UTC)
+    assert parse_when("Wednesday 2 December", LONDON, NOW).day == 2

@@ -273,3 +273,15 @@ async def test_more_times_than_fit_as_polls_are_answered_by_typing(tmp_path):
         assert "answer the poll" not in echo and "type !avail M-1 1y 2? 3n" in echo
         assert not sent_of(h, START, room)
         assert "Thanks, noted for M-1" in await ask(h, room, BOB, "!avail M-1 6y")
+
+
+async def test_a_weekday_that_contradicts_the_date_is_asked_about_not_guessed(tmp_path):
+    # Issue 22 §4: "tue 2 dec 18:00 | sat 6 dec 10am" gave Thu 2 Dec 2027 and Sun 6 Dec.
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN])
+        reply = await ask(h, room, ANN, "!meet Bake sale | tue 2 dec 18:00 | sat 6 dec 10am")
+        assert "2 Dec is a Wednesday: did you mean Wed 2 Dec or Tue 1 Dec?" in reply
+        assert "M-1" not in reply
+        echo = await ask(h, room, ANN, "!meet Bake sale | next thurs 7pm | sat 10am")
+        assert echo.startswith("📅 M-1: Bake sale\n"), echo
+        assert "Thu 26 Nov 19:00" in echo and "Sat 28 Nov 10:00" in echo
