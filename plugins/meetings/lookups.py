@@ -87,7 +87,7 @@ def one_date_of(meeting: Meeting, now: datetime) -> str:
     upcoming = schedule.next_occurrence(now) if schedule is not None else None
     if upcoming is None:
         return "next tuesday"
-    return upcoming.start.astimezone(schedule.zone).date().isoformat()  # type: ignore[union-attr]
+    return upcoming.start.astimezone(schedule.zone).date().isoformat()
 
 
 async def occurrence_on(ctx: Context[Any], meeting: Meeting, text: str, zone: ZoneInfo) -> datetime:
