@@ -116,6 +116,7 @@ from civicbot.policy.plugin_config import (
     PluginConfig,
     RoomConfig,
     is_operator_only,
+    zone_name,
 )
 from civicbot.policy.roles import Role
 from civicbot.policy.room_settings import (
@@ -242,4 +243,5 @@ __all__ = [
     "send_notice",
     "whole_number",
     "yes_or_no",
+    "zone_name",
 ]
