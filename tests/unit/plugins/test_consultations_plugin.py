@@ -348,3 +348,17 @@ async def test_an_unknown_choice_lists_the_choices(tmp_path):
         reply = await ask(h, room, ANN, "!answer C-1 2 swings")
         assert "Question 2 has no choice “swings”" in reply
         assert "a) Benches, b) Lights, c) Trees" in reply
+
+
+async def test_showing_a_consultation_that_is_not_there_says_so_to_everyone(tmp_path):
+    # Issue 22 §5: a resident was told only councillors can post one, a councillor to say which.
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park())
+        for who in (ANN, CLLR):
+            reply = await ask(h, room, who, "!consult show C-9")
+            assert reply.startswith("There's no consultation C-9 here"), (who, reply)
+        assert "Say which consultation: !consult show C-2." in await ask(
+            h, room, ANN, "!consult show"
+        )
+        assert "C-1" in await ask(h, room, ANN, "!consult show C-1")
