@@ -51,10 +51,10 @@ from civicbot.api import (
 )
 
 MeetingId = Annotated[int, ItemId("M")]  # accepts M-3, m3 or 3
-EXAMPLE = "!meet Litter pick planning | tue 2 dec 18:00 | sat 6 dec 10am | for 90 minutes"
+EXAMPLE = "!meet Litter pick planning | next tuesday 18:00 | next saturday 10am | for 90 minutes"
 SUBCOMMANDS = {
     "fix": "meet fix M-3 2",
-    "move": "meet move M-3 thu 10 dec 19:00",
+    "move": "meet move M-3 next thursday 19:00",
     "cancel": "meet cancel M-3",
 }
 CLEARS = ("clear", "reset", "none", "off", "room")
@@ -203,7 +203,12 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             raise CommandError(str(exc).replace("M-3", found.label)) from None
         person = await self.runner.person(found.id, ctx.sender)
         await self.store.set_rsvp(found.id, person, status, ctx.event.ts)
-        zone = await self.runner.zone_of(ctx.sender, found.room_id)
+        # A personal zone (!tz) is for what I write to the person directly; in a room everyone
+        # reads the room's zone.
+        if await ctx.is_direct():
+            zone = await self.runner.zone_of(ctx.sender, found.room_id)
+        else:
+            zone = await self.ctx.timezone(found.room_id)
         when = render.when_text(found, zone, ctx.now)
         if status is Rsvp.GOING:
             reply = (
@@ -342,7 +347,12 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         else:
             found = [*await self.store.fixed_in(ctx.room_id, ctx.now),
                      *await self.store.proposed_in(ctx.room_id)]  # fmt: skip
-        rows = [views.list_row(m, zone, ctx.now, m.room_id if direct else "") for m in found]
+        found.sort(key=lambda m: views.soonest(m, ctx.now))
+        names = {}
+        if direct:  # rooms by the name residents know them by, never a raw room id
+            for room_id in {m.room_id for m in found}:
+                names[room_id] = await self.ctx.rooms.display_name(room_id)
+        rows = [views.list_row(m, zone, ctx.now, names.get(m.room_id, "")) for m in found]
         fixed = [row for row, m in zip(rows, found, strict=True) if m.state == FIXED]
         proposed = [row for row, m in zip(rows, found, strict=True) if m.state == PROPOSED]
         await ctx.reply(self.ctx.render("list", fixed=fixed, proposed=proposed))

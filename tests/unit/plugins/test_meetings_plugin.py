@@ -285,3 +285,33 @@ async def test_a_weekday_that_contradicts_the_date_is_asked_about_not_guessed(tm
         echo = await ask(h, room, ANN, "!meet Bake sale | next thurs 7pm | sat 10am")
         assert echo.startswith("📅 M-1: Bake sale\n"), echo
         assert "Thu 26 Nov 19:00" in echo and "Sat 28 Nov 10:00" in echo
+
+
+async def test_rsvp_in_the_room_answers_in_the_rooms_zone(tmp_path):
+    # Issue 22 §5: "!rsvp M-1 perhaps" in the room was answered in the person's own zone.
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, PROPOSE)
+        await ask(h, room, ANN, "!meet fix M-1 1")
+        await ask(h, room, BOB, "!tz europe/warsaw")
+        reply = await ask(h, room, BOB, "!rsvp M-1 perhaps")
+        assert "Tue 8 Dec 18:00" in reply and "Europe/London" in reply, reply
+        assert "Warsaw" not in reply
+
+
+async def test_meetings_in_a_dm_name_their_rooms_and_come_in_time_order(tmp_path):
+    # Issue 22 §5: a DM's !meetings showed raw room ids, in the order they were made.
+    async with meetings_harness(tmp_path) as h:
+        street = h.room(members=[ANN])
+        park = h.room(members=[ANN])
+        h.transport.rooms[street].state[("m.room.name", "")] = {"name": "Elm Road"}
+        h.transport.rooms[park].state[("m.room.name", "")] = {"name": "Park friends"}
+        await ask(h, street, ANN, "!meet Late one | sat 12 dec 10am")
+        await ask(h, street, ANN, "!meet fix M-1 1")
+        await ask(h, park, ANN, "!meet Early one | tue 8 dec 18:00")
+        await ask(h, park, ANN, "!meet fix M-2 1")
+        dm = await h.transport.direct_room(ANN)
+        listing = await ask(h, dm, ANN, "!meetings")
+        assert "(Elm Road)" in listing and "(Park friends)" in listing, listing
+        assert street not in listing and park not in listing
+        assert listing.index("M-2: Early one") < listing.index("M-1: Late one")
