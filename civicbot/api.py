@@ -55,9 +55,11 @@ from civicbot.core.dates import (
     DateError,
     describe_delta,
     format_when,
+    on_the_minute,
     parse_duration,
     parse_when,
     resolve_when,
+    same_minute_or_later,
 )
 from civicbot.core.effects import (
     DirectFile,
@@ -228,6 +230,7 @@ __all__ = [
     "notice_replacement",
     "observe",
     "on",
+    "on_the_minute",
     "parse_duration",
     "parse_setting_value",
     "parse_when",
@@ -240,6 +243,7 @@ __all__ = [
     "restrict_mentions",
     "rewrite_in_key_order",
     "role_satisfied",
+    "same_minute_or_later",
     "send_notice",
     "whole_number",
     "yes_or_no",

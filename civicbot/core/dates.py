@@ -288,14 +288,32 @@ def format_when(when: datetime, zone: ZoneInfo, now: datetime | None = None) -> 
     return f"{local:%a} {local.day} {local:%b}{year} {local:%H:%M} {zone.key}"
 
 
+def on_the_minute(when: datetime, now: datetime | None = None) -> datetime:
+    """``when`` rounded to the nearest whole minute, as a time people agree on should be: "in 5
+    minutes" typed at 03:00:26 means 03:05, not 03:05:26 (which a calendar file and every
+    later comparison would carry). Never rounded back to ``now`` or before it."""
+    rounded = (when + timedelta(seconds=30)).replace(second=0, microsecond=0)
+    if now is not None and rounded <= now:
+        rounded = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return rounded
+
+
+def same_minute_or_later(when: datetime, now: datetime) -> bool:
+    """True once the clock has reached ``when``'s minute: at 03:05:23 a meeting at 03:05 has
+    started, whatever seconds either carries."""
+    return when.replace(second=0, microsecond=0) <= now.replace(second=0, microsecond=0)
+
+
 def describe_delta(delta: timedelta) -> str:
     """A rough, friendly distance: ``in 3 days``, ``in 5 hours``, ``12 minutes ago``, ``now``."""
     seconds = delta.total_seconds()
     size = abs(seconds)
     if size < 60:
         return "now"
-    if size < 3600:
-        count, unit = int(size // 60), "minute"
+    if round(size / 60) < 60:
+        # Rounded, not cut: a reminder four minutes ahead that runs a few seconds late still
+        # says "in 4 minutes".
+        count, unit = max(1, round(size / 60)), "minute"
     elif size < 48 * 3600:
         count, unit = round(size / 3600), "hour"
     else:

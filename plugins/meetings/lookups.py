@@ -11,7 +11,15 @@ from civicbot_plugins.meetings import render
 from civicbot_plugins.meetings.models import CANCELLED, PROPOSED, Meeting
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.api import CommandError, Context, DateError, Role, clean_text, parse_when
+from civicbot.api import (
+    CommandError,
+    Context,
+    DateError,
+    Role,
+    clean_text,
+    on_the_minute,
+    parse_when,
+)
 
 
 async def meeting_for(store: MeetingStore, ctx: Context[Any], meeting_id: int) -> Meeting:
@@ -75,9 +83,10 @@ def slot_text(meeting: Meeting, start: datetime, zone: ZoneInfo) -> str:
 
 async def read_when(text: str, zone: ZoneInfo, now: datetime) -> datetime:
     try:
-        return await asyncio.to_thread(parse_when, clean_text(text), zone, now)
+        when = await asyncio.to_thread(parse_when, clean_text(text), zone, now)
     except DateError as exc:
         raise CommandError(f"{exc} (the new time)") from None
+    return on_the_minute(when, now)
 
 
 def one_date_of(meeting: Meeting, now: datetime) -> str:

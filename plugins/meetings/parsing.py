@@ -30,7 +30,7 @@ from civicbot_plugins.meetings.recurrence import (
     first_start,
 )
 
-from civicbot.api import DateError, format_when, parse_duration, parse_when
+from civicbot.api import DateError, format_when, on_the_minute, parse_duration, parse_when
 
 MAX_SLOTS = 20
 MAX_TITLE = 200
@@ -257,7 +257,7 @@ def _slots(texts: list[str], zone: ZoneInfo, now: datetime) -> tuple[datetime, .
 
 def _when(text: str, zone: ZoneInfo, now: datetime, label: str) -> datetime:
     try:
-        return parse_when(text, zone, now)
+        return on_the_minute(parse_when(text, zone, now), now)
     except DateError as exc:
         raise MeetingInputError(f"{label}: {exc}") from None
 

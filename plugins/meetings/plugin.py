@@ -47,6 +47,7 @@ from civicbot.api import (
     command,
     format_when,
     on,
+    same_minute_or_later,
     send_notice,
 )
 
@@ -362,7 +363,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         """After the meeting, record what was decided (several lines allowed; organiser or a
         moderator). It is posted in the meeting's thread and shown in the digest."""
         found = await lookups.fixed_to_manage(self.store, ctx, meeting, "record the minutes of")
-        if found.start is not None and found.start > ctx.now:
+        if found.start is not None and not same_minute_or_later(found.start, ctx.now):
             when = render.when_text(found, await ctx.timezone(), ctx.now)
             raise CommandError(
                 f"{found.label} hasn't happened yet ({when}); post the minutes afterwards."

@@ -15,8 +15,10 @@ from civicbot.core.dates import (
     describe_delta,
     format_when,
     has_explicit_time,
+    on_the_minute,
     parse_duration,
     parse_when,
+    same_minute_or_later,
 )
 
 LONDON = ZoneInfo("Europe/London")
@@ -241,3 +243,31 @@ def test_a_weekday_that_disagrees_with_the_date_is_asked_about(text, question):
 def test_a_weekday_that_agrees_with_the_date_is_fine():
     assert parse_when("wed 2 dec 18:00", LONDON, NOW) == datetime(2026, 12, 2, 18, tzinfo=UTC)
     assert parse_when("Wednesday 2 December", LONDON, NOW).day == 2
+
+
+def test_times_from_relative_phrases_are_on_the_minute():
+    # Issue 22 §5: "in 5 minutes" at 03:00:26 kept the seconds (DTSTART…T030526).
+    now = datetime(2026, 11, 23, 3, 0, 26, tzinfo=UTC)
+    assert on_the_minute(parse_when("in 5 minutes", LONDON, now), now) == datetime(
+        2026, 11, 23, 3, 5, tzinfo=UTC
+    )
+    assert on_the_minute(datetime(2026, 11, 23, 3, 5, 31, tzinfo=UTC)) == datetime(
+        2026, 11, 23, 3, 6, tzinfo=UTC
+    )
+    # Never rounded back into the past: "in 10 seconds" at 03:00:10 is 03:01.
+    late = datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC)
+    assert on_the_minute(late + timedelta(seconds=10), late) == datetime(
+        2026, 11, 23, 3, 1, tzinfo=UTC
+    )
+
+
+def test_minutes_are_compared_whole():
+    start = datetime(2026, 11, 23, 3, 5, 26, tzinfo=UTC)
+    assert same_minute_or_later(start, datetime(2026, 11, 23, 3, 5, 23, tzinfo=UTC))
+    assert not same_minute_or_later(start, datetime(2026, 11, 23, 3, 4, 59, tzinfo=UTC))
+
+
+def test_a_delta_a_few_seconds_short_is_rounded_not_cut():
+    # A 4-minute reminder that ran 5 seconds late said "starts in 3 minutes".
+    assert describe_delta(timedelta(minutes=3, seconds=55)) == "in 4 minutes"
+    assert describe_delta(timedelta(minutes=59, seconds=50)) == "in 1 hour"

@@ -315,3 +315,21 @@ async def test_meetings_in_a_dm_name_their_rooms_and_come_in_time_order(tmp_path
         assert "(Elm Road)" in listing and "(Park friends)" in listing, listing
         assert street not in listing and park not in listing
         assert listing.index("M-2: Early one") < listing.index("M-1: Late one")
+
+
+async def test_a_meeting_made_from_a_relative_time_is_on_the_minute(tmp_path):
+    # Issue 22 §5: DTSTART kept the seconds of "in 5 minutes", and !minutes was refused at
+    # 03:05:23 for a meeting at 03:05.
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.advance(timedelta(seconds=26))  # 09:00:26
+        echo = await ask(h, room, ANN, "!meet Quick chat | in 5 minutes")
+        assert "Mon 23 Nov 09:05" in echo, echo
+        await ask(h, room, ANN, "!meet fix M-1 1")
+        await ask(h, room, BOB, "!rsvp M-1 going")
+        dtstart = last_calendar(h).walk("VEVENT")[0]["DTSTART"].dt
+        assert (dtstart.minute, dtstart.second) == (5, 0)
+        await h.advance(timedelta(minutes=4, seconds=57))  # 09:05:23
+        await h.say(room, ANN, "!minutes M-1 Done.")
+        assert "hasn't happened yet" not in h.last_text(room)
+        assert h.last_text(room) == "Recorded the minutes of M-1 in its thread."
