@@ -432,3 +432,20 @@ async def test_a_reminder_sent_late_after_downtime_says_so(tmp_path):
         await h.advance(timedelta(minutes=1))
         reminder = next(t for t in h.texts(room) if t.startswith("⏰ P-1"))
         assert "Sorry, this reminder is late" in reminder
+
+
+async def test_votes_and_rankings_by_option_text_as_typed_on_a_phone(tmp_path):
+    # Issue 22 §4: "!vote P-1 Cakes, Mulled wine" and "!rank P-2 Bridges, Birds" were refused.
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Which stalls? | Cakes | Books | Mulled wine | up to two")
+        await h.say(room, BOB, "!vote P-1 Cakes, Mulled wine")
+        assert "your vote in P-1 is 1. Cakes, 3. Mulled wine." in h.last_text(room)
+        await h.say(room, ANN, "!poll Which mural? | Birds | Bridges | Bikes | ranked")
+        await h.say(room, BOB, "!rank P-2 Bridges, Birds")
+        assert "your vote in P-2 is 2. Bridges, then 1. Birds." in h.last_text(room)
+        await h.say(room, BOB, "!vote P-1 Tea")
+        refusal = h.last_text(room)
+        assert "I didn't understand 'Tea'. The options are 1 Cakes, 2 Books, 3 Mulled wine" in (
+            refusal
+        )
