@@ -21,8 +21,10 @@ The names fall into groups, in the order a plugin author meets them:
 * effects a plugin promises and the engine keeps exactly once (``ctx.effects``, see
   :mod:`civicbot.core.effects`): :class:`Say`, :class:`DirectMessage`, :class:`DirectFile`,
   :class:`NewRoom` with its :class:`RoomNotice`;
-* helpers for what residents type and read: dates, text cleaning, ``matrix.to`` links, log
-  pseudonyms;
+* helpers for what residents type and read: dates (``on_the_minute`` for times agreed on),
+  time zone names (``zone_name``, whatever their case), text cleaning, choices
+  (``read_choices``: by option text, number or letter; ``yes_or_no`` with a "please"),
+  ``matrix.to`` links, log pseudonyms;
 * a few names for the built-in plugins that run rooms (``manages_rooms = True``: the admin
   plugin) and for advanced plugins; they are public too, but most plugins never need them.
 """
