@@ -85,7 +85,8 @@ def same_text(a: str, b: str) -> bool:
 # -- choices typed by residents --------------------------------------------------------------------
 # Between choices people type commas, "and", "&", "then", ">" (a ranking) or just spaces.
 _CHOICE_SEPARATORS = re.compile(r"[\s,;>/|&+]+")
-_CONNECTORS = frozenset({"and", "then", "or", "plus"})
+# Words between or after choices that pick nothing: "1 and 3", "Benches please".
+_CONNECTORS = frozenset({"and", "then", "or", "plus", "please", "pls", "thanks"})
 _TRIM = "\"'“”‘’«»`.!?():[]"
 MIN_PREFIX = 3  # "sat" picks Saturday; "s" or "sa" is too little to be sure
 

@@ -25,6 +25,7 @@ NIGHTS = ["Most nights", "Weekends only", "Never"]
         ("#2", [1]),
         ("mulled", [3]),
         ("plants > cakes > 2", [2, 0, 1]),
+        ("Books please", [1]),
     ],
 )
 def test_choices_by_text_number_or_letter(typed, picked):
