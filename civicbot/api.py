@@ -21,8 +21,10 @@ The names fall into groups, in the order a plugin author meets them:
 * effects a plugin promises and the engine keeps exactly once (``ctx.effects``, see
   :mod:`civicbot.core.effects`): :class:`Say`, :class:`DirectMessage`, :class:`DirectFile`,
   :class:`NewRoom` with its :class:`RoomNotice`;
-* helpers for what residents type and read: dates, text cleaning, ``matrix.to`` links, log
-  pseudonyms;
+* helpers for what residents type and read: dates (``on_the_minute`` for times agreed on),
+  time zone names (``zone_name``, whatever their case), text cleaning, choices
+  (``read_choices``: by option text, number or letter; ``yes_or_no`` with a "please"),
+  ``matrix.to`` links, log pseudonyms;
 * a few names for the built-in plugins that run rooms (``manages_rooms = True``: the admin
   plugin) and for advanced plugins; they are public too, but most plugins never need them.
 """
@@ -55,9 +57,11 @@ from civicbot.core.dates import (
     DateError,
     describe_delta,
     format_when,
+    on_the_minute,
     parse_duration,
     parse_when,
     resolve_when,
+    same_minute_or_later,
 )
 from civicbot.core.effects import (
     DirectFile,
@@ -96,7 +100,14 @@ from civicbot.core.public import (
     PublicUpdate,
 )
 from civicbot.core.templates import Rendered, TemplateCheckError, Templates
-from civicbot.core.text import clean_text, comparison_key
+from civicbot.core.text import (
+    ChoiceError,
+    clean_text,
+    comparison_key,
+    list_choices,
+    read_choices,
+    yes_or_no,
+)
 from civicbot.logs import privacy_filter, private
 from civicbot.policy.limits import SendPacer
 from civicbot.policy.permissions import restrict_mentions, role_satisfied
@@ -109,6 +120,7 @@ from civicbot.policy.plugin_config import (
     PluginConfig,
     RoomConfig,
     is_operator_only,
+    zone_name,
 )
 from civicbot.policy.roles import Role
 from civicbot.policy.room_settings import (
@@ -148,6 +160,7 @@ __all__ = [
     "TOOK_PART",
     "WEB",
     "AuditEntry",
+    "ChoiceError",
     "CommandError",
     "CommandInfo",
     "Context",
@@ -213,11 +226,13 @@ __all__ = [
     "format_value",
     "format_when",
     "is_operator_only",
+    "list_choices",
     "matrix_to",
     "ms",
     "notice_replacement",
     "observe",
     "on",
+    "on_the_minute",
     "parse_duration",
     "parse_setting_value",
     "parse_when",
@@ -225,10 +240,14 @@ __all__ = [
     "poll_response_answers",
     "privacy_filter",
     "private",
+    "read_choices",
     "resolve_when",
     "restrict_mentions",
     "rewrite_in_key_order",
     "role_satisfied",
+    "same_minute_or_later",
     "send_notice",
     "whole_number",
+    "yes_or_no",
+    "zone_name",
 ]

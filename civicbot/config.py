@@ -255,6 +255,14 @@ def load_settings(path: Path | str | None, **overrides: Any) -> Settings:
     raise ConfigError(problems, raw)
 
 
+def _typed(value: Any) -> str:
+    """A value as it was typed, for a message people read: ``'5s'``, ``'5s', '1h'``, ``12``;
+    never a Python list or repr."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_typed(item) for item in value) or "nothing"
+    return f"'{value}'" if isinstance(value, str) else str(value)
+
+
 def describe_validation_error(
     exc: ValidationError, *, prefix: str = "", model: type[BaseModel] | None = None
 ) -> list[str]:
@@ -268,7 +276,7 @@ def describe_validation_error(
             continue
         message = error["msg"].removeprefix("Value error, ")
         got = error.get("input")
-        shown = "" if isinstance(got, dict | SecretStr) or got is None else f" (got {got!r})"
+        shown = "" if isinstance(got, dict | SecretStr) or got is None else f" (got {_typed(got)})"
         problems.append(f"{path}: {message}{shown}")
     return problems
 

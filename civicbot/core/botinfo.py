@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from civicbot.core.events import Event
+from civicbot.core.text import clean_text
 from civicbot.policy.plugin_config import PluginConfig
 from civicbot.transport import Transport, TransportError
 
@@ -103,6 +104,19 @@ class Rooms:
         self, room_id: str, event_type: str, state_key: str = ""
     ) -> dict[str, Any] | None:
         return await self._transport.state_event(room_id, event_type, state_key)
+
+    async def display_name(self, room_id: str) -> str:
+        """What a resident calls the room: its name, else its address (``#street:hs``), else
+        its id, so a list of several rooms never shows only ``!abc…:hs`` where a name exists."""
+        for event_type, key in (("m.room.name", "name"), ("m.room.canonical_alias", "alias")):
+            try:
+                content = await self._transport.state_event(room_id, event_type)
+            except TransportError:
+                continue
+            value = content.get(key) if isinstance(content, dict) else None
+            if isinstance(value, str) and clean_text(value).strip():
+                return " ".join(clean_text(value).split())[:80]
+        return room_id
 
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None

@@ -26,7 +26,8 @@ from civicbot.core.commands import Converter, UsageError
 if TYPE_CHECKING:
     from civicbot.core.context import Context
 
-EXAMPLES = "'in 3 days', 'friday 18:00' or '2 Dec 18:00'"
+# Examples that are never in the past, whenever they are read.
+EXAMPLES = "'in 3 days', 'friday 18:00' or 'next tuesday 6pm'"
 DEFAULT_TIME = time(18, 0)  # a date given without a time means the early evening of that day
 MAX_AHEAD = timedelta(days=3 * 365)
 MAX_WHEN_LENGTH = 100
@@ -79,6 +80,56 @@ _MONTH_FIRST_ZONES = (
     "Pacific/Honolulu",
     "US/",
 )
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_MONTHS = (
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december",
+)  # fmt: skip
+# Short forms people type on phones that dateparser does not read ("thurs", "weds", "sept").
+_SHORT_NAMES = {
+    "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday",
+    "weds": "wednesday", "thu": "thursday", "thur": "thursday", "thurs": "thursday",
+    "fri": "friday", "sat": "saturday", "sun": "sunday",
+    "jan": "january", "feb": "february", "mar": "march", "apr": "april", "jun": "june",
+    "jul": "july", "aug": "august", "sep": "september", "sept": "september",
+    "oct": "october", "nov": "november", "dec": "december",
+}  # fmt: skip
+_SHORT_NAME = re.compile(r"\b(" + "|".join(_SHORT_NAMES) + r")\b\.?", re.I)
+_WEEKDAY_NAME = re.compile(r"\b(" + "|".join(_WEEKDAYS) + r")\b", re.I)
+_MONTH_NAME = "(?:" + "|".join(_MONTHS) + ")"
+# A day of the month is named: "2 dec", "2nd of december", "december 2", "2/12", "2-12".
+_DAY_OF_MONTH = re.compile(
+    rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_NAME}\b|\b{_MONTH_NAME}\s+\d{{1,2}}\b|"
+    r"\b\d{1,2}[/-]\d{1,2}\b",
+    re.I,
+)
+
+
+def expand_short_names(text: str) -> str:
+    """``"next thurs 7pm"`` → ``"next thursday 7pm"``: weekday and month abbreviations in full."""
+    return _SHORT_NAME.sub(lambda m: _SHORT_NAMES[m.group(1).lower()], text)
+
+
+def _check_weekday(text: str, when: datetime, zone: ZoneInfo, now: datetime) -> None:
+    """A weekday named next to a date it is not ("tue 2 dec" when 2 Dec is a Wednesday) is a
+    question, not something to guess: ask which of the two was meant."""
+    named = _WEEKDAY_NAME.search(text)
+    if named is None or not _DAY_OF_MONTH.search(text):
+        return
+    local = when.astimezone(zone)
+    wanted = _WEEKDAYS.index(named.group(1).lower())
+    if local.weekday() == wanted:
+        return
+    shift = (wanted - local.weekday() + 3) % 7 - 3  # the nearest day with the named weekday
+    other = local + timedelta(days=shift)
+    year = "" if now.astimezone(zone).year == local.year else f" {local.year}"
+    other_year = "" if now.astimezone(zone).year == other.year else f" {other.year}"
+    raise DateError(
+        f"{local.day} {local:%b}{year} is a {local:%A}: did you mean "
+        f"{local:%a} {local.day} {local:%b}{year} or {other:%a} {other.day} {other:%b}{other_year}?"
+    )
 
 
 # What dateparser may read dates in; set from ``bot.languages`` at start (the default there too).
@@ -178,7 +229,9 @@ def parse_when(
                 raise too_far
             when = now + delta
         else:
-            when = _dateparse(raw, zone, now, default_time)
+            text = expand_short_names(raw)
+            when = _dateparse(text, zone, now, default_time)
+            _check_weekday(text, when, zone, now)
     except DateError:
         raise
     except (OverflowError, ValueError):  # a date at the edge of what datetime holds
@@ -235,14 +288,32 @@ def format_when(when: datetime, zone: ZoneInfo, now: datetime | None = None) -> 
     return f"{local:%a} {local.day} {local:%b}{year} {local:%H:%M} {zone.key}"
 
 
+def on_the_minute(when: datetime, now: datetime | None = None) -> datetime:
+    """``when`` rounded to the nearest whole minute, as a time people agree on should be: "in 5
+    minutes" typed at 03:00:26 means 03:05, not 03:05:26 (which a calendar file and every
+    later comparison would carry). Never rounded back to ``now`` or before it."""
+    rounded = (when + timedelta(seconds=30)).replace(second=0, microsecond=0)
+    if now is not None and rounded <= now:
+        rounded = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return rounded
+
+
+def same_minute_or_later(when: datetime, now: datetime) -> bool:
+    """True once the clock has reached ``when``'s minute: at 03:05:23 a meeting at 03:05 has
+    started, whatever seconds either carries."""
+    return when.replace(second=0, microsecond=0) <= now.replace(second=0, microsecond=0)
+
+
 def describe_delta(delta: timedelta) -> str:
     """A rough, friendly distance: ``in 3 days``, ``in 5 hours``, ``12 minutes ago``, ``now``."""
     seconds = delta.total_seconds()
     size = abs(seconds)
     if size < 60:
         return "now"
-    if size < 3600:
-        count, unit = int(size // 60), "minute"
+    if round(size / 60) < 60:
+        # Rounded, not cut: a reminder four minutes ahead that runs a few seconds late still
+        # says "in 4 minutes".
+        count, unit = max(1, round(size / 60)), "minute"
     elif size < 48 * 3600:
         count, unit = round(size / 3600), "hour"
     else:

@@ -80,3 +80,113 @@ def comparison_key(text: str) -> str:
 def same_text(a: str, b: str) -> bool:
     """True when ``a`` and ``b`` read as the same text (see :func:`comparison_key`)."""
     return comparison_key(a) == comparison_key(b)
+
+
+# -- choices typed by residents --------------------------------------------------------------------
+# Between choices people type commas, "and", "&", "then", ">" (a ranking) or just spaces.
+_CHOICE_SEPARATORS = re.compile(r"[\s,;>/|&+]+")
+# Words between or after choices that pick nothing: "1 and 3", "Benches please".
+_CONNECTORS = frozenset({"and", "then", "or", "plus", "please", "pls", "thanks"})
+_TRIM = "\"'“”‘’«»`.!?():[]"
+MIN_PREFIX = 3  # "sat" picks Saturday; "s" or "sa" is too little to be sure
+
+
+class ChoiceError(ValueError):
+    """A choice that can't be read. ``reason`` is ``"unknown"`` (nothing by that name),
+    ``"ambiguous"`` (``candidates`` holds the options it could be) or ``"range"`` (a number with
+    no option); ``token`` is what was typed, cut short for echoing."""
+
+    def __init__(self, reason: str, token: str, candidates: list[int] | None = None):
+        self.reason, self.token, self.candidates = reason, token, candidates or []
+        super().__init__(f"{reason}: {token}")
+
+
+def _choice_words(text: str) -> tuple[list[str], list[str]]:
+    """The words of ``text`` as typed (for echoing) and as compared, separators dropped."""
+    raw: list[str] = []
+    keys: list[str] = []
+    for word in _CHOICE_SEPARATORS.split(clean_text(text)):
+        key = comparison_key(word).strip(_TRIM).lstrip("#")
+        if key:
+            raw.append(word.strip(_TRIM) or word)
+            keys.append(key)
+    return raw, keys
+
+
+def read_choices(text: str, options: list[str]) -> list[int]:
+    """The options ``text`` picks, as indexes into ``options`` in the order typed (a repeat is
+    kept, so a ranking can refuse it). Each choice may be the option's text in any case (whole
+    option texts are matched first, so "Fish and chips" is one choice), its number from 1, its
+    letter from a, or the start of one option's text ("sat" for Saturday); choices are separated
+    by commas, "and", ">" or spaces. Raises :class:`ChoiceError`."""
+    raw, words = _choice_words(text)
+    keyed = [" ".join(_choice_words(option)[1]) for option in options]
+    picks: list[int] = []
+    i = 0
+    while i < len(words):
+        step, pick = _read_one(raw, words, i, keyed)
+        if pick is not None:
+            picks.append(pick)
+        i += step
+    return picks
+
+
+def _read_one(raw: list[str], words: list[str], i: int, keyed: list[str]) -> tuple[int, int | None]:
+    spans = range(len(words), i, -1)
+    for end in spans:  # the longest run of words that is a whole option
+        found = [n for n, key in enumerate(keyed) if key == " ".join(words[i:end])]
+        if len(found) == 1:
+            return end - i, found[0]
+    word = words[i]
+    if word in _CONNECTORS:
+        return 1, None
+    typed = raw[i].lstrip("#")
+    # Digits of any script count ("٣"), but not superscripts ("²"), whatever NFKC makes of them.
+    if typed.isdecimal():
+        number = int(typed) if len(typed) <= 6 else -1
+        if not 1 <= number <= len(keyed):
+            raise ChoiceError("range", raw[i].lstrip("#")[:20])
+        return 1, number - 1
+    if len(word) == 1 and word.isascii() and word.isalpha():
+        index = ord(word) - ord("a")
+        if index < len(keyed):
+            return 1, index
+    for end in spans:  # the start of exactly one option
+        typed = " ".join(words[i:end])
+        if len(typed) < MIN_PREFIX:
+            break
+        found = [n for n, key in enumerate(keyed) if key.startswith(typed)]
+        if len(found) == 1:
+            return end - i, found[0]
+        if found:
+            raise ChoiceError("ambiguous", " ".join(raw[i:end])[:30], found)
+    raise ChoiceError("unknown", raw[i][:20])
+
+
+def list_choices(options: list[str], letters: bool = False, limit: int = 8) -> str:
+    """``1 Cakes, 2 Mulled wine, 3 Tea`` (or ``a) Cakes, b) …``): the choices, for a reply that
+    says what to type; only the first ``limit`` when there are many."""
+    shown = [
+        f"{chr(ord('a') + n)}) {text}" if letters and n < 26 else f"{n + 1} {text}"
+        for n, text in enumerate(options[:limit])
+    ]
+    more = len(options) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+_YES = frozenset({"yes", "y", "yep", "yeah", "yup", "ok", "okay", "sure", "please", "aye", "👍"})
+_NO = frozenset({"no", "n", "nope", "nah", "👎"})
+_POLITE = frozenset(
+    {"please", "pls", "plz", "thanks", "thank", "you", "ta", "cheers", "thx", "very", "much"}
+)
+
+
+def yes_or_no(text: str) -> bool | None:
+    """True for "yes", "Yes please", "ok thanks!"; False for "no", "No thank you."; None when
+    the text is not a plain yes or no ("yes but not on Sundays" is a sentence, not an answer)."""
+    words = [w for w in (comparison_key(w).strip(_TRIM) for w in re.split(r"[\s,]+", text)) if w]
+    if not words or not all(w in _POLITE for w in words[1:]):
+        return None
+    if words[0] in _YES or words[0] in _NO:
+        return words[0] in _YES
+    return None

@@ -63,17 +63,35 @@ def _place_zones() -> frozenset[str]:
     )
 
 
-def check_zone(value: str) -> str:
-    """``value`` if it is a real place's IANA time zone, else a ValueError saying what to write.
+@functools.cache
+def _zones_by_key() -> dict[str, str]:
+    return {zone.lower(): zone for zone in _place_zones()}
+
+
+def zone_name(value: str) -> str:
+    """The IANA time zone ``value`` names, spelt as the tz database spells it, however it was
+    typed: ``europe/warsaw`` and ``Europe/Warsaw`` are one zone, ``new york`` is ``new_york``,
+    ``utc``, ``gmt`` and ``z`` are UTC. Every zone a person or the config gives is read here,
+    so a name accepted in one place is accepted everywhere. Raises a ValueError saying what to
+    write.
 
     The tz database also holds "Factory", "localtime", "posix/…" and "right/…" entries that
-    load but break date parsing or mean the server's own zone."""
-    if value not in _place_zones():
+    load but break date parsing or mean the server's own zone; they are refused."""
+    cleaned = "_".join(value.strip().split())
+    name = _zones_by_key().get(cleaned.lower())
+    if name is None and cleaned.upper() in ("UTC", "GMT", "Z"):
+        name = "UTC"
+    if name is None:
         raise ValueError(
             "expected an IANA time zone name like 'Europe/London' or 'America/New_York'"
         )
-    ZoneInfo(value)
-    return value
+    ZoneInfo(name)
+    return name
+
+
+def check_zone(value: str) -> str:
+    """:func:`zone_name`, for a setting's validator: the zone's name as the tz database has it."""
+    return zone_name(value)
 
 
 def members_of(annotation: Any) -> tuple[Any, ...]:

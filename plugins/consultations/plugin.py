@@ -130,14 +130,27 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
         `statement: …` (agree / disagree / pass). Add `private` (answers seen by the councillor
         only) or `anonymous` (no link between answers and people), and `moderated` to approve
         residents' statements first."""
+        words = spec[0].split() if spec and spec[0].strip() else []
+        first = words[0].lower() if words else ""
+        # "!consult show C-9" of a consultation that isn't there comes here when the subcommand
+        # refuses the id: say so to everyone, as the subcommand would have.
+        if first in ("close", "show") and len(spec) == 1:
+            if len(words) == 2:
+                try:
+                    number = ItemId("C").convert(words[1], ctx)
+                except UsageError:
+                    number = None
+                if number is not None:
+                    raise CommandError(
+                        f"There's no consultation C-{number} here "
+                        f"({ctx.prefix}consultations lists them)."
+                    )
+            raise CommandError(f"Say which consultation: {ctx.prefix}consult {first} C-2.")
         if not await ctx.has_role(COUNCILLOR):
             raise CommandError(
                 f"Sorry, only councillors can post a consultation. A moderator can make you one "
                 f"with {ctx.prefix}role grant {ctx.sender} councillor."
             )
-        first = spec[0].split(None, 1)[0].lower() if spec and spec[0].strip() else ""
-        if first in ("close", "show") and len(spec) == 1:
-            raise CommandError(f"Say which consultation: {ctx.prefix}consult {first} C-2.")
         try:
             parsed = service.parse_consultation(list(spec))
         except ConsultationInputError as exc:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from civicbot.api import UsageError, clean_text, whole_number
+from civicbot.api import ChoiceError, clean_text, list_choices, read_choices, yes_or_no
 
 TEXT, ONE, SEVERAL, STATEMENT = "text", "one", "several", "statement"
 PUBLIC, PRIVATE, ANONYMOUS = "public", "private", "anonymous"
@@ -175,7 +175,10 @@ def read_answer(question: Question, raw: str) -> str:
         return text
     if question.kind == STATEMENT:
         word = text.lower().strip(" .!")
-        word = {"yes": "agree", "no": "disagree", "skip": "pass", "unsure": "pass"}.get(word, word)
+        word = {"skip": "pass", "unsure": "pass"}.get(word, word)
+        plain = yes_or_no(text)  # "yes please" agrees, as "yes" does
+        if plain is not None:
+            word = "agree" if plain else "disagree"
         if word not in VOTES:
             raise AnswerError(
                 f"Question {question.number} is a statement: type agree, disagree or pass."
@@ -190,29 +193,26 @@ def read_answer(question: Question, raw: str) -> str:
 
 
 def _letters(question: Question, text: str) -> list[str]:
-    picked: list[str] = []
-    for token in re.split(r"[\s,;/]+", text.lower()):
-        token = token.strip(" .)")
-        if not token:
-            continue
-        if token.isascii() and token.isdigit():
-            try:
-                token = LETTERS[whole_number(token, 1, len(question.options)) - 1]
-            except UsageError:
-                pass  # refused below, naming the choices there are
-        names = [o.lower() for o in question.options]
-        if token in names:
-            token = LETTERS[names.index(token)]
-        if len(token) != 1 or token not in LETTERS[: len(question.options)]:
+    """The letters ``text`` picks: whole choice texts first ("most nights"), then letters,
+    numbers and choice texts one by one ("Saturday and Sunday", "a c")."""
+    try:
+        indexes = read_choices(text, question.options)
+    except ChoiceError as exc:
+        if exc.reason == "ambiguous":
+            could = " or ".join(f"{LETTERS[n]}) {question.options[n]}" for n in exc.candidates)
             raise AnswerError(
-                f"Question {question.number} has no choice “{token[:20]}”: "
+                f"Question {question.number}: “{exc.token}” could be {could}; "
                 f"{question.how_to_answer()}."
-            )
-        if token not in picked:
-            picked.append(token)
+            ) from None
+        raise AnswerError(
+            f"Question {question.number} has no choice “{exc.token}”: "
+            f"{question.how_to_answer()}. The choices are "
+            f"{list_choices(question.options, letters=True)}."
+        ) from None
+    picked = sorted({LETTERS[n] for n in indexes if n < len(LETTERS)})
     if not picked:
         raise AnswerError(f"Question {question.number}: {question.how_to_answer()}.")
-    return sorted(picked)
+    return picked
 
 
 # -- the summary ---------------------------------------------------------------------------------

@@ -17,11 +17,9 @@ from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import ANONYMOUS, OPEN, AnswerError, Question
 from civicbot_plugins.consultations.store import ConsultationStore
 
-from civicbot.api import Context, clean_text
+from civicbot.api import Context, clean_text, yes_or_no
 
 FOLLOW_STEP = 0
-YES = ("yes", "y", "yep", "please", "ok", "sure")
-NO = ("no", "n", "nope", "no thanks")
 
 
 class WalkThrough:
@@ -131,11 +129,10 @@ class WalkThrough:
         )
 
     async def _finish(self, ctx: Context[Any], c: Consultation, text: str) -> None:
-        word = text.lower().strip(" .!")
-        if word not in YES + NO:
+        follow = yes_or_no(text)
+        if follow is None:
             await ctx.reply("Type yes (send me the council's response) or no.")
             return
-        follow = word in YES
         if c.visibility == ANONYMOUS:
             draft = self._drafts.get((ctx.sender, c.id), {})
             outcome = await self.anon.submit(

@@ -11,7 +11,15 @@ from civicbot_plugins.meetings import render
 from civicbot_plugins.meetings.models import CANCELLED, PROPOSED, Meeting
 from civicbot_plugins.meetings.store import MeetingStore
 
-from civicbot.api import CommandError, Context, DateError, Role, clean_text, parse_when
+from civicbot.api import (
+    CommandError,
+    Context,
+    DateError,
+    Role,
+    clean_text,
+    on_the_minute,
+    parse_when,
+)
 
 
 async def meeting_for(store: MeetingStore, ctx: Context[Any], meeting_id: int) -> Meeting:
@@ -75,9 +83,20 @@ def slot_text(meeting: Meeting, start: datetime, zone: ZoneInfo) -> str:
 
 async def read_when(text: str, zone: ZoneInfo, now: datetime) -> datetime:
     try:
-        return await asyncio.to_thread(parse_when, clean_text(text), zone, now)
+        when = await asyncio.to_thread(parse_when, clean_text(text), zone, now)
     except DateError as exc:
         raise CommandError(f"{exc} (the new time)") from None
+    return on_the_minute(when, now)
+
+
+def one_date_of(meeting: Meeting, now: datetime) -> str:
+    """The date of the meeting's next occurrence (``2027-01-12``), for an example that is
+    always one of its own dates and never in the past; ``next tuesday`` when it has none."""
+    schedule = meeting.schedule()
+    upcoming = schedule.next_occurrence(now) if schedule is not None else None
+    if upcoming is None:
+        return "next tuesday"
+    return upcoming.start.astimezone(schedule.zone).date().isoformat()
 
 
 async def occurrence_on(ctx: Context[Any], meeting: Meeting, text: str, zone: ZoneInfo) -> datetime:
@@ -91,14 +110,15 @@ async def occurrence_on(ctx: Context[Any], meeting: Meeting, text: str, zone: Zo
             when = await asyncio.to_thread(parse_when, clean_text(text), zone, ctx.now)
         except DateError:
             raise CommandError(
-                f"Give the date of the meeting to change like 2026-12-08 ({meeting.label} "
-                f"is {schedule.describe()})."
+                f"Give the date of the meeting to change like {one_date_of(meeting, ctx.now)} "
+                f"({meeting.label} is {schedule.describe()})."
             ) from None
         day = when.astimezone(zone).date()
     original = schedule.original_on(day)
     if original is None or original in schedule.cancelled:
         raise CommandError(
             f"{meeting.label} has no meeting on {day:%a} {day.day} {day:%b} {day.year}; it "
-            f"is {schedule.describe()}. Give one of its dates, like 2026-12-08."
+            f"is {schedule.describe()}. Give one of its dates, like "
+            f"{one_date_of(meeting, ctx.now)}."
         )
     return original

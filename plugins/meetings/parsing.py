@@ -2,7 +2,7 @@
 
 A proposal is a title, then parts split on new lines or on `` | ``::
 
-    !meet Litter pick planning | tue 2 dec 18:00 | next saturday 10am | for 90 minutes
+    !meet Litter pick planning | next tuesday 18:00 | next saturday 10am | for 90 minutes
     !meet Residents' meeting | every 2nd tuesday 19:00 | until 2027-06-30 | at Church Hall
     !meet Garden rota | every week on monday 18:30 | for 6 times | at https://meet.jit.si/garden
 
@@ -30,7 +30,7 @@ from civicbot_plugins.meetings.recurrence import (
     first_start,
 )
 
-from civicbot.api import DateError, format_when, parse_duration, parse_when
+from civicbot.api import DateError, format_when, on_the_minute, parse_duration, parse_when
 
 MAX_SLOTS = 20
 MAX_TITLE = 200
@@ -38,7 +38,7 @@ MAX_PLACE = 300
 DEFAULT_DURATION = timedelta(hours=1)
 MIN_DURATION = timedelta(minutes=5)
 MAX_DURATION = timedelta(hours=24)
-EXAMPLE = "!meet Litter pick planning | tue 2 dec 18:00 | sat 6 dec 10am | for 90 minutes"
+EXAMPLE = "!meet Litter pick planning | next tuesday 18:00 | next saturday 10am | for 90 minutes"
 REPEAT_EXAMPLES = (
     "'every 2nd tuesday 19:00', 'every week on monday 18:30' or 'every other friday 10am'"
 )
@@ -216,7 +216,7 @@ def _place(place: str | None) -> tuple[str | None, str | None]:
     if _BARE_TIME.match(place):
         raise MeetingInputError(
             f"'at' is for the place; put {_quoted(place)} with its day instead, like "
-            "'tue 8 dec 18:00'."
+            "'next tuesday 18:00'."
         )
     if len(place) > MAX_PLACE:
         raise MeetingInputError(f"Keep the place under {MAX_PLACE} characters.")
@@ -257,7 +257,7 @@ def _slots(texts: list[str], zone: ZoneInfo, now: datetime) -> tuple[datetime, .
 
 def _when(text: str, zone: ZoneInfo, now: datetime, label: str) -> datetime:
     try:
-        return parse_when(text, zone, now)
+        return on_the_minute(parse_when(text, zone, now), now)
     except DateError as exc:
         raise MeetingInputError(f"{label}: {exc}") from None
 

@@ -47,14 +47,15 @@ from civicbot.api import (
     command,
     format_when,
     on,
+    same_minute_or_later,
     send_notice,
 )
 
 MeetingId = Annotated[int, ItemId("M")]  # accepts M-3, m3 or 3
-EXAMPLE = "!meet Litter pick planning | tue 2 dec 18:00 | sat 6 dec 10am | for 90 minutes"
+EXAMPLE = "!meet Litter pick planning | next tuesday 18:00 | next saturday 10am | for 90 minutes"
 SUBCOMMANDS = {
     "fix": "meet fix M-3 2",
-    "move": "meet move M-3 thu 10 dec 19:00",
+    "move": "meet move M-3 next thursday 19:00",
     "cancel": "meet cancel M-3",
 }
 CLEARS = ("clear", "reset", "none", "off", "room")
@@ -203,7 +204,12 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             raise CommandError(str(exc).replace("M-3", found.label)) from None
         person = await self.runner.person(found.id, ctx.sender)
         await self.store.set_rsvp(found.id, person, status, ctx.event.ts)
-        zone = await self.runner.zone_of(ctx.sender, found.room_id)
+        # A personal zone (!tz) is for what I write to the person directly; in a room everyone
+        # reads the room's zone.
+        if await ctx.is_direct():
+            zone = await self.runner.zone_of(ctx.sender, found.room_id)
+        else:
+            zone = await self.ctx.timezone(found.room_id)
         when = render.when_text(found, zone, ctx.now)
         if status is Rsvp.GOING:
             reply = (
@@ -246,7 +252,10 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
     @command(
         "meet move",
         parent=meet,
-        examples=("!meet move M-3 thu 10 dec 19:00", "!meet move M-3 2026-12-08 to wed 19:00"),
+        examples=(
+            "!meet move M-3 next thursday 19:00",
+            "!meet move M-3 next tuesday to wed 19:00",
+        ),
     )
     async def move(self, ctx: Context[MeetingsConfig], meeting: MeetingId, new_time: Rest) -> None:
         """Move a fixed meeting; for a repeating one, move one date: `<date> to <new time>`."""
@@ -260,7 +269,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             if len(parts) != 2:
                 raise CommandError(
                     f"{found.label} repeats: move one date at a time, like {ctx.prefix}meet "
-                    f"move {found.label} 2026-12-08 to wed 19:00"
+                    f"move {found.label} {lookups.one_date_of(found, ctx.now)} to <new time>"
                 )
             original = await lookups.occurrence_on(ctx, found, parts[0], zone)
             start = await lookups.read_when(parts[1], zone, ctx.now)
@@ -276,7 +285,7 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         await self._changed(ctx, found.id, values)
 
     @command(
-        "meet cancel", parent=meet, examples=("!meet cancel M-3", "!meet cancel M-3 2026-12-08")
+        "meet cancel", parent=meet, examples=("!meet cancel M-3", "!meet cancel M-3 next tuesday")
     )
     async def cancel(
         self, ctx: Context[MeetingsConfig], meeting: MeetingId, date_of_one: Rest | None = None
@@ -339,17 +348,22 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
         else:
             found = [*await self.store.fixed_in(ctx.room_id, ctx.now),
                      *await self.store.proposed_in(ctx.room_id)]  # fmt: skip
-        rows = [views.list_row(m, zone, ctx.now, m.room_id if direct else "") for m in found]
+        found.sort(key=lambda m: views.soonest(m, ctx.now))
+        names = {}
+        if direct:  # rooms by the name residents know them by, never a raw room id
+            for room_id in {m.room_id for m in found}:
+                names[room_id] = await self.ctx.rooms.display_name(room_id)
+        rows = [views.list_row(m, zone, ctx.now, names.get(m.room_id, "")) for m in found]
         fixed = [row for row, m in zip(rows, found, strict=True) if m.state == FIXED]
         proposed = [row for row, m in zip(rows, found, strict=True) if m.state == PROPOSED]
         await ctx.reply(self.ctx.render("list", fixed=fixed, proposed=proposed))
 
-    @command("minutes", examples=("!minutes M-3 We agreed the litter pick on 12 Dec.",))
+    @command("minutes", examples=("!minutes M-3 We agreed the litter pick for next saturday.",))
     async def minutes(self, ctx: Context[MeetingsConfig], meeting: MeetingId, text: Rest) -> None:
         """After the meeting, record what was decided (several lines allowed; organiser or a
         moderator). It is posted in the meeting's thread and shown in the digest."""
         found = await lookups.fixed_to_manage(self.store, ctx, meeting, "record the minutes of")
-        if found.start is not None and found.start > ctx.now:
+        if found.start is not None and not same_minute_or_later(found.start, ctx.now):
             when = render.when_text(found, await ctx.timezone(), ctx.now)
             raise CommandError(
                 f"{found.label} hasn't happened yet ({when}); post the minutes afterwards."

@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
-from civicbot.api import UsageError, format_when, whole_number
+from civicbot.api import UsageError, format_when, whole_number, zone_name
 
 AVAIL_EXAMPLE = "!avail M-3 1y 2? 3n (yes, if need be, no), or !avail M-3 all"
 TZ_EXAMPLE = "Europe/London, Europe/Warsaw or America/New_York"
@@ -230,26 +229,16 @@ def slot_number(text: str, slot_count: int) -> int:
         ) from None
 
 
-@cache
-def _zone_names() -> dict[str, str]:
-    return {name.lower(): name for name in available_timezones()}
-
-
 def resolve_zone(text: str) -> ZoneInfo:
-    """``europe/warsaw`` → ``ZoneInfo("Europe/Warsaw")``; an unknown name raises
-    :class:`AnswerError` saying what to type."""
-    cleaned = text.strip().replace(" ", "_")
-    name = _zone_names().get(cleaned.lower())
-    if name is None and cleaned.upper() in ("UTC", "GMT", "Z"):
-        name = "UTC"
-    if name is None:
+    """``europe/warsaw`` → ``ZoneInfo("Europe/Warsaw")`` (the engine's :func:`zone_name`, the
+    same reading as ``!config room.timezone``); an unknown name raises :class:`AnswerError`
+    saying what to type."""
+    try:
+        return ZoneInfo(zone_name(text))
+    except ValueError:
         raise AnswerError(
             f"I don't know the time zone '{text.strip()[:40]}'. Use a name like {TZ_EXAMPLE}."
-        )
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise AnswerError(f"I can't use '{name}' here. Use a name like {TZ_EXAMPLE}.") from None
+        ) from None
 
 
 def format_slot(

@@ -30,6 +30,16 @@ def list_row(meeting: Meeting, zone: ZoneInfo, now: datetime, room: str = "") ->
     }
 
 
+def soonest(meeting: Meeting, now: datetime) -> datetime:
+    """When a meeting next matters, to list meetings in time order: the next occurrence of a
+    fixed one, the first proposed time of one still finding a time."""
+    schedule = meeting.schedule()
+    if schedule is not None:
+        upcoming = schedule.next_occurrence(now) if schedule.recurrence is not None else None
+        return upcoming.start if upcoming is not None else schedule.start
+    return min(meeting.slots) if meeting.slots else now
+
+
 def link(room_id: str, event_id: str | None) -> str:
     """A link to an event the bot posted in the meeting's room, or "" when it has none (a
     meeting fixed before it was announced, minutes recorded before they were posted)."""

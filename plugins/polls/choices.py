@@ -7,13 +7,12 @@ stops around a choice go, as they do around options (:func:`parsing.unquote`).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from civicbot_plugins.polls.parsing import unquote
 from civicbot_plugins.polls.service import PROPOSAL_OPTIONS, Option, PollKind
 
-from civicbot.api import clean_text, comparison_key
+from civicbot.api import ChoiceError, clean_text, list_choices, read_choices
 
 MAX_REASON = 500
 WITHDRAW_WORDS = frozenset({"withdraw", "none", "clear", "remove", "unvote", "retract"})
@@ -25,7 +24,6 @@ PROPOSAL_WORDS = {
     "no": "disagree",
     "block": "block",
 }
-_CHOICE_SPLIT = re.compile(r"\s*(?:,|>|;|\band\b|\s)\s*", re.I)
 
 
 class VoteError(ValueError):
@@ -52,9 +50,6 @@ def parse_choice(
         return _proposal_choice(words, first, label)
     if kind is PollKind.RANKED:
         return Choice(parse_ranking(text, options, label))
-    by_text = _match_label(text, options)
-    if by_text is not None:
-        return Choice([by_text])
     picks = _numbers(text, options, label)
     if len(picks) > max_selections:
         if max_selections == 1:
@@ -92,25 +87,34 @@ def parse_ranking(text: str, options: list[Option], label: str) -> list[str]:
 
 
 def _numbers(text: str, options: list[Option], label: str, ranking: bool = False) -> list[int]:
-    tokens = [t for t in _CHOICE_SPLIT.split(text.strip().strip(".")) if t]
+    """The option numbers ``text`` picks, by number, letter or option text (the engine's
+    :func:`read_choices`), in the order typed; a repeat is dropped from a vote and refused in a
+    ranking."""
     example = " ".join(str(n) for n in range(min(3, len(options)), 0, -1))
     how = (
         f"Rank the option numbers, favourite first, like !rank {label} {example}."
         if ranking
         else f"Give the option number, like !vote {label} 1."
     )
-    if not tokens:
+    texts = [unquote(option.text)[0] or option.text for option in options]
+    try:
+        indexes = read_choices(text, texts)
+    except ChoiceError as exc:
+        if exc.reason == "range":
+            raise VoteError(
+                f"{label} has options 1 to {len(options)}; there is no {exc.token}."
+            ) from None
+        if exc.reason == "ambiguous":
+            could = " or ".join(f"{n + 1} {texts[n]}" for n in exc.candidates)
+            raise VoteError(f"'{exc.token}' could be {could}. {how}") from None
+        raise VoteError(
+            f"I didn't understand '{exc.token}'. The options are {list_choices(texts)}. {how}"
+        ) from None
+    if not indexes:
         raise VoteError(how)
     picks: list[int] = []
-    for token in tokens:
-        token = unquote(token)[0] or token
-        value = _number(token.lstrip("#"))
-        if value is None:
-            raise VoteError(f"I didn't understand '{token[:20]}'. {how}")
-        if not 1 <= value <= len(options):
-            raise VoteError(
-                f"{label} has options 1 to {len(options)}; there is no {token.lstrip('#')[:20]}."
-            )
+    for index in indexes:
+        value = index + 1
         if value in picks:
             if ranking:
                 raise VoteError(f"You ranked option {value} twice; give each number once.")
@@ -126,11 +130,3 @@ def _number(text: str) -> int | None:
     if not text.isdecimal():
         return None
     return int(text) if len(text) <= 6 else -1
-
-
-def _match_label(text: str, options: list[Option]) -> str | None:
-    wanted = comparison_key(text)
-    for option in options:
-        if comparison_key(unquote(option.text)[0]) == wanted:
-            return option.id
-    return None

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TICK = timedelta(minutes=10)
+# A reminder sent later than this after its moment (the bot was down) says it is late.
+ON_TIME_GRACE = timedelta(minutes=5)
 RETRY = timedelta(minutes=15)  # the transport already retried through outages
 
 
@@ -86,6 +88,8 @@ class PollRunner:
                 self.arm(poll.id, now)
             elif poll.closes_at > now:
                 self.arm(poll.id, poll.closes_at)
+                config = await self.ctx.config(poll.room_id)
+                self.arm_reminder(poll, config.reminder_hours)
         self.ctx.jobs.at("recount", now, self._recount_job)
         self.ctx.jobs.every("tick", TICK, self._tick_job)
 
@@ -149,9 +153,26 @@ class PollRunner:
         self.ctx.jobs.at(f"close:{poll_id}", when, close_at_deadline)
         self._armed.add(poll_id)
 
+    def arm_reminder(self, poll: Poll, reminder_hours: int) -> None:
+        """Remind the room at its moment (``reminder_hours`` before the close), not at the next
+        ten-minute tick; the tick stays as the backstop for a room that changes its setting."""
+        if not reminder_hours or poll.reminder_sent:
+            return
+        remind_at = poll.closes_at - timedelta(hours=reminder_hours)
+        if remind_at <= poll.created_at:
+            return
+
+        async def remind(job: JobContext[PollsConfig]) -> None:
+            fresh = await self.store.get(poll.id)
+            if fresh is not None and fresh.state == OPEN:
+                await self._remind_if_due(fresh, self.ctx.clock.now())
+
+        self.ctx.jobs.at(f"reminder:{poll.id}", remind_at, remind)
+
     def drop(self, poll: Poll) -> None:
         """Stop following a poll that will never close (cancelled): no timer, no button votes."""
         self.ctx.jobs.cancel(f"close:{poll.id}")
+        self.ctx.jobs.cancel(f"reminder:{poll.id}")
         self._armed.discard(poll.id)
         if poll.start_event_id:
             self.by_start.pop(poll.start_event_id, None)
@@ -392,19 +413,23 @@ class PollRunner:
     async def tick(self) -> None:
         now = self.ctx.clock.now()
         for poll in await self.store.open_anywhere():
-            config = await self.ctx.config(poll.room_id)
-            if not config.enabled or poll.reminder_sent or not config.reminder_hours:
-                continue
-            remind_at = poll.closes_at - timedelta(hours=config.reminder_hours)
-            if poll.created_at < remind_at <= now < poll.closes_at:
-                await self._remind(poll, now)
+            await self._remind_if_due(poll, now)
         for poll in await self.store.reviews_due(now):
             await self._review(poll, now)
 
-    async def _remind(self, poll: Poll, now: datetime) -> None:
+    async def _remind_if_due(self, poll: Poll, now: datetime) -> None:
+        config = await self.ctx.config(poll.room_id)
+        if not config.enabled or poll.reminder_sent or not config.reminder_hours:
+            return
+        remind_at = poll.closes_at - timedelta(hours=config.reminder_hours)
+        if poll.created_at < remind_at <= now < poll.closes_at:
+            await self._remind(poll, now, late=now - remind_at > ON_TIME_GRACE)
+
+    async def _remind(self, poll: Poll, now: datetime, late: bool = False) -> None:
         zone = await self.ctx.timezone(poll.room_id)
         values = render.announce_values(poll, now, self.prefix, zone, self.ctx.rooms.bot_user_id)
         values["voters"] = await self.voters_so_far(poll)
+        values["late"] = late
         await self.ctx.send(
             poll.room_id,
             self.ctx.templates.render("reminder", **values),

@@ -172,6 +172,7 @@ class PollsPlugin(Plugin[PollsConfig]):
         poll.start_event_id, poll.state = start_id, OPEN
         self.runner.track(poll)
         self.runner.arm(poll.id, poll.closes_at)
+        self.runner.arm_reminder(poll, ctx.config.reminder_hours)
 
     @command(
         "poll edit",

@@ -9,10 +9,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from civicbot.app.cli import main
-from civicbot.config import ConfigError, load_settings
+from civicbot.config import ConfigError, describe_validation_error, load_settings
 from civicbot.core.loader import discover, validate_plugin_config
+from civicbot.policy.plugin_config import check_zone, zone_name
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.toml"
@@ -190,3 +192,37 @@ def test_date_languages_are_checked(tmp_path):
     ]
     with pytest.raises(ConfigError, match=r"bot\.languages.*klingon"):
         load_settings(write(tmp_path, '[bot]\nlanguages = ["en", "klingon"]\n'))
+
+
+def test_a_refused_list_is_echoed_as_typed_not_as_python():
+    # Issue 22 §5: "!config meetings.reminders 5s" answered "... (got ['5s'])".
+    class Reminders(BaseModel):
+        hours: list[int]
+
+    with pytest.raises(ValidationError) as caught:
+        Reminders.model_validate({"hours": ["5s", 3]})
+    (problem,) = describe_validation_error(caught.value, prefix="meetings")
+    assert "(got '5s')" in problem and "[" not in problem
+
+
+@pytest.mark.parametrize(
+    ("typed", "zone"),
+    [
+        ("Europe/London", "Europe/London"),
+        ("europe/london", "Europe/London"),
+        (" EUROPE/WARSAW ", "Europe/Warsaw"),
+        ("america/new york", "America/New_York"),
+        ("utc", "UTC"),
+        ("Z", "UTC"),
+    ],
+)
+def test_zone_names_are_read_whatever_their_case(typed, zone):
+    # Issue 22 §5: "!config room.timezone europe/london" was refused, "!tz europe/warsaw" not.
+    assert zone_name(typed) == zone
+    assert check_zone(typed) == zone
+
+
+@pytest.mark.parametrize("typed", ["Mars/Olympus", "posix/Europe/London", "localtime", ""])
+def test_zones_that_are_no_place_are_refused(typed):
+    with pytest.raises(ValueError, match="IANA time zone"):
+        zone_name(typed)

@@ -15,8 +15,10 @@ from civicbot.core.dates import (
     describe_delta,
     format_when,
     has_explicit_time,
+    on_the_minute,
     parse_duration,
     parse_when,
+    same_minute_or_later,
 )
 
 LONDON = ZoneInfo("Europe/London")
@@ -202,3 +204,70 @@ def test_warm_up_runs_in_the_background_and_sets_the_languages(languages):
     assert not thread.is_alive()
     assert dates._languages == ("en", "de")
     assert parse_when("Freitag 18:00", LONDON, NOW).day == 27
+
+
+@pytest.mark.parametrize(
+    ("short", "full"),
+    [
+        ("next thurs 7pm", "next thursday 7pm"),
+        ("thurs 7pm", "thursday 7pm"),
+        ("thu 19:00", "thursday 19:00"),
+        ("tues 6pm", "tuesday 6pm"),
+        ("weds 18:00", "wednesday 18:00"),
+        ("fri", "friday"),
+        ("sat 10am", "saturday 10am"),
+        ("sun 10am", "sunday 10am"),
+        ("mon 9am", "monday 9am"),
+        ("3 sept 10:00", "3 september 10:00"),
+    ],
+)
+def test_weekday_and_month_abbreviations_are_read(short, full):
+    # Issue 22 §4: "next thurs 7pm" was "I couldn't read … as a time".
+    assert parse_when(short, LONDON, NOW) == parse_when(full, LONDON, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("tue 2 dec 18:00", "2 Dec is a Wednesday: did you mean Wed 2 Dec or Tue 1 Dec?"),
+        ("sat 6 dec 10am", "6 Dec is a Sunday: did you mean Sun 6 Dec or Sat 5 Dec?"),
+        ("Friday 1st of December", "1 Dec is a Tuesday: did you mean Tue 1 Dec or Fri 4 Dec?"),
+    ],
+)
+def test_a_weekday_that_disagrees_with_the_date_is_asked_about(text, question):
+    with pytest.raises(DateError) as caught:
+        parse_when(text, LONDON, NOW)
+    assert str(caught.value) == question
+
+
+def test_a_weekday_that_agrees_with_the_date_is_fine():
+    assert parse_when("wed 2 dec 18:00", LONDON, NOW) == datetime(2026, 12, 2, 18, tzinfo=UTC)
+    assert parse_when("Wednesday 2 December", LONDON, NOW).day == 2
+
+
+def test_times_from_relative_phrases_are_on_the_minute():
+    # Issue 22 §5: "in 5 minutes" at 03:00:26 kept the seconds (DTSTART…T030526).
+    now = datetime(2026, 11, 23, 3, 0, 26, tzinfo=UTC)
+    assert on_the_minute(parse_when("in 5 minutes", LONDON, now), now) == datetime(
+        2026, 11, 23, 3, 5, tzinfo=UTC
+    )
+    assert on_the_minute(datetime(2026, 11, 23, 3, 5, 31, tzinfo=UTC)) == datetime(
+        2026, 11, 23, 3, 6, tzinfo=UTC
+    )
+    # Never rounded back into the past: "in 10 seconds" at 03:00:10 is 03:01.
+    late = datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC)
+    assert on_the_minute(late + timedelta(seconds=10), late) == datetime(
+        2026, 11, 23, 3, 1, tzinfo=UTC
+    )
+
+
+def test_minutes_are_compared_whole():
+    start = datetime(2026, 11, 23, 3, 5, 26, tzinfo=UTC)
+    assert same_minute_or_later(start, datetime(2026, 11, 23, 3, 5, 23, tzinfo=UTC))
+    assert not same_minute_or_later(start, datetime(2026, 11, 23, 3, 4, 59, tzinfo=UTC))
+
+
+def test_a_delta_a_few_seconds_short_is_rounded_not_cut():
+    # A 4-minute reminder that ran 5 seconds late said "starts in 3 minutes".
+    assert describe_delta(timedelta(minutes=3, seconds=55)) == "in 4 minutes"
+    assert describe_delta(timedelta(minutes=59, seconds=50)) == "in 1 hour"

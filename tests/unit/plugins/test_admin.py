@@ -429,3 +429,13 @@ async def test_an_admin_by_power_level_is_a_moderator_whatever_the_thresholds(tm
         await h.bot.room_settings.set(room, "room", "moderator_level", 100, BOSS)
         h.transport.rooms[room].power_levels["users"][BOSS] = 100
         assert (await ask(h, room, BOSS, "!plugins")).startswith("Plugins in this room")
+
+
+async def test_a_zone_name_is_read_whatever_its_case(tmp_path):
+    # Issue 22 §5: "!config room.timezone europe/london" was refused while "!tz europe/warsaw"
+    # was accepted; both read zones through the engine's zone_name now.
+    async with harness(tmp_path) as h:
+        room = staff_room(h)
+        lower = await ask(h, room, MODERATOR, "!config room.timezone europe/london")
+        assert lower.startswith("Done:"), lower
+        assert await overrides(h, room) == {"room.timezone": "Europe/London"}

@@ -323,3 +323,42 @@ async def test_in_a_dm_consultations_lists_the_open_ones_of_the_persons_rooms(tm
         assert "C-1 Park improvements — open" in listed and "Bins" not in listed
         assert "C-1 has questions 1 to 4" in await ask(h, dm, ANN, "!answer C-1 9 x")
         assert "There's no consultation C-2 here" in await ask(h, dm, ANN, "!answer C-2 1 x")
+
+
+async def test_the_walk_through_reads_choices_as_typed_and_yes_with_politeness(tmp_path):
+    # Issue 22 §4: the exact choice text, "Saturday and Sunday" and "Yes please" were refused.
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park())
+        await h.say(room, BOB, "!answer C-1")
+        dm = await h.transport.direct_room(BOB)
+        await h.say(dm, BOB, "More benches")
+        assert "Question 3 of 4" in await ask(h, dm, BOB, "lights")
+        assert "Question 4 of 4" in await ask(h, dm, BOB, "Saturday and Sunday")
+        assert "Type yes or no" in await ask(h, dm, BOB, "agree")
+        assert "I'll send you the council's response" in await ask(h, dm, BOB, "Yes please")
+        answers = await plugin(h).store.answers_of(1, BOB)
+        assert (answers[2], answers[3]) == ("b", "b c")
+
+
+async def test_an_unknown_choice_lists_the_choices(tmp_path):
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park())
+        reply = await ask(h, room, ANN, "!answer C-1 2 swings")
+        assert "Question 2 has no choice “swings”" in reply
+        assert "a) Benches, b) Lights, c) Trees" in reply
+
+
+async def test_showing_a_consultation_that_is_not_there_says_so_to_everyone(tmp_path):
+    # Issue 22 §5: a resident was told only councillors can post one, a councillor to say which.
+    async with consult_harness(tmp_path) as h:
+        room = await council_room(h)
+        await h.say(room, CLLR, park())
+        for who in (ANN, CLLR):
+            reply = await ask(h, room, who, "!consult show C-9")
+            assert reply.startswith("There's no consultation C-9 here"), (who, reply)
+        assert "Say which consultation: !consult show C-2." in await ask(
+            h, room, ANN, "!consult show"
+        )
+        assert "C-1" in await ask(h, room, ANN, "!consult show C-1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from civicbot.testing.harness import BotHarness
 
 ANN = "@ann:test"
@@ -38,3 +40,19 @@ async def test_help_escapes_html_and_keeps_paragraphs(tmp_path):
         "Say &lt;b&gt;hi&lt;/b&gt;: <code>!poll x</code> works.",
         "Second <code>&lt;i&gt;</code> part.",
     ]
+
+
+async def test_help_texts_and_examples_name_no_fixed_date(tmp_path):
+    # Issue 22 §4: help examples like "tue 2 dec 18:00" go stale (and, once the weekday no
+    # longer matches, are refused); they use "next tuesday 18:00" and the like instead.
+    months = (
+        "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+        "sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+    )
+    fixed = re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)? (?:{months})\b|\b20\d\d-\d\d-\d\d\b", re.I)
+    async with BotHarness.create(tmp_path) as h:
+        commands = h.bot.index.unique()
+        assert commands
+        for spec in commands:
+            for text in (*spec.examples, spec.func.__doc__ or ""):
+                assert not fixed.search(text), (spec.name, fixed.search(text))

@@ -273,3 +273,63 @@ async def test_more_times_than_fit_as_polls_are_answered_by_typing(tmp_path):
         assert "answer the poll" not in echo and "type !avail M-1 1y 2? 3n" in echo
         assert not sent_of(h, START, room)
         assert "Thanks, noted for M-1" in await ask(h, room, BOB, "!avail M-1 6y")
+
+
+async def test_a_weekday_that_contradicts_the_date_is_asked_about_not_guessed(tmp_path):
+    # Issue 22 §4: "tue 2 dec 18:00 | sat 6 dec 10am" gave Thu 2 Dec 2027 and Sun 6 Dec.
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN])
+        reply = await ask(h, room, ANN, "!meet Bake sale | tue 2 dec 18:00 | sat 6 dec 10am")
+        assert "2 Dec is a Wednesday: did you mean Wed 2 Dec or Tue 1 Dec?" in reply
+        assert "M-1" not in reply
+        echo = await ask(h, room, ANN, "!meet Bake sale | next thurs 7pm | sat 10am")
+        assert echo.startswith("📅 M-1: Bake sale\n"), echo
+        assert "Thu 26 Nov 19:00" in echo and "Sat 28 Nov 10:00" in echo
+
+
+async def test_rsvp_in_the_room_answers_in_the_rooms_zone(tmp_path):
+    # Issue 22 §5: "!rsvp M-1 perhaps" in the room was answered in the person's own zone.
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await ask(h, room, ANN, PROPOSE)
+        await ask(h, room, ANN, "!meet fix M-1 1")
+        await ask(h, room, BOB, "!tz europe/warsaw")
+        reply = await ask(h, room, BOB, "!rsvp M-1 perhaps")
+        assert "Tue 8 Dec 18:00" in reply and "Europe/London" in reply, reply
+        assert "Warsaw" not in reply
+
+
+async def test_meetings_in_a_dm_name_their_rooms_and_come_in_time_order(tmp_path):
+    # Issue 22 §5: a DM's !meetings showed raw room ids, in the order they were made.
+    async with meetings_harness(tmp_path) as h:
+        street = h.room(members=[ANN])
+        park = h.room(members=[ANN])
+        h.transport.rooms[street].state[("m.room.name", "")] = {"name": "Elm Road"}
+        h.transport.rooms[park].state[("m.room.name", "")] = {"name": "Park friends"}
+        await ask(h, street, ANN, "!meet Late one | sat 12 dec 10am")
+        await ask(h, street, ANN, "!meet fix M-1 1")
+        await ask(h, park, ANN, "!meet Early one | tue 8 dec 18:00")
+        await ask(h, park, ANN, "!meet fix M-2 1")
+        dm = await h.transport.direct_room(ANN)
+        listing = await ask(h, dm, ANN, "!meetings")
+        assert "(Elm Road)" in listing and "(Park friends)" in listing, listing
+        assert street not in listing and park not in listing
+        assert listing.index("M-2: Early one") < listing.index("M-1: Late one")
+
+
+async def test_a_meeting_made_from_a_relative_time_is_on_the_minute(tmp_path):
+    # Issue 22 §5: DTSTART kept the seconds of "in 5 minutes", and !minutes was refused at
+    # 03:05:23 for a meeting at 03:05.
+    async with meetings_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.advance(timedelta(seconds=26))  # 09:00:26
+        echo = await ask(h, room, ANN, "!meet Quick chat | in 5 minutes")
+        assert "Mon 23 Nov 09:05" in echo, echo
+        await ask(h, room, ANN, "!meet fix M-1 1")
+        await ask(h, room, BOB, "!rsvp M-1 going")
+        dtstart = last_calendar(h).walk("VEVENT")[0]["DTSTART"].dt
+        assert (dtstart.minute, dtstart.second) == (5, 0)
+        await h.advance(timedelta(minutes=4, seconds=57))  # 09:05:23
+        await h.say(room, ANN, "!minutes M-1 Done.")
+        assert "hasn't happened yet" not in h.last_text(room)
+        assert h.last_text(room) == "Recorded the minutes of M-1 in its thread."

@@ -178,3 +178,29 @@ def test_up_to_zero_is_refused():
     with pytest.raises(PollInputError, match="'up to 0' leaves nothing to choose"):
         parse_poll_input("Which stalls? | cakes | books | up to 0")
     assert parse_poll_input("Which stalls? | cakes | books | multiple").max_selections == 2
+
+
+STALLS = parse_poll_input("Which stalls? | Cakes | Books | Plants | Mulled wine").options
+
+
+def test_several_choices_by_option_text_as_typed_on_a_phone():
+    # Issue 22 §4: "Cakes, Mulled wine" was "I didn't understand 'Cakes'".
+    assert parse_choice("Cakes, Mulled wine", PollKind.MULTIPLE, STALLS, 4, "P-8").answers == [
+        "1",
+        "4",
+    ]
+    assert parse_choice("cakes and books", PollKind.MULTIPLE, STALLS, 4, "P-8").answers == [
+        "1",
+        "2",
+    ]
+    assert parse_choice("1, 4", PollKind.MULTIPLE, STALLS, 4, "P-8").answers == ["1", "4"]
+    assert parse_ranking("Plants, Cakes", STALLS, "P-3") == ["3", "1"]
+
+
+def test_an_unknown_choice_lists_the_options():
+    listed = "didn't understand 'Tea'. The options are 1 Cakes, 2 Books"
+    with pytest.raises(VoteError, match=re.escape(listed)):
+        parse_choice("Cakes, Tea", PollKind.MULTIPLE, STALLS, 4, "P-8")
+    options = parse_poll_input("Q? | Bridges | Bricks | Birds").options
+    with pytest.raises(VoteError, match="'bri' could be 1 Bridges or 2 Bricks"):
+        parse_choice("bri", PollKind.SINGLE, options, 1, "P-8")

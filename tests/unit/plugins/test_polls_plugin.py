@@ -406,3 +406,46 @@ async def test_the_personal_digest_lists_open_polls_the_person_has_not_voted_in(
         await h.say(room, ANN, "!poll close P-3")
         bob = await plugin.personal_digest_section(BOB, now - timedelta(days=7), now)
         assert bob is not None and "P-3" not in bob.text
+
+
+async def test_a_reminder_comes_at_its_moment_not_at_the_next_tick(tmp_path):
+    # Issue 22 §5: a poll reminder could come up to ten minutes late.
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.advance(timedelta(minutes=3))  # 09:03: between two ten-minute ticks
+        await h.say(room, ANN, "!poll Bins on Monday? | yes | no")  # closes 09:03 in a week
+        await h.advance(timedelta(days=6, seconds=-60))
+        assert not any("⏰" in t for t in h.texts(room))
+        await h.advance(timedelta(seconds=61))  # 09:03:01 on Sunday
+        reminder = h.last_text(room)
+        assert reminder.startswith("⏰ P-1 closes in 24 hours"), reminder
+        assert "late" not in reminder
+
+
+async def test_a_reminder_sent_late_after_downtime_says_so(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Bins on Monday? | yes | no")  # reminder due Sun 09:00
+        await h.bot.stop()
+        h.clock.advance(timedelta(days=6, hours=2))  # down through the reminder's moment
+        h = await restart(h)
+        await h.advance(timedelta(minutes=1))
+        reminder = next(t for t in h.texts(room) if t.startswith("⏰ P-1"))
+        assert "Sorry, this reminder is late" in reminder
+
+
+async def test_votes_and_rankings_by_option_text_as_typed_on_a_phone(tmp_path):
+    # Issue 22 §4: "!vote P-1 Cakes, Mulled wine" and "!rank P-2 Bridges, Birds" were refused.
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Which stalls? | Cakes | Books | Mulled wine | up to two")
+        await h.say(room, BOB, "!vote P-1 Cakes, Mulled wine")
+        assert "your vote in P-1 is 1. Cakes, 3. Mulled wine." in h.last_text(room)
+        await h.say(room, ANN, "!poll Which mural? | Birds | Bridges | Bikes | ranked")
+        await h.say(room, BOB, "!rank P-2 Bridges, Birds")
+        assert "your vote in P-2 is 2. Bridges, then 1. Birds." in h.last_text(room)
+        await h.say(room, BOB, "!vote P-1 Tea")
+        refusal = h.last_text(room)
+        assert "I didn't understand 'Tea'. The options are 1 Cakes, 2 Books, 3 Mulled wine" in (
+            refusal
+        )
