@@ -315,6 +315,7 @@ class Bot:
                     await plugin.caught_up()
                 except Exception:
                     log.exception("plugin %s failed after catching up", name)
+        log.info("caught up with what came while the bot was away")
 
     async def _observe_batch(self, events: list[Event]) -> None:
         me = self.transport.user_id

@@ -44,6 +44,7 @@ except ImportError:  # the kit then offers only its sync fixtures
 
 PASSWORD = "a fine test password"
 BOT_READY = "listening for events"
+BOT_CAUGHT_UP = "caught up with what came while the bot was away"
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +147,7 @@ class BotProcess:
             tables[f"plugins.{name}"] = values
         write_config(self.config_path, tables)
         self.starts = 0
+        self._started_at = 0  # where the log of the latest start begins
 
     async def start(self, timeout: float = 90, env: dict[str, str] | None = None) -> None:
         """Start ``civicbot run`` and wait until it listens. The bound is generous: on a busy
@@ -158,6 +160,7 @@ class BotProcess:
             "PYTHONPATH": os.pathsep.join([*self.pythonpath, os.environ.get("PYTHONPATH", "")]),
         }
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._started_at = offset
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "civicbot", "run", "--config", str(self.config_path)],
@@ -176,6 +179,16 @@ class BotProcess:
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the bot did not start:\n{self.log_text()[-3000:]}")
+            await asyncio.sleep(0.05)
+
+    async def caught_up(self, timeout: float = 60) -> None:
+        """Wait until the bot, since its last start, has handled what came while it was away
+        and every plugin has done its catching up (overdue polls closed, voters whose secret
+        ballot a crash lost asked again)."""
+        deadline = time.monotonic() + timeout
+        while BOT_CAUGHT_UP not in self.log_text()[self._started_at :]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the bot did not catch up:\n{self.log_text()[-3000:]}")
             await asyncio.sleep(0.05)
 
     def now(self) -> datetime:

@@ -5,7 +5,9 @@ fires exactly once across a restart of ``civicbot run`` (the bot's clock moved t
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import icalendar
 
@@ -37,6 +39,19 @@ def is_file(sender: str):
     return lambda e: (
         e.get("sender") == sender and (e.get("content") or {}).get("msgtype") == "m.file"
     )
+
+
+def agreed_start(body: str, now: datetime, zone: ZoneInfo) -> datetime:
+    """The start of a meeting fixed for today or tomorrow, read off the bot's "is fixed" reply
+    ("… Sun 6 Dec 19:03–20:03 Europe/Warsaw"): a relative time is rounded to the minute, so the
+    test cannot know it in advance."""
+    found = re.search(r"(\d\d):(\d\d)–", body)
+    assert found, body
+    local = now.astimezone(zone)
+    start = local.replace(hour=int(found[1]), minute=int(found[2]), second=0, microsecond=0)
+    if start < local - timedelta(hours=1):
+        start += timedelta(days=1)
+    return start.astimezone(UTC)
 
 
 async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(residents, bots):
@@ -110,17 +125,19 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     assert str(event["DTSTART"].params["TZID"]) == "Europe/Warsaw"
     assert not [e for e in await ann.messages(room, limit=100) if is_file(bot.user_id)(e)]
 
-    # A meeting two minutes from now: its reminder is due about 20 s from now (bot time).
+    # A meeting three minutes from now, on the minute (so 2.5 to 3.5 minutes away): its
+    # reminder, 100 s before, is due 50 s from now at the earliest (bot time).
     ann.mark()
-    await ann.send_text(room, "!meet Quick check-in | in 2 minutes | in 3 hours")
+    await ann.send_text(room, "!meet Quick check-in | in 3 minutes | in 3 hours")
     await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-2"))
     await ann.send_text(room, "!meet fix M-2 1")
-    await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-2 is fixed"))
+    fixed = await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-2 is fixed"))
+    starts = agreed_start(fixed["content"]["body"], bot.now(), ZoneInfo("Europe/Warsaw"))
     await bob.send_text(room, "!rsvp M-2 going")
     await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-2"))
     assert await bot.stop() == 0  # restart between fixing and reminding
     await bot.start()
-    bot.move_clock(timedelta(seconds=25))  # past the reminder's time, not the meeting's
+    bot.move_clock_to(starts - timedelta(seconds=90))  # past the reminder's time, not the start
     reminder = await ann.wait_for(
         room, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"), timeout=60
     )

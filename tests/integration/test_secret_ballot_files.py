@@ -142,8 +142,9 @@ async def test_no_snapshot_links_a_secret_voter_to_a_choice(residents, bots):
             await person.wait_for(dm, is_notice_from(bot.user_id, "has been counted"), timeout=40)
             assert await counted(person, dm, bot, sent) == 1  # counted once, answered once
             watcher.check(snapshot(data))
-        # Ballots that were only in memory at a kill were never stored: their voters were
-        # asked to vote again, and do.
+        # Ballots that were only in memory at a kill were never stored: their voters are
+        # asked to vote again once the bot has caught up after its last start, and do.
+        await bot.caught_up()
         again = [p for p in people if await asked_again(p, dms[p.user_id], bot)]
         assert again, "a kill inside a batch loses the ballots still waiting in memory"
         for person in again:
