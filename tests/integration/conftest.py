@@ -6,8 +6,11 @@ This file adds only what is this repository's: every bot also loads the failing 
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -31,6 +34,7 @@ OPTIONS: dict[str, Any] = {
 __all__ = [
     "PASSWORD",
     "BotProcess",
+    "agreed_start",
     "encrypted_room",
     "is_for",
     "is_notice_from",
@@ -59,3 +63,16 @@ class BotProcess(pytest_plugin.BotProcess):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **{**OPTIONS, **kwargs})
+
+
+def agreed_start(body: str, now: datetime, zone: str = "Europe/London") -> datetime:
+    """The start of a meeting fixed for today or tomorrow, read off the bot's "is fixed" reply
+    ("… Sun 6 Dec 19:03–20:03 Europe/Warsaw"): a relative time is rounded to the minute, so the
+    test cannot know it in advance."""
+    found = re.search(r"(\d\d):(\d\d)–", body)
+    assert found, body
+    local = now.astimezone(ZoneInfo(zone))
+    start = local.replace(hour=int(found[1]), minute=int(found[2]), second=0, microsecond=0)
+    if start < local - timedelta(hours=1):
+        start += timedelta(days=1)
+    return start.astimezone(UTC)

@@ -5,13 +5,11 @@ fires exactly once across a restart of ``civicbot run`` (the bot's clock moved t
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import icalendar
 
-from tests.integration.conftest import is_for, is_notice_from, room_with_bot
+from tests.integration.conftest import agreed_start, is_for, is_notice_from, room_with_bot
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
@@ -39,19 +37,6 @@ def is_file(sender: str):
     return lambda e: (
         e.get("sender") == sender and (e.get("content") or {}).get("msgtype") == "m.file"
     )
-
-
-def agreed_start(body: str, now: datetime, zone: ZoneInfo) -> datetime:
-    """The start of a meeting fixed for today or tomorrow, read off the bot's "is fixed" reply
-    ("… Sun 6 Dec 19:03–20:03 Europe/Warsaw"): a relative time is rounded to the minute, so the
-    test cannot know it in advance."""
-    found = re.search(r"(\d\d):(\d\d)–", body)
-    assert found, body
-    local = now.astimezone(zone)
-    start = local.replace(hour=int(found[1]), minute=int(found[2]), second=0, microsecond=0)
-    if start < local - timedelta(hours=1):
-        start += timedelta(days=1)
-    return start.astimezone(UTC)
 
 
 async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(residents, bots):
@@ -132,7 +117,7 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await ann.wait_for(room, is_notice_from(bot.user_id, "📅 M-2"))
     await ann.send_text(room, "!meet fix M-2 1")
     fixed = await ann.wait_for(room, is_notice_from(bot.user_id, "✅ M-2 is fixed"))
-    starts = agreed_start(fixed["content"]["body"], bot.now(), ZoneInfo("Europe/Warsaw"))
+    starts = agreed_start(fixed["content"]["body"], bot.now(), "Europe/Warsaw")
     await bob.send_text(room, "!rsvp M-2 going")
     await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-2"))
     assert await bot.stop() == 0  # restart between fixing and reminding

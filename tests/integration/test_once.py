@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from tests.integration.conftest import REPO, is_notice_from, room_with_bot
+from tests.integration.conftest import REPO, agreed_start, is_notice_from, room_with_bot
 
 
 async def test_second_process_on_one_data_dir_exits_at_once_naming_the_first(bots):
@@ -239,7 +239,7 @@ async def test_room_upgrade_moves_open_items_settings_roles_and_jobs_to_the_new_
     await say(mod, room, "!config polls.default_duration 3d", "")
     await say(ann, room, "!poll Where should the bench go? | Park | Square", "P-1")
     await say(ann, room, "!meet Litter pick | in 3 minutes | in 3 hours", "📅 M-1")
-    await say(ann, room, "!meet fix M-1 1", "✅ M-1 is fixed")
+    starts = agreed_start(await say(ann, room, "!meet fix M-1 1", "✅ M-1 is fixed"), bot.now())
     await say(
         cllr,
         room,
@@ -267,8 +267,9 @@ async def test_room_upgrade_moves_open_items_settings_roles_and_jobs_to_the_new_
     assert "N-1" in await say(ann, new_room, "!needs", "N-1")
     await say(ann, new_room, "!vote P-1 1", "")
     # The meeting's reminder job, armed before the upgrade, posts in the new room.
+    bot.move_clock_to(starts - timedelta(seconds=90))  # past the reminder's time, not the start
     reminder = await ann.wait_for(
-        new_room, is_notice_from(bot.user_id, "⏰ M-1: Litter pick starts"), timeout=150
+        new_room, is_notice_from(bot.user_id, "⏰ M-1: Litter pick starts"), timeout=60
     )
     assert "Sorry" not in reminder["content"]["body"]
     # The councillor's role moved: closing C-1 works and its summary comes here.
