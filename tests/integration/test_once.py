@@ -259,6 +259,9 @@ async def test_room_upgrade_moves_open_items_settings_roles_and_jobs_to_the_new_
         await mod.invite(new_room, person)
     await cllr.join(new_room)
     await ann.join(new_room)
+    # The bot joins when invited and says where the old room's history is: from then on it
+    # hears the room (what was said before it joined is not its to answer).
+    await mod.wait_for(new_room, is_notice_from(bot.user_id, "This room replaces an older one"))
 
     # Everything still open is in the new room: its lists, and the councillor's role there.
     assert "P-1" in await say(ann, new_room, "!polls", "P-1")
