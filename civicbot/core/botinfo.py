@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from civicbot.core.events import Event
@@ -150,6 +151,12 @@ class Rooms:
         """The room's whole ``m.room.create`` event (its sender, time and ``content.type``:
         ``m.space`` for a space)."""
         return await self._transport.create_event(room_id)
+
+    async def joined_since(self, room_id: str, user_id: str) -> datetime | None:
+        """When ``user_id`` joined the room, for the stay they are in now (a later change of
+        display name does not count as joining); None when not joined or not known."""
+        ms = await self._transport.joined_since(room_id, user_id)
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
     async def joined_rooms(self) -> list[str]:
         """Every room the bot is in (for work that runs per room, like the weekly digest)."""

@@ -63,6 +63,11 @@ class Transport(Protocol):
     async def create_event(self, room_id: str) -> dict[str, Any] | None:
         """The whole ``m.room.create`` event (its sender is a creator in room version 12)."""
 
+    async def joined_since(self, room_id: str, user_id: str) -> int | None:
+        """When ``user_id``'s present stay in the room began (ms since the epoch): the join
+        that started it, not a later member event that kept them joined (a new display name).
+        None when they are not joined or it cannot be told."""
+
     async def joined_members(self, room_id: str) -> list[str]: ...
 
     async def joined_rooms(self) -> list[str]:

@@ -35,6 +35,7 @@ class FakeRoom:
     join_rule: str = "invite"
     direct_for: str | None = None  # made as a DM with this person (the bot's m.direct)
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # other state
+    joined_at: dict[str, int] = field(default_factory=dict)  # ms, for joined_since
 
 
 class FakeTransport:
@@ -193,6 +194,12 @@ class FakeTransport:
     async def create_event(self, room_id: str) -> dict[str, Any] | None:
         room = self.rooms.get(room_id)
         return room.create if room else None
+
+    async def joined_since(self, room_id: str, user_id: str) -> int | None:
+        room = self.rooms.get(room_id)
+        if room is None or user_id not in room.members:
+            return None
+        return room.joined_at.get(user_id)
 
     async def joined_members(self, room_id: str) -> list[str]:
         room = self.rooms.get(room_id)

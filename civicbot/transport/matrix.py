@@ -58,6 +58,7 @@ from civicbot.transport.sync import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+JOIN_HISTORY_LIMIT = 20  # member events read back to find when a stay in a room began
 
 cache_nio_validators()
 
@@ -450,6 +451,36 @@ class MatrixTransport:
             if raw.get("type") == "m.room.create" and raw.get("state_key") == "":
                 return raw
         return None
+
+    async def joined_since(self, room_id: str, user_id: str) -> int | None:
+        # The full state list carries whole events; each member event says in `unsigned` what
+        # it replaced, so a display name change is read back to the join that began the stay.
+        room = quote(room_id)
+        events = await self.api.request_list(f"/_matrix/client/v3/rooms/{room}/state")
+        event = next(
+            (
+                raw
+                for raw in events
+                if raw.get("type") == "m.room.member" and raw.get("state_key") == user_id
+            ),
+            None,
+        )
+        if event is None or (event.get("content") or {}).get("membership") != "join":
+            return None
+        for _ in range(JOIN_HISTORY_LIMIT):
+            # Synapse gives `unsigned.replaces_state` here but no `prev_content`: the event it
+            # replaced is read to see whether the stay began with this event or before it.
+            replaced = (event.get("unsigned") or {}).get("replaces_state")
+            before = None
+            if isinstance(replaced, str):
+                before = await self.api.request(
+                    "GET", f"/_matrix/client/v3/rooms/{room}/event/{quote(replaced)}"
+                )
+            if before is None or (before.get("content") or {}).get("membership") != "join":
+                ts = event.get("origin_server_ts")
+                return ts if isinstance(ts, int) else None
+            event = before
+        return None  # joined long before a run of changes this long: not a fresh stay either
 
     async def joined_members(self, room_id: str) -> list[str]:
         cached = self._members_cache.get(room_id)

@@ -29,7 +29,7 @@ class MutualAidConfig(PluginConfig):
         False,
         description=(
             "moderators mark the neighbourhood's room: needs sent by DM list it first, and a room"
-            " made in the last 7 days is offered only when marked (and never chosen by default)"
+            " made (or joined by the bot) in the last 7 days is offered only when marked"
         ),
     )
     expiry_days: int = Field(

@@ -8,6 +8,7 @@ message, a list or a log line (people are logged with :func:`civicbot.logs.priva
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,17 @@ _ASKED = (
 )
 
 
-FRESH_DAYS = 7  # a room younger than this takes a private need only when marked by moderators
+FRESH_DAYS = 7  # a room made, or joined by the bot, since then takes a private need only
+# when its moderators marked it
+
+
+def how_long_ago(days: float) -> str:
+    """ "today", "3 days ago", "5 weeks ago", "2 years ago": enough to tell two rooms apart."""
+    for unit, size in (("year", 365), ("month", 30), ("week", 7), ("day", 1)):
+        count = int(days // size)
+        if count >= (2 if unit != "day" else 1):
+            return f"{count} {unit}{'s' * (count != 1)} ago"
+    return "today"
 
 
 @dataclass(frozen=True)
@@ -53,10 +64,14 @@ class CandidateRoom:
     people: int
     age_days: float | None
     moderators: list[str]
+    bot_days: float | None = None  # how long the bot has been in it
+    your_days: float | None = None  # how long the person has been in it
 
     @property
     def fresh(self) -> bool:
-        return self.age_days is not None and self.age_days < FRESH_DAYS
+        """Made, or joined by the bot, in the last ``FRESH_DAYS`` days: a room an attacker
+        could have just made or brought the bot into."""
+        return any(d is not None and d < FRESH_DAYS for d in (self.age_days, self.bot_days))
 
     def describe(self) -> str:
         parts = [self.name]
@@ -64,8 +79,9 @@ class CandidateRoom:
             parts.append(self.address)
         parts.append(f"{self.people} {'person' if self.people == 1 else 'people'}")
         if self.age_days is not None:
-            days = int(self.age_days)
-            parts.append("made today" if days < 1 else f"made {days} day{'s' * (days != 1)} ago")
+            parts.append(f"made {how_long_ago(self.age_days)}")
+        if self.your_days is not None:
+            parts.append(f"you joined {how_long_ago(self.your_days)}")
         if self.moderators:
             parts.append("moderators: " + ", ".join(self.moderators))
         return " — ".join(parts)
@@ -142,11 +158,11 @@ class AidHandoff:
         The candidates come from the bot's own room state, not from past commands: rooms the
         bot and the sender are both in, with mutual aid on, that are neither a space, nor an
         introduction room, nor a room of two. A room made in the last ``FRESH_DAYS`` days (a
-        look-alike an attacker just made) is a candidate only if its moderators marked it
-        (``accepts_private_needs``); marked rooms are listed first. Several
-        candidates and none named: the person is asked, each room shown with what tells it
-        apart (its address, members, age, moderators); nothing is posted until they choose. A
-        fresh room, even marked (its maker moderates it), is never chosen by default."""
+        look-alike an attacker just made), or one the bot joined in those days, is a candidate
+        only if its moderators marked it (``accepts_private_needs``); marked rooms are listed
+        first. Until the person names one, nothing is posted: they are asked, even when one
+        room could take it, each room shown with what tells it apart (its address, members,
+        age, how long they have been in it, its moderators)."""
         rooms = await self._candidate_rooms(ctx)
         if not rooms:
             raise CommandError(
@@ -164,12 +180,23 @@ class AidHandoff:
             ]
             if len(picked) == 1:
                 return picked[0].room_id
-        elif len(rooms) == 1 and not rooms[0].fresh:
-            return rooms[0].room_id  # a fresh room is chosen by name only, never by default
+        # Never by default, even when one room could take it: the person checks that it is the
+        # room they know (a look-alike can share its name) before anything is posted there.
         listed = "\n".join(f"{i}. {r.describe()}" for i, r in enumerate(rooms, 1))
+        typed = " ".join((ctx.event.body or "").split())
+        again = (
+            f"Send it again ending with `| room: 1`, like this:\n{typed} | room: 1"
+            if typed and len(typed) <= 500 and "room:" not in typed
+            else "Send it again ending with `| room: 1`."
+        )
+        if len(rooms) == 1:
+            raise CommandError(
+                "Is this the room to post it in? Nothing is posted until you say so.\n"
+                f"{listed}\n{again}"
+            )
         raise CommandError(
             f"Which room should I post it in? Nothing is posted until you choose.\n{listed}\n"
-            "Send it again ending with `| room: 1` (or the room's address)."
+            f"{again.replace('`| room: 1`', '`| room:` and its number (or address)')}"
         )
 
     async def _candidate_rooms(self, ctx: Context[Any]) -> list[CandidateRoom]:
@@ -192,16 +219,30 @@ class AidHandoff:
                     continue
                 created = create.get("origin_server_ts")
                 age_days = (now_ms - created) / 86_400_000 if isinstance(created, int) else None
+                room = await self._describe(room_id, members, age_days)
+                room = dataclasses.replace(
+                    room,
+                    bot_days=await self._days_in(ctx, room_id, rooms.bot_user_id),
+                    your_days=await self._days_in(ctx, room_id, ctx.sender),
+                )
                 marked = bool(config.accepts_private_needs)
-                if not marked and age_days is not None and age_days < FRESH_DAYS:
+                if not marked and room.fresh:
                     continue  # a fresh room is offered only when its moderators opted in
-                found.append((marked, await self._describe(room_id, members, age_days)))
+                found.append((marked, room))
             except TransportError as exc:
                 self.log.info("a room could not be checked for a private need: %s", exc)
         # Marked rooms first; unmarked ones stay listed, so marking a look-alike (its maker
         # moderates it) can't hide the real room.
         found.sort(key=lambda f: not f[0])
         return [room for _, room in found]
+
+    async def _days_in(self, ctx: Context[Any], room_id: str, user_id: str) -> float | None:
+        try:
+            since = await self.plugin.rooms.joined_since(room_id, user_id)
+        except TransportError as exc:  # the room is still shown by what else tells it apart
+            self.log.info("could not tell how long someone has been in a room: %s", exc)
+            return None
+        return None if since is None else (ctx.now - since).total_seconds() / 86_400
 
     async def _describe(
         self, room_id: str, members: list[str], age_days: float | None

@@ -5,6 +5,7 @@ slow ones do: a behaviour the fake gets wrong fails here, on the fake's side."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ class World:
     transport: Transport
     person: Callable[[str], Awaitable[str]]  # a new resident's Matrix id
     group: Callable[[str, list[str]], Awaitable[str]]  # creator, members → a room with the bot
+    rename: Callable[[str, str, str], Awaitable[None]]  # person, room, new display name there
 
 
 async def fake_world(tmp_path: Path) -> AsyncIterator[World]:
@@ -39,10 +41,15 @@ async def fake_world(tmp_path: Path) -> AsyncIterator[World]:
     async def group(creator: str, members: list[str]) -> str:
         room_id = f"!{unique('room')}:test"
         # Synapse's default room version (12 since Synapse 1.135)
-        transport.add_room(room_id, [creator, *members], creator=creator, room_version="12")
+        room = transport.add_room(room_id, [creator, *members], creator=creator, room_version="12")
+        now = int(transport.clock.now().timestamp() * 1000)
+        room.joined_at.update({user: now for user in room.members})
         return room_id
 
-    yield World(transport, person, group)
+    async def rename(user_id: str, room_id: str, name: str) -> None:
+        pass  # a new display name is no new stay in the room: nothing the fake keeps changes
+
+    yield World(transport, person, group, rename)
 
 
 async def matrix_world(synapse, tmp_path: Path) -> AsyncIterator[World]:
@@ -67,9 +74,13 @@ async def matrix_world(synapse, tmp_path: Path) -> AsyncIterator[World]:
         await transport.join(room_id)
         return room_id
 
+    async def rename(user_id: str, room_id: str, name: str) -> None:
+        content = {"membership": "join", "displayname": name}
+        await people[user_id].send_state(room_id, "m.room.member", content, state_key=user_id)
+
     try:
         await transport.login()
-        yield World(transport, person, group)
+        yield World(transport, person, group, rename)
     finally:
         for resident in people.values():
             await resident.close()
@@ -115,6 +126,23 @@ async def test_rooms_members_and_state_read_the_same(world: World) -> None:
     # (the permission layer reads the create event for them).
     levels = await t.state_event(room, "m.room.power_levels")
     assert levels is not None and ann not in levels.get("users", {})
+
+
+async def test_a_stay_in_a_room_begins_at_the_join_not_at_a_new_display_name(
+    world: World,
+) -> None:
+    """How long someone has been in a room tells a look-alike room from theirs (issue 19 §2)."""
+    ann, bob, eve = [await world.person(n) for n in ("ann", "bob", "eve")]
+    room = await world.group(ann, [bob])
+    t = world.transport
+    joined = await t.joined_since(room, bob)
+    now = time.time() * 1000
+    assert joined is not None and now - 120_000 < joined <= now + 5_000
+    for name in ("Bob B", "Bobby"):
+        await world.rename(bob, room, name)
+    assert await t.joined_since(room, bob) == joined
+    assert await t.joined_since(room, t.user_id) is not None
+    assert await t.joined_since(room, eve) is None  # not in the room
 
 
 async def test_a_direct_chat_passes_the_dm_rule_and_a_group_room_never_does(world: World) -> None:

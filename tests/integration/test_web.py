@@ -128,7 +128,7 @@ async def test_a_week_of_room_life_on_the_public_page_feeds_and_noticeboard(
     # A private need goes only to a room its moderators marked, and a room made this week
     # (as this one is) only when the person names it (issue 19).
     await say(ann, room, "!config mutual_aid.accepts_private_needs true", me, "Done")
-    await say(cat, cat_dm, "!need a lift to the clinic | this week", me, "Which room")
+    await say(cat, cat_dm, "!need a lift to the clinic | this week", me, "Is this the room")
     await say(cat, cat_dm, "!need a lift to the clinic | this week | room: 1", me, "N-2 is posted")
 
     # -- published by a moderator, not by a resident -------------------------------------------

@@ -151,7 +151,7 @@ async def test_intro_room_promise_survives_a_crash_after_accepting(tmp_path):
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "!needs")  # the bot learns Ann's room uses mutual aid
         ann_dm = await h.transport.direct_room(ANN)
-        await h.say(ann_dm, ANN, "!need help moving a sofa | this week")
+        await h.say(ann_dm, ANN, "!need help moving a sofa | this week | room: 1")
         await h.say(room, CAT, "!can N-1")
         rooms_before = len(h.transport.created_rooms)
 

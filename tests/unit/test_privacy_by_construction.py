@@ -271,9 +271,14 @@ async def test_a_fresh_look_alike_room_never_receives_a_private_need(tmp_path):
         ann_dm = await dm(h, ANN)
         # "room: 2" (the look-alike, in the attack's list) names no room that may take it.
         refused = await ask(h, ann_dm, ANN, "!need someone to talk to | room: 2")
-        assert refused.startswith("Which room should I post it in? Nothing is posted")
+        assert refused.startswith("Is this the room to post it in? Nothing is posted")
         assert fake not in refused and real in refused
-        posted = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        # One room could take it: still nothing is posted until Ann says it is the one.
+        asked = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        assert asked.startswith("Is this the room to post it in? Nothing is posted until you")
+        assert real in asked and fake not in asked and "made 6 months ago" in asked
+        assert not any("someone to talk to" in t for t in h.texts(real) + h.texts(fake))
+        posted = await ask(h, ann_dm, ANN, asked.splitlines()[-1])  # the line to copy
         assert posted.startswith("N-1 is posted in the room")
         assert "A neighbour needs: someone to talk to" in h.last_text(real)
         assert not any("someone to talk to" in t for t in h.texts(fake))
@@ -284,6 +289,31 @@ async def test_a_fresh_look_alike_room_never_receives_a_private_need(tmp_path):
         assert question.startswith("Which room should I post it in? Nothing is posted")
         assert "made today" in question and fake in question and real in question
         assert not any("a lift" in t for t in h.texts(fake) + h.texts(real))
+
+
+async def test_an_old_room_the_bot_was_just_brought_into_is_not_offered_unasked(tmp_path):
+    """A look-alike made long ago (or an old room of the attacker's) with the bot invited today:
+    the room's age tells nothing, the bot's own stay does. Each room also says how long the
+    person has been in it, which tells the room they know from one they were just pulled into."""
+    from tests.unit.plugins.test_mutual_aid_plugin import ANN, BOB, CAT, ask, dm, harness
+
+    async with harness(tmp_path) as h:
+        real, fake = h.room(members=[ANN, BOB]), h.room(members=[ANN, CAT])
+        _made(h, real, 400)
+        _made(h, fake, 400)
+        ms = lambda days: int((h.clock.now().timestamp() - days * 86400) * 1000)  # noqa: E731
+        bot = h.transport.user_id
+        h.transport.rooms[real].joined_at.update({bot: ms(300), ANN: ms(90)})
+        h.transport.rooms[fake].joined_at.update({bot: ms(0.01), ANN: ms(0.01)})
+        ann_dm = await dm(h, ANN)
+        asked = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        assert real in asked and fake not in asked
+        assert "made 13 months ago" in asked and "you joined 3 months ago" in asked
+        await h.bot.room_settings.set(fake, "mutual_aid", "accepts_private_needs", True, CAT)
+        asked = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        assert asked.startswith("Which room should I post it in?")
+        assert "you joined today" in asked and "you joined 3 months ago" in asked
+        assert not any("someone to talk to" in t for t in h.texts(real) + h.texts(fake))
 
 
 async def test_spaces_introduction_rooms_and_rooms_of_two_never_take_a_private_need(tmp_path):
@@ -297,13 +327,16 @@ async def test_spaces_introduction_rooms_and_rooms_of_two_never_take_a_private_n
         pair = h.room(members=[])  # the bot, the moderator: and Ann joins it below
         h.transport.rooms[pair].members = [ANN, h.transport.user_id]
         ann_dm = await dm(h, ANN)
-        assert (await ask(h, ann_dm, ANN, "!need a lift to the station")).startswith("N-1 is")
+        posted = await ask(h, ann_dm, ANN, "!need a lift to the station | room: 1")
+        assert posted.startswith("N-1 is")
         await ask(h, street, BOB, "!can N-1")
         await ask(h, ann_dm, ANN, "!accept N-1")
         intro = [r for r, _, _ in h.transport.created_rooms]
         assert intro, "an introduction room was made"
-        posted = await ask(h, ann_dm, ANN, "!need someone to talk to")
-        assert posted.startswith("N-2 is posted in the room")  # one room could take it
+        asked = await ask(h, ann_dm, ANN, "!need someone to talk to")
+        assert asked.count(" people") == 1  # one room could take it: the street
+        posted = await ask(h, ann_dm, ANN, "!need someone to talk to | room: 1")
+        assert posted.startswith("N-2 is posted in the room")
         assert "someone to talk to" in h.last_text(street)
         for room in (space, pair, *intro):
             assert not any("someone to talk to" in t for t in h.texts(room)), room
@@ -316,7 +349,7 @@ async def test_a_need_that_cannot_be_posted_is_told_and_leaves_nothing_behind(tm
         street = h.room(members=[ANN, BOB])
         ann_dm = await dm(h, ANN)
         h.transport.fail_sends = 1  # the homeserver refuses the post (M_FORBIDDEN in a space)
-        reply = await ask(h, ann_dm, ANN, "!need a lift to the station")
+        reply = await ask(h, ann_dm, ANN, "!need a lift to the station | room: 1")
         assert "I couldn't post that" in reply and "nothing was saved" in reply
         assert not any("a lift" in t for t in h.texts(street))
         assert "a lift" not in await ask(h, ann_dm, ANN, "!mine")
@@ -328,7 +361,7 @@ async def test_outsiders_learn_nothing_of_a_rooms_needs(tmp_path):
 
     async with harness(tmp_path) as h:
         street = h.room(members=[ANN, BOB])
-        await ask(h, await dm(h, ANN), ANN, "!need a lift to the station")
+        await ask(h, await dm(h, ANN), ANN, "!need a lift to the station | room: 1")
         outsider = "@eve:test"
         elsewhere = h.room(members=[outsider])
         eve_dm = await dm(h, outsider)
@@ -348,7 +381,7 @@ async def test_the_requester_typing_in_the_room_gets_what_anyone_would(tmp_path)
     async with harness(tmp_path) as h:
         room = h.room(members=[ANN, BOB, CAT])
         ann_dm = await dm(h, ANN)
-        await ask(h, ann_dm, ANN, "!need a lift to the station")
+        await ask(h, ann_dm, ANN, "!need a lift to the station | room: 1")
         for command in ("!need N-1 | a lift to the shops", "!can N-1"):
             first = await ask(h, room, ANN, command)
             assert first == await ask(h, room, CAT, command), command
@@ -362,7 +395,7 @@ async def test_a_declined_helper_cannot_offer_again_and_again(tmp_path):
     async with harness(tmp_path) as h:
         room = h.room(members=[ANN, BOB])
         ann_dm = await dm(h, ANN)
-        await ask(h, ann_dm, ANN, "!need a lift to the station")
+        await ask(h, ann_dm, ANN, "!need a lift to the station | room: 1")
         await ask(h, room, BOB, "!can N-1")
         await ask(h, ann_dm, ANN, "!decline N-1")
         told = len(h.texts(ann_dm))
@@ -387,7 +420,7 @@ async def test_no_log_pseudonym_is_shared_between_a_private_item_and_a_public_ac
     async with harness(tmp_path / "aid") as h:
         room = h.room(members=[ANN, BOB])
         await ask(h, room, ANN, "!offer a ladder to lend")
-        await ask(h, await dm(h, ANN), ANN, "!need someone to talk to")
+        await ask(h, await dm(h, ANN), ANN, "!need someone to talk to | room: 1")
     async with polls_harness(tmp_path / "polls") as h:
         room = h.room(members=[ANN, BOB])
         await h.say(room, ANN, "!poll Spend it on? | Benches | Planters | secret")

@@ -74,7 +74,7 @@ async def week_in(h: BotHarness) -> str:
     await h.say(room, BOB, "!offer I can fix bikes | ongoing")
     await h.say(room, BOB, "!need help moving a sofa | this week")
     cat_dm = await h.transport.direct_room(CAT)
-    await h.say(cat_dm, CAT, "!need a lift to the clinic | this week")
+    await h.say(cat_dm, CAT, "!need a lift to the clinic | this week | room: 1")
     return room
 
 
@@ -396,7 +396,7 @@ async def test_what_a_dm_changes_in_a_room_shows_on_its_page_at_once(harness, cl
     await harness.say(other, BOB, "!ping")
     assert room in harness.bot.site._views  # still kept
     dm = await harness.transport.direct_room(ANN)
-    await harness.say(dm, ANN, "!need a ride to the station | this week")
+    await harness.say(dm, ANN, "!need a ride to the station | this week | room: 1")
     html = await (await client.get(path)).text()
     assert (
         "a ride to the station" in html

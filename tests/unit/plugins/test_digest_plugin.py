@@ -47,7 +47,7 @@ async def week_of_activity(h: BotHarness, room: str) -> str:
     await h.say(room, CAT, "!offer I have a ladder to lend | ongoing")
     await h.say(room, BOB, "!need help moving a sofa on saturday | this week")
     cat_dm = await h.transport.direct_room(CAT)
-    await h.say(cat_dm, CAT, "!need a lift to the hospital | this week")
+    await h.say(cat_dm, CAT, "!need a lift to the hospital | this week | room: 1")
     root = await h.say(room, ANN, "Who is coming to the litter pick?")
     for who in (BOB, CAT, BOB):
         await h.say(room, who, "me!", **{"m.relates_to": {"rel_type": "m.thread",

@@ -51,7 +51,10 @@ async def test_a_private_need_goes_by_dm_and_reaches_the_helper_without_the_name
         room = h.room(members=[ANN, BOB, CAT])
         await ask(h, room, BOB, "!offer I have a van and can help move furniture | ongoing")
         ann_dm = await dm(h, ANN)
-        reply = await ask(h, ann_dm, ANN, "!need help moving a sofa on saturday | this week")
+        asked = await ask(h, ann_dm, ANN, "!need help moving a sofa on saturday | this week")
+        assert asked.startswith("Is this the room to post it in? Nothing is posted")
+        assert not any("sofa" in text for text in h.texts(room))
+        reply = await ask(h, ann_dm, ANN, asked.splitlines()[-1])  # the line to copy
         assert reply.startswith("N-1 is posted in the room, without your name")
         assert "O-1" in reply  # Bob's van is suggested to her
         post = h.texts(room)[-1]
@@ -205,7 +208,7 @@ async def test_in_the_room_the_requester_gets_the_answer_anyone_would(tmp_path):
     async with harness(tmp_path) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await ask(h, room, BOB, "!needs")
-        await ask(h, await dm(h, ANN), ANN, "!need someone to fix my bike puncture")
+        await ask(h, await dm(h, ANN), ANN, "!need someone to fix my bike puncture | room: 1")
         for command in ("!accept N-1", "!decline N-1", "!done N-1", "!renew N-1", "!withdraw N-1"):
             hers, his = await ask(h, room, ANN, command), await ask(h, room, CAT, command)
             assert hers == his and "asked privately" in hers, command
@@ -220,7 +223,7 @@ async def test_digest_export_and_personal_digest_show_only_what_each_may_see(tmp
         room = h.room(members=[ANN, BOB, CAT])
         await ask(h, room, BOB, "!offer a spare pram to give away | one-off")
         await ask(h, room, BOB, "!needs")
-        await ask(h, await dm(h, ANN), ANN, "!need a buggy for my grandson")
+        await ask(h, await dm(h, ANN), ANN, "!need a buggy for my grandson | room: 1")
         await ask(h, room, CAT, "!need help with a council tax form")
         await ask(h, room, BOB, "!can N-1")
         await h.advance(timedelta(days=3))
