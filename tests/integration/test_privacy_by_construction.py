@@ -3,8 +3,9 @@ by DM among public activity, while ``data_dir`` is copied at random moments; the
 operator with those copies (and no ``secret.key``, no homeserver) would play — the join of issue 19
 §1 (a DM's mapping and last-activity time against a private need's time) and the digest's per-room
 counts — link nobody. The same day plays the departed moderator (§4): their power is gone by DM
-too. (The file-copy attacks on secret ballots: ``test_secret_ballot_files.py``; the pair-of-copies
-reconstruction and the look-alike room, fast: ``tests/unit/test_privacy_by_construction.py``.)
+too; and the look-alike room of §2. (The file-copy attacks on secret ballots:
+``test_secret_ballot_files.py``; the pair-of-copies reconstruction, and the look-alike room's other
+cases, fast: ``tests/unit/test_privacy_by_construction.py``.)
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ class Copier:
 
     def _run(self) -> None:
         while not self._stop.wait(self._random.uniform(0.01, 0.15)):
-            files = {}
-            for path in self.data_dir.glob("civicbot.sqlite3*"):
-                try:
-                    files[path.name] = path.read_bytes()
-                except FileNotFoundError:
-                    pass
-            self.copies.append(files)
+            self.take()
+
+    def take(self) -> None:
+        """One copy now (also called by the test right after each step, so that every step is
+        copied however fast the run goes)."""
+        files = {}
+        for path in self.data_dir.glob("civicbot.sqlite3*"):
+            try:
+                files[path.name] = path.read_bytes()
+            except FileNotFoundError:
+                pass
+        self.copies.append(files)
 
     def __enter__(self) -> Copier:
         self._thread.start()
@@ -105,15 +111,19 @@ async def test_copies_of_the_files_link_no_private_need_to_its_sender(residents,
             mod.mark()
             await mod.send_text(room, f"!offer a ladder to lend number {n}")
             await mod.wait_for(room, is_notice_from(bot.user_id, f"O-{n + 1}"))
+            copier.take()
             dm = dms[person.user_id]
             person.mark()
             await person.send_text(dm, f"!need someone to talk to, day {n} | room: 1")
             await person.wait_for(dm, is_notice_from(bot.user_id, f"N-{n + 1} is posted"))
+            copier.take()
             await person.send_text(room, "nice weather today")  # public activity too
+            copier.take()
         await bob.leave(room)
         bob.mark()
         await bob.send_text(dms[bob.user_id], "!withdraw O-1")
         refusal = await bob.wait_for(dms[bob.user_id], is_notice_from(bot.user_id, "O-1"))
+        copier.take()
         assert "removed" not in refusal["content"]["body"]
         await mod.send_text(room, "!offers")
         await mod.wait_for(room, is_notice_from(bot.user_id, "O-1"))  # still up
@@ -143,3 +153,47 @@ async def test_copies_of_the_files_link_no_private_need_to_its_sender(residents,
             assert created_at.endswith("00:00:00+00:00") or "T00:00:00" in created_at
     finally:
         final.close()
+
+
+async def test_a_look_alike_room_never_takes_a_private_need_unasked(residents, bots):
+    """Issue 19 §2's attack against Synapse: Eve makes a room named like the real one, brings
+    Ann and the bot in and uses mutual aid there. Ann's private need goes nowhere until she
+    names a room, her look-alike is not even offered until its maker marks it, and then the
+    two are told apart by who moderates them."""
+    mod, ann, eve = [await residents(n) for n in ("mod", "ann", "eve")]
+    bot = await bots()
+    real = await room_with_bot(mod, bot, ann, eve)
+    mod.mark()
+    await mod.send_text(real, "!config mutual_aid.accepts_private_needs true")
+    await mod.wait_for(real, is_notice_from(bot.user_id, "accepts_private_needs"))
+    fake = await room_with_bot(eve, bot, ann)  # "Elm Street" too
+    eve.mark()
+    await eve.send_text(fake, "!needs")
+    await eve.wait_for(fake, is_notice_from(bot.user_id, ""))
+    dm = await ann.create_room(invite=[bot.user_id], is_direct=True)
+    ann.mark()
+    await ann.wait_for(dm, is_notice_from(bot.user_id, "Hello"), timeout=30)
+
+    async def need(text: str, expect: str) -> str:
+        ann.mark()
+        await ann.send_text(dm, f"!need someone to talk to, I'm struggling{text}")
+        return str((await ann.wait_for(dm, is_notice_from(bot.user_id, expect)))["content"]["body"])
+
+    asked = await need("", "Is this the room to post it in? Nothing is posted until")
+    assert asked.count("Elm Street") == 1 and mod.user_id in asked and eve.user_id not in asked
+    assert "you joined today" in asked
+    # "room: 2", the look-alike's place in the attack's list, names no room that may take it.
+    assert "Elm Street" in await need(" | room: 2", "Is this the room to post it in?")
+    # Eve moderates her room, so she can mark it: then it is offered beside the real one.
+    eve.mark()
+    await eve.send_text(fake, "!config mutual_aid.accepts_private_needs true")
+    await eve.wait_for(fake, is_notice_from(bot.user_id, "accepts_private_needs"))
+    asked = await need("", "Which room should I post it in? Nothing is posted until you choose")
+    rooms = [line for line in asked.splitlines() if "Elm Street" in line]
+    assert len(rooms) == 2
+    number = next(line.split(".")[0] for line in rooms if f"moderators: {mod.user_id}" in line)
+    posted = await need(f" | room: {number}", "N-1 is posted in the room")
+    assert "without your name" in posted
+    await mod.wait_for(real, is_notice_from(bot.user_id, "A neighbour needs: someone to talk to"))
+    said_in_fake = [str(e["content"]) for e in await eve.messages(fake, limit=100)]
+    assert not any("someone to talk to" in text for text in said_in_fake)
