@@ -104,6 +104,11 @@ class Resident(MatrixUser):
         await self._request("POST", f"/_matrix/client/v3/rooms/{_q(room_id)}/leave", {})
         self._invites.pop(room_id, None)
 
+    async def ban(self, room_id: str, user_id: str, reason: str = "") -> None:
+        """Ban someone from a room (as a moderator does in Element)."""
+        body = {"user_id": user_id, **({"reason": reason} if reason else {})}
+        await self._request("POST", f"/_matrix/client/v3/rooms/{_q(room_id)}/ban", body)
+
     async def joined_members(self, room_id: str) -> list[str]:
         """User ids currently joined to the room."""
         resp = await self._request("GET", f"/_matrix/client/v3/rooms/{_q(room_id)}/joined_members")

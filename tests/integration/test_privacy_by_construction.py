@@ -2,7 +2,7 @@
 by DM among public activity, while ``data_dir`` is copied at random moments; then the attacks an
 operator with those copies (and no ``secret.key``, no homeserver) would play — the join of issue 19
 §1 (a DM's mapping and last-activity time against a private need's time) and the digest's per-room
-counts — link nobody. The same day plays the departed moderator (§4): their power is gone by DM
+counts — link nobody. The same day plays the banned moderator (§4): their power is gone by DM
 too; and the look-alike room of §2. (The file-copy attacks on secret ballots:
 ``test_secret_ballot_files.py``; the pair-of-copies reconstruction, and the look-alike room's other
 cases, fast: ``tests/unit/test_privacy_by_construction.py``.)
@@ -119,14 +119,18 @@ async def test_copies_of_the_files_link_no_private_need_to_its_sender(residents,
             copier.take()
             await person.send_text(room, "nice weather today")  # public activity too
             copier.take()
-        await bob.leave(room)
-        bob.mark()
-        await bob.send_text(dms[bob.user_id], "!withdraw O-1")
-        refusal = await bob.wait_for(dms[bob.user_id], is_notice_from(bot.user_id, "O-1"))
-        copier.take()
-        assert "removed" not in refusal["content"]["body"]
-        await mod.send_text(room, "!offers")
-        await mod.wait_for(room, is_notice_from(bot.user_id, "O-1"))  # still up
+        await mod.ban(room, bob.user_id, "trouble")  # a moderator banned: no power by DM
+        for command in ("!withdraw O-1", "!withdraw N-1", "!report N-1 spam"):
+            bob.mark()
+            await bob.send_text(dms[bob.user_id], command)
+            refusal = await bob.wait_for(dms[bob.user_id], is_notice_from(bot.user_id, "-1"))
+            copier.take()
+            assert "removed" not in refusal["content"]["body"], command
+            assert "moderators" not in refusal["content"]["body"], command  # nobody was told
+        for listing, item in (("!offers", "O-1"), ("!needs", "N-1")):
+            mod.mark()
+            await mod.send_text(room, listing)
+            await mod.wait_for(room, is_notice_from(bot.user_id, item))  # still up
     assert await bot.stop() == 0
     copier.copies.append(
         {p.name: p.read_bytes() for p in data.glob("civicbot.sqlite3*") if p.is_file()}
