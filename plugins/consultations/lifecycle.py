@@ -1,17 +1,16 @@
 """What happens to a consultation over time: closing (by its deadline or by hand), the summary
 and the councillor's CSV, the response fanned out to those who asked for it, and the
-accountability notice when no response comes. Used by the handlers and by the jobs alike, through
-a small :class:`Speaker` so that a replayed close or job repeats its sends with the same
-transaction ids (and the homeserver drops the copies)."""
+accountability notice when no response comes. Used by the handlers and by the jobs alike: each
+change is recorded in the same transaction as the engine's promise of what it owes people (the
+outbox, ``ctx.effects``), which carries it out once, whatever instant the process dies."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from civicbot_plugins.consultations import service
@@ -21,11 +20,10 @@ from civicbot_plugins.consultations.service import ANONYMOUS, CLOSED, OPEN, PUBL
 from civicbot_plugins.consultations.store import ConsultationStore
 
 from civicbot.api import (
-    Context,
+    DirectFile,
+    DirectMessage,
     JobContext,
-    Message,
     PluginContext,
-    Rendered,
     Say,
     TransportError,
     format_when,
@@ -38,47 +36,6 @@ VISIBILITY_TEXT = {
     "private": "private (only the councillor sees them)",
     ANONYMOUS: "anonymous (I keep no link between an answer and who gave it)",
 }
-
-
-class Speaker(Protocol):
-    async def post(self, room_id: str, content: Rendered | str, thread_root: str | None) -> str: ...
-
-    async def dm(self, user_id: str, content: Rendered | str) -> str: ...
-
-    async def dm_file(self, user_id: str, data: bytes, name: str) -> str: ...
-
-
-@dataclass
-class HandlerSpeaker:
-    ctx: Context[Any]
-
-    async def post(self, room_id: str, content: Rendered | str, thread_root: str | None) -> str:
-        text, html = (
-            (content.text, content.html) if isinstance(content, Rendered) else (content, None)
-        )
-        return await self.ctx.send_message(room_id, Message(text, html, thread_root=thread_root))
-
-    async def dm(self, user_id: str, content: Rendered | str) -> str:
-        return await self.ctx.dm(user_id, content)
-
-    async def dm_file(self, user_id: str, data: bytes, name: str) -> str:
-        return await self.ctx.dm_file(user_id, data, name, "text/csv")
-
-
-@dataclass
-class JobSpeaker:
-    job: JobContext[Any]
-
-    async def post(self, room_id: str, content: Rendered | str, thread_root: str | None) -> str:
-        return await self.job.send(room_id, content, thread_root=thread_root)
-
-    async def dm(self, user_id: str, content: Rendered | str) -> str:
-        return await self.job.dm(user_id, content)
-
-    async def dm_file(self, user_id: str, data: bytes, name: str) -> str:
-        # JobContext has no dm_file; its own idempotent sender does the same in the DM room.
-        room_id = await self.job.plugin.direct_room(user_id)
-        return await self.job.out.file(room_id, data, name, "text/csv")
 
 
 def values(
@@ -160,7 +117,7 @@ class ConsultationRunner:
     async def _close_job(self, consultation_id: int, job: JobContext[Any]) -> None:
         c = await self.store.get(consultation_id)
         if c is not None:
-            await self.close(c, JobSpeaker(job))
+            await self.close(c)
 
     async def _overdue_job(self, consultation_id: int, job: JobContext[Any]) -> None:
         c = await self.store.get(consultation_id)
@@ -178,12 +135,13 @@ class ConsultationRunner:
         await self.ctx.effects.carry_out(key)
 
     # -- closing -------------------------------------------------------------------------------
-    async def close(self, c: Consultation, speaker: Speaker) -> None:
-        """Close (once), post the summary in the thread and DM the councillor the CSV. Safe to
-        repeat: a repeat after a crash sends with the same transaction ids."""
+    async def close(self, c: Consultation, event_id: str | None = None) -> None:
+        """Close (once; by the command ``event_id``, or by its deadline), post the summary in
+        the thread and DM the councillor the CSV. Safe to repeat: the summary and the CSV are
+        promised once, with the mark, and the engine carries them out."""
         now = int(self.ctx.clock.now().timestamp())
         if c.state == OPEN:
-            await self.store.close(c.id, now)
+            await self.store.close(c.id, now, event_id)
         fresh = await self.store.get(c.id)
         assert fresh is not None
         if fresh.summary_posted:
@@ -200,11 +158,20 @@ class ConsultationRunner:
             rule=service.RULE,
             author=fresh.author,
         )
-        await speaker.post(fresh.room_id, text, fresh.root_event)
-        await speaker.dm_file(
-            fresh.author, await self.csv(fresh), f"consultation-{fresh.label}.csv"
-        )
-        await self.store.mark_summary_posted(fresh.id)
+        csv = await self.csv(fresh)
+        # Marked and promised together: the engine posts the summary and sends the CSV once
+        # each, whatever instant the process dies and however long the homeserver is away.
+        summary_key, csv_key = f"summary:{fresh.id}", f"csv:{fresh.id}"
+        async with self.ctx.db.transaction():
+            if await self.store.mark_summary_posted(fresh.id):
+                say = Say(fresh.room_id, text.text, text.html, thread_root=fresh.root_event)
+                await self.ctx.effects.promise(summary_key, say)
+                name = f"consultation-{fresh.label}.csv"
+                await self.ctx.effects.promise(
+                    csv_key, DirectFile(fresh.author, csv, name, "text/csv")
+                )
+        await self.ctx.effects.carry_out(summary_key)
+        await self.ctx.effects.carry_out(csv_key)
         await self.arm_overdue(fresh, only_future=False)
 
     async def minimum(self, c: Consultation) -> int:
@@ -246,13 +213,25 @@ class ConsultationRunner:
 
     # -- "you said, we did" --------------------------------------------------------------------
     async def publish(
-        self, c: Consultation, kind: str, status: str, text: str, author: str, speaker: Speaker
+        self, c: Consultation, source_event: str, kind: str, status: str, text: str, author: str
     ) -> int:
-        """Post a response or update in the thread and DM it to every follower; returns how
-        many were sent it."""
+        """Record a response or update, post it in the thread and DM it to every follower;
+        returns how many followers it goes to. The record and every promise are written in one
+        transaction and carried out by the engine: each follower hears it once, even across a
+        crash or a homeserver away for longer than a send waits."""
         message = self.ctx.render("update", c=c, kind=kind, status=status, text=text, author=author)
-        await speaker.post(c.room_id, message, c.root_event)
         followers = await self.followers(c)
-        for person in followers:
-            await speaker.dm(person, message)
+        keys = [f"post:{source_event}"] + [
+            f"follow:{source_event}:{n}" for n in range(len(followers))
+        ]
+        now = int(self.ctx.clock.now().timestamp())
+        async with self.ctx.db.transaction():
+            if await self.store.add_update(c, source_event, kind, status, text, author, now):
+                say = Say(c.room_id, message.text, message.html, thread_root=c.root_event)
+                await self.ctx.effects.promise(keys[0], say)
+                for key, person in zip(keys[1:], followers, strict=True):
+                    dm = DirectMessage(person, message.text, message.html)
+                    await self.ctx.effects.promise(key, dm)
+        for key in keys:
+            await self.ctx.effects.carry_out(key)
         return len(followers)

@@ -79,4 +79,9 @@ MIGRATIONS = [
     """
     ALTER TABLE consultations_consultations ADD COLUMN counts_minimum INTEGER NOT NULL DEFAULT 0
     """,
+    # The `!consult close` that closed it: the same command replayed after a crash is told what
+    # its first run said, not "closed already".
+    """
+    ALTER TABLE consultations_consultations ADD COLUMN close_event TEXT
+    """,
 ]

@@ -31,6 +31,7 @@ class Consultation:
     overdue_noticed_at: int | None
     summary_posted: bool
     counts_minimum: int = 0  # fixed when it opened
+    close_event: str | None = None  # the `!consult close` that closed it, if one did
 
     def threshold(self, configured: int) -> int:
         """The counts threshold protecting its respondents: as it was when it opened, or
@@ -58,12 +59,12 @@ class Update:
 COLUMNS = (
     "id, room_id, author, title, description, visibility, moderated, closes_at, state, status, "
     "salt, root_event, created_at, closed_at, responded_at, overdue_noticed_at, summary_posted, "
-    "counts_minimum"
+    "counts_minimum, close_event"
 )
 
 
 def consultation_of(row: Any) -> Consultation:
     values = list(row)
     values[6] = bool(values[6])
-    values[-2] = bool(values[-2])
+    values[16] = bool(values[16])  # summary_posted
     return Consultation(*values)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from civicbot_plugins.consultations import service
 from civicbot_plugins.consultations.anonymous import AnonymousAnswers
 from civicbot_plugins.consultations.config import ConsultationsConfig
-from civicbot_plugins.consultations.lifecycle import ConsultationRunner, HandlerSpeaker, values
+from civicbot_plugins.consultations.lifecycle import ConsultationRunner, values
 from civicbot_plugins.consultations.migrations import MIGRATIONS
 from civicbot_plugins.consultations.models import Consultation
 from civicbot_plugins.consultations.service import (
@@ -187,9 +187,10 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
                 f"Only {c.author} (who posted {c.label}), another councillor or a moderator "
                 "can close it."
             )
-        if c.state not in (OPEN, CLOSED) or (c.state == CLOSED and c.summary_posted):
+        replayed = c.close_event == ctx.event.event_id  # this very command, after a crash
+        if not replayed and (c.state not in (OPEN, CLOSED) or c.summary_posted):
             raise CommandError(f"{c.label} is closed already ({ctx.prefix}consult show {c.label}).")
-        await self.runner.close(c, HandlerSpeaker(ctx))
+        await self.runner.close(c, ctx.event.event_id)
         if ctx.event.thread_root != c.root_event or ctx.room_id != c.room_id:
             await ctx.reply(f"{c.label} is closed; the summary is in its thread.")
 
@@ -398,13 +399,9 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
                 "councillor."
             )
         refusal = service.publish_refusal(c.state, kind, c.label, text, ctx.prefix)
-        if refusal:
-            raise CommandError(refusal)
-        now = int(ctx.now.timestamp())
-        await self.store.add_update(c, ctx.event.event_id, kind, status, text, ctx.sender, now)
-        fresh = await self.store.get(c.id)
-        assert fresh is not None
-        sent = await self.runner.publish(fresh, kind, status, text, ctx.sender, HandlerSpeaker(ctx))
+        if refusal and not await self.store.recorded_update(ctx.event.event_id):
+            raise CommandError(refusal)  # (a replay of this very command was accepted before)
+        sent = await self.runner.publish(c, ctx.event.event_id, kind, status, text, ctx.sender)
         people = "person" if sent == 1 else "people"
         await ctx.reply(
             f"Posted in the thread of {c.label} and sent by direct message to {sent} {people} "

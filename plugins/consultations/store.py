@@ -110,20 +110,24 @@ class ConsultationStore:
             (event_id, consultation_id),
         )
 
-    async def close(self, consultation_id: int, now: int) -> bool:
-        """Open → closed; False when it was already closed (a second close does nothing)."""
+    async def close(self, consultation_id: int, now: int, event_id: str | None = None) -> bool:
+        """Open → closed (by the command ``event_id``, or by its deadline); False when it was
+        already closed (a second close does nothing)."""
         changed = await self.db.execute_rowcount(
-            "UPDATE consultations_consultations SET state = ?, closed_at = ?"
+            "UPDATE consultations_consultations SET state = ?, closed_at = ?, close_event = ?"
             " WHERE id = ? AND state = ?",
-            (CLOSED, now, consultation_id, OPEN),
+            (CLOSED, now, event_id, consultation_id, OPEN),
         )
         return changed > 0
 
-    async def mark_summary_posted(self, consultation_id: int) -> None:
-        await self.db.execute(
-            "UPDATE consultations_consultations SET summary_posted = 1 WHERE id = ?",
+    async def mark_summary_posted(self, consultation_id: int) -> bool:
+        """Mark the summary and the CSV promised; False when they were already."""
+        changed = await self.db.execute_rowcount(
+            "UPDATE consultations_consultations SET summary_posted = 1"
+            " WHERE id = ? AND summary_posted = 0",
             (consultation_id,),
         )
+        return changed > 0
 
     async def mark_overdue_noticed(self, consultation_id: int, now: int) -> bool:
         changed = await self.db.execute_rowcount(
@@ -277,6 +281,14 @@ class ConsultationStore:
         return [r[0] for r in rows]
 
     # -- responses and updates -----------------------------------------------------------------
+    async def recorded_update(self, source_event: str) -> bool:
+        """Whether the response or update typed as ``source_event`` is recorded (a command
+        replayed after a crash)."""
+        found = await self.db.fetchval(
+            "SELECT 1 FROM consultations_updates WHERE source_event = ?", (source_event,)
+        )
+        return found is not None
+
     async def add_update(
         self,
         c: Consultation,

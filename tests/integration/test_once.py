@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from tests.integration.conftest import REPO, agreed_start, is_notice_from, room_with_bot
+from tests.integration.conftest import REPO, agreed_start, is_for, is_notice_from, room_with_bot
 
 
 async def test_second_process_on_one_data_dir_exits_at_once_naming_the_first(bots):
@@ -57,7 +57,17 @@ EXPIRY_POINTS = (
     "effect-sent:mutual_aid.reminder",  # reminded, not yet recorded
 )
 DM_POINTS = ("dm-created",)  # a direct chat made on the homeserver, not yet recorded
-CRASH_POINTS = WELCOME_POINTS + INTRO_POINTS + EXPIRY_POINTS + DM_POINTS
+CLOSE_POINTS = (
+    "effect-promised:consultations.summary",  # closed, the summary promised, not yet posted
+    "effect-sent:consultations.csv",  # the councillor's CSV sent, not yet recorded
+)
+RESPONSE_POINTS = (
+    "effect-promised:consultations.follow",  # the response recorded, a follower not yet told
+    "effect-sent:consultations.follow",  # told, not yet recorded
+)
+CRASH_POINTS = (
+    WELCOME_POINTS + INTRO_POINTS + EXPIRY_POINTS + DM_POINTS + CLOSE_POINTS + RESPONSE_POINTS
+)
 
 
 async def start_and_die_at(bot, failpoint: str) -> None:
@@ -215,9 +225,66 @@ async def test_expiry_and_reminder_dms_are_sent_once_whatever_instant_the_bot_di
         assert "expires on" in bodies_from(said, bot.user_id, f"N-{number} (")[0]
 
 
+async def test_a_consultations_summary_csv_and_response_go_once_whatever_instant_the_bot_dies(
+    residents, bots
+):
+    mod, cllr, bob = await residents("mod"), await residents("cllr"), await residents("bob")
+    bot = await bots()
+    room = await room_with_bot(mod, bot, cllr, bob)
+
+    async def say(who, where, text, expect, **kwargs):
+        who.mark()
+        await who.send_text(where, text, **kwargs)
+        return await who.wait_for(where, is_notice_from(bot.user_id, expect), timeout=60)
+
+    async def open_dm(who):
+        dm = await who.create_room(invite=[bot.user_id], is_direct=True)
+        who.mark()
+        await who.wait_for(dm, is_notice_from(bot.user_id, "Hello"), timeout=30)
+        return dm
+
+    await say(mod, room, f"!role grant {cllr.user_id} councillor", "Granted")
+    root = await say(
+        cllr, room, "!consult Park\ncloses in 2 hours\ntext: What would help?", "C-1 Consultation"
+    )
+    thread = {"thread_root": root["event_id"]}
+    await say(bob, room, "!answer C-1 1 More benches", "is noted", **thread)
+    await say(bob, room, "!answer C-1 follow", "I'll send you", **thread)
+    cllr_dm, bob_dm = await open_dm(cllr), await open_dm(bob)
+
+    # The councillor closes C-1 while the bot is down; it dies at each point of the close.
+    assert await bot.stop() == 0
+    await cllr.send_text(room, "!consult close C-1")
+    for point in CLOSE_POINTS:
+        await start_and_die_at(bot, point)
+    await start_clean(bot)
+    await caught_up(mod, room, bot)
+    is_csv = lambda e: e.get("content", {}).get("msgtype") == "m.file"  # noqa: E731
+    await cllr.wait_for(cllr_dm, is_csv, timeout=60)
+    # And responds while it is down; it dies at each point of telling the follower.
+    assert await bot.stop() == 0
+    await cllr.send_text(room, "!respond C-1 Four benches by spring")
+    for point in RESPONSE_POINTS:
+        await start_and_die_at(bot, point)
+    await start_clean(bot)
+    await caught_up(mod, room, bot)
+    await bob.wait_for(bob_dm, is_for(bot.user_id, bob.user_id, "Four benches"), timeout=60)
+    await caught_up(mod, room, bot)
+
+    said = await mod.messages(room, limit=100)
+    assert len(bodies_from(said, bot.user_id, "Summary of C-1")) == 1
+    assert len(bodies_from(said, bot.user_id, "Four benches by spring")) == 1
+    assert not bodies_from(said, bot.user_id, "closed already")  # a replay is not refused
+    assert not bodies_from(said, bot.user_id, "has a response already")
+    assert len(bodies_from(said, bot.user_id, "Posted in the thread of C-1")) == 1
+    assert len([e for e in await cllr.messages(cllr_dm, limit=50) if is_csv(e)]) == 1
+    told = bodies_from(await bob.messages(bob_dm, limit=50), bot.user_id, "Four benches")
+    assert len(told) == 1
+
+
 def test_crash_points_are_counted():
     """The number the issue asks for: crash points proved once-and-only-once above."""
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 11
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 15
 
 
 # -- room upgrades -------------------------------------------------------------------------------
