@@ -9,6 +9,7 @@ message, a list or a log line (people are logged with :func:`civicbot.logs.priva
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,9 +185,10 @@ class AidHandoff:
         # room they know (a look-alike can share its name) before anything is posted there.
         listed = "\n".join(f"{i}. {r.describe()}" for i, r in enumerate(rooms, 1))
         typed = " ".join((ctx.event.body or "").split())
+        typed = re.sub(r"\s*\|\s*room\s*:.*$", "", typed, flags=re.IGNORECASE)  # a wrong one
         again = (
             f"Send it again ending with `| room: 1`, like this:\n{typed} | room: 1"
-            if typed and len(typed) <= 500 and "room:" not in typed
+            if typed and len(typed) <= 500
             else "Send it again ending with `| room: 1`."
         )
         if len(rooms) == 1:

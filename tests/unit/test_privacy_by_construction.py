@@ -273,6 +273,7 @@ async def test_a_fresh_look_alike_room_never_receives_a_private_need(tmp_path):
         refused = await ask(h, ann_dm, ANN, "!need someone to talk to | room: 2")
         assert refused.startswith("Is this the room to post it in? Nothing is posted")
         assert fake not in refused and real in refused
+        assert refused.endswith("\n!need someone to talk to | room: 1")  # the line, corrected
         # One room could take it: still nothing is posted until Ann says it is the one.
         asked = await ask(h, ann_dm, ANN, "!need someone to talk to")
         assert asked.startswith("Is this the room to post it in? Nothing is posted until you")
