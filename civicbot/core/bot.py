@@ -408,7 +408,8 @@ class Bot:
             event.kind is EventKind.OTHER and event.type == "m.room.create"
         ):
             self.permissions.forget_room(event.room_id)
-        await self.routing.observe(event)
+        if self.routing.stale(event):
+            await self.routing.refresh(event.room_id)
         if event.kind is EventKind.INVITE:
             await self._on_invite(event)
             return False

@@ -46,17 +46,21 @@ class Routing:
         self._permissions = permissions
         forget_all_via()
 
-    async def observe(self, event: Event) -> None:
-        """Before an event is handled: forget a room's servers when its routing state changes,
-        and work them out when unknown. Never raises (a link without ``via`` still works on
-        the bot's own homeserver)."""
+    def stale(self, event: Event) -> bool:
+        """Before an event is handled: forget a room's servers when its routing state changes;
+        True when they are unknown, so :meth:`refresh` should work them out. Synchronous, so
+        the plain message it almost always passes costs no coroutine."""
         if event.kind in (EventKind.MEMBERSHIP, EventKind.POWER_LEVELS) or (
             event.type in _ROUTING_STATE and event.state_key is not None
         ):
             forget_via(event.room_id)
-        if event.kind is EventKind.INVITE or known_via(event.room_id) is not None:
-            return
-        await self.refresh(event.room_id)
+        return event.kind is not EventKind.INVITE and known_via(event.room_id) is None
+
+    async def observe(self, event: Event) -> None:
+        """:meth:`stale`, then :meth:`refresh` if so. Never raises (a link without ``via``
+        still works on the bot's own homeserver)."""
+        if self.stale(event):
+            await self.refresh(event.room_id)
 
     async def refresh(self, room_id: str) -> None:
         try:
