@@ -47,6 +47,8 @@ class Speaker(Protocol):
 
     async def dm_file(self, user_id: str, data: bytes, name: str) -> str: ...
 
+    async def refresh(self, item: str, content: Rendered) -> int: ...
+
 
 @dataclass
 class HandlerSpeaker:
@@ -64,6 +66,9 @@ class HandlerSpeaker:
     async def dm_file(self, user_id: str, data: bytes, name: str) -> str:
         return await self.ctx.dm_file(user_id, data, name, "text/csv")
 
+    async def refresh(self, item: str, content: Rendered) -> int:
+        return await self.ctx.refresh(item, content)
+
 
 @dataclass
 class JobSpeaker:
@@ -79,6 +84,9 @@ class JobSpeaker:
         # JobContext has no dm_file; its own idempotent sender does the same in the DM room.
         room_id = await self.job.plugin.direct_room(user_id)
         return await self.job.out.file(room_id, data, name, "text/csv")
+
+    async def refresh(self, item: str, content: Rendered) -> int:
+        return await self.job.refresh(item, content)
 
 
 def values(
@@ -192,6 +200,7 @@ class ConsultationRunner:
         summary, withheld = await self.summary(fresh)
         zone = await self.ctx.timezone(fresh.room_id)
         questions = await self.store.questions(fresh.id)
+        await self.show(fresh, speaker)  # the announcement stops asking for answers
         text = self.ctx.render(
             "summary",
             **values(fresh, questions, zone, self.ctx.clock.now()),
@@ -206,6 +215,14 @@ class ConsultationRunner:
         )
         await self.store.mark_summary_posted(fresh.id)
         await self.arm_overdue(fresh, only_future=False)
+
+    async def show(self, c: Consultation, speaker: Speaker) -> None:
+        """Edit the consultation's announcement to what is true now: closed, or answered."""
+        zone = await self.ctx.timezone(c.room_id)
+        now = self.ctx.clock.now()
+        questions = await self.store.questions(c.id)
+        announce = self.ctx.render("announce", **values(c, questions, zone, now))
+        await speaker.refresh(c.label, announce)
 
     async def minimum(self, c: Consultation) -> int:
         return c.threshold((await self.ctx.config(c.room_id)).counts_minimum)
@@ -250,6 +267,7 @@ class ConsultationRunner:
     ) -> int:
         """Post a response or update in the thread and DM it to every follower; returns how
         many were sent it."""
+        await self.show(c, speaker)  # the announcement says the council has responded
         message = self.ctx.render("update", c=c, kind=kind, status=status, text=text, author=author)
         await speaker.post(c.room_id, message, c.root_event)
         followers = await self.followers(c)
