@@ -10,7 +10,7 @@ import re
 import time
 from typing import Any
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import encrypted_room, is_notice_from, room_with_bot
 
 
 def edits(event_id: str, contains: str):
@@ -100,3 +100,34 @@ async def test_a_closed_polls_announcement_says_it_closed(residents, shared_bot)
     text = await shown(ann, room, post_id)
     assert text.startswith(f"📊 {poll_id} (closed): Benches or planters for the green?")
     assert "Voting closed on" in text and "Closes" not in text
+
+
+async def test_in_an_encrypted_room_the_edit_is_encrypted_and_still_an_edit(
+    encrypted_residents, shared_bot
+):
+    """The edit goes the way every send goes: encrypted, its relation in the clear beside the
+    ciphertext (as the spec has it), so the homeserver bundles it with the post and clients
+    show it in place."""
+    ann, bob = await encrypted_residents("ann"), await encrypted_residents("bob")
+    bot = shared_bot
+    room = await encrypted_room(ann, bot, bob)
+
+    ann.mark()
+    await bob.send_text(room, "!need a lift to the clinic on monday")
+    post = await ann.wait_for(room, is_notice_from(bot.user_id, "Needed: a lift to the clinic"))
+    assert post["encrypted"]
+    need = re.search(r"— (N-\d+)", post["content"]["body"])
+    assert need is not None
+    need_id, post_id = need[1], post["event_id"]
+
+    ann.mark()
+    await bob.send_text(room, f"!withdraw {need_id}")
+    edit = await ann.wait_for(room, edits(post_id, "Withdrawn"))
+    assert edit["encrypted"]
+    assert "!can" not in edit["content"]["m.new_content"]["body"]
+    stored = next(e for e in await ann.stored_events(room) if e["event_id"] == edit["event_id"])
+    assert stored["type"] == "m.room.encrypted"
+    assert stored["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": post_id}
+    original = next(e for e in await ann.stored_events(room) if e["event_id"] == post_id)
+    bundled = original["unsigned"]["m.relations"]["m.replace"]
+    assert bundled["event_id"] == edit["event_id"]
