@@ -102,6 +102,25 @@ async def test_a_closed_polls_announcement_says_it_closed(residents, shared_bot)
     assert "Voting closed on" in text and "Closes" not in text
 
 
+async def test_a_cancelled_meetings_proposal_says_it_is_cancelled(residents, shared_bot):
+    mod, ann = await residents("mod"), await residents("ann")
+    bot = shared_bot
+    room = await room_with_bot(mod, bot, ann)
+
+    ann.mark()
+    await mod.send_text(room, "!meet Allotment AGM | next tuesday 18:00 | next thursday 18:00")
+    proposal = await ann.wait_for(room, is_notice_from(bot.user_id, "Allotment AGM"))
+    found = re.match(r"📅 (M-\d+): ", proposal["content"]["body"])
+    assert found is not None and "Say when you can" in proposal["content"]["body"]
+    meeting_id, post_id = found[1], proposal["event_id"]
+
+    ann.mark()
+    await mod.send_text(room, f"!meet cancel {meeting_id}")
+    await ann.wait_for(room, edits(post_id, "is cancelled"))
+    text = await shown(ann, room, post_id)
+    assert text == f"❌ {meeting_id} is cancelled: Allotment AGM."
+
+
 async def test_in_an_encrypted_room_the_edit_is_encrypted_and_still_an_edit(
     encrypted_residents, shared_bot
 ):
