@@ -101,3 +101,32 @@ async def test_an_expired_offer_says_so_and_a_renewed_one_is_offered_again(tmp_p
         assert "Expired" in shown(h, post)
         await h.say(room, BOB, "!renew O-1")
         assert "Need it?" in shown(h, post)
+
+
+async def test_forgetting_a_person_takes_their_posts_down_and_reopens_what_they_helped(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "!need help with my laptop")
+        need = post_of(h, room, "N-1")
+        await h.say(room, CAT, "!offer dog walking on weekdays")
+        offer = post_of(h, room, "O-1")
+        await h.say(room, CAT, "!can N-1")
+        await h.say(room, ANN, "!accept N-1")
+        assert "!can" not in shown(h, need)
+        await h.say(room, CAT, "!forget me")
+        await h.say(room, CAT, "!forget me confirm")
+        assert "!can N-1" in shown(h, need)  # open again: her helper is gone
+        assert shown(h, offer) == "O-1 was taken down by whoever posted it."
+
+
+async def test_a_forgotten_requesters_private_need_is_not_edited_at_that_moment(tmp_path):
+    """Editing it just as someone asked (perhaps in the room) to be forgotten would tell the
+    room whose need it was."""
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(await h.transport.direct_room(ANN), ANN, "!need someone to talk to")
+        post = post_of(h, room, "N-1")
+        before = shown(h, post)
+        await h.say(room, ANN, "!forget me")
+        await h.say(room, ANN, "!forget me confirm")
+        assert shown(h, post) == before
