@@ -107,10 +107,14 @@ class PluginPosts:
         await self._posts.remember(self._owner, item, room_id, event_id)
 
     async def of(self, item: str) -> list[ItemPost]:
+        """The posts recorded about ``item``, oldest first."""
         return await self._posts.of(self._owner, item)
 
     async def forget(self, item: str) -> None:
+        """Stop following ``item``'s posts: later refreshes edit none of them."""
         await self._posts.forget(self._owner, item)
 
     async def refresh(self, item: str, text: str, html: str | None, out: Outgoing) -> int:
+        """Edit every post about ``item``, sending with ``out`` (a handler's, a job's or
+        :meth:`~civicbot.core.context.PluginContext.outgoing`); prefer ``ctx.refresh``."""
         return await self._posts.refresh(self._owner, item, text, html, out)

@@ -129,3 +129,17 @@ async def test_what_is_stored_names_the_item_never_a_person(tmp_path):
         plugin = h.bot.plugins["notes"]
         await plugin.ctx.posts.forget("K-1")
         assert await plugin.ctx.refresh("K-1", "gone", key="gone") == 0
+
+
+async def test_a_post_that_cannot_be_edited_is_skipped_and_the_rest_are_edited(tmp_path):
+    async with BotHarness.create(tmp_path, {"notes": Notes}) as h:
+        east, west = h.room(), h.room()
+        plugin = h.bot.plugins["notes"]
+        assert isinstance(plugin, Notes)
+        first = await plugin.ctx.send(east, "Note K-9: Fete", key="e", item="K-9")
+        second = await plugin.ctx.send(west, "Note K-9: Fete", key="w", item="K-9")
+        h.transport.fail_sends = 1  # the homeserver refuses the first edit
+        assert await plugin.ctx.refresh("K-9", "Note K-9: Fete (rain date)", key="rain") == 1
+        assert edits(h, first) == []
+        [edit] = edits(h, second)
+        assert edit["m.new_content"]["body"] == "Note K-9: Fete (rain date)"
