@@ -18,6 +18,9 @@ The names fall into groups, in the order a plugin author meets them:
   :class:`Event`, :class:`Message`, :class:`Rendered`, :class:`Role`;
 * storage: :class:`Database`, :class:`Migration`, and for anything secret or anonymous
   :class:`PrivateStore` (``ctx.private_store``) and :func:`coarse_time`;
+* posts about an item kept true (``ctx.posts``, see :mod:`civicbot.core.posts`): send with
+  ``item=…`` and ``await ctx.refresh(item, content)`` edits every post of that item in place;
+  :class:`PluginPosts`, :class:`ItemPost`;
 * effects a plugin promises and the engine keeps exactly once (``ctx.effects``, see
   :mod:`civicbot.core.effects`): :class:`Say`, :class:`DirectMessage`, :class:`DirectFile`,
   :class:`NewRoom` with its :class:`RoomNotice`;
@@ -88,6 +91,7 @@ from civicbot.core.events import (
 )
 from civicbot.core.outgoing import Outgoing
 from civicbot.core.plugin import DigestSection, ForgetReport, Plugin, observe, on
+from civicbot.core.posts import ItemPost, PluginPosts
 from civicbot.core.public import (
     PublicConsultation,
     PublicCount,
@@ -175,6 +179,7 @@ __all__ = [
     "EventKind",
     "ForgetReport",
     "ItemId",
+    "ItemPost",
     "JobContext",
     "Lines",
     "Lost",
@@ -189,6 +194,7 @@ __all__ = [
     "PluginContext",
     "PluginEffects",
     "PluginInfo",
+    "PluginPosts",
     "PrivateStore",
     "PrivateStoreBusy",
     "PublicConsultation",

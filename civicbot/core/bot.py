@@ -34,6 +34,7 @@ from civicbot.core.handling import APOLOGY, guarded, quietly, usage_text
 from civicbot.core.loader import PluginLoadError, optional_plugins, validate_plugin_config
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.core.plugin import Plugin, Wants
+from civicbot.core.posts import ItemPosts
 from civicbot.core.rooms import RoomQueues
 from civicbot.core.routing import Routing
 from civicbot.core.templates import Templates
@@ -131,6 +132,7 @@ class Bot:
             keyed_hash=keyed_hash,
             public=self.site,
             effects=self.effects,
+            posts=ItemPosts(db),
             predecessor=self.replacements.predecessor,
         )
         self._management = RoomManagement(

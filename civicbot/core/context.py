@@ -19,6 +19,7 @@ from civicbot.core.botinfo import BotInfo, Rooms
 from civicbot.core.effects import EffectRunner, PluginEffects
 from civicbot.core.events import Event, Message, matrix_to
 from civicbot.core.outgoing import Outgoing, txn_key
+from civicbot.core.posts import ItemPosts, PluginPosts
 from civicbot.core.public import PublicPages
 from civicbot.core.routing import room_via
 from civicbot.core.templates import Rendered, Templates
@@ -75,6 +76,7 @@ class CoreServices:
     default_timezone: str
     keyed_hash: Callable[[str], str]  # keyed with the installation secret, which stays out
     effects: EffectRunner
+    posts: ItemPosts
     public: PublicPages | None = None  # the public web pages (civicbot.web)
     predecessor: Callable[[str], Awaitable[str | None]] | None = None  # room upgrades
 
@@ -117,6 +119,8 @@ class PluginContext(Generic[ConfigT]):
         self.public = core.public
         # Promised effects (a DM, a room, a notice), kept exactly once: civicbot.core.effects.
         self.effects = PluginEffects(core.effects, name)
+        # The bot's posts about this plugin's items, edited when an item changes (refresh).
+        self.posts = PluginPosts(core.posts, name)
         self.log = logging.getLogger(f"civicbot.plugins.{name}")
         self.jobs: Jobs[JobContext[ConfigT]] = Jobs(
             core.scheduler.scoped(name), core.clock, self._job_context
@@ -178,12 +182,14 @@ class PluginContext(Generic[ConfigT]):
         mention_room: bool = False,
         on_behalf_of: str | None = None,
         notify: tuple[str, ...] = (),
+        item: str | None = None,
     ) -> str:
         """Post a notice that no event or job caused; ``key`` makes it idempotent (see
         :meth:`outgoing`). It pings the room or many people only ``on_behalf_of`` someone who
         may ping the room (checked now); ``notify`` names who must hear about it (see
-        :class:`~civicbot.core.events.Message`)."""
-        return await send_notice(
+        :class:`~civicbot.core.events.Message`); ``item`` records it as a post about that item,
+        edited by :meth:`refresh`."""
+        event_id = await send_notice(
             self,
             self.outgoing(key),
             room_id,
@@ -195,6 +201,17 @@ class PluginContext(Generic[ConfigT]):
             on_behalf_of=on_behalf_of,
             notify=notify,
         )
+        if item is not None:
+            await self.posts.remember(item, room_id, event_id)
+        return event_id
+
+    async def refresh(self, item: str, content: str | Rendered, *, key: str) -> int:
+        """Edit every post recorded about ``item`` (see :mod:`civicbot.core.posts`) to
+        ``content``, outside a handler or a job: ``key`` names the change, as for :meth:`send`
+        (``f"closed:{poll.id}"``), so a repeat sends the same transaction ids. Returns how many
+        posts were edited."""
+        text, html = _text_html(content)
+        return await self.posts.refresh(item, text, html, self.outgoing("refresh", item, key))
 
     async def via(self, room_id: str) -> list[str]:
         """Up to three servers that route a link to ``room_id`` (see
@@ -311,10 +328,12 @@ class JobContext(Generic[ConfigT]):
         mention_room: bool = False,
         on_behalf_of: str | None = None,
         notify: tuple[str, ...] = (),
+        item: str | None = None,
     ) -> str:
         """Post a notice; pings the room only ``on_behalf_of`` someone who may (checked now);
-        ``notify`` names who must hear about it."""
-        return await send_notice(
+        ``notify`` names who must hear about it; ``item`` records it as a post about that item,
+        edited by :meth:`refresh`."""
+        event_id = await send_notice(
             self.plugin,
             self.out,
             room_id,
@@ -326,6 +345,15 @@ class JobContext(Generic[ConfigT]):
             on_behalf_of=on_behalf_of,
             notify=notify,
         )
+        if item is not None:
+            await self.plugin.posts.remember(item, room_id, event_id)
+        return event_id
+
+    async def refresh(self, item: str, content: str | Rendered) -> int:
+        """Edit every post recorded about ``item`` to ``content`` (the item changed in this
+        run); returns how many were edited."""
+        text, html = _text_html(content)
+        return await self.plugin.posts.refresh(item, text, html, self.out)
 
     async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         return await self.out.event(room_id, event_type, content)
@@ -401,9 +429,11 @@ class Context(Generic[ConfigT]):
         mention_room: bool = False,
         thread: bool = True,
         notify: tuple[str, ...] = (),
+        item: str | None = None,
     ) -> str:
         """Answer in the room (in the thread the event came from) as a notice; ``notify`` names
-        who must hear about it (see :class:`~civicbot.core.events.Message`)."""
+        who must hear about it (see :class:`~civicbot.core.events.Message`); ``item`` records
+        the answer as a post about that item, edited by :meth:`refresh`."""
         text, rendered_html = _text_html(content)
         message = Message(
             text,
@@ -414,20 +444,32 @@ class Context(Generic[ConfigT]):
             thread_root=self.event.thread_root if thread else None,
             notify=notify,
         )
-        return await self.send_message(self.room_id, message)
+        return await self.send_message(self.room_id, message, item=item)
 
     async def reply_template(self, name: str, **values: Any) -> str:
         return await self.reply(self.plugin.render(name, **values))
 
-    async def send_message(self, room_id: str, message: Message) -> str:
+    async def send_message(self, room_id: str, message: Message, *, item: str | None = None) -> str:
         """Send after checking the requester may cause every ping the message would make (in
         the room it goes to) and is not flooding the bot. Returns "" when nothing was sent
         because the requester is cooling down; a message for someone (``notify``) is owed to
-        them and always sent."""
+        them and always sent. ``item`` records it as a post about that item (a need, a poll),
+        which :meth:`refresh` edits when the item changes."""
         if not message.notify and not await self._cleared():
             return ""
         may_ping = await self.plugin.permissions.may_ping_room(room_id, self.sender)
-        return await self.out.message(room_id, message, may_ping_room=may_ping)
+        event_id = await self.out.message(room_id, message, may_ping_room=may_ping)
+        if item is not None:
+            await self.plugin.posts.remember(item, room_id, event_id)
+        return event_id
+
+    async def refresh(self, item: str, content: str | Rendered) -> int:
+        """Edit every post recorded about ``item`` (in any room) to ``content``, because this
+        event changed it (edited, withdrawn, closed): the room never keeps showing what is no
+        longer so. Never dropped by the flood guard (the room's truth is owed to everyone in
+        it) and never a ping. Returns how many posts were edited."""
+        text, html = _text_html(content)
+        return await self.plugin.posts.refresh(item, text, html, self.out)
 
     async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         """Send a raw event (a native poll, an edit) caused by this event."""

@@ -89,6 +89,18 @@ CORE_MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX core_room_replacements_new ON core_room_replacements(new_room);
     """,
+    # The bot's posts about each plugin's items (civicbot.core.posts), edited when the item
+    # changes. No person: the item key is the plugin's own id for the item.
+    """
+    CREATE TABLE core_item_posts (
+        owner TEXT NOT NULL,
+        item TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        posted_at INTEGER NOT NULL,
+        PRIMARY KEY (owner, item, event_id)
+    );
+    """,
 ]
 
 _CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?(\w+)", re.I)

@@ -150,6 +150,7 @@ class ConsultationRunner:
         summary, withheld = await self.summary(fresh)
         zone = await self.ctx.timezone(fresh.room_id)
         questions = await self.store.questions(fresh.id)
+        await self.show(fresh, f"closed:{fresh.id}")  # the announcement stops asking
         text = self.ctx.render(
             "summary",
             **values(fresh, questions, zone, self.ctx.clock.now()),
@@ -173,6 +174,15 @@ class ConsultationRunner:
         await self.ctx.effects.carry_out(summary_key)
         await self.ctx.effects.carry_out(csv_key)
         await self.arm_overdue(fresh, only_future=False)
+
+    async def show(self, c: Consultation, change: str) -> None:
+        """Edit the consultation's announcement to what is true now: closed, or answered.
+        ``change`` names the change, so a repeat edits with the same transaction ids."""
+        zone = await self.ctx.timezone(c.room_id)
+        now = self.ctx.clock.now()
+        questions = await self.store.questions(c.id)
+        announce = self.ctx.render("announce", **values(c, questions, zone, now))
+        await self.ctx.refresh(c.label, announce, key=change)
 
     async def minimum(self, c: Consultation) -> int:
         return c.threshold((await self.ctx.config(c.room_id)).counts_minimum)
@@ -232,6 +242,9 @@ class ConsultationRunner:
                 for key, person in zip(keys[1:], followers, strict=True):
                     dm = DirectMessage(person, message.text, message.html)
                     await self.ctx.effects.promise(key, dm)
+        fresh = await self.store.get(c.id)
+        if fresh is not None:  # the announcement says the council has responded
+            await self.show(fresh, f"{kind}:{source_event}")
         for key in keys:
             await self.ctx.effects.carry_out(key)
         return len(followers)

@@ -172,8 +172,11 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
             counts_minimum=ctx.config.counts_minimum,
         )
         questions = await self.store.questions(c.id)
+        # The announcement is the consultation's post: edited when it closes and is answered.
         root = await ctx.reply(
-            self.ctx.render("announce", **values(c, questions, zone, ctx.now)), thread=False
+            self.ctx.render("announce", **values(c, questions, zone, ctx.now)),
+            thread=False,
+            item=c.label,
         )
         if root:
             await self.store.set_root(c.id, root)

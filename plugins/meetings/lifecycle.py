@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from civicbot_plugins.meetings import render
-from civicbot_plugins.meetings.models import FIXED, PROPOSED, Meeting
+from civicbot_plugins.meetings.models import CANCELLED, FIXED, PROPOSED, Meeting
 from civicbot_plugins.meetings.personal import has_person
 from civicbot_plugins.meetings.records import RecordStore
 from civicbot_plugins.meetings.reminders import (
@@ -263,7 +263,8 @@ class MeetingRunner:
         reply_to: str | None = None,
         best: Best | None = None,
     ) -> None:
-        """The announcement, the .ics file, the poll's end; then arm the reminders."""
+        """The proposal edited to say it is fixed, the announcement, the poll's end; then arm
+        the reminders."""
         now = self.ctx.clock.now()
         zone = await self.ctx.timezone(meeting.room_id)
         values = {
@@ -274,6 +275,9 @@ class MeetingRunner:
             "best": render.best_values(meeting, best, zone, now) if best else None,
             "auto": best is not None,
         }
+        # The proposal stops asking when people can (before the announcement is recorded as
+        # one of the meeting's posts, so this edits the proposal alone).
+        await self.show(meeting, out)
         text = self.ctx.render("fixed", **values)
         event_id = await send_notice(
             self.ctx, out, meeting.room_id, text, reply_to=reply_to, thread_root=meeting.thread_root
@@ -281,8 +285,29 @@ class MeetingRunner:
         # No .ics in the room: a file notifies every member. It goes by DM to whoever says
         # they're going (!rsvp), and to them again when the meeting changes.
         await self.store.set_events(meeting.id, announce_event_id=event_id)
+        # Only now one of the meeting's posts: a replay of an announcement not yet recorded
+        # above must edit the same posts (the proposal) with the same transaction ids.
+        await self.ctx.posts.remember(meeting.label, meeting.room_id, event_id)
         await self.end_polls(meeting, out, "is fixed")
         await self.rearm(meeting.id)
+
+    async def show(self, meeting: Meeting, out: Outgoing) -> None:
+        """Edit every post of the meeting (its proposal, its fixed announcement) to what is true
+        now: fixed at its current time, or cancelled."""
+        now = self.ctx.clock.now()
+        zone = await self.ctx.timezone(meeting.room_id)
+        when = render.when_text(meeting, zone, now)
+        if meeting.state == CANCELLED:
+            text = self.ctx.render(
+                "changed", meeting=meeting, label=meeting.label, when=when, whole_cancelled=True,
+                ics=False,
+            )  # fmt: skip
+        else:
+            place = render.place_text(meeting)
+            text = self.ctx.render(
+                "fixed", meeting=meeting, label=meeting.label, when=when, place=place, best=None
+            )
+        await self.ctx.posts.refresh(meeting.label, text.text, text.html, out)
 
     async def end_polls(self, meeting: Meeting, out: Outgoing, why: str) -> None:
         """End the meeting's availability polls (one per time, or one of all the times)."""
@@ -297,7 +322,9 @@ class MeetingRunner:
     async def send_change(
         self, meeting: Meeting, out: Outgoing, values: dict[str, Any], cancelled: bool = False
     ) -> None:
-        """Tell the room and everyone going about a move or cancellation, with a new .ics."""
+        """Edit the meeting's posts to its new time or to cancelled, then tell the room and
+        everyone going about the move or cancellation, with a new .ics."""
+        await self.show(meeting, out)
         now = self.ctx.clock.now()
         has_ics = meeting.start is not None
         text = self.ctx.render("changed", meeting=meeting, label=meeting.label, ics=has_ics,

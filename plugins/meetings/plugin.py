@@ -135,7 +135,8 @@ class MeetingsPlugin(Plugin[MeetingsConfig]):
             "decide_by": format_when(meeting.decide_by, zone, now) if meeting.decide_by else "",
             "native": render.has_slot_polls(meeting),
         }
-        reply_id = await ctx.reply(self.ctx.render("proposed", **values))
+        # The proposal is the meeting's post: edited when it is fixed, moved or cancelled.
+        reply_id = await ctx.reply(self.ctx.render("proposed", **values), item=meeting.label)
         if not reply_id:  # held back by the flood guard: nothing is posted
             return
         first_poll: str | None = None

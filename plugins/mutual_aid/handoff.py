@@ -22,6 +22,7 @@ from civicbot_plugins.mutual_aid.store import AidStore
 from civicbot.api import (
     CommandError,
     Context,
+    JobContext,
     Message,
     NewRoom,
     PluginContext,
@@ -110,7 +111,9 @@ class AidHandoff:
         same transaction id and the homeserver drops it."""
         rendered = self.plugin.render("post", **views.announce_values(post, ctx.prefix))
         try:
-            event_id = await ctx.send_message(post.room_id, Message(rendered.text, rendered.html))
+            event_id = await ctx.send_message(
+                post.room_id, Message(rendered.text, rendered.html), item=post.short_id
+            )
         except TransportError as exc:
             # Told, and nothing half-done: a post nobody can see is not kept (issue 22 §2).
             self.log.warning("could not post %s in its room: %s", post.short_id, exc)
@@ -121,6 +124,15 @@ class AidHandoff:
             ) from None
         if event_id:
             await self.store.set_event(post.id, event_id)
+
+    async def show(self, sender: Context[Any] | JobContext[Any], post: Post) -> None:
+        """Edit the post's announcement to what is true of it now (edited, taken, done,
+        withdrawn, removed, expired, open again): the room never invites help it can't give."""
+        fresh = await self.store.by_id(post.id)
+        if fresh is None:
+            return
+        rendered = self.plugin.render("post", **views.announce_values(fresh, self.plugin.prefix))
+        await sender.refresh(fresh.short_id, rendered)
 
     async def suggest(self, ctx: Context[Any], post: Post, author: str) -> list[str]:
         """The best matches for a new post, as lines for its poster; offerers who opted in are
@@ -345,6 +357,7 @@ class AidHandoff:
             if not await self.store.apply(post, transition, now=ctx.now, match=match):
                 raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
             await self.promise_introduction(post, match, ctx.sender)
+        await self.show(ctx, post)  # taken: the post stops inviting help
         if not await self.plugin.effects.carry_out(intro_key(match)):
             return _LATER.format(id=post.short_id)
         self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)

@@ -184,6 +184,10 @@ class AidLedger:
             "reports": [dict(r) for r in reports],
         }
 
+    async def public_posts_of(self, user_id: str) -> list[Post]:
+        """The posts ``user_id`` made in the open (never a private need: see :meth:`forget`)."""
+        return [post for post in await self._posts_of(user_id) if not post.private]
+
     async def _posts_of(self, user_id: str) -> list[Post]:
         rows = await self.db.fetchall(
             "SELECT p.*, r.sealed FROM mutual_aid_posts p LEFT JOIN mutual_aid_requesters r"

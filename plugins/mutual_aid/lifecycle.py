@@ -63,7 +63,7 @@ class AidUpkeep:
         after = ("", 0)
         while page := await self.jobs.past_expiry(now, PAGE, after):
             for post in page:
-                await self._expire(post, now)
+                await self._expire(job, post, now)
             after = (to_iso(page[-1].expires_at), page[-1].id)
         for post in await self.jobs.expiring_between(now, now + service.REMIND_BEFORE):
             key = f"reminder:{post.id}:{post.expires_at.isoformat()}"
@@ -80,7 +80,7 @@ class AidUpkeep:
                     await effects.promise(key, DirectMessage(poster, text))
             await effects.carry_out(key)
 
-    async def _expire(self, post: Post, now: datetime) -> None:
+    async def _expire(self, job: JobContext[Any], post: Post, now: datetime) -> None:
         change = service.expire(post, now)
         if change is None:
             return
@@ -97,6 +97,14 @@ class AidUpkeep:
                 )
                 await effects.promise(key, DirectMessage(poster, text))
         await effects.carry_out(key)
+        await self.show_expired(job, post)
+
+    async def show_expired(self, job: JobContext[Any], post: Post) -> None:
+        """The room's post says it expired, and stops inviting help."""
+        fresh = await self.store.by_id(post.id)
+        if fresh is not None:
+            values = views.announce_values(fresh, self.plugin.prefix)
+            await job.refresh(fresh.short_id, self.plugin.render("post", **values))
 
     # -- digests -------------------------------------------------------------------------------
     async def digest_section(
@@ -153,7 +161,23 @@ class AidUpkeep:
         then their posts go and their name comes off matches, hours and reports."""
         now = self.plugin.clock.now()
         reopened = await self.jobs.reopen_helped_by(user_id, now)
+        public = await self.ledger.public_posts_of(user_id)
         removed, anonymised = await self.ledger.forget(user_id)
+        for post in reopened:  # the room's post asks for help again
+            fresh = await self.store.by_id(post.id)
+            if fresh is not None:
+                values = views.announce_values(fresh, self.plugin.prefix)
+                key = f"helper-forgotten:{post.id}:{now.isoformat()}"
+                await self.plugin.refresh(
+                    post.short_id, self.plugin.render("post", **values), key=key
+                )
+        # Their own posts leave the room too (nobody is asked to !can what is gone). Not a
+        # private need's: editing it the moment someone asked to be forgotten (maybe in the
+        # room) would say whose it was, so that post is left as it stood (`!can` on it
+        # answers that there is no such need).
+        for post in public:
+            gone = f"{post.short_id} was taken down by whoever posted it."
+            await self.plugin.refresh(post.short_id, gone, key=f"forgotten:{post.id}")
         self.plugin.log.info(
             "forgot %s: %d posts removed, %d reopened", private(user_id), removed, len(reopened)
         )

@@ -168,6 +168,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         if post.state not in ("open", "matched"):
             raise CommandError(f"{post.short_id} is {post.state}; post it again with `!{kind} …`.")
         post = await self.store.edit(post, spec, ctx.now)
+        await self.handoff.show(ctx, post)  # the room's post says what it says now
         await ctx.reply(f"{post.short_id} is updated: {post.body}")
 
     # -- between neighbours --------------------------------------------------------------------
@@ -234,7 +235,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             minutes=minutes,
             timebank=config.timebank,
         )
-        await self._apply(post, change, now=ctx.now, match=accepted)
+        await self._apply(ctx, post, change, now=ctx.now, match=accepted)
         if minutes and accepted is not None and accepted.helper is not None:
             await self.ledger.record_hours(post, accepted.helper, ctx.sender, minutes, ctx.now)
         if thanks and post.kind == NEED:
@@ -262,7 +263,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         else:
             change = service.withdraw(post, is_owner=is_owner, helper_match=helper_match)
         live = await self.store.matches_of(post.id, LIVE_MATCH_STATES)
-        await self._apply(post, change, now=ctx.now, match=helper_match)
+        await self._apply(ctx, post, change, now=ctx.now, match=helper_match)
         if moderator:
             await self.handoff.removed(ctx, post)
             await ctx.reply(f"{post.short_id} is removed; its poster has been told.")
@@ -285,7 +286,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             now=ctx.now,
             extend_by=timedelta(days=days),
         )
-        await self._apply(post, change, now=ctx.now, expires_at=until)
+        await self._apply(ctx, post, change, now=ctx.now, expires_at=until)
         await ctx.reply(f"{post.short_id} stays up until {until:%a %-d %b}.")
 
     # -- looking -------------------------------------------------------------------------------
@@ -409,9 +410,10 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             )
         return post
 
-    async def _apply(self, post: Post, change: Any, **values: Any) -> None:
+    async def _apply(self, ctx: Ctx, post: Post, change: Any, **values: Any) -> None:
         if not await self.store.apply(post, change, **values):  # a concurrent change won
             raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
+        await self.handoff.show(ctx, post)  # done, withdrawn, removed, open again, renewed
 
     async def _in_room(self, ctx: Ctx) -> None:
         if await ctx.is_direct():

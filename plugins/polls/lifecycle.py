@@ -287,6 +287,7 @@ class PollRunner:
                 assert poll is not None
             self.ctx.jobs.cancel(f"close:{poll_id}")
             self._armed.discard(poll_id)
+            await self._show_closed(poll, now)
             try:
                 tally, runoff, cutoff, end_id = await self._final_count(poll, end)
                 members = await self.member_count(poll.room_id)
@@ -320,6 +321,19 @@ class PollRunner:
             self.forgotten.pop(poll.id, None)
             log.info("closed %s: %d voters", poll.label, tally.voters)
             return await self.store.get(poll_id)
+
+    async def _show_closed(self, poll: Poll, now: datetime) -> None:
+        """The announcement stops asking for votes ("Closes in 2 days", how to vote): it says
+        the poll closed; the results follow as a reply to it. Keyed by the poll, so a close
+        finished after a restart repeats the same edit, which the homeserver drops."""
+        zone = await self.ctx.timezone(poll.room_id)
+        values = {
+            "poll": poll,
+            "label": poll.label,
+            "when": format_when(poll.closed_at or now, zone, now),
+        }
+        closed = self.ctx.templates.render("closed", **values)
+        await self.ctx.refresh(poll.label, closed, key=f"closed:{poll.id}")
 
     async def _final_count(
         self, poll: Poll, end: tuple[int, str, str] | None

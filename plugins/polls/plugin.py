@@ -62,7 +62,8 @@ class PollsPlugin(Plugin[PollsConfig]):
     description = "Polls, proposals and ranked-choice decisions that every Matrix client can use."
     Config = PollsConfig
     templates = (
-        "announce", "digest", "list", "outcome", "personal", "reminder", "results", "review", "show"
+        "announce", "closed", "digest", "list", "outcome", "personal", "reminder", "results",
+        "review", "show",
     )  # fmt: skip
     migrations = MIGRATIONS
 
@@ -159,7 +160,8 @@ class PollsPlugin(Plugin[PollsConfig]):
         after a crash, the same sends repeat with the same transaction ids."""
         zone = await ctx.timezone()
         values = render.announce_values(poll, ctx.now, ctx.prefix, zone, self.ctx.rooms.bot_user_id)
-        text_id = await ctx.reply(self.ctx.templates.render("announce", **values))
+        # Recorded as the poll's post: the engine edits it when the poll closes.
+        text_id = await ctx.reply(self.ctx.templates.render("announce", **values), item=poll.label)
         if not text_id:  # held back by the flood guard: the poll stays unposted and invisible
             return
         poll.text_event_id = text_id

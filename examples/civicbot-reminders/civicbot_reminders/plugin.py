@@ -138,8 +138,10 @@ class RemindersPlugin(Plugin[RemindersConfig]):
         )
         self._arm(reminder)
         zone = await ctx.timezone()
+        # item= records the echo as the reminder's post: a cancel edits it (ctx.refresh).
         await ctx.reply(
-            f"{reminder.label}: I'll remind this room on {format_when(due, zone, ctx.now)}: {text}"
+            f"{reminder.label}: I'll remind this room on {format_when(due, zone, ctx.now)}: {text}",
+            item=reminder.label,
         )
 
     @command("remind cancel", parent=remind, examples=("!remind cancel R-3",))
@@ -153,6 +155,8 @@ class RemindersPlugin(Plugin[RemindersConfig]):
             raise CommandError(f"{reminder.label} has already been sent.")
         await self.store.delete(reminder.id)
         self.ctx.jobs.cancel(f"due:{reminder.id}")
+        # The echo above the cancel must not keep promising a reminder that won't come.
+        await ctx.refresh(reminder.label, f"{reminder.label} (cancelled): {reminder.text}")
         await ctx.reply(f"Cancelled {reminder.label}.")
 
     @command("reminders")

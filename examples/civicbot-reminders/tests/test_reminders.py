@@ -100,6 +100,22 @@ async def test_cancel_lists_and_bad_input(tmp_path):
         assert "Usage: !remind cancel <R-number>" in await ask(h, room, ANN, "!remind cancel x")
 
 
+async def test_a_cancelled_reminders_echo_is_edited_to_say_so(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        await ask(h, room, ANN, "!remind friday 18:00 | Litter pick kit")
+        echo = h.transport.sent[-1]
+        assert echo.body.startswith("R-1: I'll remind this room on Fri 27 Nov 18:00")
+        assert await ask(h, room, ANN, "!remind cancel R-1") == "Cancelled R-1."
+        [edit] = [
+            s.content
+            for s in h.transport.sent
+            if (s.content.get("m.relates_to") or {}).get("event_id") == echo.event_id
+        ]
+        assert edit["m.relates_to"]["rel_type"] == "m.replace"
+        assert edit["m.new_content"]["body"] == "R-1 (cancelled): Litter pick kit"
+
+
 async def test_rooms_set_their_own_limit(tmp_path):
     async with BotHarness.create(tmp_path, plugins()) as h:
         room = h.room()

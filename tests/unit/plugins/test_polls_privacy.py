@@ -216,7 +216,8 @@ async def test_forgotten_during_an_open_poll_leaves_no_stand_in_behind_the_close
         await h.say(room, MODERATOR, "!poll close P-2")
         since = "\n".join(h.texts(room)[said_before:])
         assert "anon:" not in since and ANN not in since
-        results = h.texts(room)[-2]
+        # P-1's results, before P-2's close (its announcement's edit, then its results).
+        results = [text for text in h.texts(room) if not text.startswith("* ")][-2]
         assert (
             "⛔ Blocked: 1 block (listed first below). 1 agree, 0 abstain, 0 disagree." in results
         )
