@@ -26,6 +26,8 @@ from civicbot.api import (
     Role,
     RoomNotice,
     TransportError,
+    clean_text,
+    pick_people,
     private,
 )
 
@@ -277,16 +279,41 @@ class AidHandoff:
         self.log.info("offer of help %s on %s by %s", match.id, post.short_id, private(helper))
         return _ASKED.format(id=post.short_id)
 
-    async def pending(self, post: Post, helper: str | None) -> Match | None:
-        """The offer of help the requester answers: ``helper``'s, else the oldest waiting."""
+    async def pending(
+        self, ctx: Context[Any], post: Post, helper: str | None, verb: str, is_owner: bool
+    ) -> Match | None:
+        """The offer of help the requester answers: ``helper``'s (named by Matrix id, short
+        name or display name), else the oldest waiting. A name that picks none of those
+        waiting, or several, is answered with who is waiting, by the names the room shows."""
         waiting = await self.store.matches_of(post.id, (OFFERED,))
-        if helper is not None:
+        if helper is not None and not is_owner:  # only the requester learns who offered
             waiting = [m for m in waiting if m.helper == helper]
-        return waiting[0] if waiting else None
+        if helper is None or not waiting or not is_owner:
+            return waiting[0] if waiting else None
+        names = {
+            m.helper: await self.plugin.rooms.person_name(post.room_id, m.helper)
+            for m in waiting
+            if m.helper is not None
+        }
+        picked = pick_people(helper, names)
+        if len(picked) == 1:
+            return next(m for m in waiting if m.helper == picked[0])
+        shown = clean_text(helper)[:40]
+        problem = (
+            f"“{shown}” could be more than one of them"
+            if picked
+            else f"Nobody called “{shown}” is waiting for an answer on {post.short_id}"
+        )
+        listed = ", ".join(names[p] for p in (picked or names))
+        example = next(iter(names.values()))
+        raise CommandError(
+            f"{problem}. Waiting: {listed}. Type `{ctx.prefix}{verb} {post.short_id} "
+            f"{example}` with the name of the one you mean."
+        )
 
     async def accept(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
-        match = await self.pending(post, helper)
         is_owner = await self.store.is_owner(post, ctx.sender)
+        match = await self.pending(ctx, post, helper, "accept", is_owner)
         accepted = await self.accepted_match(post) if is_owner and post.state == MATCHED else None
         if accepted is not None and accepted.intro_room_id is None:
             # Accepted, but the room is not made yet (the homeserver refused, or is down): the
@@ -336,10 +363,9 @@ class AidHandoff:
         return await self.plugin.effects.carry_out(intro_key(match)) is not None
 
     async def decline(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
-        match = await self.pending(post, helper)
-        transition = service.decline(
-            post, match, is_owner=await self.store.is_owner(post, ctx.sender)
-        )
+        is_owner = await self.store.is_owner(post, ctx.sender)
+        match = await self.pending(ctx, post, helper, "decline", is_owner)
+        transition = service.decline(post, match, is_owner=is_owner)
         assert match is not None
         await self.store.apply(post, transition, now=ctx.now, match=match)
         if match.helper is not None:

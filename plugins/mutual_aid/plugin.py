@@ -53,6 +53,7 @@ from civicbot.api import (
 
 _ROOM_PART = re.compile(r"(?:^|\s*\|\s*|\n)\s*room\s*:?\s*(?P<room>[^|\n]+?)\s*$", re.I)
 Ctx = Context[MutualAidConfig]
+NO_HELPER = Rest("")  # !accept N-42 alone: the oldest offer waiting
 
 
 class MutualAidPlugin(Plugin[MutualAidConfig]):
@@ -204,17 +205,19 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await ctx.dm(ctx.sender, answer)  # a reaction has no thread to answer in
         return True
 
-    @command("accept", examples=("!accept N-42",))
-    async def accept(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
-        """Accept the neighbour who offered to help with your need (name them if several)."""
+    @command("accept", examples=("!accept N-42", "!accept N-42 Sam"))
+    async def accept(self, ctx: Ctx, need_id: str, helper: Rest = NO_HELPER) -> None:
+        """Accept the neighbour who offered to help with your need (name them if several).
+
+        Name a helper by their display name or the short name of their Matrix id."""
         post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
-        await ctx.reply(await self.handoff.accept(ctx, post, helper or None))
+        await ctx.reply(await self.handoff.accept(ctx, post, helper.strip() or None))
 
     @command("decline", examples=("!decline N-42",))
-    async def decline(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
+    async def decline(self, ctx: Ctx, need_id: str, helper: Rest = NO_HELPER) -> None:
         """Say no thanks to an offer of help with your need; it stays open."""
         post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
-        await ctx.reply(await self.handoff.decline(ctx, post, helper or None))
+        await ctx.reply(await self.handoff.decline(ctx, post, helper.strip() or None))
 
     @command("done", examples=("!done N-42", "!done N-42 2h thanks"))
     async def done(self, ctx: Ctx, id_and_more: Rest) -> None:

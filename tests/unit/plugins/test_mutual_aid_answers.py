@@ -1,0 +1,85 @@
+"""The requester's answers to offers of help, as typed: naming a helper among several, ``!done``
+in the introduction room, and the helpers who were not chosen being told."""
+
+from __future__ import annotations
+
+from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
+
+from civicbot.core.loader import discover
+from civicbot.testing.harness import BotHarness
+
+ANN, BOB, CAT = "@ann:test", "@resident1:test", "@resident2:test"
+
+
+def harness(tmp_path):
+    return BotHarness.create(
+        tmp_path, {**discover(builtin_only=True), "mutual_aid": MutualAidPlugin}
+    )
+
+
+async def ask(h, room, who, text):
+    await h.say(room, who, text)
+    return h.last_text(room)
+
+
+def shown_as(h, room, person, name):
+    h.transport.rooms[room].state[("m.room.member", person)] = {
+        "membership": "join",
+        "displayname": name,
+    }
+
+
+async def two_helpers_waiting(h):
+    room = h.room(members=[ANN, BOB, CAT])
+    shown_as(h, room, BOB, "Bea Jones")
+    shown_as(h, room, CAT, "Cat Smith")
+    await ask(h, room, ANN, "!need a lift to the clinic")
+    await ask(h, room, BOB, "!can N-1")
+    await ask(h, room, CAT, "!can N-1")
+    return room
+
+
+async def test_the_requester_picks_a_helper_by_short_name(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        assert "private chat" in await ask(h, room, ANN, "!accept N-1 resident2")
+        (_, _, invited) = h.transport.created_rooms[-1]
+        assert sorted(invited) == [ANN, CAT]
+
+
+async def test_the_requester_picks_a_helper_by_display_name(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        assert "private chat" in await ask(h, room, ANN, "!accept N-1 cat smith")
+        (_, _, invited) = h.transport.created_rooms[-1]
+        assert sorted(invited) == [ANN, CAT]
+
+
+async def test_a_name_that_matches_nobody_lists_who_is_waiting(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        reply = await ask(h, room, ANN, "!accept N-1 dave")
+        assert reply.startswith("Nobody called “dave” is waiting for an answer on N-1")
+        assert "Bea Jones, Cat Smith" in reply and "!accept N-1 Bea Jones" in reply
+        assert "resident1" not in reply  # people by the names the room shows
+        assert not h.transport.created_rooms
+        declined = await ask(h, room, ANN, "!decline N-1 dave")
+        assert "Bea Jones, Cat Smith" in declined and "!decline N-1" in declined
+
+
+async def test_an_ambiguous_name_lists_those_it_could_be(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        reply = await ask(h, room, ANN, "!accept N-1 resident")
+        assert "could be more than one of them" in reply and "Bea Jones, Cat Smith" in reply
+        assert not h.transport.created_rooms
+
+
+async def test_only_the_requester_learns_who_is_waiting(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        dave = "@dave:test"
+        h.transport.rooms[room].members.append(dave)
+        reply = await ask(h, room, dave, "!accept N-1 nobody")
+        assert "Only the person who asked for N-1" in reply and "Bea" not in reply
+
