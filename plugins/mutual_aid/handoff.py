@@ -222,13 +222,25 @@ class AidHandoff:
 
     async def requester_only(self, ctx: Context[Any], post: Post) -> Post:
         """A private need is answered for only in a DM: in a room, anyone asking gets the same
-        refusal, so the reply can't tell the room who asked."""
-        if post.private and not await ctx.is_direct():
+        refusal, so the reply can't tell the room who asked. The introduction room of the
+        need is the exception: the helper there already knows, and the introduction tells the
+        requester to type ``!done`` there."""
+        if post.private and not await ctx.is_direct() and not await self._introduced_in(ctx, post):
             raise CommandError(
                 f"{post.short_id} was asked privately: the person who asked answers me in a "
                 "direct message, so nobody here learns who it was."
             )
         return post
+
+    async def _introduced_in(self, ctx: Context[Any], post: Post) -> bool:
+        """Whether ``ctx`` is in the introduction room of ``post``'s accepted helper, still
+        holding nobody but the two of them and the bot."""
+        accepted = await self.accepted_match(post)
+        if accepted is None or accepted.intro_room_id != ctx.room_id:
+            return False
+        requester = await self.store.requester_of(post)
+        allowed = {self.plugin.rooms.bot_user_id, accepted.helper, requester}
+        return set(await self.plugin.rooms.joined_members(ctx.room_id)) <= allowed
 
     async def privately(self, ctx: Context[Any], content: Any) -> None:
         """Answer by DM (``!mine`` lists private needs), saying so where it was asked."""

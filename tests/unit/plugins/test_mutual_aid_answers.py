@@ -83,3 +83,28 @@ async def test_only_the_requester_learns_who_is_waiting(tmp_path):
         reply = await ask(h, room, dave, "!accept N-1 nobody")
         assert "Only the person who asked for N-1" in reply and "Bea" not in reply
 
+
+async def test_done_in_the_introduction_room_as_it_says(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        ann_dm = await h.transport.direct_room(ANN)
+        await ask(h, ann_dm, ANN, "!need a lift to the clinic")
+        await ask(h, room, BOB, "!can N-1")
+        assert "private chat" in await ask(h, ann_dm, ANN, "!accept N-1")
+        (intro, _, _) = h.transport.created_rooms[-1]
+        assert "!done N-1" in h.last_text(intro)
+        assert "Only the person who asked" in await ask(h, intro, BOB, "!done N-1")
+        assert "N-1 is done" in await ask(h, intro, ANN, "!done N-1 thanks")
+        assert h.texts(room)[-1] == "Thank you to the neighbour who helped with N-1!"
+
+
+async def test_the_introduction_room_is_no_exception_once_someone_else_is_in_it(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        ann_dm = await h.transport.direct_room(ANN)
+        await ask(h, ann_dm, ANN, "!need a lift to the clinic")
+        await ask(h, room, BOB, "!can N-1")
+        await ask(h, ann_dm, ANN, "!accept N-1")
+        (intro, _, _) = h.transport.created_rooms[-1]
+        h.transport.rooms[intro].members.append(CAT)
+        assert "asked privately" in await ask(h, intro, ANN, "!done N-1")
