@@ -204,6 +204,28 @@ async def test_typo_gets_a_suggestion_but_unknown_words_stay_silent(tmp_path):
         assert len(h.texts(room)) == count
 
 
+async def test_a_lone_unknown_command_is_pointed_at_help(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "!frobnicate")
+        assert h.last_text(room) == "I don't know !frobnicate — type !help for what I can do."
+        count = len(h.texts(room))
+        for writing in ("!", "!!!", "! ", "!x", "!important notice to all", "!2024"):
+            await h.say(room, "@ann:test", writing)
+        assert len(h.texts(room)) == count
+
+
+async def test_a_room_where_another_bot_shares_the_prefix_can_silence_it(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        await h.say(room, MODERATOR, "!config room.unknown_commands false")
+        count = len(h.texts(room))
+        await h.say(room, "@ann:test", "!frobnicate")
+        assert len(h.texts(room)) == count
+        await h.say(room, "@ann:test", "!ecko hi")  # a near-miss of ours is still ours
+        assert "Did you mean !echo?" in h.last_text(room)
+
+
 async def test_disabled_plugin_says_how_to_switch_it_on(tmp_path):
     async with BotHarness.create(tmp_path, plugins(), plugins={"echo": {"enabled": False}}) as h:
         room = h.room()
