@@ -346,7 +346,18 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     @command("hours")
     async def hours(self, ctx: Ctx) -> None:
         """Your timebank hours, given and received (sent to you privately)."""
+        direct = await ctx.is_direct()
+        if not direct and not ctx.config.timebank:
+            raise CommandError(
+                "The timebank is not on in this room, so no hours are kept here. A moderator "
+                f"can switch it on with `{ctx.prefix}config mutual_aid.timebank true`."
+            )
         balance = await self.ledger.balance(ctx.sender)
+        if direct and not balance.given and not balance.received:
+            raise CommandError(
+                "No timebank hours are recorded for you yet. In a room that keeps a timebank, "
+                f"the person helped records them with `{ctx.prefix}done N-… 2h`."
+            )
         await self.handoff.privately(
             ctx,
             f"Timebank: you gave {format_minutes(balance.given)} and received "

@@ -108,3 +108,25 @@ async def test_the_introduction_room_is_no_exception_once_someone_else_is_in_it(
         (intro, _, _) = h.transport.created_rooms[-1]
         h.transport.rooms[intro].members.append(CAT)
         assert "asked privately" in await ask(h, intro, ANN, "!done N-1")
+
+
+async def test_hours_where_there_is_no_timebank_says_so(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        reply = await ask(h, room, ANN, "!hours")
+        assert reply.startswith("The timebank is not on in this room")
+        assert "!config mutual_aid.timebank true" in reply
+        ann_dm = await h.transport.direct_room(ANN)
+        assert "No timebank hours are recorded for you yet" in await ask(h, ann_dm, ANN, "!hours")
+
+
+async def test_hours_in_a_timebank_room_come_by_dm(tmp_path):
+    async with harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, "@mod:test", "!config mutual_aid.timebank true")
+        await ask(h, room, ANN, "!need a lift to the clinic")
+        await ask(h, room, BOB, "!can N-1")
+        await ask(h, room, ANN, "!accept N-1")
+        assert "2h recorded" in await ask(h, room, ANN, "!done N-1 2h")
+        assert "direct message" in await ask(h, room, BOB, "!hours")
+        assert "you gave 2h" in h.last_text(await h.transport.direct_room(BOB))
