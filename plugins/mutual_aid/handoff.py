@@ -20,6 +20,7 @@ from civicbot_plugins.mutual_aid.store import AidStore
 from civicbot.api import (
     CommandError,
     Context,
+    DirectMessage,
     Message,
     NewRoom,
     PluginContext,
@@ -35,6 +36,19 @@ MAX_MODERATORS_TOLD = 10
 _LATER = (
     "Done: you accepted the offer for {id}. I couldn't start the private chat just now; "
     "I'll keep trying, and you'll both get an invitation."
+)
+CHOSE_ANOTHER = (
+    "Thank you for offering to help with {id}. The person who asked has accepted another "
+    "neighbour's offer this time, so there's nothing more for you to do. Other needs: "
+    "`{prefix}needs` in the room."
+)
+SORTED = (
+    "Thank you for offering to help with {id}. It has been sorted, so there's nothing more "
+    "for you to do. Other needs: `{prefix}needs` in the room."
+)
+WITHDRAWN = (
+    "{id} was withdrawn by the person who asked, so there's nothing more for you to do. "
+    "Thank you for offering to help."
 )
 _ASKED = (
     "Thank you! I've asked the person who needs {id} whether they'd like your help; if they "
@@ -338,9 +352,12 @@ class AidHandoff:
         # The acceptance and the promise of the introduction room commit together: a crash
         # after this can neither lose the room nor, retried, make a second one.
         async with self.plugin.db.transaction():
+            others = [m for m in await self.waiting(post) if m.id != match.id]
             if not await self.store.apply(post, transition, now=ctx.now, match=match):
                 raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
             await self.promise_introduction(post, match, ctx.sender)
+            told = await self.promise_thanks(ctx, post, others, CHOSE_ANOTHER)
+        await self.keep(told)
         if not await self.plugin.effects.carry_out(intro_key(match)):
             return _LATER.format(id=post.short_id)
         self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)
@@ -388,15 +405,30 @@ class AidHandoff:
             )
         return f"OK, I've told them kindly. {post.short_id} stays open for other offers."
 
-    async def tell_backed_out(self, ctx: Context[Any], post: Post, helpers: list[Match]) -> None:
-        """The requester withdrew: the helpers who had offered or were helping are told."""
+    async def waiting(self, post: Post) -> list[Match]:
+        """The offers of help still waiting for the requester's answer."""
+        return await self.store.matches_of(post.id, (OFFERED,))
+
+    async def promise_thanks(
+        self, ctx: Context[Any], post: Post, helpers: list[Match], note: str
+    ) -> list[str]:
+        """Promise each of ``helpers`` (offers the requester's change leaves unanswered) a
+        kind word by DM, inside the transaction of that change: once per offer, however often
+        the command is replayed or the bot restarted. Returns the keys to :meth:`keep`."""
+        keys = []
         for match in helpers:
-            if match.helper is not None and match.helper != ctx.sender:
-                await ctx.dm(
-                    match.helper,
-                    f"{post.short_id} was withdrawn by the person who asked. Thank you for "
-                    "offering to help.",
-                )
+            if match.helper is None or match.helper == ctx.sender:
+                continue
+            key = f"thanks:{match.id}"
+            text = note.format(id=post.short_id, prefix=ctx.prefix)
+            await self.plugin.effects.promise(key, DirectMessage(match.helper, text))
+            keys.append(key)
+        return keys
+
+    async def keep(self, keys: list[str]) -> None:
+        """Send the promised notes now; any the homeserver refuses are retried by the engine."""
+        for key in keys:
+            await self.plugin.effects.carry_out(key)
 
     async def tell_reopened(self, ctx: Context[Any], post: Post) -> None:
         requester = await self.store.requester_of(post)

@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from civicbot_plugins.mutual_aid import service, views
+from civicbot_plugins.mutual_aid import handoff, service, views
 from civicbot_plugins.mutual_aid.config import MutualAidConfig
 from civicbot_plugins.mutual_aid.errors import read_post
 from civicbot_plugins.mutual_aid.handoff import AidHandoff
@@ -237,7 +237,11 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             minutes=minutes,
             timebank=config.timebank,
         )
-        await self._apply(post, change, now=ctx.now, match=accepted)
+        async with self.ctx.db.transaction():
+            others = await self.handoff.waiting(post)  # offers left unanswered: thanked
+            await self._apply(post, change, now=ctx.now, match=accepted)
+            told = await self.handoff.promise_thanks(ctx, post, others, handoff.SORTED)
+        await self.handoff.keep(told)
         if minutes and accepted is not None and accepted.helper is not None:
             await self.ledger.record_hours(post, accepted.helper, ctx.sender, minutes, ctx.now)
         if thanks and post.kind == NEED:
@@ -264,13 +268,17 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             change = service.remove(post, is_moderator=True)
         else:
             change = service.withdraw(post, is_owner=is_owner, helper_match=helper_match)
-        live = await self.store.matches_of(post.id, LIVE_MATCH_STATES)
-        await self._apply(post, change, now=ctx.now, match=helper_match)
+        async with self.ctx.db.transaction():
+            live = await self.store.matches_of(post.id, LIVE_MATCH_STATES)
+            await self._apply(post, change, now=ctx.now, match=helper_match)
+            told = []
+            if is_owner and not moderator:  # those who had offered or were helping
+                told = await self.handoff.promise_thanks(ctx, post, live, handoff.WITHDRAWN)
+        await self.handoff.keep(told)
         if moderator:
             await self.handoff.removed(ctx, post)
             await ctx.reply(f"{post.short_id} is removed; its poster has been told.")
         elif is_owner:
-            await self.handoff.tell_backed_out(ctx, post, live)
             await ctx.reply(f"{post.short_id} is withdrawn.")
         else:
             if change.reopened:

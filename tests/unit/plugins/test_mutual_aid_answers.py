@@ -130,3 +130,40 @@ async def test_hours_in_a_timebank_room_come_by_dm(tmp_path):
         assert "2h recorded" in await ask(h, room, ANN, "!done N-1 2h")
         assert "direct message" in await ask(h, room, BOB, "!hours")
         assert "you gave 2h" in h.last_text(await h.transport.direct_room(BOB))
+
+
+def told(h, dm, words):
+    return [t for t in h.texts(dm) if words in t]
+
+
+async def test_helpers_not_chosen_are_thanked_once(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        dave = "@dave:test"
+        h.transport.rooms[room].members.append(dave)
+        await ask(h, room, dave, "!can N-1")
+        assert "private chat" in await ask(h, room, ANN, "!accept N-1 Cat Smith")
+        for helper in (BOB, dave):
+            dm = await h.transport.direct_room(helper)
+            notes = told(h, dm, "accepted another neighbour's offer")
+            assert len(notes) == 1 and "N-1" in notes[0]
+        cat_dm = await h.transport.direct_room(CAT)
+        assert not told(h, cat_dm, "another neighbour")
+        await h.restart()
+        await ask(h, room, ANN, "!done N-1")
+        bob_dm = await h.transport.direct_room(BOB)
+        assert len(told(h, bob_dm, "Thank you for offering")) == 1  # not again at done
+
+
+async def test_a_need_done_or_withdrawn_thanks_those_still_waiting(tmp_path):
+    async with harness(tmp_path) as h:
+        room = await two_helpers_waiting(h)
+        assert "N-1 is done" in await ask(h, room, ANN, "!done N-1")
+        for helper in (BOB, CAT):
+            dm = await h.transport.direct_room(helper)
+            assert len(told(h, dm, "It has been sorted")) == 1
+        await ask(h, room, ANN, "!need a hand with the shopping")
+        await ask(h, room, BOB, "!can N-2")
+        assert "withdrawn" in await ask(h, room, ANN, "!withdraw N-2")
+        bob_dm = await h.transport.direct_room(BOB)
+        assert len(told(h, bob_dm, "N-2 was withdrawn by the person who asked")) == 1
