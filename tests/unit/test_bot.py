@@ -11,6 +11,7 @@ from civicbot.core.loader import PluginLoadError, discover
 from civicbot.core.plugin import Plugin, PluginConfig, observe, on
 from civicbot.policy.permissions import Role
 from civicbot.testing.harness import MODERATOR, BotHarness
+from civicbot.transport import TransportError
 
 
 class EchoConfig(PluginConfig):
@@ -224,6 +225,19 @@ async def test_a_room_where_another_bot_shares_the_prefix_can_silence_it(tmp_pat
         assert len(h.texts(room)) == count
         await h.say(room, "@ann:test", "!ecko hi")  # a near-miss of ours is still ours
         assert "Did you mean !echo?" in h.last_text(room)
+
+
+async def test_a_refused_reply_is_logged_as_refused_not_as_an_outage(tmp_path, caplog):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+
+        async def refuse(*args, **kwargs):
+            raise TransportError("You don't have permission to post that", "M_FORBIDDEN")
+
+        h.transport.send_event = refuse
+        await h.say(room, "@ann:test", "!echo hi")
+    assert "was refused by the homeserver (M_FORBIDDEN)" in caplog.text
+    assert "could not reach the homeserver" not in caplog.text
 
 
 async def test_disabled_plugin_says_how_to_switch_it_on(tmp_path):
