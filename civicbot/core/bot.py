@@ -592,6 +592,16 @@ class Bot:
             await self.effects.cancel("core", key)
             return
         try:
+            create = await self.transport.create_event(event.room_id) or {}
+            if (create.get("content") or {}).get("type") == "m.space":
+                # A space groups rooms; nobody reads its timeline (and Element lets only its
+                # admins post there): joined, to see its rooms, but no hello.
+                log.info("joined %s, a space: no welcome there", event.room_id)
+                await self.effects.cancel("core", key)
+                return
+        except TransportError as exc:
+            log.warning("could not tell whether %s is a space: %s", event.room_id, exc)
+        try:
             if await self.replacements.on_joined(event.room_id):
                 # The upgrade of a room the bot was already in: no introduction needed.
                 await self.effects.cancel("core", key)
