@@ -98,3 +98,15 @@ async def test_a_private_need_reaches_a_helper_without_naming_the_requester(resi
     assert "private need N-1 posted" in log  # logged, with no pseudonym at all (issue 19 §4)
     assert ann.user_id not in log
     assert ann.user_id.split(":")[0] not in log
+
+    # As the introduction says, Ann marks it done there (issue 22 §4: it was refused as
+    # "asked privately"); the neighbourhood room thanks "the neighbour", still without her.
+    ann.mark()
+    mod.mark()
+    await ann.send_text(intro, "!done N-1 thanks")
+    await ann.wait_for(intro, is_notice_from(bot.user_id, "N-1 is done"))
+    await mod.wait_for(room, is_notice_from(bot.user_id, "Thank you to the neighbour"))
+    recent = await mod.messages(room, limit=20)
+    assert ann.user_id not in json.dumps(
+        [e for e in recent if ann.user_id not in (e.get("sender"), e.get("state_key"))]
+    )
