@@ -296,11 +296,16 @@ class AidHandoff:
         match, new = await self.store.add_match(post, helper, ctx.now)
         requester = await self.store.requester_of(post)
         if new and requester is not None:
+            waiting = len(await self.waiting(post))
+            named = ""
+            if waiting > 1:  # a bare !accept takes the oldest: say how to pick this one
+                named = " " + await self.plugin.rooms.person_name(post.room_id, helper)
+            others = f" {waiting} neighbours have offered now." if waiting > 1 else ""
             await ctx.dm(
                 requester,
-                f"{helper} offers to help with {post.short_id} (“{post.body}”). Type "
-                f"`{ctx.prefix}accept {post.short_id}` to be introduced in a private chat, or "
-                f"`{ctx.prefix}decline {post.short_id}`.",
+                f"{helper} offers to help with {post.short_id} (“{post.body}”).{others} Type "
+                f"`{ctx.prefix}accept {post.short_id}{named}` to be introduced in a private "
+                f"chat, or `{ctx.prefix}decline {post.short_id}{named}`.",
             )
         self.log.info("offer of help %s on %s by %s", match.id, post.short_id, private(helper))
         return _ASKED.format(id=post.short_id)

@@ -167,3 +167,12 @@ async def test_a_need_done_or_withdrawn_thanks_those_still_waiting(tmp_path):
         assert "withdrawn" in await ask(h, room, ANN, "!withdraw N-2")
         bob_dm = await h.transport.direct_room(BOB)
         assert len(told(h, bob_dm, "N-2 was withdrawn by the person who asked")) == 1
+
+
+async def test_a_second_offer_says_how_to_pick_it(tmp_path):
+    async with harness(tmp_path) as h:
+        await two_helpers_waiting(h)
+        asked = h.last_text(await h.transport.direct_room(ANN))
+        assert asked.startswith(f"{CAT} offers to help with N-1")
+        assert "2 neighbours have offered now" in asked
+        assert "`!accept N-1 Cat Smith`" in asked and "`!decline N-1 Cat Smith`" in asked
