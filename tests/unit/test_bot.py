@@ -216,6 +216,16 @@ async def test_a_lone_unknown_command_is_pointed_at_help(tmp_path):
         assert len(h.texts(room)) == count
 
 
+async def test_a_flood_of_unknown_commands_is_limited_like_commands(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        for _ in range(30):
+            await h.say(room, "@ann:test", "!frobnicate")
+        answers = [t for t in h.texts(room) if t.startswith("I don't know !frobnicate")]
+        assert 1 <= len(answers) <= 8  # person_burst
+        assert sum(t.startswith("That's a lot of commands at once") for t in h.texts(room)) == 1
+
+
 async def test_a_room_where_another_bot_shares_the_prefix_can_silence_it(tmp_path):
     async with BotHarness.create(tmp_path, plugins()) as h:
         room = h.room()
