@@ -1,14 +1,14 @@
 """Package discovery only (everything else is in pyproject.toml): the engine's packages, and
 every package under plugins/ as ``civicbot_plugins.<name>``, so a new built-in plugin needs no
-hand-kept list. Namespace discovery lists each plugin's ``templates/`` folder (data, no
-``__init__.py``) as a package too, so setuptools ships it instead of warning that it would be
-left out."""
+hand-kept list. Namespace discovery lists each ``templates/`` folder (data, no ``__init__.py``:
+each plugin's and the public pages' ``civicbot/web/templates``) as a package too, so setuptools
+ships it instead of warning that it would be left out."""
 
-from setuptools import find_namespace_packages, find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     packages=[
-        *find_packages(include=["civicbot", "civicbot.*"]),
+        *find_namespace_packages(include=["civicbot", "civicbot.*"], exclude=["*__pycache__*"]),
         "civicbot_plugins",
         *(
             f"civicbot_plugins.{name}"

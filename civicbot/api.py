@@ -109,6 +109,7 @@ from civicbot.core.text import (
     clean_text,
     comparison_key,
     list_choices,
+    pick_people,
     read_choices,
     yes_or_no,
 )
@@ -242,6 +243,7 @@ __all__ = [
     "parse_duration",
     "parse_setting_value",
     "parse_when",
+    "pick_people",
     "poll_end_content",
     "poll_response_answers",
     "privacy_filter",

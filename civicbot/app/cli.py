@@ -59,6 +59,26 @@ def _check_encryption(settings: Settings) -> None:
         raise ConfigError([f"matrix.encryption: {problem}"])
 
 
+def _check_login(settings: Settings) -> None:
+    """A bot with a homeserver must be able to log in: a password or an access token, or the
+    session an earlier login left in bot.data_dir (the password is then no longer needed)."""
+    from civicbot.storage.secret_key import SESSION_FILE
+
+    matrix = settings.matrix
+    if not settings.has_homeserver or (settings.bot.data_dir / SESSION_FILE).exists():
+        return
+    if matrix.password.get_secret_value() or matrix.access_token.get_secret_value():
+        return
+    raise ConfigError(
+        [
+            "matrix.password: neither a password nor an access token is set, and "
+            f"{settings.bot.data_dir} holds no login session, so the bot could not log in. Set "
+            "matrix.password (or CIVICBOT_MATRIX__PASSWORD in the environment) or "
+            "matrix.access_token."
+        ]
+    )
+
+
 def _report(exc: ConfigError, path: str | None) -> int:
     print(
         f"civicbot: the configuration{f' in {path}' if path else ''} is not valid:", file=sys.stderr
@@ -72,6 +92,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         settings = _load(args.config)
         _check_encryption(settings)
+        _check_login(settings)
     except ConfigError as exc:
         return _report(exc, args.config)
     print(f"{args.config}: OK")
@@ -119,12 +140,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_DATA = Path("demo-data") / "bot"  # where `civicbot run` with no config keeps the demo's
+
+
 def _data_dir(args: argparse.Namespace) -> Path:
-    """``--data-dir``, else ``bot.data_dir`` from the config file (or the environment alone)."""
+    """``--data-dir``, else ``bot.data_dir`` from the config file (or the environment alone).
+    With neither a config file nor a homeserver in the environment, ``civicbot run`` starts the
+    demo: the demo's data directory is then the bot's, as long as it holds a database."""
+    from civicbot.storage.secret_key import DATABASE_FILE
+
     if args.data_dir:
         return Path(args.data_dir)
     path: str | None = args.config if Path(args.config).exists() else None
-    return load_settings(path).bot.data_dir
+    data_dir = load_settings(path).bot.data_dir
+    configured = path or any(
+        os.environ.get(f"CIVICBOT_{key}") for key in ("MATRIX__HOMESERVER", "BOT__DATA_DIR")
+    )
+    if not configured and not (data_dir / DATABASE_FILE).exists():
+        if (DEMO_DATA / DATABASE_FILE).is_file():
+            print(f"No {args.config}: using the demo's data in {DEMO_DATA}.", file=sys.stderr)
+            return DEMO_DATA
+    return data_dir
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -165,6 +201,12 @@ def _passphrase(args: argparse.Namespace) -> str:
     if args.passphrase_file:
         with open(args.passphrase_file, encoding="utf-8") as handle:
             passphrase = handle.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        # getpass would read the passphrase from a pipe, or end in EOFError with nothing there.
+        raise ValueError(
+            "there is no terminal to ask for the passphrase: put it in a file readable only by "
+            "you and give --passphrase-file FILE"
+        )
     else:
         passphrase = getpass.getpass("Passphrase for the key file: ")
         if args.action == "export" and getpass.getpass("Once more: ") != passphrase:

@@ -41,7 +41,7 @@ from civicbot.core.templates import Templates
 from civicbot.core.upgrades import TOMBSTONE, RoomReplacements
 from civicbot.policy.floodcontrol import FloodControl
 from civicbot.policy.permissions import Permissions
-from civicbot.policy.plugin_config import LIMITS, WEB
+from civicbot.policy.plugin_config import LIMITS, ROOM, WEB, RoomConfig
 from civicbot.policy.room_settings import RoomSettings
 from civicbot.scheduling.clock import Clock
 from civicbot.scheduling.scheduler import Scheduler
@@ -538,24 +538,36 @@ class Bot:
         return self._context(event, self.plugins[command.plugin], config)
 
     async def _suggest(self, event: Event, text: str) -> None:
-        """A near-miss of a real command gets a hint; anything else stays silent, because other
-        bots in the room may share the prefix."""
+        """A command the bot doesn't know. A near-miss of a real one gets a hint; a message
+        that is only a command-like word (``!frobnicate``) is told about ``!help``, unless the
+        room's moderators said another bot here shares the prefix (``room.unknown_commands``).
+        Anything else stays silent: ``!!!``, a lone ``!``, and ``!important notice to all``
+        are people writing, not commands."""
         word = text.split(None, 1)[0].lower() if text.strip() else ""
         if not word.isalpha() or len(word) > 20:
             return
         names = [c.name for c in self.index.unique() if " " not in c.name]
         close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
         if close:
-            plugin = self.plugins[self.index.by_name[close[0]].plugin]
-            ctx = self._context(event, plugin, None)
-            await guarded(
-                ctx,
-                ctx.reply(
-                    f"I don't know {self.prefix}{word}. Did you mean {self.prefix}{close[0]}? "
-                    f"Type {self.prefix}help to see everything I can do."
-                ),
-                "suggestion",
+            answer = (
+                f"I don't know {self.prefix}{word}. Did you mean {self.prefix}{close[0]}? "
+                f"Type {self.prefix}help to see everything I can do."
             )
+            plugin = self.plugins[self.index.by_name[close[0]].plugin]
+        elif text.strip().lower() == word and len(word) >= 2:
+            room = await self.room_settings.get(event.room_id, ROOM)
+            assert isinstance(room, RoomConfig)
+            if not room.unknown_commands:
+                return
+            helps = self.index.by_name.get("help")
+            if helps is None:
+                return  # nothing better to point at than silence
+            answer = f"I don't know {self.prefix}{word} — type {self.prefix}help for what I can do."
+            plugin = self.plugins[helps.plugin]
+        else:
+            return
+        ctx = self._context(event, plugin, None)
+        await guarded(ctx, ctx.reply(answer), "suggestion")
 
     async def _on_invite(self, event: Event) -> None:
         inviter = event.sender
@@ -582,6 +594,16 @@ class Bot:
             log.warning("could not join %s: %s", event.room_id, exc)
             await self.effects.cancel("core", key)
             return
+        try:
+            create = await self.transport.create_event(event.room_id) or {}
+            if (create.get("content") or {}).get("type") == "m.space":
+                # A space groups rooms; nobody reads its timeline (and Element lets only its
+                # admins post there): joined, to see its rooms, but no hello.
+                log.info("joined %s, a space: no welcome there", event.room_id)
+                await self.effects.cancel("core", key)
+                return
+        except TransportError as exc:
+            log.warning("could not tell whether %s is a space: %s", event.room_id, exc)
         try:
             if await self.replacements.on_joined(event.room_id):
                 # The upgrade of a room the bot was already in: no introduction needed.

@@ -119,6 +119,18 @@ class Rooms:
                 return " ".join(clean_text(value).split())[:80]
         return room_id
 
+    async def person_name(self, room_id: str, user_id: str) -> str:
+        """What the room calls a person: their display name there, else the short name of
+        their Matrix id (``resident2`` of ``@resident2:hs``), for replies that list people."""
+        try:
+            member = await self._transport.state_event(room_id, "m.room.member", user_id)
+        except TransportError:
+            member = None
+        shown = member.get("displayname") if isinstance(member, dict) else None
+        if isinstance(shown, str) and clean_text(shown).strip():
+            return " ".join(clean_text(shown).split())[:64]
+        return user_id.lstrip("@").split(":", 1)[0]
+
     async def relations(
         self, room_id: str, event_id: str, rel_type: str | None = None
     ) -> list[Event]:

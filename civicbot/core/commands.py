@@ -112,13 +112,13 @@ class Command:
 
     @property
     def help(self) -> str:
-        doc = inspect.getdoc(self.func) or ""
-        return doc.split("\n", 1)[0].strip()
+        """The docstring's first paragraph, on one line however the source wraps it."""
+        return split_help(inspect.getdoc(self.func) or "")[0]
 
     @property
     def details(self) -> str:
-        doc = inspect.getdoc(self.func) or ""
-        return doc.split("\n", 1)[1].strip() if "\n" in doc else ""
+        """The rest of the docstring (``!help <command>`` shows it after the help line)."""
+        return split_help(inspect.getdoc(self.func) or "")[1]
 
     def usage(self, prefix: str = "!") -> str:
         parts = [f"{prefix}{self.name}"]
@@ -184,6 +184,13 @@ async def _convert(param: Parameter, raw: str, ctx: Context[Any]) -> Any:
     except (TypeError, ValueError):
         kind = {int: "a whole number", float: "a number"}.get(conv, f"a {param.metavar}")
         raise UsageError(f"'{short(raw)}' should be {kind}") from None
+
+
+def split_help(doc: str) -> tuple[str, str]:
+    """``(help, details)`` of a docstring: its first paragraph joined into one line, however
+    the source wraps it (a help line once stopped mid-sentence at "in a"), and the rest."""
+    first, _, rest = doc.strip().partition("\n\n")
+    return " ".join(first.split()), rest.strip()
 
 
 def _is_converter(conv: Any) -> bool:

@@ -46,8 +46,6 @@ from civicbot.transport import INTENT_TYPE, Transport, TransportError
 log = logging.getLogger(__name__)
 
 DONE_RETENTION_S = 14 * 24 * 3600
-# Refusals that a retry cannot turn into a success: the effect is dropped, with a warning.
-PERMANENT = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_TOO_LARGE", "M_BAD_JSON"})
 
 
 @dataclass(frozen=True)
@@ -193,7 +191,8 @@ class EffectRunner:
             async with lock:
                 return await self._carry_out(full)
         except Exception as exc:
-            if isinstance(exc, TransportError) and exc.errcode in PERMANENT:
+            # A refusal (TransportError.refused) no retry can turn into a success: dropped.
+            if isinstance(exc, TransportError) and exc.refused:
                 log.warning("dropping effect %s: refused (%s)", _tag(full), exc.errcode)
                 await self._db.execute(
                     "DELETE FROM core_effects WHERE key = ? AND done_at IS NULL", (full,)

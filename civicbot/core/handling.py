@@ -60,7 +60,10 @@ async def guarded(
     except CommandError as exc:
         await quietly(ctx.reply(exc.message))
     except TransportError as exc:
-        log.error("%s could not reach the homeserver: %s", what, exc)
+        if exc.refused:  # an answer, not an outage: a 403 in a room it may not write in
+            log.warning("%s was refused by the homeserver (%s): %s", what, exc.errcode, exc)
+        else:
+            log.error("%s could not reach the homeserver: %s", what, exc)
     except Exception as exc:
         message = _explained(explain, exc) if apologise else None
         if message:

@@ -190,3 +190,28 @@ def yes_or_no(text: str) -> bool | None:
     if words[0] in _YES or words[0] in _NO:
         return words[0] in _YES
     return None
+
+
+# -- people named by residents ---------------------------------------------------------------------
+def _person_keys(user_id: str, shown: str) -> tuple[str, str, str]:
+    localpart = user_id.lstrip("@").split(":", 1)[0]
+    return comparison_key(user_id), comparison_key(localpart), comparison_key(shown)
+
+
+def pick_people(typed: str, names: dict[str, str]) -> list[str]:
+    """The people ``typed`` names among ``names`` (``{Matrix id: display name}``), as residents
+    name them: the whole id, its short name ("resident2", with or without "@") or the display
+    name, in any case; failing those, the start of exactly one of them ("res" is too short).
+    One id when it is clear, several when it could be any of them, none when nobody matches."""
+    key = comparison_key(typed).strip(_TRIM)
+    if not key:
+        return []
+    bare = key.lstrip("@")
+    keyed = {person: _person_keys(person, shown) for person, shown in names.items()}
+    for part in range(3):  # the whole id, then the short name, then the display name
+        found = [p for p, keys in keyed.items() if keys[part] in (key, bare)]
+        if found:
+            return found
+    if len(bare) < MIN_PREFIX:
+        return []
+    return [p for p, keys in keyed.items() if any(k.startswith(bare) for k in keys[1:])]

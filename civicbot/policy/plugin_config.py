@@ -120,6 +120,13 @@ class RoomConfig(PluginConfig):
     )
     moderator_level: int = Field(DEFAULT_ROLE_LEVELS["moderator"], ge=0, le=100)
     admin_level: int = Field(DEFAULT_ROLE_LEVELS["admin"], ge=0, le=100)
+    unknown_commands: bool = Field(
+        True,
+        description=(
+            "answer a command I don't know with a pointer to help (false where another bot "
+            "in the room uses the same prefix)"
+        ),
+    )
     # Power level for each plugin role, e.g. {"councillor": 50}; unset roles need moderator level.
     role_levels: dict[str, int] = Field(
         default_factory=dict,

@@ -26,6 +26,15 @@ class TransportError(Exception):
         super().__init__(message)
         self.errcode = errcode
 
+    @property
+    def refused(self) -> bool:
+        """The homeserver answered, and said no (not allowed, no such room, too large): no
+        outage, so no "could not reach" in the logs."""
+        return self.errcode in REFUSALS
+
+
+REFUSALS = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_TOO_LARGE", "M_BAD_JSON"})
+
 
 class Transport(Protocol):
     """What the bot needs from a chat network. Every send takes a ``txn_id`` so that a replayed

@@ -365,7 +365,8 @@ class ConsultationsPlugin(Plugin[ConsultationsConfig]):
 
     async def _decide(self, ctx: Ctx, c: Consultation, pending_id: int, state: str) -> None:
         if not await self._may_approve(ctx, c):
-            raise CommandError("Only a councillor or a moderator can approve statements.")
+            verb = "approve" if state == "approved" else "turn down"
+            raise CommandError(f"Only a councillor or a moderator can {verb} statements.")
         found = await self.store.pending(c.id, pending_id)
         if found is None or found[2] != "waiting":
             waiting = ", ".join(str(i) for i, _ in await self.store.waiting(c.id)) or "none"

@@ -4,7 +4,7 @@ digest itself: counted by observers, posted by :mod:`lifecycle`, built by :mod:`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from civicbot_plugins.digest.compose import NAMES, Composer, DigestTemplates, TemplateProblem
@@ -28,12 +28,14 @@ from civicbot.api import (
     Rendered,
     Role,
     command,
+    describe_delta,
     format_when,
     observe,
 )
 
 Ctx = Context[DigestConfig]
 FLUSH_EVERY = timedelta(seconds=5)
+AGAIN_AFTER = timedelta(hours=1)  # a second !digest now sooner repeats the same week
 SUBCOMMANDS = ("preview", "now", "subscribe", "unsubscribe", "space")
 
 
@@ -114,7 +116,11 @@ class DigestPlugin(Plugin[DigestConfig]):
 
     @command("digest preview", parent=digest, examples=("!digest preview",))
     async def preview(self, ctx: Ctx) -> None:
-        """Show this room's digest as it would be posted now (to you, in a thread)."""
+        """Show this room's digest as it would be posted now (to you, in a thread); in a
+        direct message, your own personal digest."""
+        if await ctx.is_direct():
+            await self._preview_personal(ctx)
+            return
         await self.counter.flush()
         rendered = await self._compose(ctx, preview=True)
         if rendered is not None:
@@ -125,15 +131,41 @@ class DigestPlugin(Plugin[DigestConfig]):
                 Message(text, html, reply_to=ctx.event.event_id, thread_root=root),
             )
 
+    async def _preview_personal(self, ctx: Ctx) -> None:
+        try:
+            rendered = await self.composer.personal(ctx.sender, ctx.now, await ctx.timezone())
+        except TemplateProblem as exc:
+            self.log.error("a personal digest preview was not made: %s", exc)
+            raise CommandError(
+                "The personal digest template is broken, so I can't show it. The bot's "
+                "operator can fix it (plugins.digest.template_dir)."
+            ) from None
+        if rendered is None:
+            await ctx.reply(
+                "Your personal digest would be empty now: nothing of yours is open in your "
+                f"rooms. To preview a room's digest, type {ctx.prefix}digest preview there."
+            )
+            return
+        await ctx.reply(rendered)
+
     @command("digest now", parent=digest, requires=Role.MODERATOR, examples=("!digest now",))
     async def now(self, ctx: Ctx) -> None:
         """Post this room's digest of the last seven days now (the weekly one still comes)."""
+        posted = await self.store.get_state(f"now:{ctx.room_id}")
+        if posted is not None and ctx.now.timestamp() - posted < AGAIN_AFTER.total_seconds():
+            ago = describe_delta(datetime.fromtimestamp(posted, UTC) - ctx.now)
+            raise CommandError(
+                f"I posted this room's digest {'just now' if ago == 'now' else ago}, so I "
+                "haven't posted it again. "
+                f"{ctx.prefix}digest preview shows it as it would be now."
+            )
         await self.counter.flush()
         rendered = await self._compose(ctx, preview=False)
         if rendered is None:
             await ctx.reply("Nothing happened here in the last seven days, so there's no digest.")
             return
         await ctx.reply(rendered, thread=False)
+        await self.store.set_state(f"now:{ctx.room_id}", int(ctx.now.timestamp()))
 
     async def _compose(self, ctx: Ctx, *, preview: bool) -> Rendered | None:
         try:

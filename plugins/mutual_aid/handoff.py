@@ -22,6 +22,7 @@ from civicbot_plugins.mutual_aid.store import AidStore
 from civicbot.api import (
     CommandError,
     Context,
+    DirectMessage,
     JobContext,
     Message,
     NewRoom,
@@ -29,6 +30,8 @@ from civicbot.api import (
     Role,
     RoomNotice,
     TransportError,
+    clean_text,
+    pick_people,
     private,
 )
 
@@ -36,6 +39,19 @@ MAX_MODERATORS_TOLD = 10
 _LATER = (
     "Done: you accepted the offer for {id}. I couldn't start the private chat just now; "
     "I'll keep trying, and you'll both get an invitation."
+)
+CHOSE_ANOTHER = (
+    "Thank you for offering to help with {id}. The person who asked has accepted another "
+    "neighbour's offer this time, so there's nothing more for you to do. Other needs: "
+    "`{prefix}needs` in the room."
+)
+SORTED = (
+    "Thank you for offering to help with {id}. It has been sorted, so there's nothing more "
+    "for you to do. Other needs: `{prefix}needs` in the room."
+)
+WITHDRAWN = (
+    "{id} was withdrawn by the person who asked, so there's nothing more for you to do. "
+    "Thank you for offering to help."
 )
 _ASKED = (
     "Thank you! I've asked the person who needs {id} whether they'd like your help; if they "
@@ -275,13 +291,25 @@ class AidHandoff:
 
     async def requester_only(self, ctx: Context[Any], post: Post) -> Post:
         """A private need is answered for only in a DM: in a room, anyone asking gets the same
-        refusal, so the reply can't tell the room who asked."""
-        if post.private and not await ctx.is_direct():
+        refusal, so the reply can't tell the room who asked. The introduction room of the
+        need is the exception: the helper there already knows, and the introduction tells the
+        requester to type ``!done`` there."""
+        if post.private and not await ctx.is_direct() and not await self._introduced_in(ctx, post):
             raise CommandError(
                 f"{post.short_id} was asked privately: the person who asked answers me in a "
                 "direct message, so nobody here learns who it was."
             )
         return post
+
+    async def _introduced_in(self, ctx: Context[Any], post: Post) -> bool:
+        """Whether ``ctx`` is in the introduction room of ``post``'s accepted helper, still
+        holding nobody but the two of them and the bot."""
+        accepted = await self.accepted_match(post)
+        if accepted is None or accepted.intro_room_id != ctx.room_id:
+            return False
+        requester = await self.store.requester_of(post)
+        allowed = {self.plugin.rooms.bot_user_id, accepted.helper, requester}
+        return set(await self.plugin.rooms.joined_members(ctx.room_id)) <= allowed
 
     async def privately(self, ctx: Context[Any], content: Any) -> None:
         """Answer by DM (``!mine`` lists private needs), saying so where it was asked."""
@@ -323,25 +351,55 @@ class AidHandoff:
         match, new = await self.store.add_match(post, helper, ctx.now)
         requester = await self.store.requester_of(post)
         if new and requester is not None:
+            waiting = len(await self.waiting(post))
+            named = ""
+            if waiting > 1:  # a bare !accept takes the oldest: say how to pick this one
+                named = " " + await self.plugin.rooms.person_name(post.room_id, helper)
+            others = f" {waiting} neighbours have offered now." if waiting > 1 else ""
             await ctx.dm(
                 requester,
-                f"{helper} offers to help with {post.short_id} (“{post.body}”). Type "
-                f"`{ctx.prefix}accept {post.short_id}` to be introduced in a private chat, or "
-                f"`{ctx.prefix}decline {post.short_id}`.",
+                f"{helper} offers to help with {post.short_id} (“{post.body}”).{others} Type "
+                f"`{ctx.prefix}accept {post.short_id}{named}` to be introduced in a private "
+                f"chat, or `{ctx.prefix}decline {post.short_id}{named}`.",
             )
         self.log.info("offer of help %s on %s by %s", match.id, post.short_id, private(helper))
         return _ASKED.format(id=post.short_id)
 
-    async def pending(self, post: Post, helper: str | None) -> Match | None:
-        """The offer of help the requester answers: ``helper``'s, else the oldest waiting."""
+    async def pending(
+        self, ctx: Context[Any], post: Post, helper: str | None, verb: str, is_owner: bool
+    ) -> Match | None:
+        """The offer of help the requester answers: ``helper``'s (named by Matrix id, short
+        name or display name), else the oldest waiting. A name that picks none of those
+        waiting, or several, is answered with who is waiting, by the names the room shows."""
         waiting = await self.store.matches_of(post.id, (OFFERED,))
-        if helper is not None:
+        if helper is not None and not is_owner:  # only the requester learns who offered
             waiting = [m for m in waiting if m.helper == helper]
-        return waiting[0] if waiting else None
+        if helper is None or not waiting or not is_owner:
+            return waiting[0] if waiting else None
+        names = {
+            m.helper: await self.plugin.rooms.person_name(post.room_id, m.helper)
+            for m in waiting
+            if m.helper is not None
+        }
+        picked = pick_people(helper, names)
+        if len(picked) == 1:
+            return next(m for m in waiting if m.helper == picked[0])
+        shown = clean_text(helper)[:40]
+        problem = (
+            f"“{shown}” could be more than one of them"
+            if picked
+            else f"Nobody called “{shown}” is waiting for an answer on {post.short_id}"
+        )
+        listed = ", ".join(names[p] for p in (picked or names))
+        example = next(iter(names.values()))
+        raise CommandError(
+            f"{problem}. Waiting: {listed}. Type `{ctx.prefix}{verb} {post.short_id} "
+            f"{example}` with the name of the one you mean."
+        )
 
     async def accept(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
-        match = await self.pending(post, helper)
         is_owner = await self.store.is_owner(post, ctx.sender)
+        match = await self.pending(ctx, post, helper, "accept", is_owner)
         accepted = await self.accepted_match(post) if is_owner and post.state == MATCHED else None
         if accepted is not None and accepted.intro_room_id is None:
             # Accepted, but the room is not made yet (the homeserver refused, or is down): the
@@ -354,10 +412,13 @@ class AidHandoff:
         # The acceptance and the promise of the introduction room commit together: a crash
         # after this can neither lose the room nor, retried, make a second one.
         async with self.plugin.db.transaction():
+            others = [m for m in await self.waiting(post) if m.id != match.id]
             if not await self.store.apply(post, transition, now=ctx.now, match=match):
                 raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
             await self.promise_introduction(post, match, ctx.sender)
+            told = await self.promise_thanks(ctx, post, others, CHOSE_ANOTHER)
         await self.show(ctx, post)  # taken: the post stops inviting help
+        await self.keep(told)
         if not await self.plugin.effects.carry_out(intro_key(match)):
             return _LATER.format(id=post.short_id)
         self.log.info("introduced helper %s on %s", private(match.helper), post.short_id)
@@ -392,10 +453,9 @@ class AidHandoff:
         return await self.plugin.effects.carry_out(intro_key(match)) is not None
 
     async def decline(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
-        match = await self.pending(post, helper)
-        transition = service.decline(
-            post, match, is_owner=await self.store.is_owner(post, ctx.sender)
-        )
+        is_owner = await self.store.is_owner(post, ctx.sender)
+        match = await self.pending(ctx, post, helper, "decline", is_owner)
+        transition = service.decline(post, match, is_owner=is_owner)
         assert match is not None
         await self.store.apply(post, transition, now=ctx.now, match=match)
         if match.helper is not None:
@@ -406,15 +466,30 @@ class AidHandoff:
             )
         return f"OK, I've told them kindly. {post.short_id} stays open for other offers."
 
-    async def tell_backed_out(self, ctx: Context[Any], post: Post, helpers: list[Match]) -> None:
-        """The requester withdrew: the helpers who had offered or were helping are told."""
+    async def waiting(self, post: Post) -> list[Match]:
+        """The offers of help still waiting for the requester's answer."""
+        return await self.store.matches_of(post.id, (OFFERED,))
+
+    async def promise_thanks(
+        self, ctx: Context[Any], post: Post, helpers: list[Match], note: str
+    ) -> list[str]:
+        """Promise each of ``helpers`` (offers the requester's change leaves unanswered) a
+        kind word by DM, inside the transaction of that change: once per offer, however often
+        the command is replayed or the bot restarted. Returns the keys to :meth:`keep`."""
+        keys = []
         for match in helpers:
-            if match.helper is not None and match.helper != ctx.sender:
-                await ctx.dm(
-                    match.helper,
-                    f"{post.short_id} was withdrawn by the person who asked. Thank you for "
-                    "offering to help.",
-                )
+            if match.helper is None or match.helper == ctx.sender:
+                continue
+            key = f"thanks:{match.id}"
+            text = note.format(id=post.short_id, prefix=ctx.prefix)
+            await self.plugin.effects.promise(key, DirectMessage(match.helper, text))
+            keys.append(key)
+        return keys
+
+    async def keep(self, keys: list[str]) -> None:
+        """Send the promised notes now; any the homeserver refuses are retried by the engine."""
+        for key in keys:
+            await self.plugin.effects.carry_out(key)
 
     async def tell_reopened(self, ctx: Context[Any], post: Post) -> None:
         requester = await self.store.requester_of(post)

@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from civicbot_plugins.mutual_aid import service, views
+from civicbot_plugins.mutual_aid import handoff, service, views
 from civicbot_plugins.mutual_aid.config import MutualAidConfig
 from civicbot_plugins.mutual_aid.errors import read_post
 from civicbot_plugins.mutual_aid.handoff import AidHandoff
@@ -53,6 +53,7 @@ from civicbot.api import (
 
 _ROOM_PART = re.compile(r"(?:^|\s*\|\s*|\n)\s*room\s*:?\s*(?P<room>[^|\n]+?)\s*$", re.I)
 Ctx = Context[MutualAidConfig]
+NO_HELPER = Rest("")  # !accept N-42 alone: the oldest offer waiting
 
 
 class MutualAidPlugin(Plugin[MutualAidConfig]):
@@ -205,17 +206,19 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         await ctx.dm(ctx.sender, answer)  # a reaction has no thread to answer in
         return True
 
-    @command("accept", examples=("!accept N-42",))
-    async def accept(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
-        """Accept the neighbour who offered to help with your need (name them if several)."""
+    @command("accept", examples=("!accept N-42", "!accept N-42 Sam"))
+    async def accept(self, ctx: Ctx, need_id: str, helper: Rest = NO_HELPER) -> None:
+        """Accept the neighbour who offered to help with your need (name them if several).
+
+        Name a helper by their display name or the short name of their Matrix id."""
         post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
-        await ctx.reply(await self.handoff.accept(ctx, post, helper or None))
+        await ctx.reply(await self.handoff.accept(ctx, post, helper.strip() or None))
 
     @command("decline", examples=("!decline N-42",))
-    async def decline(self, ctx: Ctx, need_id: str, helper: str = "") -> None:
+    async def decline(self, ctx: Ctx, need_id: str, helper: Rest = NO_HELPER) -> None:
         """Say no thanks to an offer of help with your need; it stays open."""
         post = await self.handoff.requester_only(ctx, await self._arg(need_id, NEED))
-        await ctx.reply(await self.handoff.decline(ctx, post, helper or None))
+        await ctx.reply(await self.handoff.decline(ctx, post, helper.strip() or None))
 
     @command("done", examples=("!done N-42", "!done N-42 2h thanks"))
     async def done(self, ctx: Ctx, id_and_more: Rest) -> None:
@@ -235,7 +238,12 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             minutes=minutes,
             timebank=config.timebank,
         )
-        await self._apply(ctx, post, change, now=ctx.now, match=accepted)
+        async with self.ctx.db.transaction():
+            others = await self.handoff.waiting(post)  # offers left unanswered: thanked
+            await self._apply(ctx, post, change, show=False, now=ctx.now, match=accepted)
+            told = await self.handoff.promise_thanks(ctx, post, others, handoff.SORTED)
+        await self.handoff.show(ctx, post)  # done: the post stops inviting help
+        await self.handoff.keep(told)
         if minutes and accepted is not None and accepted.helper is not None:
             await self.ledger.record_hours(post, accepted.helper, ctx.sender, minutes, ctx.now)
         if thanks and post.kind == NEED:
@@ -262,13 +270,18 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             change = service.remove(post, is_moderator=True)
         else:
             change = service.withdraw(post, is_owner=is_owner, helper_match=helper_match)
-        live = await self.store.matches_of(post.id, LIVE_MATCH_STATES)
-        await self._apply(ctx, post, change, now=ctx.now, match=helper_match)
+        async with self.ctx.db.transaction():
+            live = await self.store.matches_of(post.id, LIVE_MATCH_STATES)
+            await self._apply(ctx, post, change, show=False, now=ctx.now, match=helper_match)
+            told = []
+            if is_owner and not moderator:  # those who had offered or were helping
+                told = await self.handoff.promise_thanks(ctx, post, live, handoff.WITHDRAWN)
+        await self.handoff.show(ctx, post)  # withdrawn, removed or open again
+        await self.handoff.keep(told)
         if moderator:
             await self.handoff.removed(ctx, post)
             await ctx.reply(f"{post.short_id} is removed; its poster has been told.")
         elif is_owner:
-            await self.handoff.tell_backed_out(ctx, post, live)
             await ctx.reply(f"{post.short_id} is withdrawn.")
         else:
             if change.reopened:
@@ -344,7 +357,18 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     @command("hours")
     async def hours(self, ctx: Ctx) -> None:
         """Your timebank hours, given and received (sent to you privately)."""
+        direct = await ctx.is_direct()
+        if not direct and not ctx.config.timebank:
+            raise CommandError(
+                "The timebank is not on in this room, so no hours are kept here. A moderator "
+                f"can switch it on with `{ctx.prefix}config mutual_aid.timebank true`."
+            )
         balance = await self.ledger.balance(ctx.sender)
+        if direct and not balance.given and not balance.received:
+            raise CommandError(
+                "No timebank hours are recorded for you yet. In a room that keeps a timebank, "
+                f"the person helped records them with `{ctx.prefix}done N-… 2h`."
+            )
         await self.handoff.privately(
             ctx,
             f"Timebank: you gave {format_minutes(balance.given)} and received "
@@ -410,10 +434,15 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             )
         return post
 
-    async def _apply(self, ctx: Ctx, post: Post, change: Any, **values: Any) -> None:
+    async def _apply(
+        self, ctx: Ctx, post: Post, change: Any, show: bool = True, **values: Any
+    ) -> None:
+        """Apply ``change``; then edit the post to say so, unless ``show`` is False (inside a
+        transaction, where nothing may wait on the homeserver: the caller shows it after)."""
         if not await self.store.apply(post, change, **values):  # a concurrent change won
             raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
-        await self.handoff.show(ctx, post)  # done, withdrawn, removed, open again, renewed
+        if show:
+            await self.handoff.show(ctx, post)  # renewed, open again
 
     async def _in_room(self, ctx: Ctx) -> None:
         if await ctx.is_direct():

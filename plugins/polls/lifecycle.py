@@ -25,6 +25,7 @@ from civicbot_plugins.polls.models import (
 )
 from civicbot_plugins.polls.secret import withhold_small_result
 from civicbot_plugins.polls.service import (
+    BLOCK,
     PollKind,
     Response,
     Tally,
@@ -237,16 +238,24 @@ class PollRunner:
             log.info("recount of %s found %d votes we had not seen", poll.label, new)
         return min(ends) if ends else None
 
-    async def on_response(self, event: Event) -> None:
-        """A vote given with a poll's buttons (in the poll's room: see :meth:`tracked`)."""
+    async def on_response(self, event: Event) -> Poll | None:
+        """A vote given with a poll's buttons (in the poll's room: see :meth:`tracked`).
+        Returns the poll when the vote is a block with no reason (a button can't carry one),
+        so the voter can be asked for it, as a typed block must give it."""
         tracked = self.tracked(event)
         if tracked is None:
-            return
+            return None
         voter = self.voter(tracked.poll_id, tracked.salt, event.sender)
         answers = poll_response_answers(event.content)
-        await self.store.add_response(
+        new = await self.store.add_response(
             tracked.poll_id, event.event_id, voter, answers, event.ts, "button"
         )
+        if not new or not isinstance(answers, list) or BLOCK not in answers:
+            return None
+        poll = await self.store.get(tracked.poll_id)
+        if poll is None or poll.kind is not PollKind.PROPOSAL or poll.secret:
+            return None
+        return poll
 
     async def on_end(self, event: Event) -> None:
         """Someone who may redact in the poll's room pressed "End poll" there: close it at

@@ -163,3 +163,36 @@ async def test_history_from_before_the_bot_joined_is_not_answered(residents, sha
     await ann.send_text(room, "!help ping")
     await ann.wait_for(room, is_notice_from(bot.user_id, "Check that I'm listening"))
     assert await _count_replies(ann, room, bot.user_id, old) == 0
+
+
+async def test_a_space_is_joined_without_a_hello_or_a_traceback(residents, bots):
+    """Issue 22 §5: the bot greeted a space it was invited to (nobody reads a space's
+    timeline; where Element lets only admins post, the refusal was logged as a failure)."""
+    ann = await residents("ann")
+    bot = await bots()
+    home = await room_with_bot(ann, bot)
+    ann.mark()
+    answer = await ann._request(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        {
+            "name": "Our streets",
+            "preset": "private_chat",
+            "creation_content": {"type": "m.space"},
+            "invite": [bot.user_id],  # anyone may post in it: nothing but the type says space
+        },
+    )
+    space = str(answer["room_id"])
+    await ann.wait_for(
+        space,
+        lambda e: (
+            e["type"] == "m.room.member"
+            and e.get("state_key") == bot.user_id
+            and e["content"].get("membership") == "join"
+        ),
+    )
+    await ann.send_text(home, "!ping")  # answered once the join is fully handled
+    await ann.wait_for(home, is_notice_from(bot.user_id, "Pong"))
+    said = [e for e in await ann.messages(space) if e.get("type") == "m.room.message"]
+    assert said == []
+    assert "Traceback" not in bot.log_text()

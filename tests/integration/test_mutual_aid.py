@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from urllib.parse import quote
 
 from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
@@ -102,3 +103,47 @@ async def test_a_private_need_reaches_a_helper_without_naming_the_requester(resi
     assert "private need N-1 posted" in log  # logged, with no pseudonym at all (issue 19 §4)
     assert ann.user_id not in log
     assert ann.user_id.split(":")[0] not in log
+
+    # As the introduction says, Ann marks it done there (issue 22 §4: it was refused as
+    # "asked privately"); the neighbourhood room thanks "the neighbour", still without her.
+    ann.mark()
+    mod.mark()
+    await ann.send_text(intro, "!done N-1 thanks")
+    await ann.wait_for(intro, is_notice_from(bot.user_id, "N-1 is done"))
+    await mod.wait_for(room, is_notice_from(bot.user_id, "Thank you to the neighbour"))
+    recent = await mod.messages(room, limit=20)
+    assert ann.user_id not in json.dumps(
+        [e for e in recent if ann.user_id not in (e.get("sender"), e.get("state_key"))]
+    )
+
+
+async def test_the_requester_picks_a_helper_by_the_name_the_room_shows(residents, bots):
+    """Issue 22 §4: '!accept N-1 resident2' said nobody was waiting while two helpers were."""
+    ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob, cat)
+    await cat._request(
+        "PUT",
+        f"/_matrix/client/v3/profile/{quote(cat.user_id)}/displayname",
+        {"displayname": "Cat Smith"},
+    )
+    ann.mark()
+    await ann.send_text(room, "!need a lift to the clinic")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "N-1 is posted"))
+    for helper in (bob, cat):
+        ann.mark()
+        await helper.send_text(room, "!can N-1")
+        await ann.wait_for(room, is_notice_from(bot.user_id, "I've asked the person"))
+    ann.mark()
+    await ann.send_text(room, "!accept N-1 nobody")
+    listed = await ann.wait_for(room, is_notice_from(bot.user_id, "Nobody called “nobody”"))
+    assert "Cat Smith" in listed["content"]["body"]
+    ann.mark()
+    await ann.send_text(room, "!accept N-1 cat smith")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "private chat"))
+    intro = await cat.wait_for_invite_from(bot.user_id, exclude=[room], timeout=60)
+    await cat.join(intro)
+    assert bob.user_id not in await cat.members_present(intro)
+    bob_dm = await bob.wait_for_invite_from(bot.user_id, exclude=[room], timeout=60)
+    await bob.join(bob_dm)
+    await bob.wait_for(bob_dm, is_for(bot.user_id, bob.user_id, "accepted another neighbour"))

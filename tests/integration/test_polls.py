@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from civicbot_plugins.polls.service import Response, tally_responses
 
-from tests.integration.conftest import is_notice_from, room_with_bot
+from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
@@ -284,3 +284,37 @@ async def test_a_new_room_time_zone_changes_how_every_poll_shows(residents, bots
         await bob.send_text(room, command)
         shown = (await bob.wait_for(room, is_notice_from(bot.user_id, marker)))["content"]["body"]
         assert "Europe/Paris" in shown and "Europe/London" not in shown, shown
+
+
+async def test_a_block_pressed_with_the_button_is_asked_for_its_reason(residents, bots):
+    """Issue 22 §4: Element's Block button recorded a block with no reason and no prompt,
+    while a typed block must give one."""
+    ann, bob = await residents("ann"), await residents("bob")
+    bot = await bots()
+    room = await room_with_bot(ann, bot, bob)
+    ann.mark()
+    await ann.send_text(room, "!poll Adopt the new bin rota? | proposal")
+    start = await ann.wait_for(room, poll_start_from(bot.user_id))
+    block = next(
+        a["id"]
+        for a in start["content"][START]["answers"]
+        if a["org.matrix.msc1767.text"] == "Block"
+    )
+    await tap(bob, room, start["event_id"], block)
+    dm = await bob.wait_for_invite_from(bot.user_id, exclude=[room], timeout=60)
+    await bob.join(dm)
+    asked = await bob.wait_for(dm, is_for(bot.user_id, bob.user_id, "You pressed Block on P-1"))
+    assert "!vote P-1 block <your reason>" in asked["content"]["body"]
+    ann.mark()
+    await ann.send_text(room, "!poll show P-1")
+    shown = await ann.wait_for(room, is_notice_from(bot.user_id, "P-1"))
+    assert "(reason asked for)" in shown["content"]["body"]
+
+    bob.mark()
+    await bob.send_text(dm, "!vote P-1 block Nobody asked the night workers")
+    await bob.wait_for(dm, is_notice_from(bot.user_id, "P-1"))
+    ann.mark()
+    await ann.send_text(room, "!poll close P-1")
+    results = await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-1"))
+    assert "Nobody asked the night workers" in results["content"]["body"]
+    assert "reason asked for" not in results["content"]["body"]

@@ -11,6 +11,7 @@ from civicbot.core.loader import PluginLoadError, discover
 from civicbot.core.plugin import Plugin, PluginConfig, observe, on
 from civicbot.policy.permissions import Role
 from civicbot.testing.harness import MODERATOR, BotHarness
+from civicbot.transport import TransportError
 
 
 class EchoConfig(PluginConfig):
@@ -202,6 +203,51 @@ async def test_typo_gets_a_suggestion_but_unknown_words_stay_silent(tmp_path):
         await h.say(room, "@ann:test", "!important notice to all")
         await h.say(room, "@ann:test", "!!!")
         assert len(h.texts(room)) == count
+
+
+async def test_a_lone_unknown_command_is_pointed_at_help(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        await h.say(room, "@ann:test", "!frobnicate")
+        assert h.last_text(room) == "I don't know !frobnicate — type !help for what I can do."
+        count = len(h.texts(room))
+        for writing in ("!", "!!!", "! ", "!x", "!important notice to all", "!2024"):
+            await h.say(room, "@ann:test", writing)
+        assert len(h.texts(room)) == count
+
+
+async def test_a_flood_of_unknown_commands_is_limited_like_commands(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        for _ in range(30):
+            await h.say(room, "@ann:test", "!frobnicate")
+        answers = [t for t in h.texts(room) if t.startswith("I don't know !frobnicate")]
+        assert 1 <= len(answers) <= 8  # person_burst
+        assert sum(t.startswith("That's a lot of commands at once") for t in h.texts(room)) == 1
+
+
+async def test_a_room_where_another_bot_shares_the_prefix_can_silence_it(tmp_path):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+        await h.say(room, MODERATOR, "!config room.unknown_commands false")
+        count = len(h.texts(room))
+        await h.say(room, "@ann:test", "!frobnicate")
+        assert len(h.texts(room)) == count
+        await h.say(room, "@ann:test", "!ecko hi")  # a near-miss of ours is still ours
+        assert "Did you mean !echo?" in h.last_text(room)
+
+
+async def test_a_refused_reply_is_logged_as_refused_not_as_an_outage(tmp_path, caplog):
+    async with BotHarness.create(tmp_path, plugins()) as h:
+        room = h.room()
+
+        async def refuse(*args, **kwargs):
+            raise TransportError("You don't have permission to post that", "M_FORBIDDEN")
+
+        h.transport.send_event = refuse
+        await h.say(room, "@ann:test", "!echo hi")
+    assert "was refused by the homeserver (M_FORBIDDEN)" in caplog.text
+    assert "could not reach the homeserver" not in caplog.text
 
 
 async def test_disabled_plugin_says_how_to_switch_it_on(tmp_path):

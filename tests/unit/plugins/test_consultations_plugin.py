@@ -120,8 +120,11 @@ async def test_moderated_statements_wait_for_approval(tmp_path):
         await h.say(room, CLLR, park("moderated"))
         reply = await ask(h, room, ANN, "!statement C-1 Dogs should be on leads")
         assert "waits for a councillor or moderator" in reply and "approve C-1 1" in reply
-        assert "Only a councillor or a moderator" in await ask(
+        assert "Only a councillor or a moderator can approve statements." in await ask(
             h, room, BOB, "!statement approve C-1 1"
+        )
+        assert "Only a councillor or a moderator can turn down statements." in await ask(
+            h, room, BOB, "!statement reject C-1 1"
         )
         assert "Statement 5 added to C-1" in await ask(
             h, room, MODERATOR, "!statement approve C-1 1"

@@ -308,3 +308,34 @@ def test_a_digest_too_big_for_one_message_still_goes_out_in_one() -> None:
     assert (
         kept[-1].startswith(f"… and {3000 - (len(kept) - 1)} more lines") and "!polls" in kept[-1]
     )
+
+
+async def test_a_preview_in_a_dm_is_of_your_personal_digest(tmp_path: Path) -> None:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        dm = await h.transport.direct_room(BOB)
+        await h.say(dm, BOB, "!digest preview")
+        assert h.last_text(dm).startswith("Your personal digest would be empty now")
+        await h.say(room, ANN, "!need help moving a sofa on saturday | this week")
+        await h.say(room, BOB, "!can N-1")
+        await h.say(dm, BOB, "!digest preview")
+        preview = h.last_text(dm)
+        assert preview.startswith("📬") and "sofa" in preview, preview
+        assert "messages" not in preview  # not the DM room's own digest
+
+
+async def test_digest_now_twice_posts_one_digest(tmp_path: Path) -> None:
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "!poll Which mural? | Birds | Bikes")
+        await h.say(room, MODERATOR, "!digest now")
+        assert len(digests(h, room)) == 1
+        h.clock.advance(timedelta(minutes=5))
+        await h.say(room, MODERATOR, "!digest now")
+        assert len(digests(h, room)) == 1
+        again = h.last_text(room)
+        assert again.startswith("I posted this room's digest 5 minutes ago"), again
+        assert "!digest preview" in again
+        h.clock.advance(timedelta(hours=1))
+        await h.say(room, MODERATOR, "!digest now")
+        assert len(digests(h, room)) == 2

@@ -56,3 +56,14 @@ async def test_help_texts_and_examples_name_no_fixed_date(tmp_path):
         for spec in commands:
             for text in (*spec.examples, spec.func.__doc__ or ""):
                 assert not fixed.search(text), (spec.name, fixed.search(text))
+
+
+async def test_every_help_line_is_whole_sentences(tmp_path):
+    # Issue 22 §5: a help line was the docstring's first source line, cut off mid-sentence
+    # ("... (to you, in a thread); in a") where the source wrapped.
+    async with BotHarness.create(tmp_path) as h:
+        for command in h.bot.commands():
+            assert command.help.endswith((".", "?", "!", ")")), (command.name, command.help)
+        room = h.room()
+        await h.say(room, ANN, "!help digest preview")
+        assert "in a direct message, your own personal digest." in h.last_text(room)

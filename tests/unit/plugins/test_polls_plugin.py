@@ -449,3 +449,34 @@ async def test_votes_and_rankings_by_option_text_as_typed_on_a_phone(tmp_path):
         assert "I didn't understand 'Tea'. The options are 1 Cakes, 2 Books, 3 Mulled wine" in (
             refusal
         )
+
+
+async def test_a_block_by_button_asks_for_its_reason_by_dm(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "!poll Adopt the new bin rota? | proposal")
+        await tap(h, room, BOB, start_event(h).event_id, "block")
+        bob = await h.transport.direct_room(BOB)
+        asked = h.last_text(bob)
+        assert asked.startswith("You pressed Block on P-1 (“Adopt the new bin rota?”)")
+        assert "!vote P-1 block <your reason>" in asked
+        await h.say(room, ANN, "!poll close P-1")
+        assert "• @bob:test: (reason asked for)" in h.last_text(room)
+
+        await h.say(room, ANN, "!poll Paint the hall green? | proposal")
+        await tap(h, room, BOB, start_event(h).event_id, "block")
+        h.clock.advance(timedelta(minutes=1))  # he answers the DM a little later
+        await h.say(bob, BOB, "!vote P-2 block The colour was never discussed")
+        await h.say(room, ANN, "!poll close P-2")
+        results = h.last_text(room)
+        assert "• @bob:test: The colour was never discussed" in results
+        assert "reason asked for" not in results
+
+
+async def test_other_button_votes_ask_nothing(tmp_path):
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "!poll Adopt the new bin rota? | proposal")
+        sent = len(h.transport.sent)
+        await tap(h, room, BOB, start_event(h).event_id, "agree")
+        assert len(h.transport.sent) == sent
