@@ -373,9 +373,10 @@ class Bot:
         if event.event_id in self._recent:
             self._unchecked.discard(event.event_id)
             return
-        if self._may_change(event):
-            # Before too: a page asked for between this event's reply and its end must not
-            # be served from what was gathered before it (the reply says it is done).
+        if event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix):
+            # A command (the way people change what a room shows; events that hooks act on
+            # are caught after they ran). Before too: a page asked for between this event's
+            # reply and its end must not be served from what was gathered before it.
             self.site.touched(event.room_id)
         try:
             acted = await self._dispatch(event)
@@ -392,11 +393,6 @@ class Bot:
                 "INSERT OR IGNORE INTO core_handled (event_id, handled_at) VALUES (?, ?)",
                 (event.event_id, int(self.clock.now().timestamp())),
             )
-
-    def _may_change(self, event: Event) -> bool:
-        """Whether ``event`` is a command, the way people change what a room shows (events
-        that hooks act on are caught after they ran)."""
-        return event.kind is EventKind.MESSAGE and event.body.startswith(self.prefix)
 
     def _remember(self, event_id: str) -> None:
         if not event_id:

@@ -81,17 +81,22 @@ class Event:
         type here: a wrongly typed one is dropped (a relation whose ``event_id`` is a list is
         no relation), and an event that means nothing without it (a poll response or end, a
         reaction) becomes ``OTHER``, which no plugin handles."""
+        # The hot path of every sync (issue 23 §2): type checks are inline, not calls of _text.
         content = raw.get("content") or {}
-        if not isinstance(content, dict):
+        if type(content) is not dict:
             content = {}
-        event_type = _text(raw.get("type"))
+        event_type = raw.get("type")
+        if type(event_type) is not str:
+            event_type = ""
         kind = _KIND_BY_TYPE.get(event_type, EventKind.OTHER)
         body = ""
-        relates_to = _relation(content.get("m.relates_to"))
+        relation = content.get("m.relates_to")
+        relates_to = None if relation is None else _relation(relation)
         if event_type == "m.room.message":
-            msgtype = content.get("msgtype")
-            kind = EventKind.NOTICE if msgtype == "m.notice" else EventKind.MESSAGE
-            body = _strip_reply_fallback(_text(content.get("body")))
+            kind = EventKind.NOTICE if content.get("msgtype") == "m.notice" else EventKind.MESSAGE
+            text = content.get("body")
+            if type(text) is str:
+                body = _strip_reply_fallback(text) if text.startswith("> ") else text
             if relates_to and relates_to.get("rel_type") == "m.replace":
                 kind = EventKind.EDIT  # an edit changes an old message; it asks nothing new
         if kind in _NEEDS_RELATION and not (relates_to and relates_to.get("event_id")):
@@ -99,19 +104,23 @@ class Event:
         thread_root = None
         if relates_to and relates_to.get("rel_type") == "m.thread":
             thread_root = relates_to.get("event_id")
-        redacts = _text(raw.get("redacts")) or _text(content.get("redacts")) or None
+        redacts = None
+        if "redacts" in raw or "redacts" in content:
+            redacts = _text(raw.get("redacts")) or _text(content.get("redacts")) or None
         state_key = raw.get("state_key")
         ts = raw.get("origin_server_ts")
+        event_id = raw.get("event_id")
+        sender = raw.get("sender")
         return _build(
-            _text(raw.get("event_id")),
+            event_id if type(event_id) is str else "",
             room_id,
-            _text(raw.get("sender")),
+            sender if type(sender) is str else "",
             kind,
             event_type,
-            ts if isinstance(ts, int) and not isinstance(ts, bool) and ts >= 0 else 0,
+            ts if type(ts) is int and ts >= 0 else 0,
             content,
             body,
-            state_key if isinstance(state_key, str) else None,
+            state_key if type(state_key) is str else None,
             relates_to,
             thread_root,
             redacts,
@@ -127,20 +136,33 @@ def _builder() -> Callable[..., Event]:
     s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = s
     new = object.__new__
 
-    def build(*v: Any) -> Event:
+    def build(
+        event_id: str,
+        room_id: str,
+        sender: str,
+        kind: EventKind,
+        event_type: str,
+        ts: int,
+        content: dict[str, Any],
+        body: str,
+        state_key: str | None,
+        relates_to: dict[str, Any] | None,
+        thread_root: str | None,
+        redacts: str | None,
+    ) -> Event:
         e = new(Event)
-        s0(e, v[0])
-        s1(e, v[1])
-        s2(e, v[2])
-        s3(e, v[3])
-        s4(e, v[4])
-        s5(e, v[5])
-        s6(e, v[6])
-        s7(e, v[7])
-        s8(e, v[8])
-        s9(e, v[9])
-        s10(e, v[10])
-        s11(e, v[11])
+        s0(e, event_id)
+        s1(e, room_id)
+        s2(e, sender)
+        s3(e, kind)
+        s4(e, event_type)
+        s5(e, ts)
+        s6(e, content)
+        s7(e, body)
+        s8(e, state_key)
+        s9(e, relates_to)
+        s10(e, thread_root)
+        s11(e, redacts)
         return e
 
     return build

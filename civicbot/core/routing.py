@@ -25,7 +25,10 @@ from civicbot.transport import Transport, TransportError
 log = logging.getLogger("civicbot.core.routing")
 
 # State whose change changes the servers a room is best reached through.
-_ROUTING_STATE = ("m.room.member", "m.room.power_levels", "m.room.server_acl", "m.room.create")
+_ROUTING_STATE = frozenset(
+    ("m.room.member", "m.room.power_levels", "m.room.server_acl", "m.room.create")
+)
+_ROUTING_KINDS = frozenset((EventKind.MEMBERSHIP, EventKind.POWER_LEVELS))
 
 
 async def room_via(transport: Transport, permissions: Permissions, room_id: str) -> list[str]:
@@ -50,8 +53,8 @@ class Routing:
         """Before an event is handled: forget a room's servers when its routing state changes;
         True when they are unknown, so :meth:`refresh` should work them out. Synchronous, so
         the plain message it almost always passes costs no coroutine."""
-        if event.kind in (EventKind.MEMBERSHIP, EventKind.POWER_LEVELS) or (
-            event.type in _ROUTING_STATE and event.state_key is not None
+        if event.kind in _ROUTING_KINDS or (
+            event.state_key is not None and event.type in _ROUTING_STATE
         ):
             forget_via(event.room_id)
         return event.kind is not EventKind.INVITE and known_via(event.room_id) is None
