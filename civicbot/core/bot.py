@@ -9,6 +9,7 @@ twice.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import fnmatch
 import logging
@@ -112,6 +113,7 @@ class Bot:
         self._rooms = RoomQueues(self.handle_event)
         self._started = clock.monotonic()
         self._caught_up = False
+        self._warming: asyncio.Task[None] | None = None
         keyed_hash = keyed_hasher(installation_key(settings.bot.data_dir))
         self.site = PublicSite(
             settings.web, transport, db, self.room_settings, keyed_hash, clock,
@@ -237,6 +239,9 @@ class Bot:
         """Finish what is queued, then tear every plugin down and cancel its jobs (their
         deadlines stay in its tables)."""
         await self._rooms.drain()
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
         self.scheduler.cancel("core:effects")
         for plugin in reversed(list(self.plugins.values())):
             await quietly(plugin.teardown())
@@ -306,7 +311,9 @@ class Bot:
 
     async def _catch_up(self, backlog: Awaitable[None]) -> None:
         await backlog
-        await self.routing.warm()
+        # Every room's link servers, in the background: in a city of rooms it is thousands of
+        # requests (three a room), which held the first answer back by half a minute.
+        self._warming = asyncio.create_task(self.routing.warm(), name="civicbot: via servers")
         # Promises a crash or an outage left unkept (a welcome, a DM, a room) are kept first,
         # then retried every minute until they are.
         await self.effects.carry_out_pending()
