@@ -202,16 +202,17 @@ def pick_people(typed: str, names: dict[str, str]) -> list[str]:
     """The people ``typed`` names among ``names`` (``{Matrix id: display name}``), as residents
     name them: the whole id, its short name ("resident2", with or without "@") or the display
     name, in any case; failing those, the start of exactly one of them ("res" is too short).
-    One id when it is clear, several when it could be any of them, none when nobody matches."""
+    One id when it is clear, several when it could be any of them, none when nobody matches.
+    A name that is one person's short name and another's display name names both: anyone can
+    pick a Matrix id like another neighbour's display name, so neither may win quietly."""
     key = comparison_key(typed).strip(_TRIM)
     if not key:
         return []
     bare = key.lstrip("@")
     keyed = {person: _person_keys(person, shown) for person, shown in names.items()}
-    for part in range(3):  # the whole id, then the short name, then the display name
-        found = [p for p, keys in keyed.items() if keys[part] in (key, bare)]
-        if found:
-            return found
+    found = [p for p, keys in keyed.items() if any(k in (key, bare) for k in keys)]
+    if found:
+        return found
     if len(bare) < MIN_PREFIX:
         return []
     return [p for p, keys in keyed.items() if any(k.startswith(bare) for k in keys[1:])]

@@ -354,7 +354,7 @@ class AidHandoff:
             waiting = len(await self.waiting(post))
             named = ""
             if waiting > 1:  # a bare !accept takes the oldest: say how to pick this one
-                named = " " + await self.plugin.rooms.person_name(post.room_id, helper)
+                named = " " + await self._unique_name(post, helper)
             others = f" {waiting} neighbours have offered now." if waiting > 1 else ""
             await ctx.dm(
                 requester,
@@ -364,6 +364,21 @@ class AidHandoff:
             )
         self.log.info("offer of help %s on %s by %s", match.id, post.short_id, private(helper))
         return _ASKED.format(id=post.short_id)
+
+    async def _names(self, post: Post) -> dict[str, str]:
+        """Those waiting for an answer on ``post``, by the names the room shows."""
+        return {
+            m.helper: await self.plugin.rooms.person_name(post.room_id, m.helper)
+            for m in await self.store.matches_of(post.id, (OFFERED,))
+            if m.helper is not None
+        }
+
+    async def _unique_name(self, post: Post, helper: str) -> str:
+        """A name the requester can type to pick ``helper`` and nobody else: the display name
+        when it names only them among those waiting, else the Matrix id."""
+        names = await self._names(post)
+        shown = names.get(helper, helper)
+        return shown if pick_people(shown, names) == [helper] else helper
 
     async def pending(
         self, ctx: Context[Any], post: Post, helper: str | None, verb: str, is_owner: bool
@@ -376,11 +391,7 @@ class AidHandoff:
             waiting = [m for m in waiting if m.helper == helper]
         if helper is None or not waiting or not is_owner:
             return waiting[0] if waiting else None
-        names = {
-            m.helper: await self.plugin.rooms.person_name(post.room_id, m.helper)
-            for m in waiting
-            if m.helper is not None
-        }
+        names = await self._names(post)
         picked = pick_people(helper, names)
         if len(picked) == 1:
             return next(m for m in waiting if m.helper == picked[0])
@@ -390,12 +401,18 @@ class AidHandoff:
             if picked
             else f"Nobody called “{shown}” is waiting for an answer on {post.short_id}"
         )
-        listed = ", ".join(names[p] for p in (picked or names))
-        example = next(iter(names.values()))
-        raise CommandError(
+        # Each with their Matrix id: two can show the same name.
+        listed = ", ".join(f"{names[p]} ({p})" if names[p] != p else p for p in (picked or names))
+        example = await self._unique_name(post, next(iter(picked or names)))
+        text = (
             f"{problem}. Waiting: {listed}. Type `{ctx.prefix}{verb} {post.short_id} "
             f"{example}` with the name of the one you mean."
         )
+        if await ctx.is_direct():
+            raise CommandError(text)
+        # Who offered is the requester's to know, not the room's.
+        await ctx.dm(ctx.sender, text)
+        raise CommandError(f"I've sent you who is waiting on {post.short_id} by direct message.")
 
     async def accept(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
         is_owner = await self.store.is_owner(post, ctx.sender)

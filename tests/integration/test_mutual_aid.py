@@ -136,8 +136,16 @@ async def test_the_requester_picks_a_helper_by_the_name_the_room_shows(residents
         await ann.wait_for(room, is_notice_from(bot.user_id, "I've asked the person"))
     ann.mark()
     await ann.send_text(room, "!accept N-1 nobody")
-    listed = await ann.wait_for(room, is_notice_from(bot.user_id, "Nobody called “nobody”"))
+    # Who offered is Ann's to know: the room hears only that she was told by DM.
+    await ann.wait_for(room, is_notice_from(bot.user_id, "I've sent you who is waiting on N-1"))
+    ann_dm = await ann.wait_for_invite_from(bot.user_id, exclude=[room], timeout=60)
+    await ann.join(ann_dm)
+    listed = await ann.wait_for(ann_dm, lambda e: "Nobody called “nobody”" in str(e["content"]))
     assert "Cat Smith" in listed["content"]["body"]
+    said = [
+        str(e["content"]) for e in await bob.messages(room, limit=50) if e["sender"] == bot.user_id
+    ]
+    assert not any("Cat Smith" in text for text in said)
     ann.mark()
     await ann.send_text(room, "!accept N-1 cat smith")
     await ann.wait_for(room, is_notice_from(bot.user_id, "private chat"))

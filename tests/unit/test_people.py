@@ -17,6 +17,15 @@ def test_a_person_is_picked_by_id_short_name_or_display_name_in_any_case():
     assert pick_people("“Bea Jones”", NAMES) == ["@resident1:hs"]
 
 
+def test_a_name_that_is_ones_short_name_and_anothers_display_name_names_both():
+    # Anyone can register @sam on a server of their own: "Sam" must not quietly pick them
+    # over the neighbour the room shows as Sam, nor the other way round.
+    names = {"@jo.smith:hs": "Sam", "@sam:evil.org": "Samantha"}
+    assert sorted(pick_people("Sam", names)) == ["@jo.smith:hs", "@sam:evil.org"]
+    assert pick_people("@sam:evil.org", names) == ["@sam:evil.org"]
+    assert pick_people("jo.smith", names) == ["@jo.smith:hs"]
+
+
 def test_a_whole_name_wins_over_the_start_of_another():
     assert pick_people("cat", NAMES) == ["@cat:hs"]  # not Cat Smith as well
 

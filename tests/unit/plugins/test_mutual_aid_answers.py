@@ -58,21 +58,49 @@ async def test_the_requester_picks_a_helper_by_display_name(tmp_path):
 async def test_a_name_that_matches_nobody_lists_who_is_waiting(tmp_path):
     async with harness(tmp_path) as h:
         room = await two_helpers_waiting(h)
-        reply = await ask(h, room, ANN, "!accept N-1 dave")
+        # Typed in the room: who offered is the requester's to know, so the list goes by DM.
+        said = await ask(h, room, ANN, "!accept N-1 dave")
+        assert said == "I've sent you who is waiting on N-1 by direct message."
+        ann_dm = await h.transport.direct_room(ANN)
+        reply = h.last_text(ann_dm)
         assert reply.startswith("Nobody called “dave” is waiting for an answer on N-1")
-        assert "Bea Jones, Cat Smith" in reply and "!accept N-1 Bea Jones" in reply
-        assert "resident1" not in reply  # people by the names the room shows
+        assert f"Bea Jones ({BOB}), Cat Smith ({CAT})" in reply  # two may show one name
+        assert "!accept N-1 Bea Jones" in reply
+        assert not any("Bea Jones" in t for t in h.texts(room))
         assert not h.transport.created_rooms
-        declined = await ask(h, room, ANN, "!decline N-1 dave")
-        assert "Bea Jones, Cat Smith" in declined and "!decline N-1" in declined
+        declined = await ask(h, ann_dm, ANN, "!decline N-1 dave")
+        assert "Bea Jones" in declined and "Cat Smith" in declined and "!decline N-1" in declined
 
 
 async def test_an_ambiguous_name_lists_those_it_could_be(tmp_path):
     async with harness(tmp_path) as h:
-        room = await two_helpers_waiting(h)
-        reply = await ask(h, room, ANN, "!accept N-1 resident")
-        assert "could be more than one of them" in reply and "Bea Jones, Cat Smith" in reply
+        await two_helpers_waiting(h)
+        reply = await ask(h, await h.transport.direct_room(ANN), ANN, "!accept N-1 resident")
+        assert "could be more than one of them" in reply
+        assert f"Bea Jones ({BOB}), Cat Smith ({CAT})" in reply
         assert not h.transport.created_rooms
+
+
+async def test_a_helper_named_like_another_helpers_short_name_is_not_picked_by_it(tmp_path):
+    """The impostor: the real helper shows as "Sam"; someone registers @sam elsewhere and
+    offers too. "Sam" names both, so nobody is picked, and the bot's own instruction names
+    the real helper by a name that picks only them."""
+    async with harness(tmp_path) as h:
+        sam = "@sam:evil.test"
+        room = h.room(members=[ANN, BOB, sam])
+        shown_as(h, room, BOB, "Sam")
+        shown_as(h, room, sam, "Samantha")
+        await ask(h, room, ANN, "!need a lift to the clinic")
+        ann_dm = await h.transport.direct_room(ANN)
+        await ask(h, room, sam, "!can N-1")
+        await ask(h, room, BOB, "!can N-1")
+        told = h.last_text(ann_dm)  # about Bob: "Sam" would name the impostor too
+        assert f"`!accept N-1 {BOB}`" in told and "N-1 Sam`" not in told
+        reply = await ask(h, ann_dm, ANN, "!accept N-1 Sam")
+        assert "could be more than one of them" in reply and not h.transport.created_rooms
+        assert "private chat" in await ask(h, ann_dm, ANN, f"!accept N-1 {BOB}")
+        (_, _, invited) = h.transport.created_rooms[-1]
+        assert sorted(invited) == sorted([ANN, BOB])
 
 
 async def test_only_the_requester_learns_who_is_waiting(tmp_path):
