@@ -36,6 +36,7 @@ from civicbot_plugins.polls.service import (
 from civicbot_plugins.polls.store import PollStore
 
 from civicbot.api import (
+    DirectMessage,
     Event,
     EventKind,
     TransportError,
@@ -238,24 +239,41 @@ class PollRunner:
             log.info("recount of %s found %d votes we had not seen", poll.label, new)
         return min(ends) if ends else None
 
-    async def on_response(self, event: Event) -> Poll | None:
-        """A vote given with a poll's buttons (in the poll's room: see :meth:`tracked`).
-        Returns the poll when the vote is a block with no reason (a button can't carry one),
-        so the voter can be asked for it, as a typed block must give it."""
+    async def on_response(self, event: Event) -> None:
+        """A vote given with a poll's buttons (in the poll's room: see :meth:`tracked`). A
+        block there carries no reason (a button can't), so the voter is asked for it by DM,
+        as a typed block must give it: promised with the vote, so it is asked once, whatever
+        instant the process dies and however long the homeserver is away."""
         tracked = self.tracked(event)
         if tracked is None:
-            return None
+            return
         voter = self.voter(tracked.poll_id, tracked.salt, event.sender)
         answers = poll_response_answers(event.content)
-        new = await self.store.add_response(
-            tracked.poll_id, event.event_id, voter, answers, event.ts, "button"
-        )
-        if not new or not isinstance(answers, list) or BLOCK not in answers:
-            return None
         poll = await self.store.get(tracked.poll_id)
-        if poll is None or poll.kind is not PollKind.PROPOSAL or poll.secret:
-            return None
-        return poll
+        asks = (
+            isinstance(answers, list)
+            and BLOCK in answers
+            and poll is not None
+            and poll.kind is PollKind.PROPOSAL
+            and not poll.secret
+        )
+        key = f"block-reason:{event.event_id}"
+        async with self.ctx.db.transaction():
+            new = await self.store.add_response(
+                tracked.poll_id, event.event_id, voter, answers, event.ts, "button"
+            )
+            if new and asks and poll is not None:
+                await self.ctx.effects.promise(key, DirectMessage(event.sender, self._why(poll)))
+        if asks:
+            await self.ctx.effects.carry_out(key)
+
+    def _why(self, poll: Poll) -> str:
+        return (
+            f"You pressed Block on {poll.label} (“{poll.question}”). A block stops the group "
+            f"going ahead, so please say why: type {self.prefix}vote {poll.label} block <your "
+            "reason> here or in the poll's room. Until then the results show your block "
+            "with “reason asked for”."
+        )
 
     async def on_end(self, event: Event) -> None:
         """Someone who may redact in the poll's room pressed "End poll" there: close it at

@@ -410,16 +410,7 @@ class PollsPlugin(Plugin[PollsConfig]):
     # -- votes given with the poll's buttons ---------------------------------------------------
     @on(EventKind.POLL_RESPONSE)
     async def on_response(self, ctx: Context[PollsConfig]) -> None:
-        blocked = await self.runner.on_response(ctx.event)
-        if blocked is not None:
-            label = blocked.label
-            await ctx.dm(
-                ctx.sender,
-                f"You pressed Block on {label} (“{blocked.question}”). A block stops the group "
-                f"going ahead, so please say why: type {ctx.prefix}vote {label} block <your "
-                "reason> here or in the poll's room. Until then the results show your block "
-                "with “reason asked for”.",
-            )
+        await self.runner.on_response(ctx.event)
 
     @on(EventKind.POLL_END)
     async def on_end(self, ctx: Context[PollsConfig]) -> None:

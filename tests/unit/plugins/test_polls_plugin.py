@@ -473,6 +473,20 @@ async def test_a_block_by_button_asks_for_its_reason_by_dm(tmp_path):
         assert "reason asked for" not in results
 
 
+async def test_a_block_reason_asked_for_is_not_lost_while_the_homeserver_is_away(tmp_path):
+    # Promised with the vote: a send that fails is carried out by the engine later, once.
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "!poll Adopt the new bin rota? | proposal")
+        h.transport.fail_sends = 1
+        await tap(h, room, BOB, start_event(h).event_id, "block")
+        bob = await h.transport.direct_room(BOB)
+        assert not any("You pressed Block" in t for t in h.texts(bob))
+        await h.advance(timedelta(minutes=2))  # the engine retries what it promised
+        asked = [t for t in h.texts(bob) if t.startswith("You pressed Block on P-1")]
+        assert len(asked) == 1
+
+
 async def test_other_button_votes_ask_nothing(tmp_path):
     async with polls_harness(tmp_path) as h:
         room = h.room(members=[ANN, BOB, CAT])
