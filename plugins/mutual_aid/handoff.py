@@ -416,6 +416,16 @@ class AidHandoff:
 
     async def accept(self, ctx: Context[Any], post: Post, helper: str | None) -> str:
         is_owner = await self.store.is_owner(post, ctx.sender)
+        if self.store.replayed(post, ctx.event.event_id):
+            # This very !accept, handled again: the bot stopped after it was recorded.
+            accepted = await self.accepted_match(post)
+            await self.show(ctx, post)
+            if accepted is None or not await self.plugin.effects.carry_out(intro_key(accepted)):
+                return _LATER.format(id=post.short_id)
+            return (
+                f"Done: I've started a private chat with you and the helper for "
+                f"{post.short_id}. Look for the invitation."
+            )
         match = await self.pending(ctx, post, helper, "accept", is_owner)
         accepted = await self.accepted_match(post) if is_owner and post.state == MATCHED else None
         if accepted is not None and accepted.intro_room_id is None:
@@ -430,7 +440,10 @@ class AidHandoff:
         # after this can neither lose the room nor, retried, make a second one.
         async with self.plugin.db.transaction():
             others = [m for m in await self.waiting(post) if m.id != match.id]
-            if not await self.store.apply(post, transition, now=ctx.now, match=match):
+            applied = await self.store.apply(
+                post, transition, now=ctx.now, match=match, source_event=ctx.event.event_id
+            )
+            if not applied:
                 raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
             await self.promise_introduction(post, match, ctx.sender)
             told = await self.promise_thanks(ctx, post, others, CHOSE_ANOTHER)

@@ -177,4 +177,9 @@ async def _split_index(db: Database) -> None:
         )
 
 
-MIGRATIONS: list[Migration] = [_create, ROOMS_MIGRATION, _split_index]
+# The command that made a post's latest change, as a keyed hash (a private need's requester
+# types it in their DM): the same command replayed after a crash is known and finished, not
+# refused because the change is already made.
+CHANGED_BY = "ALTER TABLE mutual_aid_posts ADD COLUMN changed_by TEXT"
+
+MIGRATIONS: list[Migration] = [_create, ROOMS_MIGRATION, _split_index, CHANGED_BY]

@@ -72,6 +72,7 @@ class Post:
     reminded: bool
     event_id: str | None
     times_matched: int
+    changed_by: str | None = None  # keyed hash of the command that made the latest change
 
     @property
     def short_id(self) -> str:
@@ -100,6 +101,8 @@ class Post:
             reminded=bool(row["reminded"]),
             event_id=row["event_id"],
             times_matched=row["times_matched"],
+            # (absent from a database not migrated yet, read while migrating)
+            changed_by=row["changed_by"] if "changed_by" in row.keys() else None,
         )
 
 

@@ -19,7 +19,7 @@ from civicbot_plugins.mutual_aid.handoff import AidHandoff
 from civicbot_plugins.mutual_aid.ledger import AidLedger
 from civicbot_plugins.mutual_aid.lifecycle import AidUpkeep
 from civicbot_plugins.mutual_aid.migrations import MIGRATIONS
-from civicbot_plugins.mutual_aid.models import LIVE_MATCH_STATES, Post
+from civicbot_plugins.mutual_aid.models import LIVE_MATCH_STATES, OPEN, REMOVED, Post
 from civicbot_plugins.mutual_aid.parsing import (
     DEFAULT_EXPIRY,
     NEED,
@@ -229,23 +229,26 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         post_id, *extra = id_and_more.split()
         post = await self.handoff.requester_only(ctx, await self._arg(post_id))
         thanks, minutes = parse_done(extra, post.thanks)
-        accepted = await self.handoff.accepted_match(post)
-        config = await self.ctx.config(post.room_id)
-        change = service.mark_done(
-            post,
-            is_owner=await self.store.is_owner(post, ctx.sender),
-            accepted=accepted,
-            minutes=minutes,
-            timebank=config.timebank,
-        )
-        async with self.ctx.db.transaction():
-            others = await self.handoff.waiting(post)  # offers left unanswered: thanked
-            await self._apply(ctx, post, change, show=False, now=ctx.now, match=accepted)
-            told = await self.handoff.promise_thanks(ctx, post, others, handoff.SORTED)
+        told = []
+        if not self.store.replayed(post, ctx.event.event_id):  # else: done; finish the rest
+            accepted = await self.handoff.accepted_match(post)
+            config = await self.ctx.config(post.room_id)
+            change = service.mark_done(
+                post,
+                is_owner=await self.store.is_owner(post, ctx.sender),
+                accepted=accepted,
+                minutes=minutes,
+                timebank=config.timebank,
+            )
+            async with self.ctx.db.transaction():
+                others = await self.handoff.waiting(post)  # offers left unanswered: thanked
+                await self._apply(ctx, post, change, show=False, now=ctx.now, match=accepted)
+                told = await self.handoff.promise_thanks(ctx, post, others, handoff.SORTED)
+                if minutes and accepted is not None and accepted.helper is not None:
+                    helper = accepted.helper
+                    await self.ledger.record_hours(post, helper, ctx.sender, minutes, ctx.now)
         await self.handoff.show(ctx, post)  # done: the post stops inviting help
         await self.handoff.keep(told)
-        if minutes and accepted is not None and accepted.helper is not None:
-            await self.ledger.record_hours(post, accepted.helper, ctx.sender, minutes, ctx.now)
         if thanks and post.kind == NEED:
             await self.upkeep.set_thanks(post.id)
             thank = f"Thank you to the neighbour who helped with {post.short_id}!"
@@ -258,6 +261,9 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
         """Take down your post, or back out of helping (the need reopens). Moderators: remove."""
         post = await self._arg(post_id)
         is_owner = await self.store.is_owner(post, ctx.sender)
+        if self.store.replayed(post, ctx.event.event_id):
+            await self._withdrawn_before(ctx, post, is_owner)  # stopped before it had finished
+            return
         helper_match = await self.store.live_match(post.id, ctx.sender)
         may_remove = await self.ctx.permissions.has(post.room_id, ctx.sender, Role.MODERATOR)
         if helper_match is None and not may_remove:
@@ -285,6 +291,21 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
             await ctx.reply(f"{post.short_id} is withdrawn.")
         else:
             if change.reopened:
+                await self.handoff.tell_reopened(ctx, post)
+            await ctx.reply(f"OK, you're no longer down to help with {post.short_id}.")
+
+    async def _withdrawn_before(self, ctx: Ctx, post: Post, is_owner: bool) -> None:
+        """The rest of a ``!withdraw`` whose change was made before the bot stopped: the post
+        shown as it is, whoever was owed a word told (each send repeats its transaction id),
+        and the answer the first run would have given."""
+        await self.handoff.show(ctx, post)
+        if post.state == REMOVED:
+            await self.handoff.removed(ctx, post)
+            await ctx.reply(f"{post.short_id} is removed; its poster has been told.")
+        elif is_owner:
+            await ctx.reply(f"{post.short_id} is withdrawn.")
+        else:
+            if post.state == OPEN:
                 await self.handoff.tell_reopened(ctx, post)
             await ctx.reply(f"OK, you're no longer down to help with {post.short_id}.")
 
@@ -439,6 +460,7 @@ class MutualAidPlugin(Plugin[MutualAidConfig]):
     ) -> None:
         """Apply ``change``; then edit the post to say so, unless ``show`` is False (inside a
         transaction, where nothing may wait on the homeserver: the caller shows it after)."""
+        values.setdefault("source_event", ctx.event.event_id)
         if not await self.store.apply(post, change, **values):  # a concurrent change won
             raise CommandError(f"{post.short_id} changed just now; look again with `!mine`.")
         if show:

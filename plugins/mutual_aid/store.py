@@ -199,6 +199,11 @@ class AidStore(SearchQueries):
         return self.sealer.open(sealed, requester_context(post.id)) if sealed else None
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def replayed(self, post: Post, event_id: str) -> bool:
+        """Whether ``post``'s latest change was made by the command ``event_id``: the same
+        command handled again after the bot stopped before it had finished."""
+        return bool(event_id) and post.changed_by == self._keyed_hash(event_id)
+
     async def apply(
         self,
         post: Post,
@@ -207,21 +212,24 @@ class AidStore(SearchQueries):
         now: datetime,
         match: Match | None = None,
         expires_at: datetime | None = None,
+        source_event: str | None = None,
     ) -> bool:
         """Write a transition from :mod:`service`, if the post is still in the state it was read
-        in (a replayed or concurrent command changes nothing and gets False)."""
+        in (a replayed or concurrent command changes nothing and gets False). ``source_event``
+        is the command that asked for it (see :meth:`replayed`)."""
         async with self.db.transaction():
             changed = await self.db.execute_rowcount(
                 "UPDATE mutual_aid_posts SET state = ?, updated_at = ?,"
                 " expires_at = COALESCE(?, expires_at),"
                 " reminded = CASE WHEN ? IS NULL THEN reminded ELSE 0 END,"
-                " times_matched = times_matched + ? WHERE id = ? AND state = ?",
+                " times_matched = times_matched + ?, changed_by = ? WHERE id = ? AND state = ?",
                 (
                     change.post_state,
                     to_iso(now),
                     to_iso(expires_at) if expires_at else None,
                     to_iso(expires_at) if expires_at else None,
                     int(change.match_state == "accepted"),
+                    self._keyed_hash(source_event) if source_event else None,
                     post.id,
                     post.state,
                 ),
