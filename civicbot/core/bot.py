@@ -134,7 +134,7 @@ class Bot:
             keyed_hash=keyed_hash,
             public=self.site,
             effects=self.effects,
-            posts=ItemPosts(db),
+            posts=ItemPosts(db, self.effects),
             predecessor=self.replacements.predecessor,
         )
         self._management = RoomManagement(

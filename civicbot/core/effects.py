@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from civicbot import failpoints
-from civicbot.core.events import Message
+from civicbot.core.events import Message, notice_replacement
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.policy.limits import SendPacer
 from civicbot.storage.database import Database
@@ -100,12 +100,25 @@ class NewRoom:
     then: tuple[RoomNotice, ...] = field(default_factory=tuple)
 
 
-Effect = Say | DirectMessage | DirectFile | NewRoom
+@dataclass(frozen=True)
+class Edit:
+    """An edit (``m.replace``) of the bot's own post ``event_id`` in ``room_id`` to ``text``:
+    what :mod:`civicbot.core.posts` leaves here when the homeserver is away, so a post is
+    brought up to date once it is back rather than left saying what is no longer so."""
+
+    room_id: str
+    event_id: str
+    text: str
+    html: str | None = None
+
+
+Effect = Say | DirectMessage | DirectFile | NewRoom | Edit
 _KINDS: dict[str, type[Any]] = {
     "say": Say,
     "dm": DirectMessage,
     "file": DirectFile,
     "room": NewRoom,
+    "edit": Edit,
 }
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
 DoneCallback = Callable[[str, str], Awaitable[None]]
@@ -160,6 +173,15 @@ class EffectRunner:
             (_full(owner, key), owner, _KIND_OF[type(effect)], _dump(effect), int(time.time())),
         )
         return new > 0
+
+    async def cancel_all(self, owner: str, prefix: str) -> None:
+        """Drop every promise not yet kept whose key starts with ``prefix`` (an older edit of
+        a post that a newer one overtakes)."""
+        start = _full(owner, prefix)
+        await self._db.execute(
+            "DELETE FROM core_effects WHERE substr(key, 1, ?) = ? AND done_at IS NULL",
+            (len(start), start),
+        )
 
     async def cancel(self, owner: str, key: str) -> None:
         """Drop a promise not yet kept (e.g. the welcome of a room the bot could not join)."""
@@ -267,6 +289,13 @@ class EffectRunner:
         elif isinstance(effect, DirectFile):
             room_id = await self._transport.direct_room(effect.user_id)
             result = await out.file(room_id, effect.data, effect.filename, effect.content_type)
+        elif isinstance(effect, Edit):
+            message = Message(
+                f"* {effect.text}",
+                f"* {effect.html}" if effect.html is not None else None,
+                extra=notice_replacement(effect.event_id, effect.text, effect.html),
+            )
+            result = await out.message(effect.room_id, message, may_ping_room=False)
         else:
             result = await self._new_room(full, effect, tries, result, out)
         failpoints.hit("effect-sent", tag)

@@ -20,10 +20,12 @@ for or about, so a private need's post stays unlinked from its requester here as
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
+from civicbot.core.effects import Edit, EffectRunner
 from civicbot.core.events import Message, notice_replacement
 from civicbot.core.outgoing import Outgoing
 from civicbot.storage.database import Database
@@ -43,8 +45,9 @@ class ItemPost:
 class ItemPosts:
     """The core's record of which events were posted about which item (``core_item_posts``)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, effects: EffectRunner | None = None):
         self._db = db
+        self._effects = effects  # where an edit the homeserver could not take now is left
 
     async def remember(self, owner: str, item: str, room_id: str, event_id: str) -> None:
         """Record that ``event_id`` in ``room_id`` is a post about ``owner``'s ``item``
@@ -76,8 +79,10 @@ class ItemPosts:
         self, owner: str, item: str, text: str, html: str | None, out: Outgoing
     ) -> int:
         """Edit every post about ``item`` to ``text`` (and ``html``); returns how many were
-        edited. A post that can't be edited (the bot left its room) is logged and skipped:
-        the change of the item has happened and stands."""
+        edited now. A post that can't be edited (the bot left its room) is logged and
+        skipped: the change of the item has happened and stands. One the homeserver could
+        not take now (away, rate-limited) is left to the engine's outbox, which edits it once
+        it can."""
         edited = 0
         for post in await self.of(owner, item):
             message = Message(
@@ -85,12 +90,23 @@ class ItemPosts:
                 f"* {html}" if html is not None else None,
                 extra=notice_replacement(post.event_id, text, html),
             )
+            later = f"edit:{post.event_id}:"  # this post's edits left for later, if any
             try:
                 # Nobody makes the bot ping the room by changing an item, whatever their power.
                 await out.message(post.room_id, message, may_ping_room=False)
             except TransportError as exc:
                 log.warning("could not edit a post of %s.%s: %s", owner, item, exc)
+                if not exc.refused and self._effects is not None:
+                    # Away or rate-limited: the engine makes this edit once it can, and an
+                    # older one left for later never lands after it.
+                    digest = hashlib.sha256(f"{text}\0{html}".encode()).hexdigest()[:16]
+                    await self._effects.cancel_all(owner, later)
+                    await self._effects.promise(
+                        owner, later + digest, Edit(post.room_id, post.event_id, text, html)
+                    )
                 continue
+            if self._effects is not None:
+                await self._effects.cancel_all(owner, later)  # overtaken by this one
             edited += 1
         return edited
 

@@ -143,3 +143,42 @@ async def test_a_post_that_cannot_be_edited_is_skipped_and_the_rest_are_edited(t
         assert edits(h, first) == []
         [edit] = edits(h, second)
         assert edit["m.new_content"]["body"] == "Note K-9: Fete (rain date)"
+
+
+async def test_an_edit_the_homeserver_could_not_take_is_made_once_it_can(tmp_path):
+    async with BotHarness.create(tmp_path, {"notes": Notes}) as h:
+        room = h.room()
+        plugin = h.bot.plugins["notes"]
+        assert isinstance(plugin, Notes)
+        await h.say(room, ANN, "hello")  # the bot has started and caught up
+        post = await plugin.ctx.send(room, "Note K-7: Fete", key="k7", item="K-7")
+        h.transport.fail_sends = 1  # away for a moment (not a refusal)
+        assert await plugin.ctx.refresh("K-7", "Note K-7: Fete (rain date)", key="rain") == 0
+        assert edits(h, post) == []
+        await h.advance(timedelta(minutes=2))  # the engine keeps what was left to it
+        [edit] = edits(h, post)
+        assert edit["m.new_content"]["body"] == "Note K-7: Fete (rain date)"
+        await h.advance(timedelta(minutes=2))
+        assert len(edits(h, post)) == 1  # once
+
+
+async def test_an_edit_left_for_later_never_lands_after_a_newer_one(tmp_path):
+    async with BotHarness.create(tmp_path, {"notes": Notes}) as h:
+        room = h.room()
+        plugin = h.bot.plugins["notes"]
+        assert isinstance(plugin, Notes)
+        await h.say(room, ANN, "hello")  # the bot has started and caught up
+        post = await plugin.ctx.send(room, "Note K-8: Fete", key="k8", item="K-8")
+        h.transport.fail_sends = 2  # both edits wait for the homeserver
+        await plugin.ctx.refresh("K-8", "Note K-8: Fete (rain date)", key="rain")
+        await plugin.ctx.refresh("K-8", "Note K-8: Fete (cancelled)", key="off")
+        await h.advance(timedelta(minutes=2))
+        bodies = [e["m.new_content"]["body"] for e in edits(h, post)]
+        assert bodies == ["Note K-8: Fete (cancelled)"]  # the older one never lands
+        h.transport.fail_sends = 1
+        await plugin.ctx.refresh("K-8", "Note K-8: Fete (back on)", key="on")
+        await plugin.ctx.refresh("K-8", "Note K-8: Fete (back on, 3pm)", key="on3")
+        await h.advance(timedelta(minutes=2))
+        bodies = [e["m.new_content"]["body"] for e in edits(h, post)]
+        assert bodies[-1] == "Note K-8: Fete (back on, 3pm)"  # sent now, the older dropped
+        assert "Note K-8: Fete (back on)" not in bodies
