@@ -29,6 +29,7 @@ from nio import (
     UploadResponse,
 )
 from nio.crypto import encrypt_attachment
+from nio.exceptions import GroupEncryptionError
 
 from civicbot.config import MatrixSettings
 from civicbot.core.events import Event, EventKind, Message
@@ -59,6 +60,7 @@ from civicbot.transport.sync import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 JOIN_HISTORY_LIMIT = 20  # member events read back to find when a stay in a room began
+ROOM_KEY_TRIES = 4  # sends to an encrypted room whose room key nio failed to make
 
 cache_nio_validators()
 
@@ -359,12 +361,24 @@ class MatrixTransport:
     ) -> str:
         # nio encrypts for an encrypted room it knows; a brand-new room it must learn first.
         await self.crypto.ensure_room(room_id)
-        response = await self.api.retry(
-            f"send to {room_id}",
-            lambda: self.client.room_send(
-                room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True
-            ),
-        )
+        response = None
+        for attempt in range(1, ROOM_KEY_TRIES + 1):
+            try:
+                response = await self.api.retry(
+                    f"send to {room_id}",
+                    lambda: self.client.room_send(
+                        room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True
+                    ),
+                )
+                break
+            except (KeyError, GroupEncryptionError) as exc:
+                # nio's room key was not made for a room whose members' devices it did not
+                # know yet (its share ends in a KeyError): learn them, and share it again.
+                if attempt == ROOM_KEY_TRIES:
+                    raise TransportError(f"could not encrypt for {room_id}: {exc!r}") from exc
+                log.info("the room key for %s was not ready (%r); sharing it again", room_id, exc)
+                await self.crypto.maintain()
+                await asyncio.sleep(0.2 * attempt)
         if isinstance(response, RoomSendResponse):
             return response.event_id
         raise TransportError(
