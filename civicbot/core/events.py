@@ -278,10 +278,20 @@ _MAX_ROUTES = 10_000
 # room id -> the servers links to it go through, kept up to date by the core from the room
 # state it reads (civicbot.core.routing), so every matrix_to in every plugin gets them.
 _ROUTES: dict[str, tuple[str, ...]] = {}
+_FORGOTTEN: dict[str, int] = {}  # room id -> how many times its servers were forgotten
 
 
-def remember_via(room_id: str, servers: Sequence[str]) -> None:
-    """Record the ``via`` servers of ``room_id`` for :func:`matrix_to` (the core does this)."""
+def via_generation(room_id: str) -> int:
+    """Read before working a room's servers out and given to :func:`remember_via`: if the room
+    changed meanwhile (its servers were forgotten), what was read is not remembered."""
+    return _FORGOTTEN.get(room_id, 0)
+
+
+def remember_via(room_id: str, servers: Sequence[str], generation: int | None = None) -> None:
+    """Record the ``via`` servers of ``room_id`` for :func:`matrix_to` (the core does this);
+    not if they were forgotten since ``generation`` (a change came while they were read)."""
+    if generation is not None and generation != _FORGOTTEN.get(room_id, 0):
+        return
     _ROUTES.pop(room_id, None)
     _ROUTES[room_id] = tuple(servers[:MAX_VIA])
     while len(_ROUTES) > _MAX_ROUTES:
@@ -290,6 +300,9 @@ def remember_via(room_id: str, servers: Sequence[str]) -> None:
 
 def forget_via(room_id: str) -> None:
     """The room's members, power levels or server ACL changed: work its servers out again."""
+    _FORGOTTEN[room_id] = _FORGOTTEN.get(room_id, 0) + 1
+    while len(_FORGOTTEN) > _MAX_ROUTES:
+        del _FORGOTTEN[next(iter(_FORGOTTEN))]
     _ROUTES.pop(room_id, None)
 
 

@@ -17,6 +17,7 @@ from civicbot.core.events import (
     forget_via,
     known_via,
     remember_via,
+    via_generation,
     via_servers,
 )
 from civicbot.policy.permissions import Permissions
@@ -33,11 +34,12 @@ _ROUTING_KINDS = frozenset((EventKind.MEMBERSHIP, EventKind.POWER_LEVELS))
 
 async def room_via(transport: Transport, permissions: Permissions, room_id: str) -> list[str]:
     """Up to three servers for links to ``room_id``, as the spec recommends, and record them."""
+    generation = via_generation(room_id)  # a change read meanwhile must not be overwritten
     members = await transport.joined_members(room_id)
     power = await permissions.power_levels(room_id)
     acl = await transport.state_event(room_id, "m.room.server_acl")
     servers = via_servers(members, {m: power.level(m) for m in members}, acl)
-    remember_via(room_id, servers)
+    remember_via(room_id, servers, generation)
     return servers
 
 

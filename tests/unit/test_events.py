@@ -106,3 +106,18 @@ def test_poll_helpers_read_and_write_msc3381_as_clients_do():
     assert edit["m.new_content"]["msgtype"] == "m.notice"
     assert edit["m.new_content"]["m.mentions"] == {}  # an edit pings nobody
     assert edit["m.new_content"]["formatted_body"] == "<b>new</b>"
+
+
+def test_servers_read_while_the_room_changed_are_not_remembered():
+    """The servers of a room are worked out in the background after a start; a membership
+    change that comes while they are read must not be overwritten by what was read before."""
+    from civicbot.core.events import forget_via, known_via, remember_via, via_generation
+
+    room = "!changing:hs"
+    before = via_generation(room)
+    forget_via(room)  # someone joined while the old members were being read
+    remember_via(room, ["old.example"], before)
+    assert known_via(room) is None  # worked out again at its next event
+    now = via_generation(room)
+    remember_via(room, ["hs"], now)
+    assert known_via(room) == ("hs",)
