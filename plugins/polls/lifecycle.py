@@ -75,6 +75,10 @@ class PollRunner:
         self.forgotten: dict[int, set[str]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._armed: set[int] = set()
+        # Voters asked to vote again since this start (their ballot was lost in a stop): if
+        # their vote sent before the stop is handled after the asking, it takes part after all,
+        # and their second vote is told so rather than "already voted".
+        self.asked_again: set[tuple[int, str]] = set()
         self._caught_up = False
 
     # -- start-up ------------------------------------------------------------------------------
@@ -127,6 +131,7 @@ class PollRunner:
                 room = await self.ctx.direct_room(voter)
                 await self.ctx.send(room, text, key=f"secret-lost:{secrets.token_hex(8)}")
                 told.append(entry)
+                self.asked_again.add((poll_id, voter))
             except TransportError as exc:  # asked at the next start instead
                 log.warning("could not ask a voter to vote again in P-%d: %s", poll_id, exc)
         await self.store.secret.asked_again(told)

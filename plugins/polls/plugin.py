@@ -310,6 +310,11 @@ class PollsPlugin(Plugin[PollsConfig]):
         )
         # No pseudonym: one shared with public actions would name the voter (issue 19 §4).
         self.log.info("secret ballot for %s: %s", poll.label, status)
+        if status == ALREADY and (poll.id, ctx.sender) in self.runner.asked_again:
+            # Asked again after a stop, but the vote sent before it reached the bot after all.
+            self.runner.asked_again.discard((poll.id, ctx.sender))
+            await ctx.reply(service.counted_after_all(poll))
+            return
         reply, counted = service.secret_reply(poll, status == COUNTED, status == ALREADY, refusal)
         if not counted:
             raise CommandError(reply)

@@ -365,6 +365,16 @@ def secret_reply(poll: Poll, counted: bool, already: bool, refusal: str | None) 
     return refusal or f"Voting in {poll.label} has closed, so that vote was not counted.", False
 
 
+def counted_after_all(poll: Poll) -> str:
+    """For a secret voter asked to vote again after a stop whose first vote was then handled
+    after all: it is the one that counts."""
+    return (
+        f"✅ Your secret vote in {poll.label} has been counted after all: the one you sent "
+        "before I restarted reached me in the end, so there is nothing more to send. A secret "
+        "ballot can't be changed."
+    )
+
+
 def renumbered(kind: PollKind, options: Sequence[Option], edit: int) -> list[Option]:
     """The options of a poll's ``edit``-th version, with answer ids of their own (``e2-1``…), so
     a button vote from a client still showing an older version is spoiled instead of being

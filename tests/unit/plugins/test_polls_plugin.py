@@ -12,6 +12,7 @@ from tests.unit.plugins.polls_support import (
     DAN,
     END,
     START,
+    dm_room,
     polls_harness,
     restart,
     sent_of,
@@ -494,3 +495,19 @@ async def test_other_button_votes_ask_nothing(tmp_path):
         sent = len(h.transport.sent)
         await tap(h, room, BOB, start_event(h).event_id, "agree")
         assert len(h.transport.sent) == sent
+
+
+async def test_a_voter_asked_again_whose_first_vote_came_through_after_all_is_told_so(tmp_path):
+    # After a stop a voter was asked to vote again, then their vote from before the stop was
+    # handled after all (it takes part): their second vote is told it counted, not refused.
+    async with polls_harness(tmp_path) as h:
+        room = h.room(members=[ANN, BOB])
+        await h.say(room, ANN, "!poll Paint? | red | blue | secret")
+        bob_dm = dm_room(h, BOB)
+        await h.say(bob_dm, BOB, "!vote P-1 1")
+        runner = h.bot.plugins["polls"].runner
+        runner.asked_again.add((1, BOB))
+        await h.say(bob_dm, BOB, "!vote P-1 1")
+        assert "has been counted after all" in h.last_text(bob_dm)
+        await h.say(bob_dm, BOB, "!vote P-1 2")  # told once; then one ballot each, as ever
+        assert h.last_text(bob_dm).startswith("You have already voted in P-1")
