@@ -27,6 +27,13 @@ from civicbot.transport.fake import FakeTransport
 MODERATOR = "@mod:test"
 
 
+def builtin_plugins() -> dict[str, type[Plugin]]:
+    """civicbot's own plugins, by name: what a plugin's tests load beside their plugin
+    (``{**builtin_plugins(), "reminders": RemindersPlugin}``), as the harness loads only what
+    a test names."""
+    return discover(builtin_only=True)
+
+
 class BotHarness:
     def __init__(
         self,

@@ -49,6 +49,23 @@ def test_plugins_import_the_engine_only_through_the_api() -> None:
     assert not wrong, "plugins must import from civicbot.api only:\n" + "\n".join(wrong)
 
 
+def test_a_plugins_own_tests_use_only_the_api_and_the_test_kit() -> None:
+    """What the guide shows a plugin author (the example plugin's tests) reaches the engine
+    only through ``civicbot.api`` and the shipped test kit, ``civicbot.testing``."""
+    tests = REPO / "examples" / "civicbot-reminders" / "tests"
+    wrong = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in sorted(tests.rglob("*.py"))
+        for line, module in engine_imports(path)
+        if (module == "civicbot" or module.startswith("civicbot."))
+        and module != "civicbot.api"
+        and not module.startswith("civicbot.testing")
+    ]
+    assert not wrong, "a plugin's tests import civicbot.api and civicbot.testing:\n" + "\n".join(
+        wrong
+    )
+
+
 def test_plugins_never_import_each_other() -> None:
     wrong = []
     for package, path in plugin_sources():

@@ -8,15 +8,14 @@ from datetime import timedelta
 
 from civicbot_reminders.plugin import RemindersPlugin
 
-from civicbot.core.loader import discover
-from civicbot.testing.harness import MODERATOR, BotHarness
+from civicbot.testing.harness import MODERATOR, BotHarness, builtin_plugins
 
 ANN, BOB = "@ann:test", "@bob:test"
 
 
 def plugins():
     """The built-ins plus this plugin: the harness loads only what a test names."""
-    return {**discover(builtin_only=True), "reminders": RemindersPlugin}
+    return {**builtin_plugins(), "reminders": RemindersPlugin}
 
 
 async def ask(h: BotHarness, room: str, who: str, text: str) -> str:
