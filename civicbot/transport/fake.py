@@ -120,6 +120,15 @@ class FakeTransport:
             if s.type == "m.room.message" and (room_id is None or s.room_id == room_id)
         ]
 
+    def shown(self, event_id: str) -> str:
+        """What clients show for the bot's message ``event_id``: its latest edit, else itself."""
+        text = next(s.body for s in self.sent if s.event_id == event_id)
+        for s in self.sent:
+            relation = s.content.get("m.relates_to") or {}
+            if relation.get("rel_type") == "m.replace" and relation.get("event_id") == event_id:
+                text = s.content["m.new_content"]["body"]
+        return text
+
     # -- Transport -----------------------------------------------------------------------------
     async def run(self, sink: EventSink) -> None:
         await self._stopped.wait()

@@ -24,26 +24,16 @@ def posted(h: BotHarness, room: str, start: str) -> str:
     )
 
 
-def shown(h: BotHarness, event_id: str) -> str:
-    """What clients show for the bot's message ``event_id``: its latest edit, else itself."""
-    text = next(s.body for s in h.transport.sent if s.event_id == event_id)
-    for s in h.transport.sent:
-        relation = s.content.get("m.relates_to") or {}
-        if relation.get("rel_type") == "m.replace" and relation.get("event_id") == event_id:
-            text = s.content["m.new_content"]["body"]
-    return text
-
-
 async def test_a_closed_then_answered_consultation_edits_its_announcement(tmp_path):
     async with consult_harness(tmp_path) as h:
         room = await council_room(h)
         await h.say(room, CLLR, park())
         post = posted(h, room, "📋 C-1 Consultation: Park improvements")
-        assert "!answer C-1" in shown(h, post) and "Closes" in shown(h, post)
+        assert "!answer C-1" in h.transport.shown(post) and "Closes" in h.transport.shown(post)
 
         await h.say(room, ANN, "!answer C-1 4 agree")
         await h.say(room, CLLR, "!consult close C-1")
-        closed = shown(h, post)
+        closed = h.transport.shown(post)
         assert closed.startswith("📋 C-1 Consultation: Park improvements")
         assert "Closed " in closed and "it takes no more answers" in closed
         assert "Which comes first?" in closed  # the questions stay, for the record
@@ -51,9 +41,9 @@ async def test_a_closed_then_answered_consultation_edits_its_announcement(tmp_pa
         assert "The summary is in this thread" in closed
 
         await h.say(room, CLLR, "!respond C-1 Four benches and lights by spring")
-        assert "The council has responded" in shown(h, post)
+        assert "The council has responded" in h.transport.shown(post)
         await h.say(room, CLLR, "!update C-1 in progress The benches are ordered")
-        assert "The council has responded (now: in progress)" in shown(h, post)
+        assert "The council has responded (now: in progress)" in h.transport.shown(post)
 
 
 async def test_a_consultation_closed_at_its_deadline_edits_its_announcement(tmp_path):
@@ -63,5 +53,5 @@ async def test_a_consultation_closed_at_its_deadline_edits_its_announcement(tmp_
         post = posted(h, room, "📋 C-1 Consultation: Park improvements")
         await h.bot.handle_batch([])  # caught up
         await h.advance(timedelta(days=8))
-        assert "it takes no more answers" in shown(h, post)
-        assert "!answer" not in shown(h, post)
+        assert "it takes no more answers" in h.transport.shown(post)
+        assert "!answer" not in h.transport.shown(post)

@@ -27,16 +27,6 @@ def post_of(h: BotHarness, room: str, short_id: str) -> str:
     )
 
 
-def shown(h: BotHarness, event_id: str) -> str:
-    """What clients show for the bot's message ``event_id``: its latest edit, else itself."""
-    text = next(s.body for s in h.transport.sent if s.event_id == event_id)
-    for s in h.transport.sent:
-        relation = s.content.get("m.relates_to") or {}
-        if relation.get("rel_type") == "m.replace" and relation.get("event_id") == event_id:
-            text = s.content["m.new_content"]["body"]
-    return text
-
-
 async def test_an_edited_need_edits_its_post(tmp_path):
     async with BotHarness.create(tmp_path, plugins()) as h:
         room = h.room(members=[ANN, BOB])
@@ -44,7 +34,7 @@ async def test_an_edited_need_edits_its_post(tmp_path):
         post = post_of(h, room, "N-1")
         await h.say(room, ANN, "!need N-1 | help moving a wardrobe | today")
         assert h.last_text(room).startswith("N-1 is updated")
-        now = shown(h, post)
+        now = h.transport.shown(post)
         assert now.startswith("Needed: help moving a wardrobe (today) — N-1")
         assert "!can N-1" in now
 
@@ -55,7 +45,7 @@ async def test_a_withdrawn_need_stops_inviting_help(tmp_path):
         await h.say(room, ANN, "!need a lift to the clinic")
         post = post_of(h, room, "N-1")
         await h.say(room, ANN, "!withdraw N-1")
-        now = shown(h, post)
+        now = h.transport.shown(post)
         assert now.startswith("Needed: a lift to the clinic — N-1")
         assert "Withdrawn" in now
         assert "!can" not in now and "✋" not in now
@@ -67,16 +57,16 @@ async def test_a_taken_need_then_reopened_then_done(tmp_path):
         await h.say(room, ANN, "!need someone to water plants")
         post = post_of(h, room, "N-1")
         await h.say(room, BOB, "!can N-1")
-        assert "!can N-1" in shown(h, post)  # offered, not yet accepted: others may still
+        assert "!can N-1" in h.transport.shown(post)  # offered, not yet accepted: others may still
         await h.say(room, ANN, "!accept N-1")
-        assert "helping with this now" in shown(h, post)
-        assert "!can" not in shown(h, post)
+        assert "helping with this now" in h.transport.shown(post)
+        assert "!can" not in h.transport.shown(post)
         await h.say(room, BOB, "!withdraw N-1")  # Bob backs out: it is open again
-        assert "!can N-1" in shown(h, post)
+        assert "!can N-1" in h.transport.shown(post)
         await h.say(room, CAT, "!can N-1")
         await h.say(room, ANN, "!accept N-1")
         await h.say(room, ANN, "!done N-1")
-        assert "Done" in shown(h, post) and "!can" not in shown(h, post)
+        assert "Done" in h.transport.shown(post) and "!can" not in h.transport.shown(post)
 
 
 async def test_a_removed_private_need_loses_its_text(tmp_path):
@@ -85,9 +75,9 @@ async def test_a_removed_private_need_loses_its_text(tmp_path):
         ann_dm = await h.transport.direct_room(ANN)
         await h.say(ann_dm, ANN, "!need someone to talk to | room: 1")
         post = post_of(h, room, "N-1")
-        assert shown(h, post).startswith("A neighbour needs: someone to talk to")
+        assert h.transport.shown(post).startswith("A neighbour needs: someone to talk to")
         await h.say(room, MODERATOR, "!withdraw N-1")
-        assert shown(h, post) == "N-1 was removed by the room's moderators."
+        assert h.transport.shown(post) == "N-1 was removed by the room's moderators."
 
 
 async def test_an_expired_offer_says_so_and_a_renewed_one_is_offered_again(tmp_path):
@@ -97,10 +87,10 @@ async def test_an_expired_offer_says_so_and_a_renewed_one_is_offered_again(tmp_p
         post = post_of(h, room, "O-1")
         await h.bot.handle_batch([])  # caught up: the expiry job runs
         await h.advance(timedelta(days=3))
-        assert shown(h, post).startswith("Offered: a ladder to lend")
-        assert "Expired" in shown(h, post)
+        assert h.transport.shown(post).startswith("Offered: a ladder to lend")
+        assert "Expired" in h.transport.shown(post)
         await h.say(room, BOB, "!renew O-1")
-        assert "Need it?" in shown(h, post)
+        assert "Need it?" in h.transport.shown(post)
 
 
 async def test_forgetting_a_person_takes_their_posts_down_and_reopens_what_they_helped(tmp_path):
@@ -112,11 +102,11 @@ async def test_forgetting_a_person_takes_their_posts_down_and_reopens_what_they_
         offer = post_of(h, room, "O-1")
         await h.say(room, CAT, "!can N-1")
         await h.say(room, ANN, "!accept N-1")
-        assert "!can" not in shown(h, need)
+        assert "!can" not in h.transport.shown(need)
         await h.say(room, CAT, "!forget me")
         await h.say(room, CAT, "!forget me confirm")
-        assert "!can N-1" in shown(h, need)  # open again: her helper is gone
-        assert shown(h, offer) == "O-1 was taken down by whoever posted it."
+        assert "!can N-1" in h.transport.shown(need)  # open again: her helper is gone
+        assert h.transport.shown(offer) == "O-1 was taken down by whoever posted it."
 
 
 async def test_a_forgotten_requesters_private_need_is_not_edited_at_that_moment(tmp_path):
@@ -126,7 +116,7 @@ async def test_a_forgotten_requesters_private_need_is_not_edited_at_that_moment(
         room = h.room(members=[ANN, BOB])
         await h.say(await h.transport.direct_room(ANN), ANN, "!need someone to talk to | room: 1")
         post = post_of(h, room, "N-1")
-        before = shown(h, post)
+        before = h.transport.shown(post)
         await h.say(room, ANN, "!forget me")
         await h.say(room, ANN, "!forget me confirm")
-        assert shown(h, post) == before
+        assert h.transport.shown(post) == before
