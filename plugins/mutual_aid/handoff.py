@@ -373,10 +373,13 @@ class AidHandoff:
             if m.helper is not None
         }
 
-    async def _unique_name(self, post: Post, helper: str) -> str:
+    async def _unique_name(
+        self, post: Post, helper: str, names: dict[str, str] | None = None
+    ) -> str:
         """A name the requester can type to pick ``helper`` and nobody else: the display name
-        when it names only them among those waiting, else the Matrix id."""
-        names = await self._names(post)
+        when it names only them among those waiting (``names``, read if not given), else the
+        Matrix id."""
+        names = names if names is not None else await self._names(post)
         shown = names.get(helper, helper)
         return shown if pick_people(shown, names) == [helper] else helper
 
@@ -403,7 +406,7 @@ class AidHandoff:
         )
         # Each with their Matrix id: two can show the same name.
         listed = ", ".join(f"{names[p]} ({p})" if names[p] != p else p for p in (picked or names))
-        example = await self._unique_name(post, next(iter(picked or names)))
+        example = await self._unique_name(post, next(iter(picked or names)), names)
         text = (
             f"{problem}. Waiting: {listed}. Type `{ctx.prefix}{verb} {post.short_id} "
             f"{example}` with the name of the one you mean."
