@@ -56,11 +56,15 @@ from civicbot.transport.sync import (
     PositionKeeper,
     SyncReader,
 )
+from civicbot.transport.undecryptable import Released
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 JOIN_HISTORY_LIMIT = 20  # member events read back to find when a stay in a room began
 ROOM_KEY_TRIES = 4  # sends to an encrypted room whose room key nio failed to make
+# The first sync of a start asks with a timeout no start of the last two minutes used (ms):
+# a hundred starts would have to come within them for two to share one.
+FIRST_SYNC_TIMEOUTS = 100
 
 cache_nio_validators()
 
@@ -110,6 +114,7 @@ class MatrixTransport:
         )
         self._user_id = settings.user_id
         self._synced = False  # no sync since this start has answered yet
+        self._first_timeout_ms = 0  # see _fresh_timeout
         self._sync = SyncReader(self._user_id, db, self.api, self.crypto.decrypt)
         keyed = keyed_hasher(installation_key(data_dir))
         self.direct = DirectChats(self.client, self.api, db, self._user_id, self.crypto, keyed)
@@ -167,23 +172,45 @@ class MatrixTransport:
             await self.direct.tidy_legacy()
         except TransportError as exc:  # m.direct unreadable now: tidied at the next start
             log.warning("could not read the direct chats to tidy old records: %s", exc)
+        await self._fresh_timeout()
         token = await self._db.kv_get("sync_token")
         if token is None:
             token = await self._first_sync(sink)
             if token is None:  # asked to stop before the homeserver ever answered
                 return
-        released = await self.e2e.start()  # held when we stopped: their keys may have come
-        if released:
-            await (await sink([Event.from_raw(r.source, r.room_id) for r in released]))
-            await self.e2e.handled(released)
+        # Held when we stopped: their keys may have come. They go to the core with the first
+        # batch, not on their own: the core takes its first batch for the backlog, and plugins
+        # hear they have caught up once it is handled.
+        held = await self.e2e.start()
         log.info("listening for events")
         keeper = PositionKeeper(self._sync)
         try:
-            await self._sync_loop(sink, token, keeper)
+            await self._sync_loop(sink, token, keeper, held)
         finally:
             await keeper.finish()
 
-    async def _sync_loop(self, sink: EventSink, token: str, keeper: PositionKeeper) -> None:
+    async def _fresh_timeout(self) -> None:
+        """Choose this start's timeout for its first sync: one no earlier start used lately.
+
+        Synapse keeps each sync answer for two minutes (``sync_response_cache_duration``) and
+        hands it to any request with the same ``since``, ``timeout`` and filter. A start after
+        a crash syncs from the position the start before it synced from; asking with the same
+        timeout, it was handed that start's answer, computed before the messages that came
+        since, and took it for the whole backlog (plugins then caught up too early: a voter
+        whose ballot was replayed just after was asked to vote again). A counter kept across
+        starts gives each start's first sync a timeout of its own, a few milliseconds, which
+        Synapse must answer afresh."""
+        starts = int(await self._db.kv_get("sync_starts") or 0) + 1
+        await self._db.kv_set("sync_starts", str(starts))
+        self._first_timeout_ms = starts % FIRST_SYNC_TIMEOUTS
+
+    async def _sync_loop(
+        self,
+        sink: EventSink,
+        token: str,
+        keeper: PositionKeeper,
+        held: list[Released] | None = None,
+    ) -> None:
         backoff = Backoff()
         while not self._stopping.is_set():
             response = await self._sync_or_stop(token)
@@ -201,6 +228,8 @@ class MatrixTransport:
             await self.e2e.after_sync(response)
             events = await self._collect(response)
             released = await self.e2e.released(response)
+            if held:
+                released, held = held + released, None
             # First: a late-read event is older than the batch, and save_position keeps each
             # room's last event as the mark a later gap pages back to.
             events = [Event.from_raw(r.source, r.room_id) for r in released] + events
@@ -238,7 +267,7 @@ class MatrixTransport:
         while True:
             try:
                 response = await self.client.sync(
-                    timeout=0, sync_filter=FIRST_SYNC_FILTER, full_state=True
+                    timeout=self._first_timeout_ms, sync_filter=FIRST_SYNC_FILTER, full_state=True
                 )
             except NETWORK_ERRORS as exc:
                 response = SyncError(str(exc))
@@ -278,7 +307,7 @@ class MatrixTransport:
         # up to 30 s for something new before the plugins hear that they have caught up.
         try:
             response = await self.client.sync(
-                timeout=0
+                timeout=self._first_timeout_ms
                 if self._full_state_needed or not self._synced
                 else await self.e2e.long_poll_ms(SYNC_TIMEOUT_MS),
                 since=token,
