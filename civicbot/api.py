@@ -23,7 +23,9 @@ The names fall into groups, in the order a plugin author meets them:
   :class:`PluginPosts`, :class:`ItemPost`;
 * effects a plugin promises and the engine keeps exactly once (``ctx.effects``, see
   :mod:`civicbot.core.effects`): :class:`Say`, :class:`DirectMessage`, :class:`DirectFile`,
-  :class:`NewRoom` with its :class:`RoomNotice`;
+  :class:`NewRoom` with its :class:`RoomNotice`, and :class:`Composed` (made when carried
+  out, or :class:`NotYet` from its composer); any of them may be promised with ``expires=``
+  (given up once its moment passes);
 * helpers for what residents type and read: dates (``on_the_minute`` for times agreed on),
   time zone names (``zone_name``, whatever their case), text cleaning, choices
   (``read_choices``: by option text, number or letter; ``yes_or_no`` with a "please"),
@@ -67,10 +69,12 @@ from civicbot.core.dates import (
     same_minute_or_later,
 )
 from civicbot.core.effects import (
+    Composed,
     DirectFile,
     DirectMessage,
     Effect,
     NewRoom,
+    NotYet,
     PluginEffects,
     RoomNotice,
     Say,
@@ -168,6 +172,7 @@ __all__ = [
     "ChoiceError",
     "CommandError",
     "CommandInfo",
+    "Composed",
     "Context",
     "Converter",
     "Database",
@@ -187,6 +192,7 @@ __all__ = [
     "Message",
     "Migration",
     "NewRoom",
+    "NotYet",
     "Number",
     "Outgoing",
     "PersonRecords",

@@ -106,7 +106,7 @@ class Bot:
         # Observe-only hooks (``@on(..., observe=True)``): they run, but never make an event
         # handled, so they cost no core_handled row.
         self._observers: dict[EventKind, list[tuple[Plugin[Any], str]]] = {}
-        self.effects = EffectRunner(db, transport, self.flood.pacer)
+        self.effects = EffectRunner(db, transport, self.flood.pacer, clock.now)
         self.replacements = RoomReplacements(db, transport, self._move_plugins, self.effects)
         self.effects.redirect = self.replacements.current
         self._recent: OrderedDict[str, None] = OrderedDict()

@@ -23,6 +23,18 @@ point of :mod:`civicbot.failpoints`, proved in ``tests/integration/test_once.py`
 
 A refusal no retry can fix (the bot is not in the room any more) drops the effect with a
 warning; anything else (an outage, a send that gave up after its deadline) leaves it pending.
+
+Two more shapes cover what a plugin cannot write down in full when it changes its state:
+
+* an effect promised with ``expires=`` (a reminder before a meeting, a week's digest) is given
+  up, not carried out, once the bot's clock reaches that moment: it is marked done with no
+  result (``on_done`` hears ``""``), so a late retry never says what is no longer news;
+* a :class:`Composed` effect is made only when it is carried out, by a composer the plugin
+  registers (``ctx.effects.composer(name, fn)``): what it says depends on the moment it goes
+  out (the week so far, "this reminder is late"). The composer returns the effect to carry
+  out (a :class:`Say`, :class:`DirectMessage` or :class:`DirectFile`), or None for nothing to
+  say; one that raises leaves the promise pending, tried again like an outage (raise
+  :class:`NotYet` when the reason is known and already told, to keep the log quiet).
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from civicbot import failpoints
@@ -112,16 +125,39 @@ class Edit:
     html: str | None = None
 
 
-Effect = Say | DirectMessage | DirectFile | NewRoom | Edit
+@dataclass(frozen=True)
+class Composed:
+    """An effect made when it is carried out: the owning plugin's composer ``name`` is called
+    with ``args`` (JSON: strings, numbers, lists, dicts) and returns what to carry out, or
+    None when there is nothing to say. Every try of one promise goes out under the same
+    transaction id, so whatever a composer makes on a retry, the room sees it once."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+Effect = Say | DirectMessage | DirectFile | NewRoom | Edit | Composed
+Made = Say | DirectMessage | DirectFile  # what a composer may make
 _KINDS: dict[str, type[Any]] = {
     "say": Say,
     "dm": DirectMessage,
     "file": DirectFile,
     "room": NewRoom,
     "edit": Edit,
+    "composed": Composed,
 }
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
 DoneCallback = Callable[[str, str], Awaitable[None]]
+Composer = Callable[[dict[str, Any]], Awaitable[Made | None]]
+
+
+class NotYet(Exception):
+    """Raised by a composer that cannot make its effect yet (an operator's template is
+    broken): the promise stays pending and is tried again, without a traceback each time."""
+
+
+class ComposerMissing(Exception):
+    """The plugin that promised a composed effect has not registered its composer (yet)."""
 
 
 def _dump(effect: Effect) -> str:
@@ -150,27 +186,48 @@ def _load(kind: str, payload: str) -> Effect:
 class EffectRunner:
     """The core's outbox: records promises and carries them out. One per bot."""
 
-    def __init__(self, db: Database, transport: Transport, pacer: SendPacer):
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        pacer: SendPacer,
+        now: Callable[[], datetime] | None = None,
+    ):
         self._db = db
         self._transport = transport
         self._pacer = pacer
+        self._now = now or (lambda: datetime.now(UTC))  # the bot's clock: tests move it
         self._busy: dict[str, asyncio.Lock] = {}
         self._on_done: dict[str, DoneCallback] = {}
+        self._composers: dict[tuple[str, str], Composer] = {}
         self.redirect: Callable[[str], Awaitable[str]] | None = None
+
+    def composer(self, owner: str, name: str, compose: Composer) -> None:
+        """Register how ``owner``'s :class:`Composed` effects named ``name`` are made."""
+        self._composers[(owner, name)] = compose
 
     def on_done(self, owner: str, callback: DoneCallback) -> None:
         """``callback(key, result)`` runs in the transaction that marks one of ``owner``'s
         effects done (``result``: the event or room id), so what it records is never lost."""
         self._on_done[owner] = callback
 
-    async def promise(self, owner: str, key: str, effect: Effect) -> bool:
+    async def promise(
+        self, owner: str, key: str, effect: Effect, expires: datetime | None = None
+    ) -> bool:
         """Record ``effect`` under ``key`` (once: a key already promised is left alone, done
-        or not). Call it inside the transaction that makes the change it belongs to. Returns
-        whether it was new."""
+        or not). Call it inside the transaction that makes the change it belongs to. Past
+        ``expires`` it is given up instead of carried out. Returns whether it was new."""
         new = await self._db.execute_rowcount(
-            "INSERT OR IGNORE INTO core_effects (key, owner, kind, payload, promised_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (_full(owner, key), owner, _KIND_OF[type(effect)], _dump(effect), int(time.time())),
+            "INSERT OR IGNORE INTO core_effects "
+            "(key, owner, kind, payload, promised_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                _full(owner, key),
+                owner,
+                _KIND_OF[type(effect)],
+                _dump(effect),
+                int(time.time()),
+                int(expires.timestamp()) if expires is not None else None,
+            ),
         )
         return new > 0
 
@@ -212,6 +269,12 @@ class EffectRunner:
         try:
             async with lock:
                 return await self._carry_out(full)
+        except ComposerMissing as exc:
+            log.warning("effect %s waits for its composer: %s", _tag(full), exc)
+            return None
+        except NotYet as exc:  # its composer has said why, once
+            log.debug("effect %s not made yet: %s", _tag(full), exc)
+            return None
         except Exception as exc:
             # A refusal (TransportError.refused) no retry can turn into a success: dropped.
             if isinstance(exc, TransportError) and exc.refused:
@@ -219,8 +282,10 @@ class EffectRunner:
                 await self._db.execute(
                     "DELETE FROM core_effects WHERE key = ? AND done_at IS NULL", (full,)
                 )
-            else:
+            elif isinstance(exc, TransportError):
                 log.warning("effect %s not done yet, will try again: %s", _tag(full), exc)
+            else:  # a composer's own failure: its traceback, for whoever maintains it
+                log.exception("effect %s failed, will try again", _tag(full))
             return None
         finally:
             if not lock.locked():
@@ -260,17 +325,28 @@ class EffectRunner:
 
     async def _carry_out(self, full: str) -> str | None:
         row = await self._db.fetchone(
-            "SELECT kind, payload, tries, result, done_at FROM core_effects WHERE key = ?", (full,)
+            "SELECT kind, payload, tries, result, done_at, expires_at FROM core_effects "
+            "WHERE key = ?",
+            (full,),
         )
         if row is None:
             return None
-        kind, payload, tries, result, done_at = row
+        kind, payload, tries, result, done_at, expires_at = row
         if done_at is not None:
             return str(result or "")
         tag = _tag(full)
+        if expires_at is not None and self._now().timestamp() >= expires_at:
+            log.warning("gave up effect %s: its moment has passed", tag)
+            await self._done(full, "")
+            return ""
         failpoints.hit("effect-promised", tag)
         await self._db.execute("UPDATE core_effects SET tries = tries + 1 WHERE key = ?", (full,))
-        effect = _load(kind, payload)
+        effect: Effect | None = _load(kind, payload)
+        if isinstance(effect, Composed):
+            effect = await self._compose(full, effect)
+            if effect is None:  # nothing to say after all
+                await self._done(full, "")
+                return ""
         out = Outgoing(self._transport, txn_key("effect", full), self._pacer)
         if isinstance(effect, Say):
             room_id = await self._room(effect.room_id)
@@ -296,11 +372,23 @@ class EffectRunner:
                 extra=notice_replacement(effect.event_id, effect.text, effect.html),
             )
             result = await out.message(effect.room_id, message, may_ping_room=False)
-        else:
+        elif isinstance(effect, NewRoom):
             result = await self._new_room(full, effect, tries, result, out)
+        else:
+            raise TypeError(f"not an effect to carry out: {effect!r}")
         failpoints.hit("effect-sent", tag)
         await self._done(full, str(result or ""))
         return str(result or "")
+
+    async def _compose(self, full: str, effect: Composed) -> Made | None:
+        owner = full.partition(":")[0]
+        compose = self._composers.get((owner, effect.name))
+        if compose is None:
+            raise ComposerMissing(f"{owner} has no composer {effect.name!r}")
+        made = await compose(effect.args)
+        if made is not None and not isinstance(made, Say | DirectMessage | DirectFile):
+            raise TypeError(f"composer {effect.name!r} made {type(made).__name__}")
+        return made
 
     async def _new_room(
         self, full: str, effect: NewRoom, tries: int, made: str | None, out: Outgoing
@@ -370,18 +458,26 @@ class PluginEffects:
         self._runner = runner
         self._owner = owner
 
-    async def promise(self, key: str, effect: Effect) -> bool:
+    async def promise(self, key: str, effect: Effect, expires: datetime | None = None) -> bool:
         """Promise ``effect`` under ``key``, inside the transaction of the change it belongs
-        to; then :meth:`carry_out` it. A key already promised is left as it is."""
-        return await self._runner.promise(self._owner, key, effect)
+        to; then :meth:`carry_out` it. A key already promised is left as it is. Once the
+        bot's clock reaches ``expires`` it is given up instead (``on_done`` hears ``""``)."""
+        return await self._runner.promise(self._owner, key, effect, expires)
+
+    def composer(self, name: str, compose: Composer) -> None:
+        """How this plugin's :class:`Composed` effects named ``name`` are made: ``compose``
+        gets the effect's ``args`` when it is carried out and returns a :class:`Say`,
+        :class:`DirectMessage` or :class:`DirectFile`, or None for nothing to say. Register
+        it in ``setup()``, before any is carried out."""
+        self._runner.composer(self._owner, name, compose)
 
     async def carry_out(self, key: str) -> str | None:
         """Keep the promise now if it can be; None if it stays pending (it is retried)."""
         return await self._runner.carry_out(self._owner, key)
 
-    async def once(self, key: str, effect: Effect) -> str | None:
+    async def once(self, key: str, effect: Effect, expires: datetime | None = None) -> str | None:
         """Promise and carry out an effect that goes with no state change of its own."""
-        await self.promise(key, effect)
+        await self.promise(key, effect, expires)
         return await self.carry_out(key)
 
     async def result(self, key: str) -> str | None:

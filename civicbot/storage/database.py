@@ -101,6 +101,11 @@ CORE_MIGRATIONS: list[Migration] = [
         PRIMARY KEY (owner, item, event_id)
     );
     """,
+    # An effect whose moment can pass (a reminder, a week's digest): given up, not carried
+    # out, once the bot's clock reaches it (civicbot.core.effects).
+    """
+    ALTER TABLE core_effects ADD COLUMN expires_at INTEGER;
+    """,
 ]
 
 _CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?(\w+)", re.I)

@@ -1,8 +1,12 @@
 """Posting the weekly digests exactly once: a tick each minute finds the rooms whose slot fell
-since the last tick, claims room+week in the database, then sends with a key made of both.
+since the last tick, claims room+week in the database and, in the same transaction, promises
+the digest to the engine's outbox (``ctx.effects``), which carries it out.
 
-* A crash after the claim and before the send's answer leaves the claim without an event id:
-  the next tick (or start) sends again with the same key, so the homeserver keeps one copy.
+* The digest is a composed effect: written when it goes out (the week as it stands then), so
+  a crash or an outage between the claim and the send loses nothing and sends nothing twice
+  (the outbox keeps the promise until it is done, under one transaction id).
+* It expires a week after its slot: once the next one is due, this week's is no news, and the
+  outbox gives it up instead of posting it late.
 * The last tick's time is stored, so after downtime the first tick sees every slot that fell
   meanwhile and posts the room's latest one, marked late (an older missed week is not posted
   once the next one is due).
@@ -20,9 +24,9 @@ from typing import Any
 from civicbot_plugins.digest.compose import Composer, TemplateProblem
 from civicbot_plugins.digest.counts import WeekCounter
 from civicbot_plugins.digest.service import WEEK, latest_slot, week_key
-from civicbot_plugins.digest.store import KEEP_COUNTS_S, Claim, DigestStore
+from civicbot_plugins.digest.store import KEEP_COUNTS_S, DigestStore
 
-from civicbot.api import SendPacer, TransportError
+from civicbot.api import Composed, DirectMessage, NotYet, Say, SendPacer
 
 log = logging.getLogger("civicbot.plugins.digest")
 LATE_AFTER = timedelta(minutes=15)
@@ -48,6 +52,13 @@ class DigestRunner:
         # when the repeating one comes round, and it would re-send claims still in flight.
         self._one_at_a_time = asyncio.Lock()
 
+    def register(self) -> None:
+        """In ``setup()``: how the outbox makes a digest when it carries one out (promises
+        left from before a stop are carried out at the catch-up, before :meth:`start`)."""
+        self.ctx.effects.composer("room", self._compose_room)
+        self.ctx.effects.composer("personal", self._compose_personal)
+        self.ctx.effects.on_done(self._done)
+
     async def start(self, now: datetime) -> None:
         stored = await self.store.get_state(LAST_TICK)
         if stored is None:  # first start ever: nothing is overdue
@@ -61,10 +72,7 @@ class DigestRunner:
             await self._tick(now)
 
     async def _tick(self, now: datetime) -> None:
-        await self.counter.flush()  # the numbers include the last few seconds
         since = self.last_tick or now
-        for claim in await self.store.unsent():
-            await self._resend(claim, now)
         for room_id in await self.ctx.rooms.joined_rooms():
             try:
                 await self._room(room_id, since, now)
@@ -85,43 +93,43 @@ class DigestRunner:
             return
         week = week_key(slot, zone)
         late = now - slot > LATE_AFTER
-        if await self.store.claim(room_id, week, _ts(slot), _ts(now), late):
-            await self._post(Claim(room_id, week, _ts(slot), late, None))
+        key = f"digest:{room_id}:{week}"
+        made = {"room": room_id, "week": week, "due": _ts(slot), "late": late}
+        async with self.ctx.db.transaction():
+            if not await self.store.claim(room_id, week, _ts(slot), _ts(now), late):
+                return
+            await self.ctx.effects.promise(key, Composed("room", made), expires=slot + WEEK)
+        await self.ctx.effects.carry_out(key)
 
-    async def _resend(self, claim: Claim, now: datetime) -> None:
-        due = datetime.fromtimestamp(claim.due_at, UTC)
-        if now - due >= WEEK:  # the next one is due: this week's is no news any more
-            log.warning("gave up the digest of %s for %s", claim.room_id, claim.week)
-            await self.store.sent(claim.room_id, claim.week, "")
-            return
-        await self._post(claim)
-
-    async def _post(self, claim: Claim) -> None:
-        due = datetime.fromtimestamp(claim.due_at, UTC)
+    async def _compose_room(self, args: dict[str, Any]) -> Say | None:
+        room_id, week = str(args["room"]), str(args["week"])
+        due = datetime.fromtimestamp(int(args["due"]), UTC)
+        await self.counter.flush()  # the numbers include the last few seconds
         try:
-            rendered = await self.composer.room(claim.room_id, due, late=claim.late)
+            rendered = await self.composer.room(room_id, due, late=bool(args["late"]))
         except TemplateProblem as exc:
-            # The claim stays: once the operator fixes the template and restarts, it goes out
-            # (late) if its week is not over. Logged once per room and week, not every minute.
-            if (claim.room_id, claim.week) not in self._reported:
-                self._reported.add((claim.room_id, claim.week))
+            # Kept: once the operator fixes the template and restarts, it goes out (late) if
+            # its week is not over. Logged once per room and week, not every minute.
+            if (room_id, week) not in self._reported:
+                self._reported.add((room_id, week))
                 log.error(
                     "the digest of %s for %s was not posted, its template is broken: %s",
-                    claim.room_id, claim.week, exc,
+                    room_id, week, exc,
                 )  # fmt: skip
-            return
+            raise NotYet("its template is broken") from None
         if rendered is None:  # an empty week in a room that asked for nothing then
-            await self.store.sent(claim.room_id, claim.week, "")
-            return
+            return None
         await self.rollout.wait("all rooms")
-        try:
-            event_id = await self.ctx.send(
-                claim.room_id, rendered, key=f"digest:{claim.room_id}:{claim.week}"
-            )
-        except TransportError as exc:
-            log.warning("the digest of %s could not be sent yet: %s", claim.room_id, exc)
-            return
-        await self.store.sent(claim.room_id, claim.week, event_id)
+        return Say(room_id, rendered.text, rendered.html)
+
+    async def _done(self, key: str, event_id: str) -> None:
+        """In the transaction that marks a digest done (or given up, with no event)."""
+        kind, _, rest = key.partition(":")
+        who, _, week = rest.rpartition(":")
+        if kind == "digest":
+            await self.store.sent(who, week, event_id)
+        elif kind == "personal":
+            await self.store.personal_sent(who, week, event_id)
 
     async def is_group_room(self, room_id: str) -> bool:
         """A room of people, not a DM (two members) nor a space (which has no timeline)."""
@@ -136,31 +144,45 @@ class DigestRunner:
         zone = self.ctx.default_zone
         slot = latest_slot(config.weekday, *config.clock, zone, now)
         if not since < slot <= now:
-            for user_id, week in await self.store.unsent_personal():
-                await self._send_personal(user_id, week, slot)
             return
         week = week_key(slot, zone)
         for user_id in await self.store.subscribers():
-            if await self.store.claim_personal(user_id, week, _ts(now)):
-                await self._send_personal(user_id, week, slot)
+            key = f"personal:{user_id}:{week}"
+            made = {"user": user_id, "week": week, "due": _ts(slot)}
+            async with self.ctx.db.transaction():
+                if not await self.store.claim_personal(user_id, week, _ts(now)):
+                    continue
+                await self.ctx.effects.promise(key, Composed("personal", made), expires=slot + WEEK)
+            await self.ctx.effects.carry_out(key)
 
-    async def _send_personal(self, user_id: str, week: str, slot: datetime) -> None:
+    async def _compose_personal(self, args: dict[str, Any]) -> DirectMessage | None:
+        user_id, week = str(args["user"]), str(args["week"])
+        slot = datetime.fromtimestamp(int(args["due"]), UTC)
         try:
             rendered = await self.composer.personal(user_id, slot, self.ctx.default_zone)
-            if rendered is None:
-                await self.store.personal_sent(user_id, week, "")
-                return
-            room_id = await self.ctx.direct_room(user_id)
-            await self.rollout.wait("all rooms")
-            event_id = await self.ctx.send(
-                room_id, rendered, key=f"personal:{user_id}:{week}", notify=(user_id,)
-            )
         except TemplateProblem as exc:
             if (user_id, week) not in self._reported:
                 self._reported.add((user_id, week))
                 log.error("a personal digest was not sent, its template is broken: %s", exc)
-            return
-        except TransportError as exc:
-            log.warning("a personal digest could not be sent yet: %s", exc)
-            return
-        await self.store.personal_sent(user_id, week, event_id)
+            raise NotYet("its template is broken") from None
+        if rendered is None:
+            return None
+        await self.rollout.wait("all rooms")
+        return DirectMessage(user_id, rendered.text, rendered.html)
+
+    async def adopt_unsent(self) -> None:
+        """Claims an earlier version left unsent (it sent them itself): promised now, to the
+        outbox, which gives up those whose week is over."""
+        for claim in await self.store.unsent():
+            due = datetime.fromtimestamp(claim.due_at, UTC)
+            made = {"room": claim.room_id, "week": claim.week, "due": claim.due_at,
+                    "late": claim.late}  # fmt: skip
+            key = f"digest:{claim.room_id}:{claim.week}"
+            if await self.ctx.effects.promise(key, Composed("room", made), expires=due + WEEK):
+                await self.ctx.effects.carry_out(key)
+        for user_id, week, claimed_at in await self.store.unsent_personal():
+            key = f"personal:{user_id}:{week}"
+            made = {"user": user_id, "week": week, "due": claimed_at}
+            due = datetime.fromtimestamp(claimed_at, UTC)
+            if await self.ctx.effects.promise(key, Composed("personal", made), expires=due + WEEK):
+                await self.ctx.effects.carry_out(key)

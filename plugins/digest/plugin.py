@@ -57,11 +57,13 @@ class DigestPlugin(Plugin[DigestConfig]):
         if self.looks.problem:
             self.log.error("the digest templates are broken: %s", self.looks.problem)
         self.ctx.jobs.every("flush", FLUSH_EVERY, self._flush)
+        self.runner.register()
 
     async def caught_up(self) -> None:
         """Digests that fell due while the bot was down go out now, once, marked late."""
         now = self.ctx.clock.now()
         await self.runner.start(now)
+        await self.runner.adopt_unsent()
         # Armed first: if this first look fails (the homeserver is away), the next one runs.
         every = timedelta(seconds=self.ctx.default_config.check_every_seconds)
         self.ctx.jobs.every("tick", every, self._tick)

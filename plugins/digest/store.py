@@ -106,7 +106,8 @@ class DigestStore:
         return Claim(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
 
     async def unsent(self) -> list[Claim]:
-        """Claims whose send never came back (a crash mid-send): re-sent at start."""
+        """Claims with no event: an earlier version's crash mid-send (this one promises each
+        claim to the outbox in its own transaction, which records the event when done)."""
         rows = await self.db.fetchall(
             "SELECT room_id, week, due_at, late, event_id FROM digest_posts "
             "WHERE event_id IS NULL ORDER BY due_at"
@@ -117,13 +118,6 @@ class DigestStore:
         await self.db.execute(
             "UPDATE digest_posts SET event_id = ? WHERE room_id = ? AND week = ?",
             (event_id, room_id, week),
-        )
-
-    async def release(self, room_id: str, week: str) -> None:
-        """Drop a claim nothing was sent for (the template was broken): fixed, it can go."""
-        await self.db.execute(
-            "DELETE FROM digest_posts WHERE room_id = ? AND week = ? AND event_id IS NULL",
-            (room_id, week),
         )
 
     # -- subscribers -------------------------------------------------------------------------
@@ -163,11 +157,12 @@ class DigestStore:
             (event_id, user_id, week),
         )
 
-    async def unsent_personal(self) -> list[tuple[str, str]]:
+    async def unsent_personal(self) -> list[tuple[str, str, int]]:
+        """(person, week, claimed at) of personal digests claimed and never sent."""
         rows = await self.db.fetchall(
-            "SELECT user_id, week FROM digest_personal WHERE event_id IS NULL"
+            "SELECT user_id, week, claimed_at FROM digest_personal WHERE event_id IS NULL"
         )
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], int(r[2])) for r in rows]
 
     async def forget_person(self, user_id: str) -> int:
         removed = await self.unsubscribe(user_id)

@@ -65,8 +65,19 @@ RESPONSE_POINTS = (
     "effect-promised:consultations.follow",  # the response recorded, a follower not yet told
     "effect-sent:consultations.follow",  # told, not yet recorded
 )
+# Proved in tests/integration/test_digest.py (test_a_week_of_activity_makes_one_digest_across…)
+DIGEST_POINTS = (
+    "effect-promised:digest.digest",  # the week claimed and the digest promised, not yet made
+    "effect-sent:digest.digest",  # made and posted, not yet recorded
+)
 CRASH_POINTS = (
-    WELCOME_POINTS + INTRO_POINTS + EXPIRY_POINTS + DM_POINTS + CLOSE_POINTS + RESPONSE_POINTS
+    WELCOME_POINTS
+    + INTRO_POINTS
+    + EXPIRY_POINTS
+    + DM_POINTS
+    + CLOSE_POINTS
+    + RESPONSE_POINTS
+    + DIGEST_POINTS
 )
 
 
@@ -284,7 +295,7 @@ async def test_a_consultations_summary_csv_and_response_go_once_whatever_instant
 
 def test_crash_points_are_counted():
     """The number the issue asks for: crash points proved once-and-only-once above."""
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 15
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 17
 
 
 # -- room upgrades -------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from civicbot_plugins.mutual_aid.plugin import MutualAidPlugin
 
-from civicbot.core.effects import DirectMessage, NewRoom, RoomNotice, Say
+from civicbot.core.effects import Composed, DirectMessage, NewRoom, RoomNotice, Say
 from civicbot.core.events import EventKind
 from civicbot.core.loader import discover
 from civicbot.testing.harness import BotHarness
@@ -206,3 +207,97 @@ async def test_forgetting_a_person_drops_what_was_still_promised_to_them(tmp_pat
         assert await h.bot.effects.forget(ANN) == 1
         assert await h.bot.effects.is_pending("core", "dm:annie")
         assert not await h.bot.effects.is_pending("core", "dm:ann")
+
+
+async def test_an_effect_past_its_moment_is_given_up_not_carried_out(tmp_path):
+    """A reminder or a week's digest that could not go out before its moment passed (the
+    homeserver away, the bot down) is no news any more: given up, and its owner hears so."""
+    async with BotHarness.create(tmp_path, {}) as h:
+        await caught_up(h)
+        room = h.room()
+        heard: list[tuple[str, str]] = []
+
+        async def done(key: str, result: str) -> None:
+            heard.append((key, result))
+
+        h.bot.effects.on_done("core", done)
+        h.transport.fail_sends = 10**6
+        moment = h.clock.now() + timedelta(minutes=30)
+        await h.bot.effects.promise("core", "remind:1", Say(room, "Starts soon"), expires=moment)
+        await h.bot.effects.promise("core", "remind:2", Say(room, "Starts later"))
+        assert await h.bot.effects.carry_out("core", "remind:1") is None  # pending: retried
+        await h.advance(timedelta(minutes=29))
+        assert heard == [] and h.texts(room) == []  # still tried every minute
+        await h.advance(timedelta(minutes=2))  # the homeserver is back only after the moment
+        h.transport.fail_sends = 0
+        await h.advance(timedelta(minutes=1))
+        assert h.texts(room) == ["Starts later"]  # the one with no moment still goes
+        assert ("remind:1", "") in heard
+        # Given up is done: promising it again (a replay) sends nothing either.
+        assert not await h.bot.effects.promise("core", "remind:1", Say(room, "Starts soon"))
+        assert await h.bot.effects.carry_out("core", "remind:1") == ""
+        assert h.texts(room) == ["Starts later"]
+
+
+async def test_a_composed_effect_is_made_when_carried_out_and_seen_once(tmp_path):
+    """What a composed effect says is made when it goes out (the week so far); a retry after
+    a crash may make it again, differently, and the room still sees one message."""
+    async with BotHarness.create(tmp_path, {}) as h:
+        await caught_up(h)
+        room = h.room()
+        made: list[dict] = []
+        count = {"n": 0}
+
+        async def compose(args: dict):
+            made.append(args)
+            count["n"] += 1
+            if args.get("quiet"):
+                return None  # nothing to say this time
+            return Say(args["room"], f"Digest, version {count['n']}")
+
+        await h.bot.effects.promise("core", "digest:1", Composed("digest", {"room": room}))
+        # Registered after the promise (as at a start): it waits for its composer.
+        assert await h.bot.effects.carry_out("core", "digest:1") is None
+        h.bot.effects.composer("core", "digest", compose)
+        # The process dies between the send and its record.
+        record = h.bot.effects._done
+
+        async def crash(full: str, result: str) -> None:
+            raise Crash
+
+        h.bot.effects._done = crash  # type: ignore[method-assign]
+        with pytest.raises(Crash):
+            await h.bot.effects.carry_out("core", "digest:1")
+        h.bot.effects._done = record  # type: ignore[method-assign]
+        assert h.texts(room) == ["Digest, version 1"]
+        # Made again at the retry, differently, and sent under the same id: seen once.
+        await h.bot.effects.carry_out_pending()
+        assert count["n"] == 2
+        assert h.texts(room) == ["Digest, version 1"]
+        assert await h.bot.effects.carry_out("core", "digest:1")
+        assert count["n"] == 2  # done: not made again
+        # Nothing to say: done with no message.
+        await h.bot.effects.promise("core", "digest:2", Composed("digest", {"quiet": True}))
+        assert await h.bot.effects.carry_out("core", "digest:2") == ""
+        assert h.texts(room) == ["Digest, version 1"]
+
+
+async def test_a_composer_that_fails_leaves_its_promise_to_be_tried_again(tmp_path):
+    async with BotHarness.create(tmp_path, {}) as h:
+        await caught_up(h)
+        room = h.room()
+        broken = {"yes": True}
+
+        async def compose(args: dict):
+            if broken["yes"]:
+                raise ValueError("the operator's template is broken")
+            return Say(room, "Fixed")
+
+        h.bot.effects.composer("core", "digest", compose)
+        await h.bot.effects.promise("core", "digest:3", Composed("digest"))
+        assert await h.bot.effects.carry_out("core", "digest:3") is None
+        await h.advance(timedelta(minutes=2))
+        assert h.texts(room) == []
+        broken["yes"] = False
+        await h.advance(timedelta(minutes=1))
+        assert h.texts(room) == ["Fixed"]

@@ -91,15 +91,46 @@ async def test_a_restart_around_the_time_posts_it_exactly_once(tmp_path: Path) -
     async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
         room = h.room(members=[ANN, BOB, CAT])
         await h.say(room, ANN, "hello")
+        # Claimed and promised, and the process dies before the homeserver has it (every
+        # send fails until the restart).
+        h.transport.fail_sends = 10**6
         await h.advance(TO_SUNDAY_DIGEST + timedelta(minutes=1))
-        assert len(digests(h, room)) == 1
-        # A crash between the claim and the homeserver's answer: the claim has no event id.
-        await h.db.execute("UPDATE digest_posts SET event_id = NULL")
+        assert digests(h, room) == []
+        assert await h.db.fetchval("SELECT count(*) FROM digest_posts WHERE event_id IS NULL")
+        h.transport.fail_sends = 0
         h = await h.restart()
-        await h.say(room, ANN, "back")
-        await h.advance(timedelta(minutes=2))
-        assert len(digests(h, room)) == 1  # re-sent with the same txn id: the fake drops it
-        assert await h.db.fetchval("SELECT event_id FROM digest_posts") != ""
+        await h.say(room, ANN, "back")  # the catch-up keeps what was promised
+        (digest,) = digests(h, room)
+        sent = next(s for s in h.transport.sent if s.body == digest)
+        assert await h.db.fetchval("SELECT event_id FROM digest_posts") == sent.event_id
+        await h.advance(timedelta(minutes=30))
+        assert len(digests(h, room)) == 1
+        await h.close()
+
+
+async def test_a_homeserver_away_past_the_next_digest_gives_the_old_one_up(
+    tmp_path: Path, caplog
+) -> None:
+    """A digest promised while the homeserver is away waits in the outbox; once the next
+    week's is due, the old one is no news: given up, never posted a week late."""
+    async with BotHarness.create(tmp_path, limits=NO_LIMITS, plugins=QUARTERLY) as h:
+        room = h.room(members=[ANN, BOB, CAT])
+        await h.say(room, ANN, "hello")
+        h.transport.fail_sends = 10**6
+        await h.advance(TO_SUNDAY_DIGEST + timedelta(minutes=3))  # tried each minute
+        assert digests(h, room) == []
+        # The bot goes down too, and comes back with the homeserver after the next Sunday.
+        await h.bot.stop()
+        h.clock.advance(timedelta(days=7))
+        h.transport.fail_sends = 0
+        h = await h.restart()
+        with caplog.at_level(logging.WARNING):
+            await h.say(room, ANN, "back")
+        assert "gave up effect digest.digest" in caplog.text
+        (digest,) = digests(h, room)  # this week's, once (late); last week's never
+        assert "Sun 29 Nov – Sun 6 Dec" in digest, digest
+        weeks = await h.db.fetchall("SELECT week, event_id FROM digest_posts ORDER BY week")
+        assert [bool(event) for _, event in weeks] == [False, True]  # given up, then posted
         await h.close()
 
 
