@@ -1,14 +1,15 @@
 """A meeting's life after ``!meet``: the poll and table, fixing, deadlines and reminders.
 
 Sends caused by a resident's command go through that command's :class:`Outgoing` (keyed by
-its event); sends nobody typed are keyed by what they are for (``fixed:3``,
-``reminder:<reminder key>``), so a step repeated after a crash reaches the homeserver with the
-same transaction id and is shown once.
+its event); sends nobody typed are keyed by what they are for (``fixed:3``), so a step
+repeated after a crash reaches the homeserver with the same transaction id and is shown once.
 
-Reminders are exactly once: each is claimed in the ``meetings_reminders`` ledger before it is
-sent and marked done after; one claimed but not marked (a crash in between) is sent again at
-the next start with the same transaction ids, which the homeserver deduplicates. One job per
-meeting waits for its next reminder (not one per reminder: 10,000 reminders are 1,000 jobs).
+Reminders are exactly once: each is claimed in the ``meetings_reminders`` ledger and, in the
+same transaction, promised to the engine's outbox (``ctx.effects``): one effect for the room
+and one per person going, each written when it goes out ("starts in 40 minutes") and given
+up once the meeting has started. The outbox keeps them through crashes and outages, and the
+room's marks its claim sent. One job per meeting waits for its next reminder (not one per
+reminder: 10,000 reminders are 1,000 jobs).
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ from civicbot_plugins.meetings.service import (
 from civicbot_plugins.meetings.store import MeetingStore
 
 from civicbot.api import (
+    Composed,
+    DirectMessage,
     Event,
     EventKind,
     Message,
     Outgoing,
+    Say,
     TransportError,
     describe_delta,
     notice_replacement,
@@ -109,6 +113,10 @@ class MeetingRunner:
     async def start(self) -> None:
         """Re-arm deadlines and reminders from the tables. Overdue ones wait for
         :meth:`caught_up`, so a ``!meet cancel`` typed while the bot was down is read first."""
+        # Reminders go through the outbox: made when they go out, given up once the meeting
+        # has started (promises left from before a stop are kept at the catch-up).
+        self.ctx.effects.composer("reminder", self._compose_reminder)
+        self.ctx.effects.on_done(self._reminder_done)
         now = self.ctx.clock.now()
         sent = await self.records.reminder_keys()
         offsets: dict[str, tuple[timedelta, ...]] = {}
@@ -125,7 +133,7 @@ class MeetingRunner:
         self._caught_up = True
         now = self.ctx.clock.now()
         for key, meeting_id, delivery in await self.records.unfinished_reminders():
-            await self._resend(key, meeting_id, Delivery(delivery), now)
+            await self._adopt(key, meeting_id, Delivery(delivery))
         for meeting in await self.store.active(now):
             if meeting.announce_event_id is None and not meeting.fixed_by:
                 await self._finish_auto_fix(meeting)
@@ -379,9 +387,6 @@ class MeetingRunner:
                 return
             config = await self.ctx.config(meeting.room_id)
             now = self.ctx.clock.now()
-            # A send that failed last time (this run is the job's retry) goes first.
-            for key, _, delivery in await self.records.unfinished_reminders(meeting_id):
-                await self._resend(key, meeting_id, Delivery(delivery), now)
             sent = await self.records.reminder_keys([meeting_id])
             pending = pending_reminders(
                 meeting_id, schedule, config.offsets, now, sent, meeting.changed_at
@@ -389,58 +394,93 @@ class MeetingRunner:
             for reminder, delivery in plan_due(pending, now):
                 if not config.enabled:
                     delivery = Delivery.SKIP  # the room switched meetings off
-                claimed = await self.records.claim_reminder(
-                    reminder.key, meeting_id, reminder.due_at, delivery.value, now
-                )
-                if claimed and delivery is not Delivery.SKIP:
-                    await self._send_reminder(meeting, reminder, delivery, now)
+                async with self.ctx.db.transaction():
+                    claimed = await self.records.claim_reminder(
+                        reminder.key, meeting_id, reminder.due_at, delivery.value, now
+                    )
+                    keys = (
+                        await self._promise_reminder(meeting, reminder.key, delivery)
+                        if claimed and delivery is not Delivery.SKIP
+                        else []
+                    )
+                for key in keys:
+                    await self.ctx.effects.carry_out(key)
             sent = await self.records.reminder_keys([meeting_id])
             self._arm_pending(meeting, now, sent, config.offsets)
 
-    async def _resend(self, key: str, meeting_id: int, delivery: Delivery, now: datetime) -> None:
-        """A reminder claimed before a crash but not marked sent: send it again (the same
-        transaction ids: shown once), unless the meeting has started meanwhile."""
+    async def _promise_reminder(self, meeting: Meeting, key: str, delivery: Delivery) -> list[str]:
+        """Promise one reminder to the outbox: in the room, and by DM to everyone going (in
+        the transaction that claims it). Each expires when the meeting starts. Returns the
+        effects' keys, to carry out once the transaction is over."""
+        parsed = parse_reminder_key(key, meeting.duration)
+        if parsed is None:
+            return []
+        start = parsed[0].start
+        made = {"meeting": meeting.id, "key": key, "late": delivery is Delivery.LATE}
+        keys = [f"reminder:{key}"]
+        await self.ctx.effects.promise(keys[0], Composed("reminder", made), expires=start)
+        for person in await self.store.going(meeting.id):
+            # The key names no one: a keyed hash of the person (the payload, wiped once the
+            # DM is sent, holds their id).
+            dm_key = f"reminder-dm:{key}:{self.ctx.keyed_hash(person)}"
+            promised = Composed("reminder", {**made, "person": person})
+            await self.ctx.effects.promise(dm_key, promised, expires=start)
+            keys.append(dm_key)
+        return keys
+
+    async def _adopt(self, key: str, meeting_id: int, delivery: Delivery) -> None:
+        """A reminder claimed and not recorded as sent: promised if it is not yet (a claim an
+        earlier version left at a crash mid-send), and carried out now (the outbox retries
+        its own every minute anyway)."""
         meeting = await self.store.get(meeting_id)
-        parsed = parse_reminder_key(key, meeting.duration) if meeting else None
-        if meeting is None or parsed is None or meeting.state != FIXED or now >= parsed[0].start:
+        if meeting is None:
             await self.records.finish_reminder(key, "")
             return
+        async with self.ctx.db.transaction():
+            keys = await self._promise_reminder(meeting, key, delivery)
+        for effect in keys:
+            await self.ctx.effects.carry_out(effect)
+
+    async def _compose_reminder(self, args: dict[str, Any]) -> Say | DirectMessage | None:
+        """The reminder as it reads when it goes out: how long until the start, and "late"."""
+        meeting = await self.store.get(int(args["meeting"]))
+        key = str(args["key"])
+        parsed = parse_reminder_key(key, meeting.duration) if meeting else None
+        now = self.ctx.clock.now()
+        if meeting is None or parsed is None or meeting.state != FIXED:
+            return None  # cancelled or changed meanwhile: nothing to remind of
         occurrence, offset = parsed
-        reminder = Reminder(key, meeting_id, occurrence, offset, occurrence.start - offset)
-        await self._send_reminder(meeting, reminder, delivery, now)
-
-    async def _send_reminder(
-        self, meeting: Meeting, reminder: Reminder, delivery: Delivery, now: datetime
-    ) -> None:
-        start = reminder.occurrence.start
-        note = late_note(reminder, now) if delivery is Delivery.LATE else ""
-
-        def text(zone: Any) -> Any:
-            return self.ctx.render(
-                "reminder",
-                meeting=meeting,
-                label=meeting.label,
-                starts_in=describe_delta(start - now),
-                when=render.short_slot(meeting, start, zone, now),
-                place=render.place_text(meeting),
-                note=note,
-            )
-
-        room_zone = await self.ctx.timezone(meeting.room_id)
-        event_id = await send_notice(
-            self.ctx,
-            self.ctx.outgoing("reminder", reminder.key),
+        if now >= occurrence.start:
+            return None
+        reminder = Reminder(key, meeting.id, occurrence, offset, occurrence.start - offset)
+        person = args.get("person")
+        if person is not None and person not in await self.store.going(meeting.id):
+            return None  # no longer going
+        zone = (
+            await self.zone_of(str(person), meeting.room_id)
+            if person is not None
+            else await self.ctx.timezone(meeting.room_id)
+        )
+        rendered = self.ctx.render(
+            "reminder",
+            meeting=meeting,
+            label=meeting.label,
+            starts_in=describe_delta(occurrence.start - now),
+            when=render.short_slot(meeting, occurrence.start, zone, now),
+            place=render.place_text(meeting),
+            note=late_note(reminder, now) if args.get("late") else "",
+        )
+        if person is not None:
+            return DirectMessage(str(person), rendered.text, rendered.html)
+        return Say(
             meeting.room_id,
-            text(room_zone),
+            rendered.text,
+            rendered.html,
             reply_to=meeting.announce_event_id,
             thread_root=meeting.thread_root,
         )
-        for person in await self.store.going(meeting.id):
-            try:
-                room = await self.ctx.direct_room(person)
-                out = self.ctx.outgoing("reminder", reminder.key, person)
-                zone = await self.zone_of(person, meeting.room_id)
-                await send_notice(self.ctx, out, room, text(zone), notify=(person,))
-            except TransportError as exc:
-                log.warning("could not DM a reminder of %s: %s", meeting.label, exc)
-        await self.records.finish_reminder(reminder.key, event_id)
+
+    async def _reminder_done(self, key: str, event_id: str) -> None:
+        kind, _, reminder = key.partition(":")
+        if kind == "reminder":  # the room's (a DM's is not recorded)
+            await self.records.finish_reminder(reminder, event_id)

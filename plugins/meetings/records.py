@@ -21,10 +21,9 @@ class RecordStore:
     async def claim_reminder(
         self, key: str, meeting_id: int, due_at: datetime, delivery: str, now: datetime
     ) -> bool:
-        """Take a reminder: True for the one caller that should send (or skip) it. Send with a
-        transaction id derived from ``key`` and then :meth:`finish_reminder`; after a crash in
-        between, :meth:`unfinished_reminders` lists it to resend with the same transaction id,
-        which the homeserver deduplicates."""
+        """Take a reminder: True for the one caller that should send (or skip) it, which
+        promises it to the outbox in the same transaction; the outbox's ``on_done`` calls
+        :meth:`finish_reminder`."""
         changed = await self.db.execute_rowcount(
             "INSERT INTO meetings_reminders (key, meeting_id, due_at, delivery, claimed_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import icalendar
 
 from tests.integration.conftest import agreed_start, is_for, is_notice_from, room_with_bot
+from tests.integration.test_once import REMINDER_POINTS, start_and_die_at
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
@@ -121,8 +122,10 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     await bob.send_text(room, "!rsvp M-2 going")
     await bob.wait_for(room, is_notice_from(bot.user_id, "See you there: M-2"))
     assert await bot.stop() == 0  # restart between fixing and reminding
-    await bot.start()
     bot.move_clock_to(starts - timedelta(seconds=90))  # past the reminder's time, not the start
+    for point in REMINDER_POINTS:  # and it dies as it reminds, at each of the outbox's steps
+        await start_and_die_at(bot, point)
+    await bot.start()
     reminder = await ann.wait_for(
         room, is_notice_from(bot.user_id, "⏰ M-2: Quick check-in starts"), timeout=60
     )
@@ -132,4 +135,6 @@ async def test_propose_answer_fix_download_the_ics_and_be_reminded_once(resident
     assert sum(b.startswith("⏰ M-2") for b in bodies) == 1
     # Bob said he is going: the reminder reaches him privately too, in the DM the bot made.
     await bob.wait_for(dm, is_for(bot.user_id, bob.user_id, "⏰ M-2: Quick check-in starts"))
+    told = [e["content"].get("body", "") for e in await bob.messages(dm, limit=100)]
+    assert sum(b.startswith("⏰ M-2") for b in told) == 1
     assert sorted(await bob.joined_members(dm)) == sorted([bob.user_id, bot.user_id])

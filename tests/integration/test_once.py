@@ -70,6 +70,12 @@ DIGEST_POINTS = (
     "effect-promised:digest.digest",  # the week claimed and the digest promised, not yet made
     "effect-sent:digest.digest",  # made and posted, not yet recorded
 )
+# Proved in tests/integration/test_meetings.py (test_propose_answer_fix_download_the_ics_and…)
+REMINDER_POINTS = (
+    "effect-promised:meetings.reminder",  # the reminder claimed and promised, not yet made
+    "effect-sent:meetings.reminder",  # posted in the room, not yet recorded
+    "effect-sent:meetings.reminder-dm",  # sent by DM to someone going, not yet recorded
+)
 CRASH_POINTS = (
     WELCOME_POINTS
     + INTRO_POINTS
@@ -78,6 +84,7 @@ CRASH_POINTS = (
     + CLOSE_POINTS
     + RESPONSE_POINTS
     + DIGEST_POINTS
+    + REMINDER_POINTS
 )
 
 
@@ -295,7 +302,7 @@ async def test_a_consultations_summary_csv_and_response_go_once_whatever_instant
 
 def test_crash_points_are_counted():
     """The number the issue asks for: crash points proved once-and-only-once above."""
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 17
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 20
 
 
 # -- room upgrades -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import recurring_ical_events
 
 from civicbot.scheduling.clock import FakeClock
 from civicbot.testing.harness import BotHarness
+from civicbot.transport import TransportError
 from tests.unit.plugins.meetings_support import (
     ANN,
     BOB,
@@ -135,6 +136,30 @@ async def test_a_failed_send_is_retried_and_still_sent_once(tmp_path):
         assert len(reminders_in(h, DM_BOB)) == 1
         await h.advance(timedelta(days=2))
         assert len(reminders_in(h, room)) == 2 and len(reminders_in(h, DM_BOB)) == 2
+
+
+async def test_a_reminder_dm_that_fails_is_sent_once_when_it_can_be(tmp_path, monkeypatch):
+    """Each DM of a reminder is its own promise in the outbox: one that failed was logged and
+    lost while the room's went out."""
+    async with meetings_harness(tmp_path) as h:
+        room = await fixed_meeting(h)
+        real = h.transport.send_event
+        away = {"dm": True}
+
+        async def dm_fails(room_id: str, *args, **kwargs):
+            if room_id == DM_BOB and away["dm"]:
+                raise TransportError("simulated failure", "M_UNKNOWN")
+            return await real(room_id, *args, **kwargs)
+
+        monkeypatch.setattr(h.transport, "send_event", dm_fails)
+        await h.advance(timedelta(days=14, hours=9, minutes=1))  # the 24 h reminder is due
+        assert len(reminders_in(h, room)) == 1
+        assert reminders_in(h, DM_BOB) == []
+        away["dm"] = False
+        await h.advance(timedelta(minutes=2))  # the outbox tries again each minute
+        assert len(reminders_in(h, DM_BOB)) == 1
+        await h.advance(timedelta(minutes=30))
+        assert len(reminders_in(h, DM_BOB)) == 1 and len(reminders_in(h, room)) == 1
 
 
 @pytest.mark.parametrize(
