@@ -2,7 +2,9 @@
 
 Every send here that is not caused by a resident's event goes through
 ``PluginContext.outgoing``/``send`` keyed by the poll, so a close retried after a crash, or raced
-by ``!poll close`` and the deadline, speaks once.
+by ``!poll close`` and the deadline, speaks once. The results message is a promise to the
+engine's outbox, made in the transaction that starts the close, and written when it goes out
+from the count to the end event's time (a composed effect).
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from civicbot_plugins.polls.service import (
 from civicbot_plugins.polls.store import PollStore
 
 from civicbot.api import (
+    Composed,
     DirectMessage,
     Event,
     EventKind,
+    Say,
     TransportError,
     format_when,
     ms,
@@ -65,6 +69,17 @@ class Tracked(NamedTuple):
     room_id: str
 
 
+class Outcome(NamedTuple):
+    """A closing poll's final count and its results message."""
+
+    cutoff: int | None
+    end_id: str | None
+    result: dict[str, Any]
+    voters: int
+    text: str
+    html: str | None
+
+
 class PollRunner:
     """Owns the timers and the in-memory index of open native polls."""
 
@@ -79,13 +94,16 @@ class PollRunner:
         # their vote sent before the stop is handled after the asking, it takes part after all,
         # and their second vote is told so rather than "already voted".
         self.asked_again: set[tuple[int, str]] = set()
+        self._counted: dict[int, Outcome] = {}  # closing polls counted, results not recorded
         self._caught_up = False
 
     # -- start-up ------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Re-arm every deadline from the database. A deadline missed while the bot was down
-        waits for :meth:`caught_up`, so the ``!vote`` messages sent meanwhile are read first;
-        a close interrupted by a crash is finished at once (its cut-off is already fixed)."""
+        """Register the results' composer; re-arm every deadline from the database. A
+        deadline missed while the bot was down waits for :meth:`caught_up`, so the ``!vote``
+        messages sent meanwhile are read first; a close interrupted by a crash is finished at
+        once (its cut-off is already fixed)."""
+        self.ctx.effects.composer("results", self._compose_results)
         now = self.ctx.clock.now()
         for poll in await self.store.unfinished():
             self.track(poll)
@@ -306,53 +324,85 @@ class PollRunner:
         end: tuple[int, str, str] | None = None,
         close_event_id: str | None = None,
     ) -> Poll | None:
-        """Close a poll once: end event, recount, results message. Safe to repeat after a
-        crash (state ``closing`` is finished at start-up with the same transaction ids)."""
+        """Close a poll once: end event, recount, results message. The close and the results
+        are one promise to the engine's outbox, so a crash or an outage at any instant
+        finishes it later, once (state ``closing`` is finished at start-up too)."""
         async with self._lock(poll_id):
             poll = await self.store.get(poll_id)
             if poll is None or poll.state in (CLOSED, CANCELLED):
                 return poll
             now = self.ctx.clock.now()
-            if poll.state == OPEN:
-                await self.store.begin_close(poll_id, closed_by, now, close_event_id)
-                poll = await self.store.get(poll_id)
-                assert poll is not None
+            key = f"results:{poll_id}"
+            async with self.ctx.db.transaction():
+                if poll.state == OPEN:
+                    await self.store.begin_close(poll_id, closed_by, now, close_event_id)
+                await self.ctx.effects.promise(key, Composed("results", {"poll": poll_id}))
+            poll = await self.store.get(poll_id)
+            assert poll is not None
             self.ctx.jobs.cancel(f"close:{poll_id}")
             self._armed.discard(poll_id)
-            await self._show_closed(poll, now)
             try:
-                tally, runoff, cutoff, end_id = await self._final_count(poll, end)
-                members = await self.member_count(poll.room_id)
-                result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
-                if poll.secret:
-                    config = await self.ctx.config(poll.room_id)
-                    minimum = poll.secret_threshold(config.min_secret_voters)
-                    # Below the threshold the ballots were dropped unwritten at the seal (see
-                    # secret.py): the turnout is who voted.
-                    voters = await self.store.secret.voter_count(poll.id)
-                    if voters < minimum:
-                        result["voters"] = voters
-                        result["turnout"] = round(100 * voters / members) if members else None
-                    result = withhold_small_result(result, minimum)
-                zone = await self.ctx.timezone(poll.room_id)
-                values = render.result_values(poll, result, self.prefix, now, zone)
-                results_id = await self.ctx.send(
-                    poll.room_id,
-                    self.ctx.templates.render("results", **values),
-                    key=f"results:{poll.id}",
-                    reply_to=poll.text_event_id,
-                    thread_root=poll.thread_root,
-                )
+                await self._show_closed(poll, now)
+                # Counted here (the end event sent, its timestamp the cut-off), posted by the
+                # outbox: what the composer makes from this, or counts again after a stop.
+                self._counted[poll_id] = await self._outcome(poll, end, now)
             except TransportError:
-                # Stay "closing" and try again later; the sends repeat their transaction ids.
-                self.arm(poll_id, now + RETRY)
+                self.arm(poll_id, now + RETRY)  # the sends repeat their transaction ids
                 raise
-            await self.store.finish_close(poll.id, cutoff, end_id, results_id, result)
+            results_id = await self.ctx.effects.carry_out(key)
+            outcome = self._counted.pop(poll_id, None)
+            if not results_id or outcome is None:
+                # Still promised (the homeserver is away): the outbox tries again each minute,
+                # and this close records it once it is done.
+                self.arm(poll_id, now + RETRY)
+                raise TransportError(f"the results of {poll.label} are not posted yet")
+            await self.store.finish_close(
+                poll.id, outcome.cutoff, outcome.end_id, results_id, outcome.result
+            )
             if poll.start_event_id:
                 self.by_start.pop(poll.start_event_id, None)
             self.forgotten.pop(poll.id, None)
-            log.info("closed %s: %d voters", poll.label, tally.voters)
+            log.info("closed %s: %d voters", poll.label, outcome.voters)
             return await self.store.get(poll_id)
+
+    async def _outcome(
+        self, poll: Poll, end: tuple[int, str, str] | None, now: datetime
+    ) -> Outcome:
+        """The final count of a closing poll and its results message."""
+        tally, runoff, cutoff, end_id = await self._final_count(poll, end)
+        members = await self.member_count(poll.room_id)
+        result = render.summarise(poll, tally, members, runoff, poll.closed_at or now)
+        if poll.secret:
+            config = await self.ctx.config(poll.room_id)
+            minimum = poll.secret_threshold(config.min_secret_voters)
+            # Below the threshold the ballots were dropped unwritten at the seal (see
+            # secret.py): the turnout is who voted.
+            voters = await self.store.secret.voter_count(poll.id)
+            if voters < minimum:
+                result["voters"] = voters
+                result["turnout"] = round(100 * voters / members) if members else None
+            result = withhold_small_result(result, minimum)
+        zone = await self.ctx.timezone(poll.room_id)
+        values = render.result_values(poll, result, self.prefix, now, zone)
+        rendered = self.ctx.templates.render("results", **values)
+        return Outcome(cutoff, end_id, result, tally.voters, rendered.text, rendered.html)
+
+    async def _compose_results(self, args: dict[str, Any]) -> Say | None:
+        """The results message, when the outbox carries it out: as :meth:`close` counted it,
+        or counted again (a promise left from before a stop, retried before the close is)."""
+        poll = await self.store.get(int(args["poll"]))
+        if poll is None or poll.state != CLOSING:
+            return None  # finished (or cancelled) meanwhile
+        outcome = self._counted.get(poll.id)
+        if outcome is None:
+            outcome = self._counted[poll.id] = await self._outcome(poll, None, self.ctx.clock.now())
+        return Say(
+            poll.room_id,
+            outcome.text,
+            outcome.html,
+            reply_to=poll.text_event_id,
+            thread_root=poll.thread_root,
+        )
 
     async def _show_closed(self, poll: Poll, now: datetime) -> None:
         """The announcement stops asking for votes ("Closes in 2 days", how to vote): it says

@@ -76,6 +76,11 @@ REMINDER_POINTS = (
     "effect-sent:meetings.reminder",  # posted in the room, not yet recorded
     "effect-sent:meetings.reminder-dm",  # sent by DM to someone going, not yet recorded
 )
+# Proved in tests/integration/test_polls.py (test_a_restart_in_the_middle_of_voting_loses…)
+RESULTS_POINTS = (
+    "effect-promised:polls.results",  # closed, its results promised, not yet counted or posted
+    "effect-sent:polls.results",  # the results posted, not yet recorded
+)
 CRASH_POINTS = (
     WELCOME_POINTS
     + INTRO_POINTS
@@ -85,6 +90,7 @@ CRASH_POINTS = (
     + RESPONSE_POINTS
     + DIGEST_POINTS
     + REMINDER_POINTS
+    + RESULTS_POINTS
 )
 
 
@@ -302,7 +308,7 @@ async def test_a_consultations_summary_csv_and_response_go_once_whatever_instant
 
 def test_crash_points_are_counted():
     """The number the issue asks for: crash points proved once-and-only-once above."""
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 20
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 22
 
 
 # -- room upgrades -------------------------------------------------------------------------------

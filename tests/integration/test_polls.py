@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from urllib.parse import quote
 
 from civicbot_plugins.polls.service import Response, tally_responses
 
 from tests.integration.conftest import is_for, is_notice_from, room_with_bot
+from tests.integration.test_once import RESULTS_POINTS, start_and_die_at
 
 START = "org.matrix.msc3381.poll.start"
 RESPONSE = "org.matrix.msc3381.poll.response"
@@ -109,14 +111,29 @@ async def test_a_restart_in_the_middle_of_voting_loses_nothing(residents, bots):
     await cat.send_text(room, "!vote P-1 2")
     await bot.start()
     await cat.wait_for(room, is_notice_from(bot.user_id, "your vote in P-1 is 2. Blue"))
+    # Closed while the bot is away; it dies where the close is promised but the results not
+    # posted, and where they are posted but not recorded (the outbox's crash points).
+    assert await bot.stop() == 0
     ann.mark()
     await ann.send_text(room, "!poll close P-1")
+    for point in RESULTS_POINTS:
+        await start_and_die_at(bot, point)
+    await bot.start()
     body = (await ann.wait_for(room, is_notice_from(bot.user_id, "Results of P-1")))["content"][
         "body"
     ]
     assert "Winner: Blue." in body
     assert "1. Green: ███░░░░░░░ 1 (33%)" in body
     assert "2. Blue: ███████░░░ 2 (67%)" in body
+    await bot.caught_up()
+    await ann.send_text(room, "!ping")
+    await ann.wait_for(room, is_notice_from(bot.user_id, "Pong"))
+    said = [e["content"].get("body", "") for e in await ann.messages(room, limit=100)]
+    assert sum(b.startswith("📊 Results of P-1") for b in said) == 1, said
+    path = bot.directory / "data" / "civicbot.sqlite3"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        state, results = db.execute("SELECT state, results_event_id FROM polls_polls").fetchone()
+    assert state == "closed" and results  # and the close is recorded
 
 
 async def test_secret_ballot_by_direct_message_keeps_no_voter_choice_link(residents, bots):
