@@ -67,9 +67,10 @@ class BotProcess(pytest_plugin.BotProcess):
 
 def agreed_start(body: str, now: datetime, zone: str = "Europe/London") -> datetime:
     """The start of a meeting fixed for today or tomorrow, read off the bot's "is fixed" reply
-    ("… Sun 6 Dec 19:03–20:03 Europe/Warsaw"): a relative time is rounded to the minute, so the
-    test cannot know it in advance."""
-    found = re.search(r"(\d\d):(\d\d)–", body)
+    ("… Sun 6 Dec 19:03–20:03 Europe/Warsaw", or "… 23:30 – Mon 7 Dec 00:30 …" when it ends
+    after midnight): a relative time is rounded to the minute, so the test cannot know it in
+    advance."""
+    found = re.search(r"(\d\d):(\d\d)\s*–", body)
     assert found, body
     local = now.astimezone(ZoneInfo(zone))
     start = local.replace(hour=int(found[1]), minute=int(found[2]), second=0, microsecond=0)
