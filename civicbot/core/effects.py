@@ -200,6 +200,9 @@ class EffectRunner:
         self._busy: dict[str, asyncio.Lock] = {}
         self._on_done: dict[str, DoneCallback] = {}
         self._composers: dict[tuple[str, str], Composer] = {}
+        # Whether a promise may be waiting: the retry every minute reads the table only then
+        # (a month of minutes on a test's clock was a month of queries).
+        self._maybe_pending = True
         self.redirect: Callable[[str], Awaitable[str]] | None = None
 
     def composer(self, owner: str, name: str, compose: Composer) -> None:
@@ -229,6 +232,8 @@ class EffectRunner:
                 int(expires.timestamp()) if expires is not None else None,
             ),
         )
+        if new:
+            self._maybe_pending = True
         return new > 0
 
     async def cancel_all(self, owner: str, prefix: str) -> None:
@@ -270,13 +275,18 @@ class EffectRunner:
             async with lock:
                 return await self._carry_out(full)
         except ComposerMissing as exc:
+            self._maybe_pending = True
             log.warning("effect %s waits for its composer: %s", _tag(full), exc)
             return None
         except NotYet as exc:  # its composer has said why, once
+            self._maybe_pending = True
             log.debug("effect %s not made yet: %s", _tag(full), exc)
             return None
-        except Exception as exc:
+        except BaseException as exc:
             # A refusal (TransportError.refused) no retry can turn into a success: dropped.
+            self._maybe_pending = True
+            if not isinstance(exc, Exception):
+                raise  # cancelled, or the process is going down: still pending
             if isinstance(exc, TransportError) and exc.refused:
                 log.warning("dropping effect %s: refused (%s)", _tag(full), exc.errcode)
                 await self._db.execute(
@@ -293,6 +303,9 @@ class EffectRunner:
 
     async def carry_out_pending(self) -> int:
         """Try every promise not yet kept, oldest first; returns how many were kept."""
+        if not self._maybe_pending:
+            return 0
+        self._maybe_pending = False  # set again by a promise, or one that stays pending
         rows = await self._db.fetchall(
             "SELECT key FROM core_effects WHERE done_at IS NULL ORDER BY promised_at, rowid"
         )
