@@ -283,16 +283,17 @@ def close_refusal(
     poll: Poll, may_manage: bool, replayed: bool, prefix: str, now: datetime, zone: ZoneInfo
 ) -> str | None:
     """Its creator or a moderator may close an open poll early. The same ``!poll close`` again,
-    replayed after a crash, does what it did the first time."""
+    replayed after a crash, does what it did the first time. A poll that is over says so to
+    anyone (its results are in the room), rather than when it "closes by itself"."""
+    if poll.is_cancelled:
+        return f"{poll.label} was cancelled, so it has no results to close with."
+    if not poll.is_open and not replayed:
+        return f"{poll.label} has already closed. {prefix}poll show {poll.label} shows the result."
     if not may_manage:
         return (
             f"Only the person who started {poll.label} or a moderator can close it early. "
             f"It closes by itself {format_when(poll.closes_at, zone, now)}."
         )
-    if poll.is_cancelled:
-        return f"{poll.label} was cancelled, so it has no results to close with."
-    if not poll.is_open and not replayed:
-        return f"{poll.label} has already closed. {prefix}poll show {poll.label} shows the result."
     return None
 
 

@@ -82,6 +82,8 @@ def test_who_may_cancel_close_or_record_and_when():
     assert "was cancelled" in str(service.close_refusal(cancelled, True, False, "!", NOW, LONDON))
     assert "already closed" in str(service.close_refusal(closed, True, False, "!", NOW, LONDON))
     assert service.close_refusal(closed, True, True, "!", NOW, LONDON) is None  # a replay
+    # Anyone asking to close a poll that is over hears that it is, not when it "closes".
+    assert "already closed" in str(service.close_refusal(closed, False, False, "!", NOW, LONDON))
     assert "closes by itself Wed 25 Nov 09:00 Europe/London" in str(
         service.close_refusal(POLL, False, False, "!", NOW, LONDON)
     )
