@@ -30,6 +30,7 @@ Sleep = Callable[[float], Awaitable[Any]]
 DEFAULT_SEND_BURST = 20
 DEFAULT_SENDS_PER_SECOND = 5.0
 _MAX_TRACKED = 5_000  # buckets kept before idle, full ones are pruned
+_PRUNE_EVERY = 60.0  # seconds: how often a large table is swept for idle buckets at most
 _MAX_DECISIONS = 10_000  # event ids whose verdict is remembered
 
 
@@ -153,6 +154,10 @@ class FloodGuard:
         self._clock = clock
         self._people: dict[tuple[str, str], _Track] = {}
         self._rooms: dict[str, _Track] = {}
+        # When to sweep each table next: once it outgrows its limit (then twice what is left),
+        # or a minute after the last sweep. A sweep on every command once 5,000 people were
+        # active made each command cost a pass over all of them.
+        self._sweeps = {"people": (_MAX_TRACKED, 0.0), "rooms": (_MAX_TRACKED, 0.0)}
         self._decided: OrderedDict[str, Decision] = OrderedDict()
 
     def remember(self, event_id: str, decision: Decision) -> None:
@@ -213,10 +218,19 @@ class FloodGuard:
         return ALLOWED
 
     def _prune(self, now: float) -> None:
-        if len(self._people) > _MAX_TRACKED:
+        if self._sweep_due("people", len(self._people), now):
             self._people = {k: t for k, t in self._people.items() if not t.idle(now)}
-        if len(self._rooms) > _MAX_TRACKED:
+            self._swept("people", len(self._people), now)
+        if self._sweep_due("rooms", len(self._rooms), now):
             self._rooms = {k: t for k, t in self._rooms.items() if not t.idle(now)}
+            self._swept("rooms", len(self._rooms), now)
+
+    def _sweep_due(self, table: str, size: int, now: float) -> bool:
+        limit, last = self._sweeps[table]
+        return size > limit or (size > _MAX_TRACKED and now - last >= _PRUNE_EVERY)
+
+    def _swept(self, table: str, left: int, now: float) -> None:
+        self._sweeps[table] = (max(_MAX_TRACKED, 2 * left), now)
 
 
 def flood_notice(decision: Decision, prefix: str = "!") -> str:

@@ -113,6 +113,28 @@ async def test_many_idle_people_are_pruned():
     assert len(flood._people) < 10
 
 
+async def test_many_active_people_are_not_swept_on_every_command():
+    """Over 5,000 people active at once, each command swept the whole table for idle ones
+    (6,000 commands took 7 s): now a sweep comes when the table doubles, or a minute on."""
+    flood, clock = guard(FloodLimits(person_burst=5, room_burst=0))
+    sweeps: list[int] = []
+    swept = flood._swept
+
+    def counted(table: str, left: int, now: float) -> None:
+        sweeps.append(left)
+        swept(table, left, now)
+
+    flood._swept = counted  # type: ignore[method-assign]
+    for i in range(12_000):
+        await flood.admit("!r", f"@p{i}:hs", "")
+    # Two buckets a person (this room's and everywhere's): 24,000, none of them idle, swept
+    # each time the table doubled, not 19,000 times.
+    assert sweeps == [5_002, 10_006, 20_014]
+    clock.now += 61
+    await flood.admit("!r", "@next:hs", "")
+    assert len(sweeps) == 4  # a minute on: swept again, whatever its size
+
+
 def test_notices_are_friendly_and_say_how_long():
     person = flood_notice(Decision(Verdict.NOTICE, "person", 60), "!")
     assert "a minute" in person and "!help" in person
