@@ -204,6 +204,6 @@ async def test_a_replayed_poll_close_says_nothing_new(tmp_path):
         await h.bot.handle_batch([closing, elsewhere])
         assert len(h.transport.sent) == sent  # the same sends again, deduplicated: nothing new
         await h.say(room, BOB, "!poll close P-1")  # someone else, now: told it has closed
-        assert "Only the person who started P-1 or a moderator" in h.last_text(room)
+        assert "P-1 has already closed" in h.last_text(room)
         await h.say(room, ANN, "!poll close P-1")
         assert "P-1 has already closed" in h.last_text(room)
