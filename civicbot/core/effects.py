@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from civicbot import failpoints
-from civicbot.core.events import Message, notice_replacement
+from civicbot.core.events import Message, notice_edit
 from civicbot.core.outgoing import Outgoing, txn_key
 from civicbot.policy.limits import SendPacer
 from civicbot.storage.database import Database
@@ -379,11 +379,7 @@ class EffectRunner:
             room_id = await self._transport.direct_room(effect.user_id)
             result = await out.file(room_id, effect.data, effect.filename, effect.content_type)
         elif isinstance(effect, Edit):
-            message = Message(
-                f"* {effect.text}",
-                f"* {effect.html}" if effect.html is not None else None,
-                extra=notice_replacement(effect.event_id, effect.text, effect.html),
-            )
+            message = notice_edit(effect.event_id, effect.text, effect.html)
             result = await out.message(effect.room_id, message, may_ping_room=False)
         elif isinstance(effect, NewRoom):
             result = await self._new_room(full, effect, tries, result, out)

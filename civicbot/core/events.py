@@ -416,3 +416,13 @@ def notice_replacement(event_id: str, text: str, html: str | None = None) -> dic
         "m.new_content": new_content,
         "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
     }
+
+
+def notice_edit(event_id: str, text: str, html: str | None = None) -> Message:
+    """The edit of one of the bot's notices to ``text`` (and ``html``): the ``m.replace``
+    content, and "* …" as the fallback body for clients that do not apply edits."""
+    return Message(
+        f"* {text}",
+        f"* {html}" if html is not None else None,
+        extra=notice_replacement(event_id, text, html),
+    )

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from civicbot.core.effects import Edit, EffectRunner
-from civicbot.core.events import Message, notice_replacement
+from civicbot.core.events import notice_edit
 from civicbot.core.outgoing import Outgoing
 from civicbot.storage.database import Database
 from civicbot.transport import TransportError
@@ -85,11 +85,7 @@ class ItemPosts:
         it can."""
         edited = 0
         for post in await self.of(owner, item):
-            message = Message(
-                f"* {text}",
-                f"* {html}" if html is not None else None,
-                extra=notice_replacement(post.event_id, text, html),
-            )
+            message = notice_edit(post.event_id, text, html)
             later = f"edit:{post.event_id}:"  # this post's edits left for later, if any
             try:
                 # Nobody makes the bot ping the room by changing an item, whatever their power.

@@ -28,10 +28,9 @@ from civicbot_plugins.polls.models import Poll
 from civicbot_plugins.polls.store import PollStore
 
 from civicbot.api import (
-    Message,
     format_when,
     matrix_to,
-    notice_replacement,
+    notice_edit,
     restrict_mentions,
 )
 
@@ -63,11 +62,7 @@ class PollChanges:
         # Nobody may make the bot ping the room by editing a poll, whatever their power: the
         # replacement content (m.new_content) is limited here, the message itself when sent.
         text, html, _, _ = restrict_mentions(rendered.text, rendered.html, (), False, False)
-        message = Message(
-            f"* {text}",
-            f"* {html}" if html is not None else None,
-            extra=notice_replacement(poll.text_event_id, text, html),
-        )
+        message = notice_edit(poll.text_event_id, text, html)
         await self._outgoing(ctx, poll, "text").message(poll.room_id, message, may_ping_room=False)
 
     async def show_edit(self, ctx: Context[PollsConfig], poll: Poll) -> None:
