@@ -98,8 +98,15 @@ class DigestRunner:
         async with self.ctx.db.transaction():
             if not await self.store.claim(room_id, week, _ts(slot), _ts(now), late):
                 return
-            await self.ctx.effects.promise(key, Composed("room", made), expires=slot + WEEK)
+            await self._promise(key, "room", made)
         await self.ctx.effects.carry_out(key)
+
+    async def _promise(self, key: str, composer: str, made: dict[str, Any]) -> bool:
+        """Promise one digest to the outbox, made by ``composer`` when it goes out and given
+        up a week after it was due (``made["due"]``): by then the next one is. Returns whether
+        it was new."""
+        due = datetime.fromtimestamp(int(made["due"]), UTC)
+        return await self.ctx.effects.promise(key, Composed(composer, made), expires=due + WEEK)
 
     async def _compose_room(self, args: dict[str, Any]) -> Say | None:
         room_id, week = str(args["room"]), str(args["week"])
@@ -152,7 +159,7 @@ class DigestRunner:
             async with self.ctx.db.transaction():
                 if not await self.store.claim_personal(user_id, week, _ts(now)):
                     continue
-                await self.ctx.effects.promise(key, Composed("personal", made), expires=slot + WEEK)
+                await self._promise(key, "personal", made)
             await self.ctx.effects.carry_out(key)
 
     async def _compose_personal(self, args: dict[str, Any]) -> DirectMessage | None:
@@ -174,15 +181,13 @@ class DigestRunner:
         """Claims an earlier version left unsent (it sent them itself): promised now, to the
         outbox, which gives up those whose week is over."""
         for claim in await self.store.unsent():
-            due = datetime.fromtimestamp(claim.due_at, UTC)
+            key = f"digest:{claim.room_id}:{claim.week}"
             made = {"room": claim.room_id, "week": claim.week, "due": claim.due_at,
                     "late": claim.late}  # fmt: skip
-            key = f"digest:{claim.room_id}:{claim.week}"
-            if await self.ctx.effects.promise(key, Composed("room", made), expires=due + WEEK):
+            if await self._promise(key, "room", made):
                 await self.ctx.effects.carry_out(key)
         for user_id, week, claimed_at in await self.store.unsent_personal():
             key = f"personal:{user_id}:{week}"
             made = {"user": user_id, "week": week, "due": claimed_at}
-            due = datetime.fromtimestamp(claimed_at, UTC)
-            if await self.ctx.effects.promise(key, Composed("personal", made), expires=due + WEEK):
+            if await self._promise(key, "personal", made):
                 await self.ctx.effects.carry_out(key)
