@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from typing import Any
 
 from civicbot.config import MatrixSettings
 from civicbot.storage.database import Database
@@ -60,6 +61,21 @@ async def _handled() -> None:
     return None
 
 
+async def _run_until(
+    transport: MatrixTransport, db: Database, sink: Any, done: asyncio.Event
+) -> None:
+    """Log in and sync into ``sink`` until it sets ``done``; then stop, and close it all."""
+    try:
+        await transport.login()
+        running = asyncio.create_task(transport.run(sink))
+        await asyncio.wait_for(done.wait(), 20)
+        transport.request_stop()
+        await asyncio.wait_for(running, 20)
+    finally:
+        await transport.close()
+        await db.close()
+
+
 async def test_a_restarted_bot_catches_up_without_waiting_for_news(synapse, tmp_path):
     """The first sync after a start fetches what came meanwhile and must answer at once: it
     long-polled 30 s when nothing had, and the plugins heard that they had caught up (late
@@ -93,15 +109,7 @@ async def test_a_restarted_bot_catches_up_without_waiting_for_news(synapse, tmp_
         caught_up.set()
         return _handled()
 
-    try:
-        await again.login()
-        running = asyncio.create_task(again.run(sink))
-        await asyncio.wait_for(caught_up.wait(), 20)
-        again.request_stop()
-        await asyncio.wait_for(running, 20)
-    finally:
-        await again.close()
-        await db.close()
+    await _run_until(again, db, sink, caught_up)
     # Not the 30 s long-poll: a few milliseconds at most (each start's own, see the next test).
     assert timeouts[0] is not None and timeouts[0] < FIRST_SYNC_TIMEOUTS
 
@@ -174,15 +182,7 @@ async def test_a_start_soon_after_a_crash_reads_what_came_since(synapse, residen
 
     again.e2e.start = held_at_start  # type: ignore[method-assign]
     again.e2e.handled = handled  # type: ignore[method-assign]
-    try:
-        await again.login()
-        running = asyncio.create_task(again.run(sink))
-        await asyncio.wait_for(read.wait(), 20)
-        again.request_stop()
-        await asyncio.wait_for(running, 20)
-    finally:
-        await again.close()
-        await db.close()
+    await _run_until(again, db, sink, read)
     # The held message, the replay and what came since, in one batch; let go once handled.
     assert first_batch == ["!offers", "!vote P-1 2", "!polls"]
     assert let_go == ["$held"]
