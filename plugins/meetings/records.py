@@ -36,16 +36,11 @@ class RecordStore:
             "UPDATE meetings_reminders SET event_id = ? WHERE key = ?", (event_id, key)
         )
 
-    async def unfinished_reminders(
-        self, meeting_id: int | None = None
-    ) -> list[tuple[str, int, str]]:
-        """(key, meeting id, delivery) of reminders claimed to send but not marked sent (of
-        one meeting, or of all)."""
-        where = "" if meeting_id is None else " AND meeting_id = ?"
+    async def unfinished_reminders(self) -> list[tuple[str, int, str]]:
+        """(key, meeting id, delivery) of reminders claimed to send but not marked sent."""
         rows = await self.db.fetchall(
             "SELECT key, meeting_id, delivery FROM meetings_reminders"
-            f" WHERE event_id IS NULL AND delivery != 'skip'{where} ORDER BY due_at",
-            () if meeting_id is None else (meeting_id,),
+            " WHERE event_id IS NULL AND delivery != 'skip' ORDER BY due_at"
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
