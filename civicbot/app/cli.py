@@ -12,7 +12,7 @@ from pathlib import Path
 
 from civicbot import __version__
 from civicbot.config import ConfigError, Settings, load_settings
-from civicbot.core.dates import warm_up
+from civicbot.core.dates import use_languages
 from civicbot.logs import setup_logging
 
 EXIT_BAD_CONFIG = 2
@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_CONFIG
     setup_logging(settings.bot.log_level)
-    warm_up(settings.bot.languages)  # in the background: the first odd date must not wait
+    use_languages(settings.bot.languages)  # loaded once the bot has caught up (Bot._catch_up)
     try:
         asyncio.run(run_bot(settings))
     except (DataDirInUse, PluginLoadError, SecretKeyError, TransportError) as exc:

@@ -123,7 +123,7 @@ def web_url(port: int) -> str:
 def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: int = 8090) -> int:
     """Start everything, print how to connect, run until Ctrl-C."""
     from civicbot.app.runtime import run_bot
-    from civicbot.core.dates import warm_up
+    from civicbot.core.dates import use_languages
     from civicbot.logs import setup_logging
 
     try:
@@ -144,7 +144,7 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         settings = bot_settings(synapse, accounts, directory / "bot", web_port=web_port)
         print(_banner(synapse, accounts, web_url(web_port)), flush=True)
         setup_logging(settings.bot.log_level)
-        warm_up(settings.bot.languages)
+        use_languages(settings.bot.languages)
         asyncio.run(run_bot(settings))
     except SecretKeyError as exc:
         print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
