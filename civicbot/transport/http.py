@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 MAX_BACKOFF_S = 30.0
 SEND_DEADLINE_S = 600.0
+SLOW_CALL_S = 10.0  # a call unanswered this long is logged while it waits
 NETWORK_ERRORS = (OSError, ClientError, asyncio.TimeoutError, LocalProtocolError)
 
 
@@ -57,6 +58,10 @@ class HomeserverApi:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SEND_DEADLINE_S
         while True:
+            # A call the homeserver has not answered for a while is said in the log while it
+            # waits (nio's own timeout is a minute): a stuck join or send is then visible.
+            started = loop.time()
+            slow = loop.call_later(SLOW_CALL_S, _still_waiting, what, loop, started)
             try:
                 result = await call()
             except NETWORK_ERRORS as exc:
@@ -67,6 +72,11 @@ class HomeserverApi:
                 if code != "M_LIMIT_EXCEEDED" and status != 429 and status < 500:
                     return result
                 hint, reason = getattr(result, "retry_after_ms", None), f"{code or status}"
+            finally:
+                slow.cancel()
+                took = loop.time() - started
+                if took > SLOW_CALL_S:
+                    log.warning("%s: the homeserver answered after %.1fs", what, took)
             if loop.time() > deadline:
                 raise TransportError(f"{what}: gave up after {SEND_DEADLINE_S:.0f}s ({reason})")
             delay = backoff.next(hint)
@@ -110,6 +120,10 @@ class HomeserverApi:
 
         raw = await self.retry(f"{method} {path.split('?')[0]}", call)
         return raw.status, raw.data
+
+
+def _still_waiting(what: str, loop: asyncio.AbstractEventLoop, started: float) -> None:
+    log.warning("%s: no answer from the homeserver for %.0fs; waiting", what, loop.time() - started)
 
 
 class _Raw:
