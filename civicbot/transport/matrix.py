@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from nio import (
-    AsyncClient,
     AsyncClientConfig,
     JoinError,
     MegolmEvent,
@@ -54,6 +53,7 @@ from civicbot.transport.sync import (
     SYNC_FILTER,
     SYNC_TIMEOUT_MS,
     PositionKeeper,
+    SyncClient,
     SyncReader,
 )
 from civicbot.transport.undecryptable import Released
@@ -97,7 +97,7 @@ class MatrixTransport:
             store_sync_tokens=False,
             pickle_key=pickle_key(installation_key(data_dir)) if self.encrypted else "",
         )
-        self.client = AsyncClient(
+        self.client = SyncClient(
             settings.homeserver,
             settings.user_id,
             store_path=str(data_dir / STORE_DIR) if self.encrypted else "",
