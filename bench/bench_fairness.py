@@ -72,13 +72,14 @@ async def wait_joined(moderator: Any, rooms: list[str], bots: list[str], timeout
 async def quiet_room(people: list[Any], room: str, count: int, every: float) -> list[tuple]:
     """Send ``count`` pings and plain messages, alternating, taking turns among ``people`` (one
     person pinging every second would meet civicbot's default limit for one person, 20 a
-    minute); return (kind, event id, start ms)."""
-    sent: list[tuple[str, str, float]] = []
+    minute); return (kind, event id, start ms, ms when the send was answered)."""
+    sent: list[tuple[str, str, float, float]] = []
     for n in range(count):
         speaker = people[n % len(people)]
         for kind, body in (("ping", "!ping"), ("floor", f"plain message {n}")):
             start = time.time() * 1000
-            sent.append((kind, await speaker.send_text(room, body), start))
+            event_id = await speaker.send_text(room, body)
+            sent.append((kind, event_id, start, time.time() * 1000))
             await asyncio.sleep(every / 2)
     return sent
 
@@ -156,7 +157,7 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
         # Wait for every answer (or give up after a minute of no progress).
         answers: dict[tuple[str, str], int] = {}
         wanted = {(b, e) for b in bots for _, e in asked} | {
-            (b, e) for b in bots for kind, e, _ in sent if kind == "ping"
+            (b, e) for b in bots for kind, e, _, _ in sent if kind == "ping"
         }
         last_progress, seen = time.monotonic(), -1
         while True:
@@ -180,30 +181,43 @@ async def measure(args: argparse.Namespace, base: Path) -> int:
             child.stop()
         synapse.stop()
 
-    floor = [history[e]["origin_server_ts"] - start for kind, e, start in sent if kind == "floor"]
+    floor = [history[e]["origin_server_ts"] - s for k, e, s, _ in sent if k == "floor"]
+    # The same plain messages until Synapse answered their send: stored, and in every sync.
+    floor_in = [done - s for k, _, s, done in sent if k == "floor"]
     names = {bot_id: "civicbot", echo_id: "bare nio bot"}
     rows: dict[str, dict[str, Any]] = {}
     missed = 0
     for bot in bots:
         quiet_ms = [
-            answers[(bot, e)] - s for k, e, s in sent if k == "ping" and (bot, e) in answers
+            answers[(bot, e)] - s for k, e, s, _ in sent if k == "ping" and (bot, e) in answers
+        ]
+        # From the moment the bot could first have seen the ping (its send answered).
+        after_in = [
+            answers[(bot, e)] - done
+            for k, e, _, done in sent
+            if k == "ping" and (bot, e) in answers
         ]
         busy_done = [answers[(bot, e)] for _, e in asked if (bot, e) in answers]
-        lost = sum(1 for k, e, _ in sent if k == "ping" and (bot, e) not in answers) + sum(
+        lost = sum(1 for k, e, _, _ in sent if k == "ping" and (bot, e) not in answers) + sum(
             1 for _, e in asked if (bot, e) not in answers
         )
         missed += lost if bot == bot_id else 0
         rows[names[bot]] = {
             "quiet": quiet_ms,
+            "after_in": after_in,
             "burst_s": (max(busy_done) - started) / 1000 if busy_done else float("nan"),
             "lost": lost,
             "cpu": cpu.get("civicbot" if bot == bot_id else echo.name, 0.0),
         }
-    return report(args, floor, rows, missed)
+    return report(args, floor, floor_in, rows, missed)
 
 
 def report(
-    args: argparse.Namespace, floor: list[float], rows: dict[str, dict[str, Any]], missed: int
+    args: argparse.Namespace,
+    floor: list[float],
+    floor_in: list[float],
+    rows: dict[str, dict[str, Any]],
+    missed: int,
 ) -> int:
     print()
     print(f"civicbot fairness benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}")
@@ -223,6 +237,17 @@ def report(
             f"| {name} !ping | {statistics.median(quiet):.0f} | {pct(quiet, 0.95):.0f} | "
             f"{max(quiet):.0f} | {row['burst_s']:.1f} | {row['lost']} | {row['cpu']:.1f} |"
         )
+    # Where the time goes: Synapse taking a message in (its send answered: stored and in
+    # every sync), and each bot's reply counted from its ping's send being answered.
+    print()
+    print("| where it goes | median ms | p95 ms | max ms |")
+    print("|---|---:|---:|---:|")
+    parts = [("floor: send answered (taken in)", floor_in)]
+    parts += [(f"{name}: ping taken in to reply", row["after_in"]) for name, row in rows.items()]
+    for label, values in parts:
+        values = values or [float("nan")]
+        print(f"| {label} | {statistics.median(values):.0f} | {pct(values, 0.95):.0f} | "
+              f"{max(values):.0f} |")  # fmt: skip
     print()
     civic = rows["civicbot"]["quiet"]
     if missed or not civic:
