@@ -375,7 +375,11 @@ class DirectChats:
             if event.kind is EventKind.MEMBERSHIP:
                 if event.membership not in ("invite", "join") or event.state_key == self.user_id:
                     continue
-            elif event.type != "m.room.join_rules" or event.content.get("join_rule") == "invite":
+            elif (
+                event.type != "m.room.join_rules"
+                or event.state_key != ""  # a message that only carries the type is no rule
+                or event.content.get("join_rule") == "invite"
+            ):
                 continue
             person = await self.person_of(event.room_id)
             if person is None or (event.kind is EventKind.MEMBERSHIP and event.state_key == person):

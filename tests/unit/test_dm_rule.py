@@ -131,3 +131,40 @@ async def test_a_group_room_is_found_not_direct_once_until_its_state_changes(tmp
         assert api.state_fetches == 2
     finally:
         await db.close()
+
+
+class RecordedDmApi(CountingApi):
+    """A homeserver where the bot's m.direct records ``!dm:hs`` as its DM with ME."""
+
+    async def request(self, method, path, body=None):
+        return {ME: ["!dm:hs"]}
+
+
+async def test_only_a_join_rules_state_event_makes_a_dm_public(tmp_path):
+    from civicbot.core.events import Event
+    from civicbot.storage.database import Database
+    from civicbot.transport.direct import DirectChats
+
+    db = await Database.open(tmp_path / "db.sqlite3")
+    said: list[str] = []
+
+    async def send(room_id, message, txn_id):
+        said.append(room_id)
+        return "$said"
+
+    async def leave(room_id):
+        said.append(f"left {room_id}")
+
+    def rules(content, **state):
+        raw = {"event_id": "$r", "sender": ME, "type": "m.room.join_rules", "content": content}
+        return Event.from_raw({**raw, **state, "origin_server_ts": 1}, "!dm:hs")
+
+    try:
+        chats = DirectChats(None, RecordedDmApi(state("invite", ME, [], {})), db, BOT)  # type: ignore[arg-type]
+        # A message event of that type (no state key), whatever it carries, changes no rule.
+        await chats.watch([rules({}), rules({"join_rule": "public"})], send, leave)
+        assert said == []
+        await chats.watch([rules({"join_rule": "public"}, state_key="")], send, leave)
+        assert said == ["!dm:hs", "left !dm:hs"]
+    finally:
+        await db.close()
