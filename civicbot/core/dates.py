@@ -246,6 +246,12 @@ def parse_when(
     return when
 
 
+# dateparser is not safe to call from two threads at once (its language loading and caches:
+# scrapinghub/dateparser issues 441 and 813), and dates are read in worker threads, beside the
+# warm-up: one parse at a time.
+_DATEPARSER = threading.Lock()
+
+
 def _dateparse(raw: str, zone: ZoneInfo, now: datetime, default_time: time) -> datetime:
     import dateparser  # imported lazily: it takes a moment to load its language data
 
@@ -258,7 +264,8 @@ def _dateparse(raw: str, zone: ZoneInfo, now: datetime, default_time: time) -> d
         "DATE_ORDER": "MDY" if zone.key.startswith(_MONTH_FIRST_ZONES) else "DMY",
     }
     try:
-        parsed = dateparser.parse(raw, languages=list(_languages), settings=settings)
+        with _DATEPARSER:
+            parsed = dateparser.parse(raw, languages=list(_languages), settings=settings)
     except Exception:  # dateparser raises assorted errors on odd input
         parsed = None
     if parsed is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -51,7 +52,7 @@ class SyncClient(AsyncClient):
     nio builds its objects for every event of a sync in one go: for a first sync of 2,000 rooms
     that was 0.4 s (2.1 s before its schemas were compiled, :mod:`civicbot.transport.schemas`)
     in which the loop answered nobody. Building them is a pure function of the answer, so it
-    runs in a worker thread, which gives the loop its turn every few milliseconds; everything
+    runs in a thread of its own, which gives the loop its turn every few milliseconds; everything
     that changes the client's state (rooms, keys) still happens on the loop, as in nio."""
 
     async def create_matrix_response(
@@ -66,9 +67,16 @@ class SyncClient(AsyncClient):
                 response_class, transport_response, data, save_to
             )
         parsed = await self.parse_body(transport_response)
-        response = await asyncio.to_thread(_read_sync, parsed)
+        response = await asyncio.get_running_loop().run_in_executor(
+            _SYNC_READER, _read_sync, parsed
+        )
         response.transport_response = transport_response
         return response
+
+
+# A thread of its own: the loop's default pool also runs date parsing, which must not hold a
+# sync (and with it every room) back.
+_SYNC_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicbot-sync")
 
 
 def _read_sync(parsed: dict[str, Any]) -> Any:
