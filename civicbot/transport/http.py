@@ -65,8 +65,10 @@ class HomeserverApi:
             try:
                 result = await call()
             except NETWORK_ERRORS as exc:
+                _took(what, loop, started, "gave no answer")
                 hint, reason = None, f"unreachable ({exc or type(exc).__name__})"
             else:
+                _took(what, loop, started, "answered")
                 code = getattr(result, "status_code", None)
                 status = getattr(getattr(result, "transport_response", None), "status", 200)
                 if code != "M_LIMIT_EXCEEDED" and status != 429 and status < 500:
@@ -74,9 +76,6 @@ class HomeserverApi:
                 hint, reason = getattr(result, "retry_after_ms", None), f"{code or status}"
             finally:
                 slow.cancel()
-                took = loop.time() - started
-                if took > SLOW_CALL_S:
-                    log.warning("%s: the homeserver answered after %.1fs", what, took)
             if loop.time() > deadline:
                 raise TransportError(f"{what}: gave up after {SEND_DEADLINE_S:.0f}s ({reason})")
             delay = backoff.next(hint)
@@ -120,6 +119,13 @@ class HomeserverApi:
 
         raw = await self.retry(f"{method} {path.split('?')[0]}", call)
         return raw.status, raw.data
+
+
+def _took(what: str, loop: asyncio.AbstractEventLoop, started: float, outcome: str) -> None:
+    """Say how long a slow call took, once it has an outcome (nio's own 429 sleeps included)."""
+    took = loop.time() - started
+    if took > SLOW_CALL_S:
+        log.warning("%s: the homeserver %s after %.1fs", what, outcome, took)
 
 
 def _still_waiting(what: str, loop: asyncio.AbstractEventLoop, started: float) -> None:
