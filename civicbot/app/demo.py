@@ -15,8 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from civicbot.config import Settings
+from civicbot.storage.data_lock import DataDirInUse, DataDirLock
 from civicbot.storage.secret_key import SecretKeyError
-from civicbot.testing.synapse import LocalSynapse, SynapseNotInstalled, ensure_synapse_installed
+from civicbot.testing.synapse import (
+    LocalSynapse,
+    SynapseNotInstalled,
+    SynapseStartupError,
+    ensure_synapse_installed,
+)
 
 ROOM_NAME = "civicbot demo"
 ROOM_TOPIC = "Try civicbot here: type !help"
@@ -133,9 +139,24 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         return 1
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    # A demo already running on this folder: say so before touching its homeserver.
+    try:
+        DataDirLock(directory / "bot").acquire_and_release()
+    except DataDirInUse as exc:
+        return _in_use(directory, exc)
     synapse = LocalSynapse(directory / "synapse", port=port)
     print(f"Starting a private Synapse homeserver on {synapse.url} …", flush=True)
-    synapse.start()
+    try:
+        synapse.start()
+    except SynapseStartupError as exc:
+        first = str(exc).splitlines()[0]
+        log = f"\n  Its log: {synapse.log_path}" if synapse.log_path.exists() else ""
+        print(
+            f"civicbot demo: the homeserver did not start: {first}{log}\n"
+            "  To give it another port: civicbot demo --port N",
+            file=sys.stderr,
+        )
+        return 1
     try:
         state_file = directory / "accounts.json"
         accounts = provision(synapse, state_file, residents=residents)
@@ -149,11 +170,23 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
     except SecretKeyError as exc:
         print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
         return 1
+    except DataDirInUse as exc:  # started between the check above and now
+        return _in_use(directory, exc)
     except KeyboardInterrupt:
         pass
     finally:
         synapse.stop()
     return 0
+
+
+def _in_use(directory: Path, exc: DataDirInUse) -> int:
+    holder = f" (pid {exc.pid})" if exc.pid else ""
+    print(
+        f"civicbot demo: another civicbot is running on {directory}{holder}. Stop it first "
+        "(Ctrl-C where it runs), or give this demo a folder of its own: civicbot demo --dir DIR",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _banner(synapse: LocalSynapse, accounts: DemoAccounts, web: str) -> str:

@@ -47,6 +47,11 @@ class DataDirLock:
         os.fsync(fd)
         self._fd = fd
 
+    def acquire_and_release(self) -> None:
+        """Raise :class:`DataDirInUse` if a running process holds the lock; hold nothing."""
+        self.acquire()
+        self.release()
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -1,0 +1,71 @@
+"""A second `civicbot demo` on a folder or a port already in use says so in a line, and starts
+nothing: before, it found the first demo's homeserver answering on the port, took it for its
+own, printed the logins and ended in a traceback when the bot's folder turned out locked."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+import civicbot.app.demo as demo
+from civicbot.app.cli import main
+from civicbot.storage.data_lock import DataDirLock
+from civicbot.testing.synapse import LocalSynapse, SynapseStartupError
+
+
+@pytest.fixture
+def listening():
+    """A port something already listens on, as a running demo's homeserver would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_demo_on_a_folder_a_running_bot_holds_says_so_and_starts_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
+    running = DataDirLock(tmp_path / "bot")
+    running.acquire()  # the first demo's bot
+    try:
+        code = main(["demo", "--dir", str(tmp_path), "--port", str(free_port())])
+    finally:
+        running.release()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"another civicbot is running on {tmp_path}" in err and "--dir" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "synapse").exists()  # no homeserver was started or configured
+
+
+def test_a_homeserver_port_in_use_is_refused_before_anything_starts(tmp_path, listening):
+    synapse = LocalSynapse(tmp_path / "synapse", port=listening)
+    with pytest.raises(SynapseStartupError, match=f"port {listening} is in use"):
+        synapse.start()
+    assert not synapse.running and not (tmp_path / "synapse").exists()
+
+
+def test_a_demo_on_a_port_in_use_says_so_in_a_line(tmp_path, capsys, monkeypatch, listening):
+    monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
+    code = main(["demo", "--dir", str(tmp_path), "--port", str(listening)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"the homeserver did not start: port {listening} is in use" in err
+    assert "--port" in err and "Traceback" not in err
+
+
+def test_a_lock_left_by_a_stopped_bot_does_not_count(tmp_path):
+    stopped = DataDirLock(tmp_path)
+    stopped.acquire()
+    stopped.release()  # the file stays, with its pid; the kernel's lock is gone
+    DataDirLock(tmp_path).acquire_and_release()
+    with DataDirLock(tmp_path):  # and a real start still takes it
+        pass
