@@ -105,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from civicbot.storage.data_lock import DataDirInUse
     from civicbot.storage.secret_key import SecretKeyError
     from civicbot.transport import TransportError
+    from civicbot.web.server import WebListenError
 
     config_path: str | None = args.config
     if not Path(args.config).exists():
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     use_languages(settings.bot.languages)  # loaded once the bot has caught up (Bot._catch_up)
     try:
         asyncio.run(run_bot(settings))
-    except (DataDirInUse, PluginLoadError, SecretKeyError, TransportError) as exc:
+    except (DataDirInUse, PluginLoadError, SecretKeyError, TransportError, WebListenError) as exc:
         print(f"civicbot: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

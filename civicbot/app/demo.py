@@ -22,7 +22,9 @@ from civicbot.testing.synapse import (
     SynapseNotInstalled,
     SynapseStartupError,
     ensure_synapse_installed,
+    port_taken,
 )
+from civicbot.web.server import WebListenError
 
 ROOM_NAME = "civicbot demo"
 ROOM_TOPIC = "Try civicbot here: type !help"
@@ -144,6 +146,16 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         DataDirLock(directory / "bot").acquire_and_release()
     except DataDirInUse as exc:
         return _in_use(directory, exc)
+    taken = [f"{port} (the homeserver)"] if port_taken(port) else []
+    taken += [f"{web_port} (the public pages)"] if web_port and port_taken(web_port) else []
+    if taken:
+        ports = f"port {taken[0]} is" if len(taken) == 1 else f"ports {' and '.join(taken)} are"
+        print(
+            f"civicbot demo: {ports} in use on 127.0.0.1 (another demo?). To run one beside "
+            "it: civicbot demo --dir DIR --port N --web-port M",
+            file=sys.stderr,
+        )
+        return 1
     synapse = LocalSynapse(directory / "synapse", port=port)
     print(f"Starting a private Synapse homeserver on {synapse.url} …", flush=True)
     try:
@@ -152,8 +164,7 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         first = str(exc).splitlines()[0]
         log = f"\n  Its log: {synapse.log_path}" if synapse.log_path.exists() else ""
         print(
-            f"civicbot demo: the homeserver did not start: {first}{log}\n"
-            "  To give it another port: civicbot demo --port N",
+            f"civicbot demo: the homeserver did not start: {first}{log}",
             file=sys.stderr,
         )
         return 1
@@ -172,6 +183,9 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         return 1
     except DataDirInUse as exc:  # started between the check above and now
         return _in_use(directory, exc)
+    except WebListenError as exc:  # taken between the check above and now
+        print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     finally:
@@ -183,7 +197,8 @@ def _in_use(directory: Path, exc: DataDirInUse) -> int:
     holder = f" (pid {exc.pid})" if exc.pid else ""
     print(
         f"civicbot demo: another civicbot is running on {directory}{holder}. Stop it first "
-        "(Ctrl-C where it runs), or give this demo a folder of its own: civicbot demo --dir DIR",
+        "(Ctrl-C where it runs), or run one beside it: civicbot demo --dir DIR --port N "
+        "--web-port M",
         file=sys.stderr,
     )
     return 1

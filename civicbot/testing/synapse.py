@@ -142,7 +142,7 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_taken(port: int) -> bool:
+def port_taken(port: int) -> bool:
     """Whether something listens on 127.0.0.1:``port`` (bound as Synapse binds: with
     SO_REUSEADDR, so a port a stopped server left in TIME_WAIT counts as free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -203,7 +203,7 @@ class LocalSynapse:
             return
         self.stop()  # reap a server that died on its own and close its pipe
         # Another server on our port would answer our health check while ours fails to bind.
-        if _port_taken(self.port):
+        if port_taken(self.port):
             raise SynapseStartupError(
                 f"port {self.port} is in use on 127.0.0.1 (another homeserver, or another demo?)"
             )

@@ -232,11 +232,23 @@ def _html(text: str) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8")
 
 
+class WebListenError(Exception):
+    """The public pages cannot be served where ``[web] listen`` says (a port in use)."""
+
+
 async def start_server(site: PublicSite, host: str, port: int) -> web.AppRunner:
-    """Listen on ``host:port``; the caller cleans the runner up at the end."""
+    """Listen on ``host:port``; the caller cleans the runner up at the end. Raises
+    :class:`WebListenError`, saying what to change, when the address cannot be had."""
     server = PublicServer(site)
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise WebListenError(
+            f"cannot serve the public pages on {host}:{port}: {exc.strerror or exc} "
+            "(set [web] listen to a free port)"
+        ) from exc
     log.info("public pages at %s (listening on %s:%s)", site.base_url or "-", host, port)
     return runner

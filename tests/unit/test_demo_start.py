@@ -11,7 +11,9 @@ import pytest
 import civicbot.app.demo as demo
 from civicbot.app.cli import main
 from civicbot.storage.data_lock import DataDirLock
+from civicbot.testing.harness import BotHarness
 from civicbot.testing.synapse import LocalSynapse, SynapseStartupError
+from civicbot.web.server import WebListenError, start_server
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def test_a_demo_on_a_folder_a_running_bot_holds_says_so_and_starts_nothing(
         running.release()
     err = capsys.readouterr().err
     assert code == 1
-    assert f"another civicbot is running on {tmp_path}" in err and "--dir" in err
+    assert f"another civicbot is running on {tmp_path}" in err and "--dir DIR" in err
     assert "Traceback" not in err
     assert not (tmp_path / "synapse").exists()  # no homeserver was started or configured
 
@@ -55,11 +57,33 @@ def test_a_homeserver_port_in_use_is_refused_before_anything_starts(tmp_path, li
 
 def test_a_demo_on_a_port_in_use_says_so_in_a_line(tmp_path, capsys, monkeypatch, listening):
     monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
-    code = main(["demo", "--dir", str(tmp_path), "--port", str(listening)])
+    web = free_port()
+    code = main(["demo", "--dir", str(tmp_path), "--port", str(listening), "--web-port", str(web)])
     err = capsys.readouterr().err
     assert code == 1
-    assert f"the homeserver did not start: port {listening} is in use" in err
-    assert "--port" in err and "Traceback" not in err
+    assert f"port {listening} (the homeserver) is in use" in err
+    assert "--port N --web-port M" in err and "Traceback" not in err
+    assert not (tmp_path / "synapse").exists()
+
+
+def test_a_demo_whose_public_pages_port_is_in_use_says_so_before_it_starts(
+    tmp_path, capsys, monkeypatch, listening
+):
+    # The first demo's pages hold the web port (8090 by default) even when a second demo has
+    # a folder and a homeserver port of its own.
+    monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
+    args = ["demo", "--dir", str(tmp_path), "--port", str(free_port())]
+    code = main([*args, "--web-port", str(listening)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"port {listening} (the public pages) is in use" in err and "--web-port M" in err
+    assert "Traceback" not in err and not (tmp_path / "synapse").exists()
+
+
+async def test_public_pages_on_a_port_in_use_end_in_a_sentence_not_a_traceback(tmp_path, listening):
+    async with BotHarness.create(tmp_path) as h:
+        with pytest.raises(WebListenError, match=rf"127.0.0.1:{listening}: .*\[web\] listen"):
+            await start_server(h.bot.site, "127.0.0.1", listening)
 
 
 def test_a_lock_left_by_a_stopped_bot_does_not_count(tmp_path):
