@@ -102,7 +102,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from civicbot.app.runtime import run_bot
     from civicbot.core.loader import PluginLoadError
-    from civicbot.storage.data_lock import DataDirInUse
+    from civicbot.storage.data_lock import DataDirInUse, DataDirUnusable
     from civicbot.storage.secret_key import SecretKeyError
     from civicbot.transport import TransportError
     from civicbot.web.server import WebListenError
@@ -133,7 +133,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     use_languages(settings.bot.languages)  # loaded once the bot has caught up (Bot._catch_up)
     try:
         asyncio.run(run_bot(settings))
-    except (DataDirInUse, PluginLoadError, SecretKeyError, TransportError, WebListenError) as exc:
+    except (
+        DataDirInUse,
+        DataDirUnusable,
+        PluginLoadError,
+        SecretKeyError,
+        TransportError,
+        WebListenError,
+    ) as exc:
         print(f"civicbot: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

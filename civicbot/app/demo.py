@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from civicbot.config import Settings
-from civicbot.storage.data_lock import DataDirInUse, DataDirLock
+from civicbot.storage.data_lock import DataDirInUse, DataDirLock, DataDirUnusable
 from civicbot.storage.secret_key import SecretKeyError
 from civicbot.testing.synapse import (
     LocalSynapse,
@@ -140,12 +140,19 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         print(f"civicbot demo: {exc}", file=sys.stderr)
         return 1
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    # A demo already running on this folder: say so before touching its homeserver.
+    # A demo already running on this folder: say so before touching its homeserver. (The
+    # probe makes the folder, or says why it cannot.)
     try:
         DataDirLock(directory / "bot").acquire_and_release()
     except DataDirInUse as exc:
         return _in_use(directory, exc)
+    except DataDirUnusable as exc:
+        print(
+            f"civicbot demo: cannot keep the demo in {directory}: {exc.reason}. "
+            "Give it another folder: civicbot demo --dir DIR",
+            file=sys.stderr,
+        )
+        return 1
     taken = [f"{port} (the homeserver)"] if port_taken(port) else []
     taken += [f"{web_port} (the public pages)"] if web_port and port_taken(web_port) else []
     if taken:

@@ -31,9 +31,9 @@ async def run_bot(settings: Settings) -> None:
     if fatal:  # every plugin that can't load, named in one go
         raise PluginLoadError("; ".join(problem.why for problem in fatal + optional))
     data_dir = settings.bot.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
     # Before anything in data_dir is opened: a second process must not touch the database,
-    # the sync token or the crypto store of the running one (DataDirInUse names its pid).
+    # the sync token or the crypto store of the running one (DataDirInUse names its pid). The
+    # lock makes the folder, or says why it cannot (DataDirUnusable).
     with DataDirLock(data_dir):
         await _run_locked(settings, classes, optional)
 

@@ -24,6 +24,17 @@ class DataDirInUse(Exception):
         self.pid = pid
 
 
+class DataDirUnusable(Exception):
+    """The data directory cannot be made or written (a file in its path, no permission)."""
+
+    def __init__(self, data_dir: Path, exc: OSError):
+        self.reason = str(exc.strerror or exc)
+        super().__init__(
+            f"cannot use {data_dir} as the bot's data folder: {self.reason} "
+            "(set [bot] data_dir to a folder the bot's user can write)"
+        )
+
+
 class DataDirLock:
     """``with DataDirLock(data_dir):`` or :meth:`acquire` / :meth:`release`."""
 
@@ -32,9 +43,13 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise :class:`DataDirInUse` at once (never waits)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Take the lock or raise :class:`DataDirInUse` at once (never waits); raise
+        :class:`DataDirUnusable` when the folder cannot be made or written."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise DataDirUnusable(self.path.parent, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -64,3 +64,16 @@ def test_backup_with_no_config_backs_up_the_demo(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "demo-data/bot" in captured.err and "Backed up demo-data/bot" in captured.out
     assert (tmp_path / "copy" / "civicbot.sqlite3").is_file()
+
+
+def test_a_data_folder_the_bot_cannot_make_is_said_in_a_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'{SERVER}password = "x"\nencryption = false\n[bot]\ndata_dir = "{blocker / "data"}"\n'
+    )
+    assert main(["run", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot use {blocker / 'data'} as the bot's data folder: Not a directory" in err
+    assert "[bot] data_dir" in err and "Traceback" not in err

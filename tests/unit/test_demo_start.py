@@ -1,6 +1,7 @@
-"""A second `civicbot demo` on a folder or a port already in use says so in a line, and starts
-nothing: before, it found the first demo's homeserver answering on the port, took it for its
-own, printed the logins and ended in a traceback when the bot's folder turned out locked."""
+"""A demo that cannot start says why in a line, and starts nothing. A second `civicbot demo` on
+a folder or a port already in use found the first demo's homeserver answering on the port, took
+it for its own, printed the logins and ended in a traceback when the bot's folder turned out
+locked; a folder it could not make, or public pages on a port in use, ended in tracebacks too."""
 
 from __future__ import annotations
 
@@ -93,3 +94,13 @@ def test_a_lock_left_by_a_stopped_bot_does_not_count(tmp_path):
     DataDirLock(tmp_path).acquire_and_release()
     with DataDirLock(tmp_path):  # and a real start still takes it
         pass
+
+
+def test_a_demo_folder_that_cannot_be_made_is_said_in_a_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["demo", "--dir", str(blocker / "demo"), "--port", str(free_port())]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot keep the demo in {blocker / 'demo'}: Not a directory" in err
+    assert "--dir DIR" in err and "Traceback" not in err
