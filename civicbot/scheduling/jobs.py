@@ -69,11 +69,15 @@ class Jobs(Generic[C]):
             raise ValueError("a job's interval must be positive")
 
         def following(due: datetime) -> datetime:
-            # The first due time after now: runs missed while a run was slow (or the host was
-            # suspended) are skipped, not fired back to back.
+            # One interval on, even when it is already here: a clock moved on during this run
+            # (a test's, or a host back from suspend) still has the run it reached. Only when
+            # that is a whole interval gone too (a run slower than its interval) is what was
+            # missed skipped, not fired back to back: the first due time after now.
             now = self._clock.now()
-            behind = max(0, int((now - due) / interval))
-            return due + interval * (behind + 1)
+            nxt = due + interval
+            if now - nxt >= interval:
+                nxt = due + interval * (int((now - due) / interval) + 1)
+            return nxt
 
         self.cancel(key)
         self._arm(key, self._clock.now() + interval, run, attempt=0, then=following)

@@ -126,6 +126,36 @@ async def test_a_repeating_job_slower_than_its_interval_keeps_running():
     assert min(gaps) >= 0.45  # one at a time: the missed ones were skipped, not piled up
 
 
+async def test_a_clock_moved_on_during_a_run_still_has_the_run_it_reached():
+    """The clock moved a minute on while a minute's run was finishing (an integration test moves
+    the bot's clock as soon as it sees the run's effect): the next run is the one it reached, not
+    skipped as if the run had been slow (tests/integration/test_digest.py waited for it in vain)."""
+    from civicbot.scheduling.jobs import Jobs
+
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock)
+    start = clock.now()
+    runs: list[object] = []
+
+    async def tick(due: object) -> None:
+        runs.append(due)
+        if len(runs) == 1:
+            clock.set(clock.now() + timedelta(minutes=1))  # moved on while this run is going
+
+    jobs: Jobs[object] = Jobs(scheduler.scoped("t"), clock, lambda key, due, attempt: due)
+    jobs.every("tick", timedelta(minutes=1), tick)
+    await scheduler.advance(timedelta(minutes=1))
+    await scheduler.advance()
+    assert runs == [start + timedelta(minutes=1), start + timedelta(minutes=2)]
+    # A clock several intervals on has one late run, then the missed ones are skipped, not
+    # fired back to back.
+    clock.set(clock.now() + timedelta(minutes=5))
+    await scheduler.advance()
+    assert runs[-1] == start + timedelta(minutes=3) and len(runs) == 3
+    await scheduler.advance(timedelta(minutes=1))
+    assert runs[-1] == start + timedelta(minutes=8)
+
+
 async def test_the_real_scheduler_runs_on_the_bots_clock_when_a_test_moves_it(tmp_path):
     """Due times and the timers that wait for them read one clock: moved an hour on (as the
     integration tests move the bot process's clock), a job due in an hour runs at once."""
