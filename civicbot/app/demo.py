@@ -130,29 +130,42 @@ def web_url(port: int) -> str:
 
 def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: int = 8090) -> int:
     """Start everything, print how to connect, run until Ctrl-C."""
-    from civicbot.app.runtime import run_bot
-    from civicbot.core.dates import use_languages
-    from civicbot.logs import setup_logging
-
     try:
         ensure_synapse_installed()
     except SynapseNotInstalled as exc:
         print(f"civicbot demo: {exc}", file=sys.stderr)
         return 1
     directory = directory.resolve()
-    # A demo already running on this folder: say so before touching its homeserver. (The
-    # probe makes the folder, or says why it cannot.)
+    # One demo per folder for its whole life (its homeserver and its bot both live there), and
+    # no bot already running on the demo's bot folder: said before anything starts. The lock
+    # makes the folder, or says why it cannot.
+    demo_lock = DataDirLock(directory)
     try:
+        demo_lock.acquire()
         DataDirLock(directory / "bot").acquire_and_release()
     except DataDirInUse as exc:
+        demo_lock.release()
         return _in_use(directory, exc)
     except DataDirUnusable as exc:
+        demo_lock.release()
         print(
             f"civicbot demo: cannot keep the demo in {directory}: {exc.reason}. "
             "Give it another folder: civicbot demo --dir DIR",
             file=sys.stderr,
         )
         return 1
+    try:
+        return _run_in(directory, port, residents, web_port)
+    finally:
+        demo_lock.release()
+
+
+def _run_in(directory: Path, port: int, residents: int, web_port: int) -> int:
+    """The demo in ``directory``, whose lock the caller holds."""
+    from civicbot.app.runtime import run_bot
+    from civicbot.core.dates import use_languages
+    from civicbot.logs import setup_logging
+
     taken = [f"{port} (the homeserver)"] if port_taken(port) else []
     taken += [f"{web_port} (the public pages)"] if web_port and port_taken(web_port) else []
     if taken:

@@ -104,3 +104,18 @@ def test_a_demo_folder_that_cannot_be_made_is_said_in_a_line(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert f"cannot keep the demo in {blocker / 'demo'}: Not a directory" in err
     assert "--dir DIR" in err and "Traceback" not in err
+
+
+def test_a_demo_still_starting_holds_its_folder_against_a_second(tmp_path, capsys, monkeypatch):
+    # The first demo holds its folder from the first moment, before its bot takes the bot's
+    # own lock: a second one started meanwhile, even with ports of its own, starts nothing.
+    monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
+    first = DataDirLock(tmp_path)  # what a first demo holds while its homeserver starts
+    first.acquire()
+    try:
+        code = main(["demo", "--dir", str(tmp_path), "--port", str(free_port())])
+    finally:
+        first.release()
+    err = capsys.readouterr().err
+    assert code == 1 and f"another civicbot is running on {tmp_path}" in err
+    assert not (tmp_path / "synapse").exists() and "Traceback" not in err
