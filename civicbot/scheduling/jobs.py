@@ -22,6 +22,7 @@ plugin re-arms its jobs in ``setup()`` and acts on overdue work in ``caught_up()
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -68,16 +69,14 @@ class Jobs(Generic[C]):
         if interval <= timedelta(0):
             raise ValueError("a job's interval must be positive")
 
-        def following(due: datetime) -> datetime:
-            # One interval on, even when it is already here: a clock moved on during this run
-            # (a test's, or a host back from suspend) still has the run it reached. Only when
-            # that is a whole interval gone too (a run slower than its interval) is what was
-            # missed skipped, not fired back to back: the first due time after now.
-            now = self._clock.now()
-            nxt = due + interval
-            if now - nxt >= interval:
-                nxt = due + interval * (int((now - due) / interval) + 1)
-            return nxt
+        def following(due: datetime, jumped: timedelta) -> datetime:
+            # The first due time after now: runs missed while a run was slow (or the host was
+            # suspended) are skipped, not fired back to back. A clock moved on *during* the run
+            # (a test's, a host suspended mid-run) counts as moved after it: the run it reached
+            # still runs, once, late.
+            now = self._clock.now() - max(jumped, timedelta(0))
+            behind = max(0, int((now - due) / interval))
+            return due + interval * (behind + 1)
 
         self.cancel(key)
         self._arm(key, self._clock.now() + interval, run, attempt=0, then=following)
@@ -88,7 +87,7 @@ class Jobs(Generic[C]):
         """Run on a crontab schedule (``"0 18 * * sun"``) in an IANA time zone."""
         trigger = CronTrigger.from_crontab(expression, timezone=timezone)
 
-        def following(due: datetime) -> datetime:
+        def following(due: datetime, jumped: timedelta) -> datetime:
             after = max(due, self._clock.now()) + timedelta(seconds=1)
             nxt = trigger.get_next_fire_time(None, after)
             assert nxt is not None  # a crontab always has a next time
@@ -123,7 +122,7 @@ class Jobs(Generic[C]):
         due: datetime,
         run: Callable[[C], Awaitable[None]],
         attempt: int,
-        then: Callable[[datetime], datetime] | None,
+        then: Callable[[datetime, timedelta], datetime] | None,
     ) -> None:
         if self._closed:
             return
@@ -140,13 +139,17 @@ class Jobs(Generic[C]):
 
         async def fire() -> None:
             self._slots.discard(slot)
+            started, started_real = self._clock.now(), time.monotonic()
             try:
                 await run(self._make_context(key, due, attempt))
             except Exception:
                 self._failed(key, due, run, attempt)
             finally:
                 if then is not None:
-                    self._arm(key, then(due), run, attempt=0, then=then)
+                    # How much further the clock went than the real time the run took.
+                    took = timedelta(seconds=time.monotonic() - started_real)
+                    jumped = self._clock.now() - started - took
+                    self._arm(key, then(due, jumped), run, attempt=0, then=then)
 
         when = due if attempt == 0 else self._clock.now() + RETRY_DELAYS[attempt - 1]
         self._scheduler.at(slot, when, fire)

@@ -156,6 +156,31 @@ async def test_a_clock_moved_on_during_a_run_still_has_the_run_it_reached():
     assert runs[-1] == start + timedelta(minutes=8)
 
 
+async def test_a_run_slower_than_its_interval_is_never_followed_back_to_back():
+    """A run that takes 1.5 intervals (its clock and the real time both go on by as much) skips
+    the due time it overlapped: the next run is the first due time still ahead, never one fired
+    the instant the slow one ends. (A clock moved further than the real time is a jump, above.)"""
+    import asyncio
+
+    from civicbot.scheduling.jobs import Jobs
+
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock)
+    start = clock.now()
+    step = timedelta(seconds=0.2)
+    dues: list[object] = []
+
+    async def slow(due: object) -> None:
+        dues.append(due)
+        clock.set(clock.now() + step * 1.5)
+        await asyncio.sleep((step * 1.5).total_seconds())  # as long in real time
+
+    jobs: Jobs[object] = Jobs(scheduler.scoped("t"), clock, lambda key, due, attempt: due)
+    jobs.every("slow", step, slow)
+    await scheduler.advance(step * 5)
+    assert dues == [start + step, start + step * 3, start + step * 5]
+
+
 async def test_the_real_scheduler_runs_on_the_bots_clock_when_a_test_moves_it(tmp_path):
     """Due times and the timers that wait for them read one clock: moved an hour on (as the
     integration tests move the bot process's clock), a job due in an hour runs at once."""
