@@ -189,13 +189,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from civicbot.app.backup import BackupError, restore
+    from civicbot.storage.data_lock import DataDirInUse, DataDirLock, DataDirUnusable
 
     try:
         data_dir = _data_dir(args)
-        aside = restore(Path(args.path), data_dir, replace=args.replace)
+        # Never under a running bot: --replace would move its live database aside.
+        with DataDirLock(data_dir):
+            aside = restore(Path(args.path), data_dir, replace=args.replace)
     except ConfigError as exc:
         return _report(exc, args.config)
-    except (BackupError, OSError) as exc:
+    except DataDirInUse as exc:
+        print(f"civicbot: restore failed: {exc}; stop it first", file=sys.stderr)
+        return 1
+    except (BackupError, OSError, DataDirUnusable) as exc:
         print(f"civicbot: restore failed: {exc}", file=sys.stderr)
         return 1
     kept = f" The files it replaced are in {aside}." if aside else ""

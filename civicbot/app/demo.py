@@ -180,6 +180,9 @@ def _run_in(directory: Path, port: int, residents: int, web_port: int) -> int:
     print(f"Starting a private Synapse homeserver on {synapse.url} …", flush=True)
     try:
         synapse.start()
+    except KeyboardInterrupt:  # Ctrl-C while it starts: it is stopped, nothing else ran
+        synapse.stop()
+        return 0
     except SynapseStartupError as exc:
         first = str(exc).splitlines()[0]
         log = f"\n  Its log: {synapse.log_path}" if synapse.log_path.exists() else ""
@@ -203,6 +206,9 @@ def _run_in(directory: Path, port: int, residents: int, web_port: int) -> int:
         return 1
     except DataDirInUse as exc:  # started between the check above and now
         return _in_use(directory, exc)
+    except DataDirUnusable as exc:  # broken between the check above and now
+        print(f"civicbot demo: cannot keep the demo in {directory}: {exc.reason}", file=sys.stderr)
+        return 1
     except WebListenError as exc:  # taken between the check above and now
         print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
         return 1

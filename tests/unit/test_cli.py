@@ -77,3 +77,26 @@ def test_a_data_folder_the_bot_cannot_make_is_said_in_a_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"cannot use {blocker / 'data'} as the bot's data folder: Not a directory" in err
     assert "[bot] data_dir" in err and "Traceback" not in err
+
+
+def test_restore_refuses_the_folder_of_a_running_bot(tmp_path, capsys):
+    from civicbot.storage.data_lock import DataDirLock
+
+    data = tmp_path / "data"
+    data.mkdir()
+    conn = sqlite3.connect(data / "civicbot.sqlite3")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    installation_key(data)
+    assert main(["backup", str(tmp_path / "copy"), "--data-dir", str(data)]) == 0
+    running = DataDirLock(data)
+    running.acquire()  # the bot
+    try:
+        code = main(["restore", str(tmp_path / "copy"), "--replace", "--data-dir", str(data)])
+    finally:
+        running.release()
+    err = capsys.readouterr().err
+    assert code == 1 and "in use by a running civicbot" in err and "stop it first" in err
+    assert not list(data.glob("replaced-*"))  # nothing was moved aside under it
+    assert main(["restore", str(tmp_path / "copy"), "--replace", "--data-dir", str(data)]) == 0

@@ -119,3 +119,21 @@ def test_a_demo_still_starting_holds_its_folder_against_a_second(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 1 and f"another civicbot is running on {tmp_path}" in err
     assert not (tmp_path / "synapse").exists() and "Traceback" not in err
+
+
+def test_a_lock_that_cannot_be_written_is_an_unusable_folder_and_holds_nothing(
+    tmp_path, monkeypatch
+):
+    import os
+
+    from civicbot.storage.data_lock import DataDirUnusable
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(DataDirUnusable, match="No space left on device"):
+        DataDirLock(tmp_path).acquire()
+    monkeypatch.undo()
+    with DataDirLock(tmp_path):  # the failed attempt left no lock behind
+        pass
