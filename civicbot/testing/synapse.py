@@ -31,6 +31,8 @@ __all__ = [
     "SynapseNotInstalled",
     "SynapseStartupError",
     "ensure_synapse_installed",
+    "free_loopback_port",
+    "port_taken",
 ]
 
 
@@ -136,7 +138,8 @@ def ensure_synapse_installed() -> None:
         raise SynapseNotInstalled() from exc
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (the kernel's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -180,7 +183,7 @@ class LocalSynapse:
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.server_name = server_name
-        self.port = port if port is not None else _free_loopback_port()
+        self.port = port if port is not None else free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = self.base_dir / _CONFIG_FILE
         self.log_path = self.base_dir / _LOG_FILE

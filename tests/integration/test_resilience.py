@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 
 from civicbot.testing.client import Resident
+from civicbot.testing.synapse import free_loopback_port
 from tests.integration.conftest import (
     PASSWORD,
     is_notice_from,
@@ -53,17 +53,11 @@ async def test_rate_limited_bot_answers_every_command_once(synapse, residents, b
     assert "429" in bot.log_text() or "M_LIMIT_EXCEEDED" in bot.log_text()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_demo_runs_a_group_room_for_several_residents(tmp_path):
     """`civicbot demo --residents 3`: private Synapse, bot, three printed logins, one named
     group room with all of them; the creator is a moderator, the others are refused as
     neighbours; Ctrl-C exits 0."""
-    port, web_port = _free_port(), _free_port()
+    port, web_port = free_loopback_port(), free_loopback_port()
     command = ["demo", "--dir", str(tmp_path), "--port", str(port), "--residents", "3",
                "--web-port", str(web_port)]  # fmt: skip
     process = subprocess.Popen(

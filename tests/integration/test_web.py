@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
@@ -23,17 +22,12 @@ import pytest
 from pypdf import PdfReader
 
 from civicbot.storage.secret_key import installation_key, keyed_hasher
+from civicbot.testing.synapse import free_loopback_port
 from tests.integration.browser import Browser, chromium_paths
 from tests.integration.conftest import is_for, is_notice_from, room_with_bot
 
 NO_FLOOD = {"person_burst": 0, "room_burst": 0, "everywhere_burst": 0}
 A4 = (595.28, 841.89)  # points
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def is_file(sender: str):
@@ -90,7 +84,7 @@ async def test_a_week_of_room_life_on_the_public_page_feeds_and_noticeboard(
     ann, bob, cat = await residents("ann"), await residents("bob"), await residents("cat")
     for person, shown in ((ann, "Ann Organiser"), (bob, "Bob Builder"), (cat, "Cat Private")):
         await set_name(person, shown)
-    port = free_port()
+    port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
     bot = await bots(
         bot={"timezone": "UTC"},

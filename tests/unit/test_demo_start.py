@@ -13,7 +13,7 @@ import civicbot.app.demo as demo
 from civicbot.app.cli import main
 from civicbot.storage.data_lock import DataDirLock
 from civicbot.testing.harness import BotHarness
-from civicbot.testing.synapse import LocalSynapse, SynapseStartupError
+from civicbot.testing.synapse import LocalSynapse, SynapseStartupError, free_loopback_port
 from civicbot.web.server import WebListenError, start_server
 
 
@@ -26,12 +26,6 @@ def listening():
         yield sock.getsockname()[1]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_demo_on_a_folder_a_running_bot_holds_says_so_and_starts_nothing(
     tmp_path, capsys, monkeypatch
 ):
@@ -39,7 +33,7 @@ def test_a_demo_on_a_folder_a_running_bot_holds_says_so_and_starts_nothing(
     running = DataDirLock(tmp_path / "bot")
     running.acquire()  # the first demo's bot
     try:
-        code = main(["demo", "--dir", str(tmp_path), "--port", str(free_port())])
+        code = main(["demo", "--dir", str(tmp_path), "--port", str(free_loopback_port())])
     finally:
         running.release()
     err = capsys.readouterr().err
@@ -58,7 +52,7 @@ def test_a_homeserver_port_in_use_is_refused_before_anything_starts(tmp_path, li
 
 def test_a_demo_on_a_port_in_use_says_so_in_a_line(tmp_path, capsys, monkeypatch, listening):
     monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
-    web = free_port()
+    web = free_loopback_port()
     code = main(["demo", "--dir", str(tmp_path), "--port", str(listening), "--web-port", str(web)])
     err = capsys.readouterr().err
     assert code == 1
@@ -73,7 +67,7 @@ def test_a_demo_whose_public_pages_port_is_in_use_says_so_before_it_starts(
     # The first demo's pages hold the web port (8090 by default) even when a second demo has
     # a folder and a homeserver port of its own.
     monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
-    args = ["demo", "--dir", str(tmp_path), "--port", str(free_port())]
+    args = ["demo", "--dir", str(tmp_path), "--port", str(free_loopback_port())]
     code = main([*args, "--web-port", str(listening)])
     err = capsys.readouterr().err
     assert code == 1
@@ -100,7 +94,7 @@ def test_a_demo_folder_that_cannot_be_made_is_said_in_a_line(tmp_path, capsys, m
     monkeypatch.setattr(demo, "ensure_synapse_installed", lambda: None)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert main(["demo", "--dir", str(blocker / "demo"), "--port", str(free_port())]) == 1
+    assert main(["demo", "--dir", str(blocker / "demo"), "--port", str(free_loopback_port())]) == 1
     err = capsys.readouterr().err
     assert f"cannot keep the demo in {blocker / 'demo'}: Not a directory" in err
     assert "--dir DIR" in err and "Traceback" not in err
@@ -113,7 +107,7 @@ def test_a_demo_still_starting_holds_its_folder_against_a_second(tmp_path, capsy
     first = DataDirLock(tmp_path)  # what a first demo holds while its homeserver starts
     first.acquire()
     try:
-        code = main(["demo", "--dir", str(tmp_path), "--port", str(free_port())])
+        code = main(["demo", "--dir", str(tmp_path), "--port", str(free_loopback_port())])
     finally:
         first.release()
     err = capsys.readouterr().err

@@ -2,21 +2,16 @@
 an outage (up to ten minutes of backoff), which is what a service manager sends at shutdown."""
 
 import signal
-import socket
 import subprocess
 import sys
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens
+from civicbot.testing.synapse import free_loopback_port
 
 
 def test_sigterm_while_the_homeserver_is_unreachable_stops_cleanly(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[matrix]\nhomeserver = "http://127.0.0.1:{_closed_port()}"\n'
+        f'[matrix]\nhomeserver = "http://127.0.0.1:{free_loopback_port()}"\n'
         'user_id = "@bot:localhost"\npassword = "x"\n'
         f'[bot]\ndata_dir = "{tmp_path / "data"}"\n'
     )
