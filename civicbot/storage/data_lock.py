@@ -52,20 +52,16 @@ class DataDirLock:
             raise DataDirUnusable(self.path.parent, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise DataDirInUse(self.path.parent, pid) from None
-        except OSError as exc:
-            os.close(fd)
-            raise DataDirUnusable(self.path.parent, exc) from exc
-        try:
             # Written only once the lock is ours, so the pid in the file is always the holder's.
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             os.fsync(fd)
+        except BlockingIOError:  # only flock's: another process holds the lock
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise DataDirInUse(self.path.parent, pid) from None
         except OSError as exc:  # a full disk, a quota: the folder cannot be written
-            os.close(fd)  # the kernel drops the lock with it
+            os.close(fd)  # the kernel drops a lock of ours with it
             raise DataDirUnusable(self.path.parent, exc) from exc
         self._fd = fd
 
