@@ -148,12 +148,7 @@ def run_demo(directory: Path, port: int = 8448, residents: int = 2, web_port: in
         return _in_use(directory, exc)
     except DataDirUnusable as exc:
         demo_lock.release()
-        print(
-            f"civicbot demo: cannot keep the demo in {directory}: {exc.reason}. "
-            "Give it another folder: civicbot demo --dir DIR",
-            file=sys.stderr,
-        )
-        return 1
+        return _unusable(directory, exc)
     try:
         return _run_in(directory, port, residents, web_port)
     finally:
@@ -207,8 +202,7 @@ def _run_in(directory: Path, port: int, residents: int, web_port: int) -> int:
     except DataDirInUse as exc:  # started between the check above and now
         return _in_use(directory, exc)
     except DataDirUnusable as exc:  # broken between the check above and now
-        print(f"civicbot demo: cannot keep the demo in {directory}: {exc.reason}", file=sys.stderr)
-        return 1
+        return _unusable(directory, exc)
     except WebListenError as exc:  # taken between the check above and now
         print(f"civicbot demo: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -225,6 +219,15 @@ def _in_use(directory: Path, exc: DataDirInUse) -> int:
         f"civicbot demo: another civicbot is running on {directory}{holder}. Stop it first "
         "(Ctrl-C where it runs), or run one beside it: civicbot demo --dir DIR --port N "
         "--web-port M",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _unusable(directory: Path, exc: DataDirUnusable) -> int:
+    print(
+        f"civicbot demo: cannot keep the demo in {directory}: {exc.reason}. "
+        "Give it another folder: civicbot demo --dir DIR",
         file=sys.stderr,
     )
     return 1
